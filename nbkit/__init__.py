@@ -1,0 +1,33 @@
+"""nbkit: the helper package of the course "Neural networks from the math to the GPU kernel".
+
+``import nbkit`` must come first in every notebook: it decides between the real GPU and the CUDA
+simulator *before* numba is imported (see :mod:`nbkit.mode`).
+"""
+
+from __future__ import annotations
+
+from .mode import Mode, ModeError, select_mode
+
+MODE: Mode = select_mode()  # must run before anything below imports numba
+
+from .doctor import doctor  # noqa: E402
+from .launch import LaunchConfigError, blocks_for, check_launch, launch  # noqa: E402
+from .registry import kernel, registered_kernels  # noqa: E402
+from .show import show  # noqa: E402
+from .timing import Timing, time_it  # noqa: E402
+
+__all__ = [
+    "MODE",
+    "Mode",
+    "ModeError",
+    "LaunchConfigError",
+    "Timing",
+    "blocks_for",
+    "check_launch",
+    "doctor",
+    "kernel",
+    "launch",
+    "registered_kernels",
+    "show",
+    "time_it",
+]

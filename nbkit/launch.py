@@ -1,0 +1,151 @@
+"""Launch kernels only with configurations real hardware accepts, in both modes.
+
+The simulator happily runs 2048 threads per block or a 64 KiB shared array; a GPU refuses both.
+Checking here means code learned on a laptop also runs on a GPU.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import math
+import textwrap
+from typing import Callable, Sequence
+
+import numpy as np
+
+# Limits shared by every compute capability from 5.0 to 9.0 (CUDA C Programming Guide, table
+# "Technical Specifications per Compute Capability").
+MAX_THREADS_PER_BLOCK = 1024
+MAX_BLOCK_DIM = (1024, 1024, 64)
+MAX_GRID_DIM = (2**31 - 1, 65535, 65535)
+MAX_STATIC_SHARED_BYTES = 48 * 1024  # per block; more needs dynamic shared memory and an opt-in
+WARP_SIZE = 32
+
+Dims = int | Sequence[int]
+
+
+class LaunchConfigError(ValueError):
+    """A launch configuration that a real GPU would refuse."""
+
+
+def _as_dims(value: Dims, what: str) -> tuple[int, ...]:
+    if isinstance(value, (int, np.integer, float)):
+        dims = (value,)
+    elif isinstance(value, (tuple, list)):
+        dims = tuple(value)
+    else:
+        raise LaunchConfigError(f"{what} must be an int or a tuple of 1-3 ints, got {value!r}.")
+    if not 1 <= len(dims) <= 3:
+        raise LaunchConfigError(f"{what} must have 1, 2 or 3 dimensions, got {value!r}.")
+    for d in dims:
+        if not isinstance(d, (int, np.integer)) or isinstance(d, bool):
+            raise LaunchConfigError(f"{what} must be whole numbers, got {value!r}.")
+    return tuple(int(d) for d in dims)
+
+
+def blocks_for(n: int, threads_per_block: int) -> int:
+    """How many blocks of ``threads_per_block`` cover ``n`` elements (rounding up)."""
+    if n <= 0 or threads_per_block <= 0:
+        raise LaunchConfigError(f"need n > 0 and threads_per_block > 0, got n={n}, threads_per_block={threads_per_block}.")
+    return math.ceil(n / threads_per_block)
+
+
+def check_launch(griddim: Dims, blockdim: Dims, kernel: object = None, dynamic_shared_bytes: int = 0
+                 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Raise LaunchConfigError for any configuration a real GPU would refuse; return the dims as tuples."""
+    grid = _as_dims(griddim, "grid dimensions")
+    block = _as_dims(blockdim, "block dimensions")
+    axes = "xyz"
+    for dims, what in ((grid, "grid"), (block, "block")):
+        if any(d <= 0 for d in dims):
+            raise LaunchConfigError(
+                f"{what} dimensions {dims} contain zero or a negative number: a launch needs at least one "
+                f"{'block' if what == 'grid' else 'thread'} along every axis. "
+                + ("An empty input gives a zero-size grid: handle n == 0 before launching." if what == "grid" else "")
+            )
+    for i, d in enumerate(block):
+        if d > MAX_BLOCK_DIM[i]:
+            raise LaunchConfigError(
+                f"block dimension {axes[i]} = {d} exceeds the hardware limit {MAX_BLOCK_DIM[i]} "
+                f"(limits x, y, z = {MAX_BLOCK_DIM})."
+            )
+    threads = math.prod(block)
+    if threads > MAX_THREADS_PER_BLOCK:
+        raise LaunchConfigError(
+            f"{threads} threads per block (block {block}) exceeds the limit of {MAX_THREADS_PER_BLOCK} on every "
+            f"NVIDIA GPU. The simulator would run it, a GPU refuses it. Use more blocks with fewer threads, "
+            f"e.g. blocks_for(n, 256) blocks of 256."
+        )
+    for i, d in enumerate(grid):
+        if d > MAX_GRID_DIM[i]:
+            raise LaunchConfigError(
+                f"grid dimension {axes[i]} = {d} exceeds the hardware limit {MAX_GRID_DIM[i]} "
+                f"(limits x, y, z = {MAX_GRID_DIM}). Use a grid-stride loop or another axis."
+            )
+    if dynamic_shared_bytes < 0:
+        raise LaunchConfigError(f"dynamic shared memory must be >= 0 bytes, got {dynamic_shared_bytes}.")
+    static = static_shared_bytes(kernel) if kernel is not None else 0
+    if static + dynamic_shared_bytes > MAX_STATIC_SHARED_BYTES:
+        raise LaunchConfigError(
+            f"the kernel asks for {static + dynamic_shared_bytes} bytes of shared memory per block "
+            f"({static} static + {dynamic_shared_bytes} dynamic), more than the "
+            f"{MAX_STATIC_SHARED_BYTES} bytes (48 KiB) a block may use without an explicit opt-in. "
+            f"Use smaller tiles."
+        )
+    return grid, block
+
+
+def launch(kernel: object, griddim: Dims, blockdim: Dims, *args: object, dynamic_shared_bytes: int = 0) -> None:
+    """``kernel[griddim, blockdim](*args)``, after :func:`check_launch` has accepted the configuration."""
+    grid, block = check_launch(griddim, blockdim, kernel, dynamic_shared_bytes)
+    if dynamic_shared_bytes:
+        kernel[grid, block, 0, dynamic_shared_bytes](*args)
+    else:
+        kernel[grid, block](*args)
+
+
+def static_shared_bytes(kernel: object) -> int:
+    """Bytes of ``cuda.shared.array`` declared in a kernel's own body, read from its source.
+
+    Shapes and dtypes of shared arrays must be compile-time constants, so they can be evaluated from
+    the function's globals and closure. Arrays declared in device functions it calls are not counted.
+    The PTX test checks this count against the compiler's for every registered kernel.
+    """
+    fn = getattr(kernel, "py_func", kernel)
+    if not callable(fn):
+        raise TypeError(f"expected a kernel or a Python function, got {type(kernel).__name__}")
+    return _static_shared_bytes(fn)
+
+
+@functools.lru_cache(maxsize=None)
+def _static_shared_bytes(fn: Callable) -> int:
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return 0  # no source (e.g. defined in a REPL): nothing we can count
+    namespace = dict(fn.__globals__)
+    if fn.__closure__:
+        namespace.update(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__)))
+    total = 0
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "array"
+                and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "shared"):
+            continue
+        args = {i: a for i, a in enumerate(node.args)}
+        kwargs = {k.arg: k.value for k in node.keywords}
+        shape_node = kwargs.get("shape", args.get(0))
+        dtype_node = kwargs.get("dtype", args.get(1))
+        if shape_node is None or dtype_node is None:
+            continue
+        try:
+            shape = eval(compile(ast.Expression(shape_node), "<shape>", "eval"), namespace)  # noqa: S307
+            dtype = eval(compile(ast.Expression(dtype_node), "<dtype>", "eval"), namespace)  # noqa: S307
+            itemsize = np.dtype(str(dtype) if not isinstance(dtype, type) else dtype).itemsize
+        except Exception:  # noqa: BLE001 - not a constant we can evaluate: leave it to the compiler
+            continue
+        count = math.prod(shape) if isinstance(shape, tuple) else int(shape)
+        if count > 0:  # shape 0 declares dynamic shared memory, sized at launch
+            total += count * itemsize
+    return total

@@ -1,0 +1,119 @@
+"""Prove, with no GPU present, that every nbkit kernel compiles for real hardware.
+
+``numba.cuda.compile_ptx`` runs the whole CUDA compiler (NVVM) on the CPU. This module compiles
+every registered kernel (see :mod:`nbkit.registry`) for several compute capabilities and checks the
+PTX: a float32 kernel must not contain a single ``.f64`` instruction (a stray ``0.5`` literal or a
+``math`` call on a float64 makes a consumer GPU run at 1/64 speed), and its static shared memory
+must match what :func:`nbkit.launch.static_shared_bytes` reads from the source.
+
+It needs the real CUDA target, so run it as ``NBKIT_MODE=gpu python -m nbkit.ptx``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+
+from .launch import MAX_STATIC_SHARED_BYTES, static_shared_bytes
+from .registry import KernelSpec, registered_kernels
+
+ARCHS: tuple[tuple[int, int], ...] = ((7, 5), (8, 0), (9, 0))  # Turing, Ampere, Hopper
+
+_SHARED_DECL = re.compile(r"^\s*(?:\.visible\s+|\.extern\s+)?\.shared\s+\.align\s+\d+\s+\.b8\s+\S+?\[(\d*)\]", re.M)
+_F64 = re.compile(r"\.f64\b")
+
+
+def compile_ptx(py_func, signature: str, cc: tuple[int, int], device: bool = False) -> str:
+    """PTX text for one kernel and one signature, compiled for compute capability ``cc``."""
+    import nbkit
+    from numba import cuda
+
+    if nbkit.MODE.is_simulator:
+        raise RuntimeError("PTX needs the real CUDA target; the simulator is active. "
+                           "Run in a fresh process with NBKIT_MODE=gpu (no GPU is needed to compile).")
+    ptx, _ = cuda.compile_ptx(py_func, signature, device=device, cc=cc)
+    return ptx
+
+
+def f64_lines(ptx: str) -> list[str]:
+    """Instructions and registers in the PTX that use float64."""
+    return [line.strip() for line in ptx.splitlines() if _F64.search(line)]
+
+
+def ptx_shared_bytes(ptx: str) -> int:
+    """Static shared memory declared in the PTX (dynamic `extern` arrays have no size and count 0)."""
+    return sum(int(n) for n in _SHARED_DECL.findall(ptx) if n)
+
+
+@dataclass
+class KernelReport:
+    name: str
+    signature: str
+    cc: str
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    shared_bytes: int = 0
+
+
+def check_spec(spec: KernelSpec, archs: tuple[tuple[int, int], ...] = ARCHS) -> list[KernelReport]:
+    """Compile one kernel for every signature and architecture, and list what is wrong with each."""
+    reports = []
+    source_shared = None if spec.device else static_shared_bytes(spec.py_func)
+    for signature in spec.signatures:
+        for cc in archs:
+            problems: list[str] = []
+            shared = 0
+            try:
+                ptx = compile_ptx(spec.py_func, signature, cc, spec.device)
+            except Exception as exc:  # noqa: BLE001 - report any compiler error as a failure
+                problems.append(f"does not compile: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            else:
+                bad = f64_lines(ptx)
+                if spec.float32_only and bad:
+                    problems.append(f"float32 kernel contains {len(bad)} .f64 line(s), e.g. {bad[:3]}: look for "
+                                    "float literals like 0.5 (write float32(0.5)) or float64 math")
+                shared = ptx_shared_bytes(ptx)
+                if shared > MAX_STATIC_SHARED_BYTES:
+                    problems.append(f"{shared} bytes of static shared memory exceed 48 KiB")
+                if source_shared is not None and shared != source_shared:
+                    problems.append(f"PTX declares {shared} bytes of shared memory but the source reading gives "
+                                    f"{source_shared}: nbkit.launch cannot check this kernel's launches")
+            reports.append(KernelReport(spec.name, signature, f"sm_{cc[0]}{cc[1]}", not problems, problems, shared))
+    return reports
+
+
+def check_all(extra_modules: tuple[str, ...] = (), archs: tuple[tuple[int, int], ...] = ARCHS) -> list[KernelReport]:
+    """Check every registered kernel, after importing ``extra_modules`` (which may register more)."""
+    for module in extra_modules:
+        importlib.import_module(module)
+    reports = []
+    for spec in registered_kernels():
+        reports.extend(check_spec(spec, archs))
+    return reports
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--module", action="append", default=[], help="also import this module (it may register kernels)")
+    parser.add_argument("--json", action="store_true", help="print one JSON list of reports")
+    args = parser.parse_args(argv)
+    reports = check_all(tuple(args.module))
+    if args.json:
+        print(json.dumps([asdict(r) for r in reports]))
+    else:
+        for r in reports:
+            status = "ok  " if r.ok else "FAIL"
+            print(f"{status} {r.cc} {r.name} {r.signature} shared={r.shared_bytes}B")
+            for p in r.problems:
+                print(f"       {p}")
+        failed = sum(not r.ok for r in reports)
+        print(f"{len(reports) - failed} passed, {failed} failed (kernel x signature x architecture)")
+    return 1 if any(not r.ok for r in reports) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""nbkit picks the target before numba loads, and explains a numba imported the wrong way round."""
+
+import pytest
+
+from nbkit.mode import probe_gpu
+
+
+def test_forced_simulator(python_in_fresh_process):
+    r = python_in_fresh_process("import nbkit, numba.cuda as c; print(nbkit.MODE.name, c.jit.__module__)",
+                                NBKIT_MODE="sim")
+    assert r.returncode == 0, r.stderr
+    name, module = r.stdout.split()
+    assert name == "sim" and "simulator" in module
+
+
+def test_auto_without_gpu_is_simulator(python_in_fresh_process):
+    expected = "gpu" if probe_gpu().usable else "sim"
+    r = python_in_fresh_process("import nbkit; print(nbkit.MODE.name); print(nbkit.MODE.reason)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == expected
+    assert r.stdout.splitlines()[1].startswith("auto:")
+
+
+def test_numba_cudasim_variable_is_honoured(python_in_fresh_process):
+    r = python_in_fresh_process("import nbkit; print(nbkit.MODE.name, nbkit.MODE.reason)", NUMBA_ENABLE_CUDASIM="1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("sim forced by NUMBA_ENABLE_CUDASIM")
+
+
+def test_unknown_mode_is_refused(python_in_fresh_process):
+    r = python_in_fresh_process("import nbkit", NBKIT_MODE="cpu")
+    assert r.returncode != 0
+    assert "NBKIT_MODE='cpu' is not understood: expected one of auto, gpu, sim" in r.stderr
+
+
+def test_numba_cuda_imported_first_in_the_wrong_mode_is_explained(python_in_fresh_process):
+    # numba.cuda loaded for the real target, then nbkit is told to use the simulator: too late to switch.
+    r = python_in_fresh_process("import numba.cuda\nimport nbkit", NBKIT_MODE="sim", NUMBA_ENABLE_CUDASIM="0")
+    assert r.returncode != 0
+    assert "ModeError" in r.stderr
+    assert "numba.cuda was imported before nbkit" in r.stderr
+    assert "make `import nbkit` the first import" in r.stderr
+
+
+def test_numba_imported_first_without_cuda_is_switched(python_in_fresh_process):
+    # Plain `import numba` does not fix the CUDA target yet: nbkit can still choose.
+    r = python_in_fresh_process("import numba\nimport nbkit\nfrom numba import cuda\nprint(nbkit.MODE.name, cuda.jit.__module__)",
+                                NBKIT_MODE="sim")
+    assert r.returncode == 0, r.stderr
+    name, module = r.stdout.split()
+    assert name == "sim" and "simulator" in module
+
+
+def test_simulator_imported_first_is_kept_in_auto_mode(python_in_fresh_process):
+    r = python_in_fresh_process("import numba.cuda\nimport nbkit\nprint(nbkit.MODE.name)", NUMBA_ENABLE_CUDASIM="1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "sim"
+
+
+def test_doctor_reports_the_simulator(python_in_fresh_process):
+    r = python_in_fresh_process("import nbkit; nbkit.doctor()", NBKIT_MODE="sim")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for needle in ("mode               : CUDA SIMULATOR (CPU)", "numba              : ", "numba-cuda         : ",
+                   "Python             : ", "platform           : ", "that kernels are CORRECT",
+                   "Its timings say nothing about GPU speed"):
+        assert needle in out, (needle, out)
+
+
+def test_doctor_in_gpu_mode_without_a_device_says_so(python_in_fresh_process):
+    if probe_gpu().usable:
+        pytest.skip("a GPU is present here")
+    r = python_in_fresh_process("import nbkit; nbkit.doctor()", NBKIT_MODE="gpu")
+    assert r.returncode == 0, r.stderr
+    assert "GPU (real CUDA target)" in r.stdout
+    assert "kernels can be compiled (e.g. to PTX) but not launched" in r.stdout

@@ -1,0 +1,69 @@
+"""Every registered nbkit kernel compiles to PTX for sm_75, sm_80 and sm_90, with no GPU present.
+
+Compiling needs numba's real CUDA target, while the tests run in the simulator, so the compiler runs
+once in a subprocess with NBKIT_MODE=gpu. New kernels join by registering with ``@nbkit.kernel``.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nbkit.registry import registered_kernels
+
+HERE = Path(__file__).resolve().parent
+ARCHS = {"sm_75", "sm_80", "sm_90"}
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
+                                reason="numba-cuda (with its CUDA compiler) is not installed, e.g. on macOS")
+
+
+@pytest.fixture(scope="module")
+def reports():
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["NBKIT_MODE"] = "gpu"
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "-m", "nbkit.ptx", "--json", "--module", "ptx_fixtures"],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.stdout, f"nbkit.ptx printed nothing; stderr:\n{r.stderr}"
+    by_name = {}
+    for rep in json.loads(r.stdout.splitlines()[-1]):
+        by_name.setdefault(rep["name"], []).append(rep)
+    return by_name
+
+
+NBKIT_KERNELS = [spec for spec in registered_kernels() if spec.name.startswith("nbkit.")]
+
+
+def test_the_registry_finds_kernels_by_itself():
+    names = {spec.name for spec in NBKIT_KERNELS}
+    assert "nbkit.vector.vector_add" in names
+
+
+@pytest.mark.parametrize("spec", NBKIT_KERNELS, ids=lambda s: s.name)
+def test_nbkit_kernel_compiles_for_every_architecture(reports, spec):
+    mine = reports[spec.name]
+    assert {r["cc"] for r in mine} == ARCHS
+    assert len(mine) == len(ARCHS) * len(spec.signatures)
+    failures = [f"{r['cc']} {r['signature']}: {p}" for r in mine for p in r["problems"]]
+    assert not failures, "\n".join(failures)
+
+
+def test_a_float64_literal_in_a_float32_kernel_fails(reports):
+    bad = reports["ptx_fixtures.half_with_float64_literal"]
+    assert len(bad) == 3 and not any(r["ok"] for r in bad)
+    assert all(".f64 line(s)" in r["problems"][0] and "float32(0.5)" in r["problems"][0] for r in bad)
+
+
+def test_the_float32_twin_and_a_float64_kernel_pass(reports):
+    assert all(r["ok"] for r in reports["ptx_fixtures.half_in_float32"])
+    assert all(r["ok"] for r in reports["ptx_fixtures.half_in_float64"])
+
+
+def test_shared_memory_in_ptx_matches_the_source_reading(reports):
+    tile = reports["ptx_fixtures.tile_copy"]
+    assert all(r["ok"] and r["shared_bytes"] == 8 * 8 * 4 for r in tile)
