@@ -17,7 +17,7 @@ def plot_thread_map(tmap: dict, title: str | None = None):
     tpb, blocks = tmap["threads_per_block"], tmap["blocks"]
     total = tpb * blocks
     colors = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(max(6.0, total * 0.42), 2.6))
+    fig, ax = plt.subplots(figsize=(max(6.0, total * 0.42), 2.2))
     for g in range(total):
         b, t = divmod(g, tpb)
         if g < n:
@@ -28,7 +28,8 @@ def plot_thread_map(tmap: dict, title: str | None = None):
             ax.text(g + 0.5, 0.5, f"b{b}\nt{t}", ha="center", va="center", fontsize=7)
         else:
             ax.add_patch(Rectangle((g, 0), 1, 1, facecolor="lightgrey", hatch="//", edgecolor="black"))
-            ax.text(g + 0.5, 0.5, f"b{b}\nt{t}\nidle", ha="center", va="center", fontsize=6)
+            ax.text(g + 0.5, 0.5, f"b{b}\nt{t}\nidle", ha="center", va="center", fontsize=7,
+                    bbox=dict(facecolor="white", edgecolor="none", pad=1))
     for b in range(1, blocks):
         ax.axvline(b * tpb, color="black", linewidth=2.5)
     ax.set_xlim(0, total)

@@ -6,7 +6,9 @@ PTX: a float32 kernel must not contain a single ``.f64`` instruction (a stray ``
 ``math`` call on a float64 makes a consumer GPU run at 1/64 speed), and its static shared memory
 must match what :func:`nbkit.launch.static_shared_bytes` reads from the source.
 
-It needs the real CUDA target, so run it as ``NBKIT_MODE=gpu python -m nbkit.ptx``.
+Run it as ``python -m nbkit.ptx`` (all kernels) or ``python -m nbkit.ptx --show vector_add`` (one
+kernel's PTX). It needs numba's real CUDA target; started in simulator mode it re-runs itself in a
+fresh process with ``NBKIT_MODE=gpu`` (no GPU is needed to compile).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import re
+import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 
@@ -37,6 +41,17 @@ def compile_ptx(py_func, signature: str, cc: tuple[int, int], device: bool = Fal
                            "Run in a fresh process with NBKIT_MODE=gpu (no GPU is needed to compile).")
     ptx, _ = cuda.compile_ptx(py_func, signature, device=device, cc=cc)
     return ptx
+
+
+def readable(ptx: str) -> str:
+    """The PTX with mangled symbol names shortened and parameter lists and comments dropped."""
+    keep = []
+    for line in ptx.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("//") or stripped.startswith(".param") or stripped.startswith("ld.param"):
+            continue
+        keep.append(re.sub(r"_ZN\w+", "<kernel>", line.rstrip(",")))
+    return "\n".join(keep)
 
 
 def f64_lines(ptx: str) -> list[str]:
@@ -100,7 +115,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", action="append", default=[], help="also import this module (it may register kernels)")
     parser.add_argument("--json", action="store_true", help="print one JSON list of reports")
+    parser.add_argument("--show", metavar="NAME", help="print the PTX of one kernel (first signature, sm_80)")
     args = parser.parse_args(argv)
+    import nbkit
+
+    if nbkit.MODE.is_simulator:
+        env = dict(os.environ, NBKIT_MODE="gpu")
+        env.pop("NUMBA_ENABLE_CUDASIM", None)
+        argv = sys.argv[1:] if argv is None else argv
+        return subprocess.run([sys.executable, "-m", "nbkit.ptx", *argv], env=env).returncode
+    if args.show:
+        for module in args.module:
+            importlib.import_module(module)
+        matches = [s for s in registered_kernels() if s.name == args.show or s.name.endswith("." + args.show)]
+        if len(matches) != 1:
+            print(f"no single registered kernel is called {args.show!r}; known: "
+                  f"{', '.join(s.name for s in registered_kernels())}", file=sys.stderr)
+            return 2
+        spec = matches[0]
+        print(f"// PTX of {spec.name} for {spec.signatures[0]}, sm_80 (names shortened, parameters left out)")
+        print(readable(compile_ptx(spec.py_func, spec.signatures[0], (8, 0), spec.device)))
+        return 0
     reports = check_all(tuple(args.module))
     if args.json:
         print(json.dumps([asdict(r) for r in reports]))
