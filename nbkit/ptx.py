@@ -90,7 +90,8 @@ def check_spec(spec: KernelSpec, archs: tuple[tuple[int, int], ...] = ARCHS) -> 
                 bad = f64_lines(ptx)
                 if spec.float32_only and bad:
                     problems.append(f"float32 kernel contains {len(bad)} .f64 line(s), e.g. {bad[:3]}: look for "
-                                    "float literals like 0.5 (write float32(0.5)) or float64 math")
+                                    "literals mixed with float32 values, like 0.5 (write float32(0.5)) or "
+                                    "max(x, 0) (write max(x, float32(0))), or float64 math")
                 shared = ptx_shared_bytes(ptx)
                 if shared > MAX_STATIC_SHARED_BYTES:
                     problems.append(f"{shared} bytes of static shared memory exceed 48 KiB")

@@ -7,6 +7,11 @@ from typing import Sequence
 import numpy as np
 
 
+def is_device_array(x: object) -> bool:
+    """A numba device array (the simulator's fake one included) or any CUDA Array Interface object."""
+    return hasattr(x, "__cuda_array_interface__") or hasattr(x, "__cuda_ndarray__")
+
+
 def require_array(x: object, name: str, *, ndim: int | None = None, shape: Sequence[int] | None = None,
                   dtype: np.dtype | type | None = np.float32, contiguous: bool = True) -> np.ndarray:
     """Return ``x`` if it is the array a kernel expects; otherwise raise saying what was expected.
@@ -14,7 +19,7 @@ def require_array(x: object, name: str, *, ndim: int | None = None, shape: Seque
     Nothing is converted silently: a float64 array passed to a float32 kernel is an error, because the
     course wants the learner to decide where precision is lost.
     """
-    if not isinstance(x, np.ndarray) and not hasattr(x, "__cuda_array_interface__"):
+    if not isinstance(x, np.ndarray) and not is_device_array(x):
         raise TypeError(f"{name} must be a NumPy or device array, got {type(x).__name__}.")
     if dtype is not None and np.dtype(x.dtype) != np.dtype(dtype):
         raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {x.dtype}. "
@@ -30,3 +35,12 @@ def require_array(x: object, name: str, *, ndim: int | None = None, shape: Seque
     if x.size == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}): there is nothing to launch a kernel on.")
     return x
+
+
+def new_output(like, shape: tuple[int, ...], dtype=np.float32):
+    """An uninitialised output array of the same kind as ``like``: NumPy stays NumPy, device stays device."""
+    if isinstance(like, np.ndarray):
+        return np.empty(shape, dtype=dtype)
+    from numba import cuda
+
+    return cuda.device_array(shape, dtype=dtype)
