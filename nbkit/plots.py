@@ -42,3 +42,40 @@ def plot_thread_map(tmap: dict, title: str | None = None):
                  f"{total - n} idle thread(s) stopped by the guard `if i < n`")
     fig.tight_layout()
     return fig
+
+
+def plot_computational_graph():
+    """The computational graph of a two-layer network: forward values in black, gradients in red."""
+    fig, ax = plt.subplots(figsize=(11, 3.4))
+    nodes = [  # (x position, label, is_operation)
+        (0.0, "$X$\n(N, in)", False), (1.5, "dense\n$W_1, b_1$", True), (3.0, "$Z_1$", False),
+        (4.3, "ReLU", True), (5.6, "$A_1$", False), (7.1, "dense\n$W_2, b_2$", True), (8.6, "$Z_2$", False),
+        (10.3, "softmax +\ncross-\nentropy ($y$)", True), (12.1, "$L$", False),
+    ]
+    for x, label, is_op in nodes:
+        style = dict(boxstyle="round,pad=0.4", facecolor="#dbe9f6" if is_op else "white", edgecolor="black")
+        ax.text(x, 0, label, ha="center", va="center", fontsize=10, bbox=style)
+    fwd = dict(arrowstyle="->", color="black", lw=1.5)
+    bwd = dict(arrowstyle="->", color="tab:red", lw=1.5)
+    # The gradient of each value node is written under the backward arrow that delivers it.
+    grads = [r"$\partial L/\partial X = \delta_1 W_1$", "",
+             r"$\delta_1 = \partial L/\partial Z_1$" "\n" r"$= \partial L/\partial A_1 \odot \mathrm{ReLU}'(Z_1)$", "",
+             r"$\partial L/\partial A_1 = \delta_2 W_2$", "", r"$\delta_2 = \partial L/\partial Z_2$" "\n" r"$= (p - y)/N$",
+             r"$\partial L/\partial L = 1$"]
+    half = {x: (0.75 if "entropy" in label else 0.45) for x, label, _ in nodes}  # half-widths of the boxes
+    for (x0, *_), (x1, *_), g in zip(nodes, nodes[1:], grads):
+        ax.annotate("", xy=(x1 - half[x1], 0.12), xytext=(x0 + half[x0], 0.12), arrowprops=fwd)
+        ax.annotate("", xy=(x0 + half[x0], -0.12), xytext=(x1 - half[x1], -0.12), arrowprops=bwd)
+        if g:
+            ax.text((x0 + x1) / 2, -0.42, g, ha="center", va="top", color="tab:red", fontsize=9)
+    for x, text in ((1.5, r"$\partial L/\partial W_1 = \delta_1^\top X$" "\n" r"$\partial L/\partial b_1 = \sum_n \delta_1$"),
+                    (7.1, r"$\partial L/\partial W_2 = \delta_2^\top A_1$" "\n" r"$\partial L/\partial b_2 = \sum_n \delta_2$")):
+        ax.text(x, 0.55, text, ha="center", va="bottom", color="tab:red", fontsize=9)
+    ax.text(0, 1.05, "forward: values flow right (black)     backward: gradients flow left (red)",
+            fontsize=10, ha="left")
+    ax.set_xlim(-0.7, 12.6)
+    ax.set_ylim(-1.0, 1.2)
+    ax.axis("off")
+    ax.set_title("Computational graph of a two-layer classifier (samples as rows)")
+    fig.tight_layout()
+    return fig

@@ -64,3 +64,49 @@ def test_writes_past_the_end_are_caught_without_indexerror(monkeypatch):
     monkeypatch.setattr(checks, "launch", launch_without_bounds_check)
     with pytest.raises(CheckFailed, match="wrote to memory they do not own"):
         check_saxpy(saxpy_right)
+
+
+# ------------------------------------------------------------------ notebooks 01 and 02
+
+from nbkit import reference as ref  # noqa: E402
+from nbkit.checks import check_dense_backward, check_sigmoid_example, check_tanh_backward  # noqa: E402
+
+
+def test_tanh_backward_check(capsys):
+    check_tanh_backward(lambda dout, y: dout * (1 - y * y))
+    assert capsys.readouterr().out.startswith("✓")
+    for wrong, message in [
+        (lambda dout, y: 1 - y**2, "forgot to multiply by the upstream gradient"),
+        (lambda dout, y: dout * (1 - np.tanh(y) ** 2), "fn receives y = tanh"),
+        (lambda dout, y: dout * (1 - y), "not 1 - y"),
+        (lambda dout, y: dout * y, "dx is wrong"),
+    ]:
+        with pytest.raises(CheckFailed, match=message):
+            check_tanh_backward(wrong)
+
+
+def test_dense_backward_check(capsys):
+    check_dense_backward(ref.dense_backward)
+    assert capsys.readouterr().out.startswith("✓")
+    with pytest.raises(CheckFailed, match=r"dW has shape \(3, 2\) \(transposed\?\)"):
+        check_dense_backward(lambda dZ, A, W: (dZ @ W, A.T @ dZ, dZ.sum(0)))
+    with pytest.raises(CheckFailed, match=r"db has shape \(5,\)"):
+        check_dense_backward(lambda dZ, A, W: (dZ @ W, dZ.T @ A, dZ.sum(1)))
+    with pytest.raises(CheckFailed, match="dA is wrong"):
+        check_dense_backward(lambda dZ, A, W: (dZ @ W * 2, dZ.T @ A, dZ.sum(0)))
+    with pytest.raises(CheckFailed, match="must return a tuple"):
+        check_dense_backward(lambda dZ, A, W: dZ @ W)
+
+
+def test_sigmoid_example_check(capsys):
+    X, W, b, Y = np.array([1.0, 2, 3]), np.array([[1.0, 2, 3], [4, 5, 6]]), np.array([1.0, 2]), np.array([0.0, 1])
+    s = 1 / (1 + np.exp(-(W @ X + b)))
+    delta = (s - Y) * s * (1 - s)
+    check_sigmoid_example(np.outer(delta, X), delta)
+    assert capsys.readouterr().out.startswith("✓")
+    with pytest.raises(CheckFailed, match="left out the sigmoid's derivative"):
+        check_sigmoid_example(np.outer(s - Y, X), s - Y)
+    with pytest.raises(CheckFailed, match=r"dW has shape \(3, 2\)"):
+        check_sigmoid_example(np.outer(X, delta), delta)
+    with pytest.raises(CheckFailed, match="db is wrong"):
+        check_sigmoid_example(np.outer(delta, X), -delta)
