@@ -37,10 +37,15 @@ def require_array(x: object, name: str, *, ndim: int | None = None, shape: Seque
     return x
 
 
-def new_output(like, shape: tuple[int, ...], dtype=np.float32):
-    """An uninitialised output array of the same kind as ``like``: NumPy stays NumPy, device stays device."""
+def new_output(like, shape: tuple[int, ...], dtype=np.float32, zeros: bool = False):
+    """An output array of the same kind as ``like`` (NumPy stays NumPy, device stays device).
+
+    Uninitialised unless ``zeros``: kernels that write every element need no zeroing pass.
+    """
     if isinstance(like, np.ndarray):
-        return np.empty(shape, dtype=dtype)
+        return np.zeros(shape, dtype=dtype) if zeros else np.empty(shape, dtype=dtype)
     from numba import cuda
 
+    if zeros:
+        return cuda.to_device(np.zeros(shape, dtype=dtype))
     return cuda.device_array(shape, dtype=dtype)

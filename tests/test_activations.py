@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from nbkit import reference as ref
-from nbkit.activations import relu_backward, relu_forward
+from nbkit.activations import (relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, tanh_backward,
+                               tanh_forward)
 from nbkit.losses import mse_backward
 
 
@@ -19,11 +20,16 @@ def test_relu_matches_the_reference(shape):
     assert relu_backward(dout, x).flat[0] == 0
 
 
-def test_mse_backward_matches_the_reference_and_the_half_convention():
-    r = np.random.default_rng(2)
-    p, t = r.standard_normal((2, (5 * 7))).astype(np.float32).reshape(2, 5, 7)
-    np.testing.assert_allclose(mse_backward(p, t), ref.mse_backward(p, t), rtol=1e-6)
-    np.testing.assert_allclose(mse_backward(p, t, scale=1.0), p - t, rtol=1e-6)
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_smooth_activations_match_the_reference(name):
+    forward, backward = {"sigmoid": (sigmoid_forward, sigmoid_backward), "tanh": (tanh_forward, tanh_backward)}[name]
+    r = np.random.default_rng(3)
+    x = (r.standard_normal((3, 43)) * 4).astype(np.float32)
+    x[0, :3] = [-100.0, 0.0, 100.0]  # far into saturation: no overflow, no nan
+    dout = r.standard_normal(x.shape).astype(np.float32)
+    y = forward(x)
+    np.testing.assert_allclose(y, getattr(ref, f"{name}_forward")(x.astype(np.float64)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(backward(dout, y), getattr(ref, f"{name}_backward")(dout, y), rtol=1e-6, atol=1e-7)
 
 
 def test_shape_mismatch_is_refused():

