@@ -25,23 +25,24 @@ def _passed(message: str) -> None:
     print("✓ " + message)
 
 
-def _run_guarded(kernel, n: int, threads: int, inputs: list[np.ndarray], sentinel: float = -7.0):
-    """Launch over views of padded buffers, so writes past the end are caught on a GPU too.
+def _run_guarded(kernel, grid, block, inputs: list, out_shape: tuple[int, ...], sentinel: float = -7.0,
+                 extra: tuple = ()) -> np.ndarray:
+    """Launch ``kernel(*inputs, out, *extra)`` with ``out`` a view of a padded buffer, to catch stray writes.
 
     The simulator raises IndexError on out-of-bounds access; a GPU does not check, so the output is a
     view into a larger buffer filled with a sentinel: a changed sentinel means a missing bounds guard.
     """
-    out_buf = np.full(n + threads, sentinel, dtype=np.float32)
-    out = out_buf[:n]
+    size = int(np.prod(out_shape))
+    pad = 1024
+    out_buf = np.full(size + pad, sentinel, dtype=np.float32)
+    out = out_buf[:size].reshape(out_shape)
     try:
-        launch(kernel, blocks_for(n, threads), threads, *inputs, out)
+        launch(kernel, grid, block, *inputs, out, *extra)
     except IndexError as exc:
-        _fail(f"a thread accessed an element past the end of an array ({exc}). With {blocks_for(n, threads)} "
-              f"blocks of {threads} threads there are more threads than the {n} elements: guard with "
-              "`if i < out.size:`.")
-    if np.any(out_buf[n:] != sentinel):
-        _fail("threads past the end of the array wrote to memory they do not own: add the bounds guard "
-              "`if i < out.size:`.")
+        _fail(f"a thread accessed an element past the end of an array ({exc}). The grid has more threads than "
+              "elements: every thread must check its index before reading or writing (the bounds guard).")
+    if np.any(out_buf[size:] != sentinel):
+        _fail("threads past the end of the array wrote to memory they do not own: add the bounds guard.")
     return out
 
 
@@ -55,7 +56,7 @@ def check_saxpy(kernel, n: int = 300, threads: int = 128) -> None:
     y = rng.standard_normal(n).astype(np.float32)
     alpha = np.float32(2.5)
     expected = alpha * x + y
-    out = _run_guarded(kernel, n, threads, [alpha, x, y])
+    out = _run_guarded(kernel, blocks_for(n, threads), threads, [alpha, x, y], (n,))
     if not np.allclose(out, expected, rtol=1e-6, atol=1e-6):
         wrong = np.flatnonzero(~np.isclose(out, expected, rtol=1e-6, atol=1e-6))
         i = int(wrong[0])
@@ -128,3 +129,62 @@ def check_sigmoid_example(dW, db) -> None:
     _compare("db", db, delta, rtol=1e-6, atol=1e-40)
     _passed(f"correct: δ = {delta[0]:.4g}, {delta[1]:.4g}. The sigmoid saturates at z = 15 and 34, so the "
             "gradient almost vanishes.")
+
+
+def check_row_sum(kernel, rows: int = 37, cols: int = 13, threads: int = 32) -> None:
+    """Exercise 03.1: ``kernel(M, out)`` with one thread per row writes ``out[r] = sum of row r``.
+
+    Launched with ``blocks_for(rows, 32)`` blocks of 32 threads over a (37, 13) float32 matrix.
+    """
+    M = np.random.default_rng(31).standard_normal((rows, cols)).astype(np.float32)
+    out = _run_guarded(kernel, blocks_for(rows, threads), threads, [M], (rows,))
+    want = M.sum(axis=1, dtype=np.float64)
+    if not np.allclose(out, want, rtol=1e-5, atol=1e-5):
+        if np.allclose(out[:cols], M.sum(axis=0)[:rows], rtol=1e-5, atol=1e-5):
+            _fail("out[i] holds the sum of column i: a row sum runs along the second index, M[r, j] for j in range(M.shape[1]).")
+    _compare("out", out, want, rtol=1e-5, atol=1e-5)
+    _passed(f"row sums of a {rows}x{cols} matrix are correct ({blocks_for(rows, threads)} blocks of {threads} threads).")
+
+
+def check_transposed_matmul(kernel, M: int = 19, K: int = 21, N: int = 17, tile: int = 16) -> None:
+    """Exercise 04.1: ``kernel(A, B, C)`` computes ``C = Aᵀ B`` for A (K, M), B (K, N), C (M, N).
+
+    Launched like the course's matmul kernels: blocks of (16, 16) threads, grid (ceil(N/16), ceil(M/16)),
+    thread x along the columns of C and thread y along its rows: ``col, row = cuda.grid(2)``.
+    """
+    r = np.random.default_rng(41)
+    A = r.standard_normal((K, M)).astype(np.float32)
+    B = r.standard_normal((K, N)).astype(np.float32)
+    out = _run_guarded(kernel, (blocks_for(N, tile), blocks_for(M, tile)), (tile, tile), [A, B], (M, N))
+    want = A.T.astype(np.float64) @ B
+    if not np.allclose(out, want, rtol=1e-4, atol=1e-4) and np.all(out == -7.0):
+        _fail("no element of C was written: check the guard (row < C.shape[0] and col < C.shape[1]).")
+    _compare("C", out, want, rtol=1e-4, atol=1e-4)
+    _passed(f"C = Aᵀ B is correct for A {A.shape}, B {B.shape}, without copying a transposed A.")
+
+
+def check_leaky_relu(forward_kernel, backward_kernel, slope: float = 0.01, n: int = 301) -> None:
+    """Exercise 05.1: leaky ReLU, ``forward_kernel(x, y, slope)`` and ``backward_kernel(dout, x, dx, slope)``.
+
+    Forward: ``y = x`` if ``x > 0`` else ``slope * x``. Backward: ``dx = dout`` if ``x > 0`` else ``slope * dout``
+    (at exactly 0 the slope, as in PyTorch). One thread per element, 128 threads per block.
+    """
+    r = np.random.default_rng(51)
+    x = r.standard_normal(n).astype(np.float32)
+    x[:3] = [0.0, -0.0, 1e-30]
+    dout = r.standard_normal(n).astype(np.float32)
+    s = np.float32(slope)
+    grid = blocks_for(n, 128)
+    y = _run_guarded(forward_kernel, grid, 128, [x], (n,), extra=(s,))
+    want_y = np.where(x > 0, x, s * x)
+    if np.allclose(y, np.maximum(x, 0)):
+        _fail("forward returns max(x, 0): for x <= 0 leaky ReLU returns slope * x, not 0.")
+    _compare("forward y", y, want_y, rtol=1e-6, atol=1e-12)
+    dx = _run_guarded(backward_kernel, grid, 128, [dout, x], (n,), extra=(s,))
+    want_dx = np.where(x > 0, dout, s * dout)
+    if np.allclose(dx, np.where(x > 0, dout, 0)):
+        _fail("backward passes no gradient where x <= 0: there the derivative is the slope, so dx = slope * dout.")
+    if np.allclose(dx[3:], want_dx[3:]) and not np.allclose(dx[:2], want_dx[:2]):
+        _fail("dx at x = 0 is wrong: use the slope there (x > 0 is false at 0), as PyTorch does.")
+    _compare("backward dx", dx, want_dx, rtol=1e-6, atol=1e-12)
+    _passed(f"leaky ReLU forward and backward are correct on {n} elements, including x = 0.")

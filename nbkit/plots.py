@@ -8,7 +8,7 @@ from matplotlib.patches import Rectangle
 
 
 def plot_thread_map(tmap: dict, title: str | None = None):
-    """Draw which (block, thread) handled each element, from :func:`nbkit.vector.thread_map`.
+    """Draw which (block, thread) handled each element, from :func:`nbkit.threads.thread_map`.
 
     Every thread of the grid gets a cell: coloured by its block when it owned an element, hatched
     grey when the bounds guard kept it idle (the grid has more threads than elements).
@@ -77,5 +77,90 @@ def plot_computational_graph():
     ax.set_ylim(-1.0, 1.2)
     ax.axis("off")
     ax.set_title("Computational graph of a two-layer classifier (samples as rows)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_grid_stride_map(gmap: dict):
+    """Draw, for each element, the (block, thread) that handled it in a grid-stride loop."""
+    n, tpb, blocks = gmap["block"].size, gmap["threads_per_block"], gmap["blocks"]
+    total = tpb * blocks
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(max(6.0, n * 0.42), 2.2))
+    for i in range(n):
+        b, t = int(gmap["block"][i]), int(gmap["thread"][i])
+        ax.add_patch(Rectangle((i, 0), 1, 1, facecolor=colors(b % 10), alpha=0.55, edgecolor="black"))
+        ax.text(i + 0.5, 0.5, f"b{b}\nt{t}", ha="center", va="center", fontsize=7)
+    for k in range(total, n, total):
+        ax.axvline(k, color="black", linewidth=2.5)
+    ax.set_xlim(0, n)
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    ax.set_xticks(np.arange(n) + 0.5, [str(i) for i in range(n)])
+    ax.set_xlabel(f"element index (thick lines every gridsize = {total} elements: one pass of the whole grid)")
+    ax.set_title(f"Grid-stride loop: {n} elements, only {blocks} blocks × {tpb} threads; "
+                 f"thread g handles g, g+{total}, g+{2 * total}, ...")
+    fig.tight_layout()
+    return fig
+
+
+def plot_thread_map_2d(tmap: dict):
+    """Draw a 2-D launch over a matrix: colour = block, label = thread index inside the block."""
+    block_id, thread_id = tmap["block"], tmap["thread"]
+    rows, cols = block_id.shape
+    bx, by = tmap["block_dim"]
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(max(5.0, cols * 0.62), max(3.2, rows * 0.6)))
+    for r in range(rows):
+        for c in range(cols):
+            ax.add_patch(Rectangle((c, r), 1, 1, facecolor=colors(int(block_id[r, c]) % 10), alpha=0.55,
+                                   edgecolor="grey"))
+            t = int(thread_id[r, c])
+            ax.text(c + 0.5, r + 0.5, f"({t // bx},{t % bx})", ha="center", va="center", fontsize=7)
+    for c in range(bx, cols, bx):
+        ax.axvline(c, color="black", linewidth=2.5)
+    for r in range(by, rows, by):
+        ax.axhline(r, color="black", linewidth=2.5)
+    ax.set_xlim(0, cols)
+    ax.set_ylim(rows, 0)
+    ax.set_xticks(np.arange(cols) + 0.5, [str(c) for c in range(cols)])
+    ax.set_yticks(np.arange(rows) + 0.5, [str(r) for r in range(rows)])
+    ax.set_xlabel("column = blockIdx.x · blockDim.x + threadIdx.x")
+    ax.set_ylabel("row = blockIdx.y · blockDim.y\n+ threadIdx.y")
+    gx, gy = tmap["grid"]
+    ax.set_title(f"{rows}×{cols} matrix, grid of {gx}×{gy} blocks (x × y) of {bx}×{by} threads\n"
+                 "colour = block, label = (threadIdx.y, threadIdx.x)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_matmul_reads(M: int, K: int, N: int, tile: int, row: int, col: int):
+    """Which parts of A (M×K) and B (K×N) are read to compute C: one element (naive) vs one tile (tiled)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, tiled in zip(axes, (False, True)):
+        r0, c0 = (row // tile * tile, col // tile * tile) if tiled else (row, col)
+        h, w = (min(tile, M - r0), min(tile, N - c0)) if tiled else (1, 1)
+        # A at x in [0, K), B at x in [K + 2, K + 2 + N), C at x in [K + N + 4, ...)
+        for x0, (rows, cols), name in ((0, (M, K), "A"), (K + 2, (K, N), "B"), (K + N + 4, (M, N), "C")):
+            ax.add_patch(Rectangle((x0, 0), cols, rows, facecolor="white", edgecolor="black"))
+            ax.text(x0 + cols / 2, -1, f"{name} ({rows}×{cols})", ha="center", va="bottom")
+        ax.add_patch(Rectangle((0, r0), K, h, facecolor="tab:blue", alpha=0.5))
+        ax.add_patch(Rectangle((K + 2 + c0, 0), w, K, facecolor="tab:orange", alpha=0.5))
+        ax.add_patch(Rectangle((K + N + 4 + c0, r0), w, h, facecolor="tab:green", alpha=0.8))
+        if tiled:
+            for k in range(tile, K, tile):  # the K/TILE steps of the tiled loop
+                ax.plot([k, k], [r0, r0 + h], color="black", linewidth=1)
+                ax.plot([K + 2 + c0, K + 2 + c0 + w], [k, k], color="black", linewidth=1)
+        reads = 2 * -(-K // tile)  # each thread loads one element of each tile per step
+        ax.set_title(("naive: one thread, one output: reads a row of A and a column of B\n"
+                      f"= {2 * K} global loads per output") if not tiled else
+                     (f"tiled: one block of {tile}×{tile} threads, {tile}×{tile} outputs: reads {tile} rows and "
+                      f"{tile} columns\nonce per block, in {-(-K // tile)} tile steps = {reads} global loads per output"),
+                     fontsize=9)
+        ax.set_xlim(-1, K + N + 4 + N + 1)
+        ax.set_ylim(max(M, K) + 1, -3)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    fig.suptitle(f"C = A @ B with M={M}, K={K}, N={N}, TILE={tile}: the data behind output C[{row}, {col}]")
     fig.tight_layout()
     return fig

@@ -72,6 +72,7 @@ class KernelReport:
     ok: bool
     problems: list[str] = field(default_factory=list)
     shared_bytes: int = 0
+    f64_lines: int = 0
 
 
 def check_spec(spec: KernelSpec, archs: tuple[tuple[int, int], ...] = ARCHS) -> list[KernelReport]:
@@ -81,14 +82,17 @@ def check_spec(spec: KernelSpec, archs: tuple[tuple[int, int], ...] = ARCHS) -> 
     for signature in spec.signatures:
         for cc in archs:
             problems: list[str] = []
-            shared = 0
+            shared = n_f64 = 0
             try:
                 ptx = compile_ptx(spec.py_func, signature, cc, spec.device)
             except Exception as exc:  # noqa: BLE001 - report any compiler error as a failure
                 problems.append(f"does not compile: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
             else:
                 bad = f64_lines(ptx)
-                if spec.float32_only and bad:
+                n_f64 = len(bad)
+                if spec.expect_f64 and not bad:
+                    problems.append("this demonstration of float64 promotion compiles without any .f64 line")
+                elif spec.float32_only and bad and not spec.expect_f64:
                     problems.append(f"float32 kernel contains {len(bad)} .f64 line(s), e.g. {bad[:3]}: look for "
                                     "literals mixed with float32 values, like 0.5 (write float32(0.5)) or "
                                     "max(x, 0) (write max(x, float32(0))), or float64 math")
@@ -98,17 +102,19 @@ def check_spec(spec: KernelSpec, archs: tuple[tuple[int, int], ...] = ARCHS) -> 
                 if source_shared is not None and shared != source_shared:
                     problems.append(f"PTX declares {shared} bytes of shared memory but the source reading gives "
                                     f"{source_shared}: nbkit.launch cannot check this kernel's launches")
-            reports.append(KernelReport(spec.name, signature, f"sm_{cc[0]}{cc[1]}", not problems, problems, shared))
+            reports.append(KernelReport(spec.name, signature, f"sm_{cc[0]}{cc[1]}", not problems, problems, shared, n_f64))
     return reports
 
 
-def check_all(extra_modules: tuple[str, ...] = (), archs: tuple[tuple[int, int], ...] = ARCHS) -> list[KernelReport]:
-    """Check every registered kernel, after importing ``extra_modules`` (which may register more)."""
+def check_all(extra_modules: tuple[str, ...] = (), archs: tuple[tuple[int, int], ...] = ARCHS,
+              only: str = "") -> list[KernelReport]:
+    """Check every registered kernel whose name starts with ``only``, after importing ``extra_modules``."""
     for module in extra_modules:
         importlib.import_module(module)
     reports = []
     for spec in registered_kernels():
-        reports.extend(check_spec(spec, archs))
+        if spec.name.startswith(only):
+            reports.extend(check_spec(spec, archs))
     return reports
 
 
@@ -117,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", action="append", default=[], help="also import this module (it may register kernels)")
     parser.add_argument("--json", action="store_true", help="print one JSON list of reports")
     parser.add_argument("--show", metavar="NAME", help="print the PTX of one kernel (first signature, sm_80)")
+    parser.add_argument("--only", default="", metavar="PREFIX", help="check only kernels whose name starts with this")
     args = parser.parse_args(argv)
     import nbkit
 
@@ -137,13 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"// PTX of {spec.name} for {spec.signatures[0]}, sm_80 (names shortened, parameters left out)")
         print(readable(compile_ptx(spec.py_func, spec.signatures[0], (8, 0), spec.device)))
         return 0
-    reports = check_all(tuple(args.module))
+    reports = check_all(tuple(args.module), only=args.only)
     if args.json:
         print(json.dumps([asdict(r) for r in reports]))
     else:
         for r in reports:
             status = "ok  " if r.ok else "FAIL"
-            print(f"{status} {r.cc} {r.name} {r.signature} shared={r.shared_bytes}B")
+            print(f"{status} {r.cc} {r.name} {r.signature} shared={r.shared_bytes}B f64_lines={r.f64_lines}")
             for p in r.problems:
                 print(f"       {p}")
         failed = sum(not r.ok for r in reports)

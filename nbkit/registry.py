@@ -20,6 +20,7 @@ class KernelSpec:
     py_func: Callable
     signatures: tuple[str, ...]
     device: bool = False
+    expect_f64: bool = False  # a teaching demo that must show float64 promotion
 
     @property
     def float32_only(self) -> bool:
@@ -30,18 +31,21 @@ class KernelSpec:
 _REGISTRY: dict[str, KernelSpec] = {}
 
 
-def kernel(*signatures: str, device: bool = False, **jit_options) -> Callable[[Callable], object]:
+def kernel(*signatures: str, device: bool = False, expect_f64: bool = False, name: str | None = None,
+           **jit_options) -> Callable[[Callable], object]:
     """Decorator: ``cuda.jit`` the function and record it with the signatures the PTX test compiles.
 
     The kernel itself stays lazily compiled, so it accepts any arguments numba can type; the
     signatures name the argument types the course supports (e.g. ``"void(float32[::1], int32)"``).
+    ``expect_f64=True`` marks a demonstration of float64 promotion: its PTX must contain ``.f64``.
+    ``name`` overrides the registry name (default: module and qualified name of the function).
     """
     if not signatures:
         raise TypeError("nbkit.kernel needs at least one signature, e.g. 'void(float32[::1], float32[::1])'")
 
     def register(fn: Callable) -> object:
-        name = f"{fn.__module__}.{fn.__qualname__}"
-        _REGISTRY[name] = KernelSpec(name, fn, tuple(signatures), device)
+        key = name or f"{fn.__module__}.{fn.__qualname__}"
+        _REGISTRY[key] = KernelSpec(key, fn, tuple(signatures), device, expect_f64)
         return cuda.jit(device=device, **jit_options)(fn)
 
     return register

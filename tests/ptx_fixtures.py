@@ -1,29 +1,22 @@
-"""Kernels that exist only to prove the PTX test can fail. Imported by test_ptx.py in a subprocess."""
+"""Registrations that exist only to prove the PTX test can fail. Imported by test_ptx.py in a subprocess."""
 
 from numba import cuda, float32
 
+from nbkit.precision import half_square_float32, half_square_float64_literal
 from nbkit.registry import kernel
 
+SIG = "void(float32[::1], float32[::1])"
 TILE = 8
 
-
-@kernel("void(float32[::1], float32[::1])")
-def half_with_float64_literal(x, out):
-    i = cuda.grid(1)
-    if i < out.size:
-        # 0.5 is a float64 literal, so x is widened and both products run in float64. (A lone x[i] * 0.5
-        # is exact in float32 too, and LLVM narrows it back; here the second product is not exact.)
-        out[i] = 0.5 * x[i] * x[i]
+# The float64 demonstration, registered as an ordinary float32 kernel: must fail.
+kernel(SIG, name="ptx_fixtures.float64_literal_unmarked")(half_square_float64_literal.py_func)
+# A clean float32 kernel that claims to demonstrate float64: must fail too.
+kernel(SIG, name="ptx_fixtures.float32_marked_as_demo", expect_f64=True)(half_square_float32.py_func)
+# The same float64 code in a float64 kernel: allowed.
+kernel("void(float64[::1], float64[::1])", name="ptx_fixtures.float64_kernel")(half_square_float64_literal.py_func)
 
 
-@kernel("void(float32[::1], float32[::1])")
-def half_in_float32(x, out):
-    i = cuda.grid(1)
-    if i < out.size:
-        out[i] = float32(0.5) * x[i] * x[i]
-
-
-@kernel("void(float32[::1], float32[::1])")
+@kernel(SIG)
 def tile_copy(x, out):
     tile = cuda.shared.array((TILE, TILE), float32)
     i = cuda.grid(1)
@@ -33,10 +26,3 @@ def tile_copy(x, out):
     cuda.syncthreads()
     if i < out.size:
         out[i] = tile[0, t % TILE]
-
-
-@kernel("void(float64[::1], float64[::1])")
-def half_in_float64(x, out):
-    i = cuda.grid(1)
-    if i < out.size:
-        out[i] = x[i] * 0.5  # a float64 kernel may use .f64

@@ -41,7 +41,7 @@ def test_correct_answer_passes(capsys):
 
 @pytest.mark.parametrize("wrong, message", [
     (saxpy_swapped, "alpha multiplies y instead of x"),
-    (saxpy_unguarded, "guard with `if i < out.size:`"),
+    (saxpy_unguarded, "bounds guard"),
     (saxpy_misses_elements, "never written"),
 ])
 def test_wrong_answers_fail_with_a_reason(wrong, message):
@@ -110,3 +110,130 @@ def test_sigmoid_example_check(capsys):
         check_sigmoid_example(np.outer(X, delta), delta)
     with pytest.raises(CheckFailed, match="db is wrong"):
         check_sigmoid_example(np.outer(delta, X), -delta)
+
+
+# ------------------------------------------------------------------ notebooks 03-05
+
+from numba import float32  # noqa: E402
+
+from nbkit.checks import check_leaky_relu, check_row_sum, check_transposed_matmul  # noqa: E402
+
+
+@cuda.jit
+def row_sum_right(M, out):
+    r = cuda.grid(1)
+    if r < out.size:
+        acc = float32(0)
+        for j in range(M.shape[1]):
+            acc += M[r, j]
+        out[r] = acc
+
+
+@cuda.jit
+def row_sum_columns(M, out):
+    r = cuda.grid(1)
+    if r < M.shape[1] and r < out.size:
+        acc = float32(0)
+        for i in range(M.shape[0]):
+            acc += M[i, r]
+        out[r] = acc
+
+
+@cuda.jit
+def row_sum_unguarded(M, out):
+    r = cuda.grid(1)
+    acc = float32(0)
+    for j in range(M.shape[1]):
+        acc += M[r, j]
+    out[r] = acc
+
+
+def test_row_sum_check(capsys):
+    check_row_sum(row_sum_right)
+    assert capsys.readouterr().out.startswith("✓")
+    with pytest.raises(CheckFailed, match="sum of column i"):
+        check_row_sum(row_sum_columns)
+    with pytest.raises(CheckFailed, match="past the end"):
+        check_row_sum(row_sum_unguarded)
+
+
+@cuda.jit
+def at_b_right(A, B, C):
+    col, row = cuda.grid(2)
+    if row < C.shape[0] and col < C.shape[1]:
+        acc = float32(0)
+        for k in range(A.shape[0]):
+            acc += A[k, row] * B[k, col]
+        C[row, col] = acc
+
+
+@cuda.jit
+def at_b_wrong_index(A, B, C):
+    col, row = cuda.grid(2)
+    if row < C.shape[0] and col < C.shape[1]:
+        acc = float32(0)
+        for k in range(A.shape[0]):
+            acc += A[k, row] * B[k, row % B.shape[1]]
+        C[row, col] = acc
+
+
+@cuda.jit
+def at_b_writes_nothing(A, B, C):
+    col, row = cuda.grid(2)
+    if row < C.shape[1] and col < C.shape[0] and row < 0:
+        C[row, col] = 0
+
+
+def test_transposed_matmul_check(capsys):
+    check_transposed_matmul(at_b_right)
+    assert capsys.readouterr().out.startswith("✓")
+    with pytest.raises(CheckFailed, match="C is wrong"):
+        check_transposed_matmul(at_b_wrong_index)
+    with pytest.raises(CheckFailed, match="no element of C was written"):
+        check_transposed_matmul(at_b_writes_nothing)
+
+
+@cuda.jit
+def leaky_forward(x, y, slope):
+    i = cuda.grid(1)
+    if i < y.size:
+        y[i] = x[i] if x[i] > 0 else slope * x[i]
+
+
+@cuda.jit
+def leaky_backward(dout, x, dx, slope):
+    i = cuda.grid(1)
+    if i < dx.size:
+        dx[i] = dout[i] if x[i] > 0 else slope * dout[i]
+
+
+@cuda.jit
+def relu_as_leaky_forward(x, y, slope):
+    i = cuda.grid(1)
+    if i < y.size:
+        y[i] = x[i] if x[i] > 0 else float32(0)
+
+
+@cuda.jit
+def leaky_backward_no_slope(dout, x, dx, slope):
+    i = cuda.grid(1)
+    if i < dx.size:
+        dx[i] = dout[i] if x[i] > 0 else float32(0)
+
+
+@cuda.jit
+def leaky_backward_wrong_at_zero(dout, x, dx, slope):
+    i = cuda.grid(1)
+    if i < dx.size:
+        dx[i] = dout[i] if x[i] >= 0 else slope * dout[i]
+
+
+def test_leaky_relu_check(capsys):
+    check_leaky_relu(leaky_forward, leaky_backward)
+    assert capsys.readouterr().out.startswith("✓")
+    with pytest.raises(CheckFailed, match="not 0"):
+        check_leaky_relu(relu_as_leaky_forward, leaky_backward)
+    with pytest.raises(CheckFailed, match="passes no gradient"):
+        check_leaky_relu(leaky_forward, leaky_backward_no_slope)
+    with pytest.raises(CheckFailed, match="at x = 0 is wrong"):
+        check_leaky_relu(leaky_forward, leaky_backward_wrong_at_zero)

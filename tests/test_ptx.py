@@ -54,14 +54,20 @@ def test_nbkit_kernel_compiles_for_every_architecture(reports, spec):
 
 
 def test_a_float64_literal_in_a_float32_kernel_fails(reports):
-    bad = reports["ptx_fixtures.half_with_float64_literal"]
+    bad = reports["ptx_fixtures.float64_literal_unmarked"]
     assert len(bad) == 3 and not any(r["ok"] for r in bad)
     assert all(".f64 line(s)" in r["problems"][0] and "float32(0.5)" in r["problems"][0] for r in bad)
 
 
-def test_the_float32_twin_and_a_float64_kernel_pass(reports):
-    assert all(r["ok"] for r in reports["ptx_fixtures.half_in_float32"])
-    assert all(r["ok"] for r in reports["ptx_fixtures.half_in_float64"])
+def test_the_float64_demonstration_really_shows_float64(reports):
+    assert all(r["ok"] and r["f64_lines"] > 0 for r in reports["nbkit.precision.half_square_float64_literal"])
+    assert all(r["ok"] and r["f64_lines"] == 0 for r in reports["nbkit.precision.half_square_float32"])
+    fake = reports["ptx_fixtures.float32_marked_as_demo"]
+    assert not any(r["ok"] for r in fake) and "without any .f64" in fake[0]["problems"][0]
+
+
+def test_a_float64_kernel_may_use_float64(reports):
+    assert all(r["ok"] and r["f64_lines"] > 0 for r in reports["ptx_fixtures.float64_kernel"])
 
 
 def test_shared_memory_in_ptx_matches_the_source_reading(reports):

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from nbkit.show import source
-from nbkit.vector import add, thread_map, vector_add
+from nbkit.threads import thread_map
+from nbkit.vector import add, vector_add
 
 
 @pytest.mark.parametrize("n", [1, 31, 127, 128, 129, 1000])
