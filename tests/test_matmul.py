@@ -44,3 +44,10 @@ def test_bad_input():
         matmul(A, B, method="fast")
     with pytest.raises(TypeError, match="float32"):
         matmul(A.astype(np.float64), B)
+
+
+def test_the_gpu_benchmark_refuses_to_time_the_simulator():
+    from nbkit.perf import matmul_gflops
+
+    with pytest.raises(RuntimeError, match="needs a real GPU.*Simulator timings say nothing about GPU speed"):
+        matmul_gflops(sizes=(16,))
