@@ -10,11 +10,10 @@ import math
 
 from numba import cuda, float32
 
-from .launch import blocks_for, launch
+from .launch import launch_1d
 from .registry import kernel
 from .validate import new_output, require_array
 
-THREADS = 128
 _V = "float32[::1]"
 
 
@@ -73,7 +72,7 @@ def _flat(x, name: str, shape=None):
 def _unary(kernel_fn, x):
     flat = _flat(x, "x")
     y = new_output(flat, flat.shape)
-    launch(kernel_fn, blocks_for(flat.size, THREADS), THREADS, flat, y)
+    launch_1d(kernel_fn, flat.size, flat, y)
     return y.reshape(x.shape)
 
 
@@ -81,7 +80,7 @@ def _binary(kernel_fn, dout, saved, saved_name: str):
     flat_s = _flat(saved, saved_name)
     flat_d = _flat(dout, "dout", shape=saved.shape)
     dx = new_output(flat_s, flat_s.shape)
-    launch(kernel_fn, blocks_for(flat_s.size, THREADS), THREADS, flat_d, flat_s, dx)
+    launch_1d(kernel_fn, flat_s.size, flat_d, flat_s, dx)
     return dx.reshape(saved.shape)
 
 

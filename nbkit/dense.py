@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from numba import cuda
 
-from .launch import blocks_for, launch
-from .matmul import TILE, matmul
+from .launch import block_2d, grid_2d, launch
+from .matmul import matmul
 from .reduce import column_sum
 from .registry import kernel
 from .validate import require_array
@@ -35,7 +35,8 @@ def dense_forward(A, W, b, method: str = "tiled"):
     A, W = _check(A, W)
     b = require_array(b, "b", shape=(W.shape[0],))
     Z = matmul(A, W, trans_b=True, method=method)
-    launch(add_bias_kernel, (blocks_for(Z.shape[1], TILE), blocks_for(Z.shape[0], TILE)), (TILE, TILE), Z, b)
+    block = block_2d(*Z.shape)
+    launch(add_bias_kernel, grid_2d(*Z.shape, block), block, Z, b)
     return Z
 
 

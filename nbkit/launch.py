@@ -52,6 +52,38 @@ def blocks_for(n: int, threads_per_block: int) -> int:
     return math.ceil(n / threads_per_block)
 
 
+def threads_1d(n: int, largest: int = 128) -> int:
+    """Threads per block for ``n`` elements: a power of two, at least one warp (32), at most ``largest``.
+
+    Short vectors then do not launch 128 threads for 8 elements, which costs nothing on a GPU but real
+    time in the simulator, where every thread is a Python thread.
+    """
+    size = WARP_SIZE
+    while size < min(n, largest):
+        size *= 2
+    return size
+
+
+def block_2d(rows: int, cols: int, largest: int = 16) -> tuple[int, int]:
+    """An (x, y) block no larger than the matrix needs, at most ``largest`` × ``largest``.
+
+    x covers columns, y rows. Small matrices then do not launch 256 threads to fill 12 elements, which
+    matters little on a GPU and a lot in the simulator, where every thread costs CPU time.
+    """
+    def fit(n: int) -> int:
+        size = 1
+        while size < min(n, largest):
+            size *= 2
+        return size
+
+    return fit(cols), fit(rows)
+
+
+def grid_2d(rows: int, cols: int, block: tuple[int, int]) -> tuple[int, int]:
+    """The (x, y) grid of ``block``-sized blocks that covers a rows × cols matrix."""
+    return blocks_for(cols, block[0]), blocks_for(rows, block[1])
+
+
 def check_launch(griddim: Dims, blockdim: Dims, kernel: object = None, dynamic_shared_bytes: int = 0
                  ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Raise LaunchConfigError for any configuration a real GPU would refuse; return the dims as tuples."""
@@ -104,6 +136,12 @@ def launch(kernel: object, griddim: Dims, blockdim: Dims, *args: object, dynamic
         kernel[grid, block, 0, dynamic_shared_bytes](*args)
     else:
         kernel[grid, block](*args)
+
+
+def launch_1d(kernel: object, n: int, *args: object) -> None:
+    """Launch one thread per element over ``n`` elements, in blocks of :func:`threads_1d` threads."""
+    threads = threads_1d(n)
+    launch(kernel, blocks_for(n, threads), threads, *args)
 
 
 def static_shared_bytes(kernel: object) -> int:

@@ -13,12 +13,11 @@ import math
 import numpy as np
 from numba import cuda, float32
 
-from .launch import blocks_for, launch
+from .launch import block_2d, grid_2d, launch, launch_1d
 from .reduce import sum_tree
 from .registry import kernel
 from .validate import new_output, require_array
 
-THREADS = 128
 ROW_THREADS = 32  # threads per row in the one-block-per-row version: one warp
 
 
@@ -47,7 +46,7 @@ def mse_forward(pred, target) -> float:
     """Mean of the squared errors over all elements, like ``torch.nn.functional.mse_loss``."""
     p, t = _pair(pred, target)
     sq = new_output(p, p.shape)
-    launch(squared_difference_kernel, blocks_for(sq.size, THREADS), THREADS, p, t, sq)
+    launch_1d(squared_difference_kernel, sq.size, p, t, sq)
     total = sum_tree(sq)
     total = total if isinstance(total, np.ndarray) else total.copy_to_host()
     return float(total[0]) / p.size
@@ -62,7 +61,7 @@ def mse_backward(pred, target, scale: float | None = None):
     p, t = _pair(pred, target)
     scale = np.float32(2.0 / p.size if scale is None else scale)
     out = new_output(p, p.shape)
-    launch(scaled_difference_kernel, blocks_for(out.size, THREADS), THREADS, p, t, scale, out)
+    launch_1d(scaled_difference_kernel, out.size, p, t, scale, out)
     return out.reshape(pred.shape)
 
 
@@ -153,7 +152,7 @@ def softmax_xent_forward(logits, labels, method: str = "row_per_thread"):
     probs = new_output(logits, logits.shape)
     loss_rows = new_output(logits, (N,))
     if method == "row_per_thread":
-        launch(softmax_xent_row_per_thread_kernel, blocks_for(N, THREADS), THREADS, logits, labels, loss_rows, probs)
+        launch_1d(softmax_xent_row_per_thread_kernel, N, logits, labels, loss_rows, probs)
     elif method == "row_per_block":
         launch(softmax_xent_row_per_block_kernel, N, ROW_THREADS, logits, labels, loss_rows, probs)
     else:
@@ -168,6 +167,6 @@ def softmax_xent_backward(probs, labels):
     probs, labels = _check_xent(probs, labels)
     N, C = probs.shape
     dlogits = new_output(probs, probs.shape)
-    launch(softmax_xent_backward_kernel, (blocks_for(C, 16), blocks_for(N, 16)), (16, 16),
-           probs, labels, np.float32(1.0 / N), dlogits)
+    block = block_2d(N, C)
+    launch(softmax_xent_backward_kernel, grid_2d(N, C, block), block, probs, labels, np.float32(1.0 / N), dlogits)
     return dlogits

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from numba import cuda, float32
 
-from .launch import blocks_for, launch
+from .launch import block_2d, grid_2d, launch
 from .registry import kernel
 from .validate import new_output, require_array
 
@@ -80,6 +80,7 @@ def matmul(A, B, trans_a: bool = False, trans_b: bool = False, method: str = "ti
         raise ValueError(f"inner dimensions differ: op(A) is {M}x{K}, op(B) is {K2}x{N} "
                          f"(A {tuple(A.shape)}{'ᵀ' if trans_a else ''}, B {tuple(B.shape)}{'ᵀ' if trans_b else ''}).")
     C = new_output(A, (M, N))
-    grid = (blocks_for(N, TILE), blocks_for(M, TILE))
-    launch(KERNELS[method], grid, (TILE, TILE), A, B, C, int(trans_a), int(trans_b))
+    # The tiled kernel needs exactly TILE x TILE threads (one per tile element); the naive one any block.
+    block = (TILE, TILE) if method == "tiled" else block_2d(M, N)
+    launch(KERNELS[method], grid_2d(M, N, block), block, A, B, C, int(trans_a), int(trans_b))
     return C

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from numba import cuda, float32
 
-from .launch import blocks_for, launch
+from .launch import blocks_for, launch, launch_1d, threads_1d
 from .registry import kernel
 from .validate import new_output, require_array
 
-THREADS = 128  # a power of two, as the tree reduction halves it
+TREE_MAX = 128  # the most threads (and shared-memory slots) per block of the tree reduction
 
 
 @kernel("void(float32[::1], float32[::1])")
@@ -25,13 +25,13 @@ def sum_atomic_kernel(x, out):
 
 @kernel("void(float32[::1], float32[::1])")
 def sum_tree_kernel(x, partial):
-    buf = cuda.shared.array(THREADS, float32)
+    buf = cuda.shared.array(TREE_MAX, float32)
     t = cuda.threadIdx.x
     i = cuda.grid(1)
     buf[t] = x[i] if i < x.size else float32(0)
     cuda.syncthreads()
-    stride = THREADS // 2
-    while stride > 0:  # 128 -> 64 -> ... -> 1 values, halving each step
+    stride = cuda.blockDim.x // 2  # blockDim.x is a power of two, at most TREE_MAX
+    while stride > 0:  # e.g. 128 -> 64 -> ... -> 1 values, halving each step
         if t < stride:
             buf[t] += buf[t + stride]
         cuda.syncthreads()
@@ -54,7 +54,7 @@ def sum_atomic(x):
     """Sum of a float32 vector with one atomic add per element (order not fixed)."""
     x = require_array(x, "x", ndim=1)
     out = new_output(x, (1,), zeros=True)
-    launch(sum_atomic_kernel, blocks_for(x.size, THREADS), THREADS, x, out)
+    launch_1d(sum_atomic_kernel, x.size, x, out)
     return out
 
 
@@ -62,9 +62,10 @@ def sum_tree(x):
     """Sum of a float32 vector by block-wise trees, repeated on the partial sums until one is left."""
     x = require_array(x, "x", ndim=1)
     while True:
-        blocks = blocks_for(x.size, THREADS)
+        threads = threads_1d(x.size, TREE_MAX)  # a power of two, as the tree halves it
+        blocks = blocks_for(x.size, threads)
         partial = new_output(x, (blocks,))
-        launch(sum_tree_kernel, blocks, THREADS, x, partial)
+        launch(sum_tree_kernel, blocks, threads, x, partial)
         if blocks == 1:
             return partial
         x = partial
@@ -74,5 +75,5 @@ def column_sum(M):
     """Sums of the columns of a float32 matrix: the bias gradient of a dense layer."""
     M = require_array(M, "M", ndim=2)
     out = new_output(M, (M.shape[1],))
-    launch(column_sum_kernel, blocks_for(out.size, THREADS), THREADS, M, out)
+    launch_1d(column_sum_kernel, out.size, M, out)
     return out

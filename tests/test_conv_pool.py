@@ -1,0 +1,76 @@
+"""conv2d and max-pool kernels against the NumPy reference and PyTorch, on odd sizes."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nbkit import reference as ref
+from nbkit.conv import conv2d_backward, conv2d_forward
+from nbkit.pool import maxpool2x2_backward, maxpool2x2_forward
+
+
+def data(seed=0):
+    r = np.random.default_rng(seed)
+    f = np.float32
+    x = r.standard_normal((2, 3, 9, 7)).astype(f)  # 9 x 7 image: output 7 x 4 straddles the 8 x 8 blocks
+    w = r.standard_normal((4, 3, 3, 4)).astype(f)  # non-square kernel
+    b = r.standard_normal(4).astype(f)
+    return x, w, b
+
+
+def test_conv_forward_matches_reference_and_torch():
+    x, w, b = data()
+    y = conv2d_forward(x, w, b)
+    np.testing.assert_allclose(y, ref.conv2d_forward(x, w, b), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)).numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["gather", "atomic"])
+def test_conv_backward_matches_reference_and_torch(method):
+    x, w, b = data(1)
+    dy = np.random.default_rng(2).standard_normal((2, 4, 7, 4)).astype(np.float32)
+    dx, dw, db = conv2d_backward(dy, x, w, method)
+    rdx, rdw, rdb = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64))
+    for got, want in ((dx, rdx), (dw, rdw), (db, rdb)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    (F.conv2d(xt, wt) * torch.from_numpy(dy)).sum().backward()
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_bad_input():
+    x, w, b = data()
+    with pytest.raises(ValueError, match=r"w has 2 input channels but x has 3"):
+        conv2d_forward(x, w[:, :2].copy(), b)
+    with pytest.raises(ValueError, match="larger than the image"):
+        conv2d_forward(x[:, :, :2, :2].copy(), w, b)
+    with pytest.raises(ValueError, match=r"dy must have shape \(2, 4, 7, 4\)"):
+        conv2d_backward(np.zeros((2, 4, 7, 5), np.float32), x, w)
+    with pytest.raises(ValueError, match="method must be"):
+        conv2d_backward(np.zeros((2, 4, 7, 4), np.float32), x, w, method="fft")
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 8), (1, 2, 7, 5)], ids=["even", "odd"])
+def test_maxpool_matches_reference_and_torch(shape):
+    r = np.random.default_rng(3)
+    x = r.standard_normal(shape).astype(np.float32)
+    x[0, 0, 0, :2] = x[0, 0, 1, 0] = 9.0  # a three-way tie in the first window
+    y, argmax = maxpool2x2_forward(x)
+    ry, rargmax = ref.maxpool2x2_forward(x)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(argmax, rargmax)
+    dy = r.standard_normal(y.shape).astype(np.float32)
+    dx = maxpool2x2_backward(dy, argmax, x.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    (F.max_pool2d(xt, 2) * torch.from_numpy(dy)).sum().backward()
+    np.testing.assert_array_equal(dx, xt.grad.numpy())
+
+
+def test_maxpool_bad_input():
+    with pytest.raises(ValueError, match="needs H, W >= 2"):
+        maxpool2x2_forward(np.zeros((1, 1, 1, 5), np.float32))
+    with pytest.raises(TypeError, match="argmax must have dtype int8"):
+        maxpool2x2_backward(np.zeros((1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1), np.int64), (1, 1, 2, 2))
