@@ -188,3 +188,59 @@ def check_leaky_relu(forward_kernel, backward_kernel, slope: float = 0.01, n: in
         _fail("dx at x = 0 is wrong: use the slope there (x > 0 is false at 0), as PyTorch does.")
     _compare("backward dx", dx, want_dx, rtol=1e-6, atol=1e-12)
     _passed(f"leaky ReLU forward and backward are correct on {n} elements, including x = 0.")
+
+
+def check_avgpool(forward_kernel, backward_kernel) -> None:
+    """Exercise 06.1: 2×2 average pooling with stride 2, as ``torch.nn.functional.avg_pool2d(x, 2)``.
+
+    ``forward_kernel(x, y)``: one thread per output, ``j, i, z = cuda.grid(3)`` with z = n * C + c.
+    ``backward_kernel(dy, dx)``: one thread per input pixel, the same mapping over the input.
+    Both are launched with blocks of (8, 8, 1) threads; x has shape (2, 3, 7, 9) (odd: the last row and
+    column are dropped, and their gradient is 0).
+    """
+    N, C, H, W = 2, 3, 7, 9
+    OH, OW = H // 2, W // 2
+    r = np.random.default_rng(61)
+    x = r.standard_normal((N, C, H, W)).astype(np.float32)
+    windows = x[:, :, :2 * OH, :2 * OW].reshape(N, C, OH, 2, OW, 2)
+    want_y = windows.mean(axis=(3, 5))
+    y = _run_guarded(forward_kernel, (blocks_for(OW, 8), blocks_for(OH, 8), N * C), (8, 8, 1), [x], (N, C, OH, OW))
+    if np.allclose(y, 4 * want_y, rtol=1e-5, atol=1e-6):
+        _fail("forward returns the sum of each window: divide by 4 for the average.")
+    _compare("forward y", y, want_y, rtol=1e-5, atol=1e-6)
+    dy = r.standard_normal((N, C, OH, OW)).astype(np.float32)
+    want_dx = np.zeros_like(x)
+    want_dx[:, :, :2 * OH, :2 * OW] = np.repeat(np.repeat(dy, 2, axis=2), 2, axis=3) / 4
+    dx = _run_guarded(backward_kernel, (blocks_for(W, 8), blocks_for(H, 8), N * C), (8, 8, 1), [dy], (N, C, H, W))
+    if np.allclose(dx, 4 * want_dx, rtol=1e-5, atol=1e-6):
+        _fail("backward passes dy unchanged: each of the 4 inputs contributed 1/4 of the average, so it gets dy / 4.")
+    inner = (slice(None), slice(None), slice(0, 2 * OH), slice(0, 2 * OW))
+    if np.allclose(dx[inner], want_dx[inner], rtol=1e-5, atol=1e-6) and not np.allclose(dx, want_dx, atol=1e-6):
+        _fail("the dropped last row/column must get gradient 0 (they never entered a window); was it written at all?")
+    _compare("backward dx", dx, want_dx, rtol=1e-5, atol=1e-6)
+    _passed("average pooling forward and backward are correct, including the dropped odd row and column.")
+
+
+def check_sigmoid_layer(layer_cls) -> None:
+    """Exercise 07.1: a ``Sigmoid`` layer with ``forward(x)`` and ``backward(dout)``, like ``nbkit.layers.Tanh``."""
+    from numba import cuda
+
+    from . import reference as ref
+
+    r = np.random.default_rng(71)
+    x = (r.standard_normal((5, 7)) * 3).astype(np.float32)
+    dout = r.standard_normal((5, 7)).astype(np.float32)
+    layer = layer_cls()
+    y = layer.forward(cuda.to_device(x))
+    y = y.copy_to_host() if hasattr(y, "copy_to_host") else np.asarray(y)
+    _compare("forward", y, ref.sigmoid_forward(x.astype(np.float64)), rtol=1e-5, atol=1e-6)
+    dx = layer.backward(cuda.to_device(dout))
+    dx = dx.copy_to_host() if hasattr(dx, "copy_to_host") else np.asarray(dx)
+    want = ref.sigmoid_backward(dout.astype(np.float64), ref.sigmoid_forward(x.astype(np.float64)))
+    s = 1 / (1 + np.exp(-x.astype(np.float64)))
+    if np.allclose(dx, dout * (1 / (1 + np.exp(-s))) * (1 - 1 / (1 + np.exp(-s))), rtol=1e-4, atol=1e-6):
+        _fail("backward applied the sigmoid to its output again: sigmoid_backward takes y = σ(x) itself.")
+    if np.allclose(dx, dout * ref.sigmoid_backward(np.ones_like(x), x.astype(np.float64)), rtol=1e-4, atol=1e-6):
+        _fail("backward passed the input x where sigmoid_backward needs the forward output y = σ(x).")
+    _compare("backward", dx, want, rtol=1e-4, atol=1e-6)
+    _passed("the Sigmoid layer's forward and backward agree with the reference.")

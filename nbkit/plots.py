@@ -164,3 +164,31 @@ def plot_matmul_reads(M: int, K: int, N: int, tile: int, row: int, col: int):
     fig.suptitle(f"C = A @ B with M={M}, K={K}, N={N}, TILE={tile}: the data behind output C[{row}, {col}]")
     fig.tight_layout()
     return fig
+
+
+def plot_conv_reads(rmap: dict, examples: tuple[tuple[int, int], ...] = ((0, 0), (3, 5), (7, 7))):
+    """Left: which block computed each output. Right: how many threads read each input pixel, with the
+    windows of a few example threads outlined. Both from the arrays a real launch recorded."""
+    reads, owner = rmap["reads"], rmap["owner"]
+    KH, KW = rmap["kernel"]
+    fig, (ax_out, ax_in) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [owner.shape[1], reads.shape[1]]})
+    ax_out.imshow(owner, cmap="tab10", vmin=0, vmax=9)
+    ax_out.set_title(f"output {owner.shape[0]}×{owner.shape[1]}: colour = block that computed it\n"
+                     f"(blocks of {rmap['block'][0]}×{rmap['block'][1]} threads, one per output)", fontsize=9)
+    im = ax_in.imshow(reads, cmap="viridis")
+    fig.colorbar(im, ax=ax_in, label="threads that read this pixel")
+    for k, (i, j) in enumerate(examples):
+        if i < owner.shape[0] and j < owner.shape[1]:
+            color = ("white", "magenta", "red")[k % 3]
+            ax_in.add_patch(Rectangle((j - 0.5, i - 0.5), KW, KH, fill=False, edgecolor=color, linewidth=2.5))
+            ax_in.text(j, i, str(k + 1), color=color, ha="center", va="center", fontsize=10, fontweight="bold")
+            ax_out.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=2.5))
+            ax_out.text(j, i, str(k + 1), color=color, ha="center", va="center", fontsize=9, fontweight="bold")
+    ax_in.set_title(f"input {reads.shape[0]}×{reads.shape[1]}: reads per pixel; outlined: the {KH}×{KW} windows of\n"
+                    "the outlined output threads (same colour)", fontsize=9)
+    for ax in (ax_out, ax_in):
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+    fig.suptitle("conv2d forward, one thread per output: which input each thread reads (recorded from a launch)")
+    fig.tight_layout()
+    return fig

@@ -59,3 +59,24 @@ def thread_map_2d(rows: int, cols: int, block: tuple[int, int]) -> dict:
     grid = (blocks_for(cols, block[0]), blocks_for(rows, block[1]))
     launch(record_thread_ids_2d, grid, block, block_id, thread_id)
     return {"block": block_id, "thread": thread_id, "grid": grid, "block_dim": block}
+
+
+@kernel("void(int32[:, ::1], int32, int32, int32[:, ::1])")
+def record_conv_reads(reads, KH, KW, owner):
+    j, i, z = cuda.grid(3)  # the same thread -> output mapping as conv2d_forward_kernel (one image, one filter)
+    if z == 0 and i < owner.shape[0] and j < owner.shape[1]:
+        owner[i, j] = cuda.blockIdx.y * cuda.gridDim.x + cuda.blockIdx.x  # which block computed output (i, j)
+        for p in range(KH):
+            for q in range(KW):
+                cuda.atomic.add(reads, (i + p, j + q), 1)  # count the threads that read input (i+p, j+q)
+
+
+def conv_read_map(H: int, W: int, KH: int, KW: int) -> dict:
+    """Launch :func:`record_conv_reads` like the conv2d forward kernel and return who read what."""
+    from .conv import BLOCK
+
+    OH, OW = H - KH + 1, W - KW + 1
+    reads, owner = np.zeros((H, W), dtype=np.int32), np.full((OH, OW), -1, dtype=np.int32)
+    grid = (blocks_for(OW, BLOCK[0]), blocks_for(OH, BLOCK[1]), 1)
+    launch(record_conv_reads, grid, BLOCK, reads, np.int32(KH), np.int32(KW), owner)
+    return {"reads": reads, "owner": owner, "kernel": (KH, KW), "grid": grid, "block": BLOCK}
