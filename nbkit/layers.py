@@ -3,23 +3,42 @@
 Each layer saves in ``forward`` what its ``backward`` needs, and ``backward`` sets the gradients of its
 parameters and returns the gradient for the layer before. Parameters, gradients and momentum buffers
 stay in device memory between steps; the only value a training step copies back is the loss.
+
+A layer calls its operations through a *backend*: :data:`KERNELS` (the CUDA kernels, on a GPU or in the
+simulator) by default, or :data:`nbkit.cpu.CPU`, the fast NumPy path for training on a CPU. Both are
+tested to give the same numbers.
 """
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from numba import cuda
 
-from . import activations, conv, dense, losses, pool
+from . import activations, conv, dense, losses, optim, pool
 from .optim import Param
 
+KERNELS = SimpleNamespace(
+    name="CUDA kernels",
+    asarray=lambda a: cuda.to_device(np.ascontiguousarray(a, dtype=np.float32)),
+    to_host=lambda a: a.copy_to_host(),
+    dense_forward=lambda x, W, b: dense.dense_forward(x, W, b, "naive"),
+    dense_backward=lambda dy, x, W: dense.dense_backward(dy, x, W, "naive"),
+    relu_forward=activations.relu_forward, relu_backward=activations.relu_backward,
+    tanh_forward=activations.tanh_forward, tanh_backward=activations.tanh_backward,
+    conv2d_forward=conv.conv2d_forward, conv2d_backward=conv.conv2d_backward,
+    maxpool2x2_forward=pool.maxpool2x2_forward, maxpool2x2_backward=pool.maxpool2x2_backward,
+    softmax_xent_forward=losses.softmax_xent_forward, softmax_xent_backward=losses.softmax_xent_backward,
+    sgd_update=optim.sgd_update_kernel,
+)
 
-def _uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int):
+
+def _uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, backend):
     """PyTorch's default initialisation for Linear and Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     bound = 1 / math.sqrt(fan_in)
-    return cuda.to_device(rng.uniform(-bound, bound, size=shape).astype(np.float32))
+    return backend.asarray(rng.uniform(-bound, bound, size=shape).astype(np.float32))
 
 
 class Layer:
@@ -34,66 +53,76 @@ class Layer:
 
 
 class Dense(Layer):
-    def __init__(self, n_in: int, n_out: int, rng: np.random.Generator, method: str = "naive"):
-        self.W = Param("weight", _uniform(rng, (n_out, n_in), n_in))
-        self.b = Param("bias", _uniform(rng, (n_out,), n_in))
-        self.method = method
+    def __init__(self, n_in: int, n_out: int, rng: np.random.Generator, backend=KERNELS):
+        self.ops = backend
+        self.W = Param("weight", _uniform(rng, (n_out, n_in), n_in, backend))
+        self.b = Param("bias", _uniform(rng, (n_out,), n_in, backend))
 
     def params(self):
         return [self.W, self.b]
 
     def forward(self, x):
         self.x = x
-        return dense.dense_forward(x, self.W.value, self.b.value, self.method)
+        return self.ops.dense_forward(x, self.W.value, self.b.value)
 
     def backward(self, dout):
-        dx, self.W.grad, self.b.grad = dense.dense_backward(dout, self.x, self.W.value, self.method)
+        dx, self.W.grad, self.b.grad = self.ops.dense_backward(dout, self.x, self.W.value)
         return dx
 
 
 class Conv2d(Layer):
-    def __init__(self, c_in: int, c_out: int, k: int, rng: np.random.Generator):
-        self.W = Param("weight", _uniform(rng, (c_out, c_in, k, k), c_in * k * k))
-        self.b = Param("bias", _uniform(rng, (c_out,), c_in * k * k))
+    def __init__(self, c_in: int, c_out: int, k: int, rng: np.random.Generator, backend=KERNELS):
+        self.ops = backend
+        self.W = Param("weight", _uniform(rng, (c_out, c_in, k, k), c_in * k * k, backend))
+        self.b = Param("bias", _uniform(rng, (c_out,), c_in * k * k, backend))
 
     def params(self):
         return [self.W, self.b]
 
     def forward(self, x):
         self.x = x
-        return conv.conv2d_forward(x, self.W.value, self.b.value)
+        return self.ops.conv2d_forward(x, self.W.value, self.b.value)
 
     def backward(self, dout):
-        dx, self.W.grad, self.b.grad = conv.conv2d_backward(dout, self.x, self.W.value)
+        dx, self.W.grad, self.b.grad = self.ops.conv2d_backward(dout, self.x, self.W.value)
         return dx
 
 
 class ReLU(Layer):
+    def __init__(self, backend=KERNELS):
+        self.ops = backend
+
     def forward(self, x):
         self.x = x
-        return activations.relu_forward(x)
+        return self.ops.relu_forward(x)
 
     def backward(self, dout):
-        return activations.relu_backward(dout, self.x)
+        return self.ops.relu_backward(dout, self.x)
 
 
 class Tanh(Layer):
+    def __init__(self, backend=KERNELS):
+        self.ops = backend
+
     def forward(self, x):
-        self.y = activations.tanh_forward(x)
+        self.y = self.ops.tanh_forward(x)
         return self.y
 
     def backward(self, dout):
-        return activations.tanh_backward(dout, self.y)
+        return self.ops.tanh_backward(dout, self.y)
 
 
 class MaxPool2x2(Layer):
+    def __init__(self, backend=KERNELS):
+        self.ops = backend
+
     def forward(self, x):
         self.shape = x.shape
-        y, self.argmax = pool.maxpool2x2_forward(x)
+        y, self.argmax = self.ops.maxpool2x2_forward(x)
         return y
 
     def backward(self, dout):
-        return pool.maxpool2x2_backward(dout, self.argmax, self.shape)
+        return self.ops.maxpool2x2_backward(dout, self.argmax, self.shape)
 
 
 class Flatten(Layer):
@@ -110,8 +139,9 @@ class Flatten(Layer):
 class Sequential:
     """Layers applied in order, followed by softmax + cross-entropy."""
 
-    def __init__(self, *layers: Layer):
+    def __init__(self, *layers: Layer, backend=KERNELS):
         self.layers = list(layers)
+        self.ops = backend
 
     def params(self) -> list[Param]:
         return [p for layer in self.layers for p in layer.params()]
@@ -123,12 +153,13 @@ class Sequential:
 
     def loss(self, x, labels) -> float:
         """Forward pass and mean cross-entropy; keeps what ``backward`` needs. Only the loss leaves the device."""
-        loss, self._probs = losses.softmax_xent_forward(self.forward(x), labels)
+        self.logits = self.forward(x)  # kept, so callers can inspect them without a second forward pass
+        loss, self._probs = self.ops.softmax_xent_forward(self.logits, labels)
         self._labels = labels
         return loss
 
     def backward(self) -> None:
-        grad = losses.softmax_xent_backward(self._probs, self._labels)
+        grad = self.ops.softmax_xent_backward(self._probs, self._labels)
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
 
@@ -141,8 +172,8 @@ class Sequential:
             a = np.ascontiguousarray(a, dtype=np.float32)
             if a.shape != tuple(p.value.shape):
                 raise ValueError(f"{p.name}: expected shape {tuple(p.value.shape)}, got {a.shape}")
-            p.value = cuda.to_device(a)
+            p.value = self.ops.asarray(a)
 
     def state(self) -> list[np.ndarray]:
         """Copies of the parameters on the host (for checking and plotting, not during training)."""
-        return [p.value.copy_to_host() for p in self.params()]
+        return [self.ops.to_host(p.value) for p in self.params()]

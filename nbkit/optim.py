@@ -7,15 +7,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import cuda, float32
 
-from .launch import launch_1d
+from .launch import blocks_for, launch, threads_1d
 from .registry import kernel
+
+MAX_BLOCKS = 8  # bounds the grid of the update: few threads keep simulated runs fast (raise it for big models on a GPU)
 
 
 
 @kernel("void(float32[::1], float32[::1], float32[::1], float32, float32, float32, float32, int32, int32)")
 def sgd_momentum_kernel(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first_step):
-    i = cuda.grid(1)
-    if i < param.size:
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):  # grid-stride: any grid covers any size
         g = grad[i] + weight_decay * param[i]
         if momentum != float32(0):
             if first_step:
@@ -37,11 +38,22 @@ class Param:
     buf: object = field(default=None, repr=False)
 
 
+def sgd_update_kernel(p: Param, hyper: tuple, nesterov: int, first_step: bool) -> None:
+    """One SGD step of one parameter on the device, by :func:`sgd_momentum_kernel`."""
+    if p.buf is None:
+        p.buf = cuda.device_array(p.value.shape, dtype=np.float32)
+    flat = (a.reshape(a.size) for a in (p.value, p.grad, p.buf))
+    # A grid-stride loop lets a bounded grid update any number of parameters (LeNet has 62,006).
+    threads = threads_1d(p.value.size)
+    launch(sgd_momentum_kernel, min(blocks_for(p.value.size, threads), MAX_BLOCKS), threads, *flat, *hyper,
+           nesterov, int(first_step))
+
+
 class SGD:
-    """``torch.optim.SGD`` for parameters held on the device; ``step()`` copies nothing to the host."""
+    """``torch.optim.SGD``; with the default update the parameters stay on the device and nothing is copied."""
 
     def __init__(self, params: list[Param], lr: float, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False):
+                 weight_decay: float = 0.0, nesterov: bool = False, update=sgd_update_kernel):
         if lr <= 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"need lr > 0, momentum >= 0, weight_decay >= 0; got {lr}, {momentum}, {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
@@ -49,15 +61,12 @@ class SGD:
         self.params = params
         self.hyper = tuple(np.float32(v) for v in (lr, momentum, dampening, weight_decay))
         self.nesterov = int(nesterov)
+        self.update = update
         self.steps = 0
 
     def step(self) -> None:
         for p in self.params:
             if p.grad is None:
                 raise RuntimeError(f"parameter {p.name} has no gradient: run backward() before step().")
-            if p.buf is None:
-                p.buf = cuda.device_array(p.value.shape, dtype=np.float32)
-            flat = (a.reshape(a.size) for a in (p.value, p.grad, p.buf))
-            launch_1d(sgd_momentum_kernel, p.value.size, *flat, *self.hyper,
-                   self.nesterov, int(self.steps == 0))
+            self.update(p, self.hyper, self.nesterov, self.steps == 0)
         self.steps += 1

@@ -1,0 +1,61 @@
+"""The CPU path gives the same numbers as the kernels (and so as the references and PyTorch)."""
+
+import numpy as np
+import pytest
+import torch
+
+from nbkit import conv, lenet, pool
+from nbkit.cpu import CPU
+from nbkit.layers import KERNELS
+
+
+def test_conv_matches_the_kernels():
+    r = np.random.default_rng(0)
+    x = r.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    w = r.standard_normal((4, 3, 3, 2)).astype(np.float32)
+    b = r.standard_normal(4).astype(np.float32)
+    y = CPU.conv2d_forward(x, w, b)
+    np.testing.assert_allclose(y, conv.conv2d_forward(x, w, b), rtol=1e-5, atol=1e-5)
+    dy = r.standard_normal(y.shape).astype(np.float32)
+    for got, want in zip(CPU.conv2d_backward(dy, x, w), conv.conv2d_backward(dy, x, w)):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_other_ops_match_the_kernels():
+    r = np.random.default_rng(1)
+    x = r.standard_normal((3, 2, 6, 5)).astype(np.float32)
+    (yc, ac), (yk, ak) = CPU.maxpool2x2_forward(x), pool.maxpool2x2_forward(x)
+    np.testing.assert_array_equal(yc, yk)
+    np.testing.assert_array_equal(ac, ak)
+    A, W, b = (r.standard_normal(s).astype(np.float32) for s in ((5, 7), (3, 7), (3,)))
+    np.testing.assert_allclose(CPU.dense_forward(A, W, b), KERNELS.dense_forward(A, W, b), rtol=1e-5, atol=1e-5)
+    logits, labels = r.standard_normal((5, 10)).astype(np.float32), r.integers(0, 10, 5)
+    (lc, pc), (lk, pk) = CPU.softmax_xent_forward(logits, labels), KERNELS.softmax_xent_forward(logits, labels)
+    assert lc == pytest.approx(lk, rel=1e-6)
+    np.testing.assert_allclose(CPU.softmax_xent_backward(pc, labels), KERNELS.softmax_xent_backward(pk, labels),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_cpu_lenet_trains_like_torch():
+    torch.manual_seed(1)
+    tmodel = lenet.build_torch()
+    model = lenet.build(CPU)
+    lenet.copy_from_torch(model, tmodel)
+    opt = lenet.optimizer(model)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=lenet.LR, momentum=lenet.MOMENTUM)
+    r = np.random.default_rng(2)
+    for _ in range(5):
+        x = r.uniform(-1, 1, (4, 3, 32, 32)).astype(np.float32)
+        y = r.integers(0, 10, 4)
+        loss = model.loss(x, y)
+        model.backward()
+        opt.step()
+        tloss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)), torch.from_numpy(y))
+        topt.zero_grad()
+        tloss.backward()
+        topt.step()
+        assert loss == pytest.approx(tloss.item(), rel=1e-5)
+    for p, t in zip(model.state(), tmodel.parameters()):
+        assert p.dtype == np.float32
+        np.testing.assert_allclose(p, t.detach().numpy(), rtol=1e-4, atol=1e-6)
