@@ -125,13 +125,18 @@ def conv2d_forward(x, w, b):
     return y
 
 
-def conv2d_backward(dy, x, w, method: str = "gather"):
-    """``(dx, dw, db)``; ``method`` "gather" (one thread per input pixel) or "atomic" (scatter)."""
+def conv2d_backward(dy, x, w, method: str = "gather", need_dx: bool = True):
+    """``(dx, dw, db)``; ``method`` "gather" (one thread per input pixel) or "atomic" (scatter).
+
+    ``need_dx=False`` skips the input gradient (dx is None): a network's first layer has no use for it.
+    """
     x, w = _check(x, w)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     dy = require_array(dy, "dy", shape=(N, F, H - KH + 1, W - KW + 1))
-    if method == "gather":
+    if not need_dx:
+        dx = None
+    elif method == "gather":
         dx = new_output(x, x.shape)
         launch(conv2d_backward_input_kernel, _grid3(H, W, N * C), BLOCK, dy, w, dx)
     elif method == "atomic":

@@ -1,9 +1,10 @@
 """The CPU path: the same layers computed with NumPy in float32, fast enough to train on all of CIFAR-10.
 
 A learner without a GPU cannot train LeNet in the CUDA simulator (a Python thread per CUDA thread). This
-backend gives :mod:`nbkit.layers` the same operations, built on NumPy's BLAS: convolutions are unfolded
-with a sliding-window view ("im2col") into one matrix multiply. Dense layers, activations, pooling and the
-loss are the float32 NumPy references. ``tests/test_cpu.py`` checks every operation against the kernels.
+backend gives :mod:`nbkit.layers` the same operations in float32. Convolutions are unfolded ("im2col") into
+one matrix multiply on NumPy's BLAS; the unfolding and the pooling loops are compiled with ``numba.njit``
+(single-threaded: at these sizes threads cost more than they save). Dense layers, activations and the loss
+are the NumPy references. ``tests/test_cpu.py`` checks every operation against the kernels.
 """
 
 from __future__ import annotations
@@ -11,37 +12,126 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numba import njit
 
 from . import reference as ref
 from .optim import Param
 
 
+_COLS: list[tuple] = []  # the last few unfoldings, reused when backward unfolds forward's input again
+
+
 def _im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
-    """(N, C, H, W) -> (N*OH*OW, C*KH*KW): row (n, i, j) holds the window that output (i, j) reads."""
-    windows = sliding_window_view(x, (kh, kw), axis=(2, 3))  # (N, C, OH, OW, KH, KW), a view
-    n, c, oh, ow = windows.shape[:4]
-    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    """(N, C, H, W) -> (C*KH*KW, N*OH*OW): row (c, p, q) holds x[:, c, p:p+OH, q:q+OW] for every output.
+
+    Copied by a compiled loop (numba.njit); NumPy's reshape of a 6-D sliding-window view copies along a
+    5-long innermost axis and is several times slower. The weight gradient needs
+    the same unfolding of the same input as the forward pass, so the last few results are kept (keyed by
+    the array object itself, which the cache holds, so its id cannot be reused).
+    """
+    for cached_x, ckh, ckw, cols in _COLS:
+        if cached_x is x and (ckh, ckw) == (kh, kw):
+            return cols
+    cols = _unfold(x, kh, kw)
+    _COLS.append((x, kh, kw, cols))
+    del _COLS[:-4]
+    return cols
+
+
+@njit(cache=True)
+def _unfold(x, kh, kw):
+    """The copy loops of :func:`_im2col`, compiled: C*KH*KW*N*OH rows of OW contiguous floats."""
+    n, c, h, w = x.shape
+    oh, ow = h - kh + 1, w - kw + 1
+    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    for ci in range(c):
+        for p in range(kh):
+            for q in range(kw):
+                row = (ci * kh + p) * kw + q
+                for img in range(n):
+                    for i in range(oh):
+                        base = (img * oh + i) * ow
+                        for j in range(ow):
+                            cols[row, base + j] = x[img, ci, i + p, j + q]
+    return cols
+
+
+@njit(cache=True)
+def _fold(cols, n, c, h, w, kh, kw):
+    """The adjoint of :func:`_unfold`: add every column entry back onto the input pixel it came from."""
+    oh, ow = h - kh + 1, w - kw + 1
+    x = np.zeros((n, c, h, w), dtype=cols.dtype)
+    for ci in range(c):
+        for p in range(kh):
+            for q in range(kw):
+                row = (ci * kh + p) * kw + q
+                for img in range(n):
+                    for i in range(oh):
+                        base = (img * oh + i) * ow
+                        for j in range(ow):
+                            x[img, ci, i + p, j + q] += cols[row, base + j]
+    return x
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     N, _, H, W = x.shape
     F, C, KH, KW = w.shape
     OH, OW = H - KH + 1, W - KW + 1
-    y = _im2col(x, KH, KW) @ w.reshape(F, C * KH * KW).T + b  # (N*OH*OW, F)
-    return np.ascontiguousarray(y.reshape(N, OH, OW, F).transpose(0, 3, 1, 2))
+    y = w.reshape(F, C * KH * KW) @ _im2col(x, KH, KW)  # (F, N*OH*OW): one matrix multiply
+    y += b[:, None]
+    return np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
 
 
-def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray):
-    """``(dx, dw, db)``; dx as the full correlation of the zero-padded dy with the flipped kernel."""
+def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, need_dx: bool = True):
+    """``(dx, dw, db)``. dx: the windows' gradients ``Wᵀ dy`` folded back onto the pixels they came from."""
     F, C, KH, KW = w.shape
-    N, _, OH, OW = dy.shape
-    dy_rows = dy.transpose(0, 2, 3, 1).reshape(N * OH * OW, F)
-    dw = (dy_rows.T @ _im2col(x, KH, KW)).reshape(w.shape)
-    padded = np.pad(dy, ((0, 0), (0, 0), (KH - 1, KH - 1), (KW - 1, KW - 1)))
-    flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, KH, KW)
-    dx = conv2d_forward(padded, np.ascontiguousarray(flipped), np.zeros(C, dtype=dy.dtype))
-    return dx, dw, dy.sum(axis=(0, 2, 3))
+    dy_rows = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(F, -1)  # (F, N*OH*OW)
+    dw = (dy_rows @ _im2col(x, KH, KW).T).reshape(w.shape)
+    db = dy_rows.sum(axis=1)
+    if not need_dx:
+        return None, dw, db
+    dcols = w.reshape(F, C * KH * KW).T @ dy_rows  # (C*KH*KW, N*OH*OW)
+    return _fold(dcols, x.shape[0], C, x.shape[2], x.shape[3], KH, KW), dw, db
+
+
+@njit(cache=True)
+def maxpool2x2_forward(x):
+    """As :func:`nbkit.reference.maxpool2x2_forward` (first maximum wins a tie), in compiled loops."""
+    n, c, h, w = x.shape
+    oh, ow = h // 2, w // 2
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int8)
+    for img in range(n):
+        for ch in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    best = x[img, ch, 2 * i, 2 * j]
+                    k = 0
+                    for t in range(1, 4):
+                        v = x[img, ch, 2 * i + t // 2, 2 * j + t % 2]
+                        if v > best:
+                            best = v
+                            k = t
+                    y[img, ch, i, j] = best
+                    argmax[img, ch, i, j] = k
+    return y, argmax
+
+
+@njit(cache=True)
+def _maxpool_backward(dy, argmax, h, w):
+    n, c, oh, ow = dy.shape
+    dx = np.zeros((n, c, h, w), dtype=dy.dtype)
+    for img in range(n):
+        for ch in range(c):
+            for i in range(oh):
+                for j in range(ow):
+                    k = argmax[img, ch, i, j]
+                    dx[img, ch, 2 * i + k // 2, 2 * j + k % 2] = dy[img, ch, i, j]
+    return dx
+
+
+def maxpool2x2_backward(dy: np.ndarray, argmax: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    return _maxpool_backward(dy, argmax, input_shape[2], input_shape[3])
 
 
 def sgd_update(p: Param, hyper: tuple, nesterov: int, first_step: bool) -> None:
@@ -78,7 +168,7 @@ CPU = SimpleNamespace(
     relu_forward=ref.relu_forward, relu_backward=ref.relu_backward,
     tanh_forward=ref.tanh_forward, tanh_backward=ref.tanh_backward,
     conv2d_forward=conv2d_forward, conv2d_backward=conv2d_backward,
-    maxpool2x2_forward=ref.maxpool2x2_forward, maxpool2x2_backward=ref.maxpool2x2_backward,
+    maxpool2x2_forward=maxpool2x2_forward, maxpool2x2_backward=maxpool2x2_backward,
     softmax_xent_forward=_xent_forward, softmax_xent_backward=_xent_backward,
     sgd_update=sgd_update,
 )

@@ -73,6 +73,7 @@ class Dense(Layer):
 class Conv2d(Layer):
     def __init__(self, c_in: int, c_out: int, k: int, rng: np.random.Generator, backend=KERNELS):
         self.ops = backend
+        self.need_input_grad = True  # Sequential turns this off for its first layer
         self.W = Param("weight", _uniform(rng, (c_out, c_in, k, k), c_in * k * k, backend))
         self.b = Param("bias", _uniform(rng, (c_out,), c_in * k * k, backend))
 
@@ -84,7 +85,8 @@ class Conv2d(Layer):
         return self.ops.conv2d_forward(x, self.W.value, self.b.value)
 
     def backward(self, dout):
-        dx, self.W.grad, self.b.grad = self.ops.conv2d_backward(dout, self.x, self.W.value)
+        dx, self.W.grad, self.b.grad = self.ops.conv2d_backward(dout, self.x, self.W.value,
+                                                                 need_dx=self.need_input_grad)
         return dx
 
 
@@ -142,6 +144,8 @@ class Sequential:
     def __init__(self, *layers: Layer, backend=KERNELS):
         self.layers = list(layers)
         self.ops = backend
+        if hasattr(self.layers[0], "need_input_grad"):
+            self.layers[0].need_input_grad = False  # nothing before it needs the gradient of the input
 
     def params(self) -> list[Param]:
         return [p for layer in self.layers for p in layer.params()]
@@ -161,7 +165,7 @@ class Sequential:
     def backward(self) -> None:
         grad = self.ops.softmax_xent_backward(self._probs, self._labels)
         for layer in reversed(self.layers):
-            grad = layer.backward(grad)
+            grad = layer.backward(grad)  # the first layer may return None: nobody needs it
 
     def load(self, arrays: list[np.ndarray]) -> None:
         """Copy host arrays (in ``params()`` order, e.g. from a PyTorch ``state_dict``) into the parameters."""
