@@ -82,14 +82,10 @@ def cpu_ratios(batch_sizes=(4, 64), steps: dict | None = None) -> list[dict]:
     rows = []
     for batch in batch_sizes:
         data = _batches(steps.get(batch, 40), batch)
-        torch.manual_seed(0)
-        tmodel = lenet.build_torch()
-        model = lenet.build(CPU)
-        lenet.copy_from_torch(model, tmodel)
-        ours = _time_steps(_ours_step(model, lenet.optimizer(model)), data, warmup=5)
+        model, opt, tmodel, topt = lenet.twins(CPU)
+        ours = _time_steps(_ours_step(model, opt), data, warmup=5)
         tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
-        theirs = _time_steps(_torch_step(tmodel, torch.optim.SGD(tmodel.parameters(), lr=lenet.LR,
-                                                                 momentum=lenet.MOMENTUM)), tdata, warmup=5)
+        theirs = _time_steps(_torch_step(tmodel, topt), tdata, warmup=5)
         rows.append({"batch": batch, "ours_img_s": batch / ours, "torch_img_s": batch / theirs,
                      "ratio": theirs / ours})
     return rows
@@ -104,8 +100,7 @@ def gpu_ratios(batch: int = 256, steps: int = 20) -> dict:
     from .perf import matmul_gflops
 
     data = _batches(steps, batch)
-    torch.manual_seed(0)
-    tmodel = lenet.build_torch()
+    tmodel = lenet.build_torch().cuda()
     model = lenet.build()
     lenet.copy_from_torch(model, tmodel)
     ddata = [(cuda.to_device(x), cuda.to_device(y)) for x, y in data]
@@ -116,7 +111,6 @@ def gpu_ratios(batch: int = 256, steps: int = 20) -> dict:
         cuda.synchronize()
 
     ours = _time_steps(synced, ddata, warmup=3)
-    tmodel = tmodel.cuda()
     tstep = _torch_step(tmodel, torch.optim.SGD(tmodel.parameters(), lr=lenet.LR, momentum=lenet.MOMENTUM))
     tdata = [(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()) for x, y in data]
 

@@ -49,3 +49,19 @@ def build_torch():
 def copy_from_torch(model: Sequential, torch_model) -> None:
     """Give ``model`` exactly the weights of ``torch_model``."""
     model.load([p.detach().cpu().numpy() for p in torch_model.parameters()])
+
+
+def twins(backend=KERNELS, seed: int = 0):
+    """``(model, optimizer, torch_model, torch_optimizer)``: the two networks with identical initial weights.
+
+    PyTorch initialises (under ``torch.manual_seed(seed)``); the course's model copies its weights. Both
+    optimisers use the article's SGD settings.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    torch_model = build_torch()
+    model = build(backend)
+    copy_from_torch(model, torch_model)
+    torch_opt = torch.optim.SGD(torch_model.parameters(), lr=LR, momentum=MOMENTUM)
+    return model, optimizer(model), torch_model, torch_opt

@@ -38,12 +38,7 @@ def test_other_ops_match_the_kernels():
 
 
 def test_cpu_lenet_trains_like_torch():
-    torch.manual_seed(1)
-    tmodel = lenet.build_torch()
-    model = lenet.build(CPU)
-    lenet.copy_from_torch(model, tmodel)
-    opt = lenet.optimizer(model)
-    topt = torch.optim.SGD(tmodel.parameters(), lr=lenet.LR, momentum=lenet.MOMENTUM)
+    model, opt, tmodel, topt = lenet.twins(CPU, seed=1)
     r = np.random.default_rng(2)
     for _ in range(5):
         x = r.uniform(-1, 1, (4, 3, 32, 32)).astype(np.float32)

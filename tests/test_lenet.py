@@ -13,12 +13,7 @@ from nbkit import lenet
 
 
 def test_kernel_lenet_matches_torch_for_two_sgd_steps():
-    torch.manual_seed(0)
-    tmodel = lenet.build_torch()
-    model = lenet.build()
-    lenet.copy_from_torch(model, tmodel)
-    opt = lenet.optimizer(model)
-    topt = torch.optim.SGD(tmodel.parameters(), lr=lenet.LR, momentum=lenet.MOMENTUM)
+    model, opt, tmodel, topt = lenet.twins(seed=0)
     r = np.random.default_rng(0)
     for step in range(2):
         x = r.uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)

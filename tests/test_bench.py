@@ -1,0 +1,16 @@
+"""The benchmark script runs and prints its ratios (a smoke test: no timing is asserted)."""
+
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_bench_prints_cpu_ratios():
+    r = subprocess.run([sys.executable, "-m", "nbkit.bench", "--quick"], capture_output=True, text=True, cwd=ROOT,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    for batch in (4, 64):
+        assert re.search(rf"CPU, batch +{batch}: CPU path +[\d.]+ img/s, PyTorch CPU +[\d.]+ img/s, ratio [\d.]+x", r.stdout)
+    assert "hardware:" in r.stdout and ("GPU: not measured" in r.stdout or "GPU, batch 256" in r.stdout)
