@@ -45,7 +45,18 @@ case "$command" in
         for nb in notebooks/[0-9][0-9]_*.ipynb; do
             echo "course.sh: executing $nb"
             "$VENV/bin/jupyter" nbconvert --to notebook --execute --inplace "$nb"
-        done ;;
+        done
+        # Drop per-cell execution timestamps: they change on every run and only add noise to diffs.
+        "$VENV/bin/python" - notebooks/[0-9][0-9]_*.ipynb <<'PY'
+import sys
+import nbformat
+for path in sys.argv[1:]:
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, path)
+PY
+        ;;
     *)
         echo "usage: bash course.sh lab|test|execute|setup [extra arguments]" >&2
         exit 2 ;;
