@@ -42,6 +42,11 @@ def _uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, back
 
 
 class Layer:
+    """Base class: ``forward`` saves what ``backward`` needs; operations come from ``self.ops`` (a backend)."""
+
+    def __init__(self, backend=KERNELS):
+        self.ops = backend
+
     def params(self) -> list[Param]:
         return []
 
@@ -54,7 +59,7 @@ class Layer:
 
 class Dense(Layer):
     def __init__(self, n_in: int, n_out: int, rng: np.random.Generator, backend=KERNELS):
-        self.ops = backend
+        super().__init__(backend)
         self.W = Param("weight", _uniform(rng, (n_out, n_in), n_in, backend))
         self.b = Param("bias", _uniform(rng, (n_out,), n_in, backend))
 
@@ -72,7 +77,7 @@ class Dense(Layer):
 
 class Conv2d(Layer):
     def __init__(self, c_in: int, c_out: int, k: int, rng: np.random.Generator, backend=KERNELS):
-        self.ops = backend
+        super().__init__(backend)
         self.need_input_grad = True  # Sequential turns this off for its first layer
         self.W = Param("weight", _uniform(rng, (c_out, c_in, k, k), c_in * k * k, backend))
         self.b = Param("bias", _uniform(rng, (c_out,), c_in * k * k, backend))
@@ -91,9 +96,6 @@ class Conv2d(Layer):
 
 
 class ReLU(Layer):
-    def __init__(self, backend=KERNELS):
-        self.ops = backend
-
     def forward(self, x):
         self.x = x
         return self.ops.relu_forward(x)
@@ -103,9 +105,6 @@ class ReLU(Layer):
 
 
 class Tanh(Layer):
-    def __init__(self, backend=KERNELS):
-        self.ops = backend
-
     def forward(self, x):
         self.y = self.ops.tanh_forward(x)
         return self.y
@@ -115,9 +114,6 @@ class Tanh(Layer):
 
 
 class MaxPool2x2(Layer):
-    def __init__(self, backend=KERNELS):
-        self.ops = backend
-
     def forward(self, x):
         self.shape = x.shape
         y, self.argmax = self.ops.maxpool2x2_forward(x)
