@@ -17,7 +17,6 @@ from numba import njit
 from . import reference as ref
 from .optim import Param
 
-
 _COLS: list[tuple] = []  # the last few unfoldings, reused when backward unfolds forward's input again
 
 

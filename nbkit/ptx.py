@@ -33,8 +33,9 @@ _F64 = re.compile(r"\.f64\b")
 
 def compile_ptx(py_func, signature: str, cc: tuple[int, int], device: bool = False) -> str:
     """PTX text for one kernel and one signature, compiled for compute capability ``cc``."""
-    import nbkit
     from numba import cuda
+
+    import nbkit
 
     if nbkit.MODE.is_simulator:
         raise RuntimeError("PTX needs the real CUDA target; the simulator is active. "

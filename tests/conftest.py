@@ -7,8 +7,9 @@ from pathlib import Path
 
 os.environ.setdefault("NBKIT_MODE", "sim")
 
-import nbkit  # noqa: E402,F401  - first, so test modules may import numba.cuda freely
 import pytest  # noqa: E402
+
+import nbkit  # noqa: E402,F401  - first, so test modules may import numba.cuda freely
 
 ROOT = Path(__file__).resolve().parent.parent
 

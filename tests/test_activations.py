@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from nbkit import reference as ref
-from nbkit.activations import (relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, tanh_backward,
-                               tanh_forward)
+from nbkit.activations import relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, tanh_backward, tanh_forward
 from nbkit.losses import mse_backward
 
 

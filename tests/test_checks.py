@@ -261,7 +261,8 @@ def avg_forward_sum(x, y):
     C = y.shape[1]
     n, c = z // C, z % C
     if n < y.shape[0] and i < y.shape[2] and j < y.shape[3]:
-        y[n, c, i, j] = x[n, c, 2 * i, 2 * j] + x[n, c, 2 * i, 2 * j + 1] + x[n, c, 2 * i + 1, 2 * j] + x[n, c, 2 * i + 1, 2 * j + 1]
+        y[n, c, i, j] = (x[n, c, 2 * i, 2 * j] + x[n, c, 2 * i, 2 * j + 1]
+                         + x[n, c, 2 * i + 1, 2 * j] + x[n, c, 2 * i + 1, 2 * j + 1])
 
 
 @cuda.jit

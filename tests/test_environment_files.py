@@ -1,8 +1,8 @@
 """pyproject.toml (pip) and environment.yml (conda) must name the same packages and versions."""
 
 import re
-import tomllib
 
+import tomllib
 from conftest import ROOT
 
 # conda-forge names that differ from PyPI names; packages only one installer needs.

@@ -2,8 +2,8 @@
 
 import nbformat
 import pytest
-
 from conftest import ROOT
+
 from nbkit.strip import PLACEHOLDER, SOLUTION_TAG, main, strip_solutions
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
