@@ -50,22 +50,6 @@ def test_wrong_answers_fail_with_a_reason(wrong, message):
     assert str(info.value).startswith("✗ ")
 
 
-def test_writes_past_the_end_are_caught_without_indexerror(monkeypatch):
-    # On a GPU nothing raises IndexError; the sentinel padding must catch the stray writes.
-    import nbkit.checks as checks
-
-    def launch_without_bounds_check(kernel, grid, block, alpha, x, y, out):
-        base = out.base if out.base is not None else out
-        full = np.zeros(base.size, dtype=np.float32)
-        full[: out.size] = alpha * x + y
-        full[out.size:] = 1.0  # what an unguarded kernel would scribble past the end
-        base[:] = full
-
-    monkeypatch.setattr(checks, "launch", launch_without_bounds_check)
-    with pytest.raises(CheckFailed, match="wrote to memory they do not own"):
-        check_saxpy(saxpy_right)
-
-
 # ------------------------------------------------------------------ notebooks 01 and 02
 
 from nbkit import reference as ref  # noqa: E402
@@ -102,8 +86,13 @@ def test_sigmoid_example_check(capsys):
     X, W, b, Y = np.array([1.0, 2, 3]), np.array([[1.0, 2, 3], [4, 5, 6]]), np.array([1.0, 2]), np.array([0.0, 1])
     s = 1 / (1 + np.exp(-(W @ X + b)))
     delta = (s - Y) * s * (1 - s)
-    check_sigmoid_example(np.outer(delta, X), delta)
-    assert capsys.readouterr().out.startswith("✓")
+    check_sigmoid_example(np.outer(delta, X), delta)  # the textbook formula: accepted, with a note on cancellation
+    out = capsys.readouterr().out
+    assert out.startswith("✓") and "cancel" in out
+    stable = (s - Y) * s / (1 + np.exp(W @ X + b))  # 1 - σ(z) computed as σ(-z)
+    stable[1] = -(1 / (1 + np.exp(W @ X + b)))[1] * s[1] / (1 + np.exp((W @ X + b)[1]))
+    check_sigmoid_example(np.outer(stable, X), stable)  # the rejected correct answer
+    assert capsys.readouterr().out.startswith("✓ correct: δ")
     with pytest.raises(CheckFailed, match="left out the sigmoid's derivative"):
         check_sigmoid_example(np.outer(s - Y, X), s - Y)
     with pytest.raises(CheckFailed, match=r"dW has shape \(3, 2\)"):
@@ -153,7 +142,7 @@ def test_row_sum_check(capsys):
     assert capsys.readouterr().out.startswith("✓")
     with pytest.raises(CheckFailed, match="sum of column i"):
         check_row_sum(row_sum_columns)
-    with pytest.raises(CheckFailed, match="past the end"):
+    with pytest.raises(CheckFailed, match="outside an array|past the end"):
         check_row_sum(row_sum_unguarded)
 
 
@@ -189,7 +178,7 @@ def test_transposed_matmul_check(capsys):
     assert capsys.readouterr().out.startswith("✓")
     with pytest.raises(CheckFailed, match="C is wrong"):
         check_transposed_matmul(at_b_wrong_index)
-    with pytest.raises(CheckFailed, match="no element of C was written"):
+    with pytest.raises(CheckFailed, match="never written"):
         check_transposed_matmul(at_b_writes_nothing)
 
 

@@ -1,0 +1,28 @@
+"""Self-checks for the exercises. Each says what is right, or what exactly is wrong.
+
+Convention (fixed for the whole course): the learner's solution cell is an nbgrader solution cell whose
+``### BEGIN SOLUTION`` / ``### END SOLUTION`` region nbgrader removes in the learner's copy; the cell right
+after it calls one ``check_*`` function from here. A passing check prints a line starting with ✓, an
+unsolved stub prints one line starting with ◻ ("not solved yet"), and a wrong answer raises
+:class:`CheckFailed` whose message starts with ✗ and explains the mistake.
+
+Checks live in one module per notebook (``nb00`` ... ``nb10``); every ``check_*`` function of those
+modules is importable from here. The shared machinery is in :mod:`nbkit.checks._core`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from ._core import CheckFailed, NotSolved, is_stub
+
+__all__ = ["CheckFailed", "NotSolved", "is_stub"]
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _info.name.startswith("nb"):
+        _module = importlib.import_module(f"{__name__}.{_info.name}")
+        for _name in dir(_module):
+            if _name.startswith("check_"):
+                globals()[_name] = getattr(_module, _name)
+                __all__.append(_name)

@@ -1,0 +1,387 @@
+"""The machinery every exercise check shares: verdicts, comparisons, guarded launches, PTX checks.
+
+Rules the checks keep (the course's "checks never lie"):
+
+* an unsolved stub (a function, kernel or class whose code still raises ``NotImplementedError``, as
+  nbgrader's learner copy leaves it) gets one line, "not solved yet", and no traceback, so *Run All*
+  goes on; under nbgrader's autograder (``NBGRADER_EXECUTION`` is set) it raises, so it earns no points;
+* a wrong answer raises :class:`CheckFailed` naming the first wrong index in row-major order, the value
+  found and the value expected, and the likely cause where one can be told;
+* a kernel's output is a view into a larger *device* buffer filled with a sentinel, so writes past
+  the end are caught on a GPU too, where nothing raises ``IndexError``;
+* a message that says something was checked has checked it ("float32 throughout" comes from the PTX).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..launch import launch
+
+
+class CheckFailed(AssertionError):
+    """The learner's answer is wrong; the message says how.
+
+    In a notebook, IPython shows only the message (no traceback into nbkit): the learner needs the
+    verdict, not the checker's internals.
+    """
+
+    def _render_traceback_(self) -> list[str]:  # IPython hook: replaces the traceback
+        return [f"\x1b[31m{self}\x1b[0m"]
+
+
+class NotSolved(CheckFailed):
+    """Raised instead of printing "not solved yet" when nbgrader grades the notebook (zero points)."""
+
+
+def fail(message: str, run: KernelRun | None = None) -> None:
+    """Raise :class:`CheckFailed` with ``message``; first show a picture of ``run``'s launch when there is one."""
+    if run is not None:
+        show_launch_picture(run)
+    raise CheckFailed("✗ " + message)
+
+
+def passed(message: str) -> None:
+    """Print the verdict of a correct answer."""
+    print("✓ " + message)
+
+
+# --------------------------------------------------------------------------------------------------
+# "not solved yet"
+
+
+def _code_objects(obj: object) -> Iterable[types.CodeType]:
+    """Code objects of a function, a numba kernel (its Python function) or a class's methods."""
+    if isinstance(obj, type):
+        for value in vars(obj).values():
+            yield from _code_objects(value)
+        return
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    if isinstance(obj, property):
+        for f in (obj.fget, obj.fset):
+            if f is not None:
+                yield from _code_objects(f)
+        return
+    func = getattr(obj, "py_func", None) or getattr(obj, "fn", None) or obj
+    code = getattr(func, "__code__", None)
+    if isinstance(code, types.CodeType):
+        stack = [code]
+        while stack:  # nested functions and comprehensions too
+            c = stack.pop()
+            yield c
+            stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+
+
+def is_stub(obj: object) -> bool:
+    """True when ``obj`` still raises ``NotImplementedError`` somewhere: the learner has not written it yet."""
+    return any("NotImplementedError" in code.co_names for code in _code_objects(obj))
+
+
+def not_solved(number: str, task: str) -> None:
+    """Say in one line that exercise ``number`` has not been attempted (raise under nbgrader's grader)."""
+    message = f"◻ Exercise {number} not solved yet: {task} in the cell above, then run this cell again."
+    if os.environ.get("NBGRADER_EXECUTION"):
+        raise NotSolved(message)
+    print(message)
+
+
+def exercise(number: str, task: str) -> Callable[[Callable], Callable]:
+    """Decorator for a check: ``task`` says what the learner writes ("write the kernel saxpy").
+
+    If any argument of the check is an unsolved stub, or the check meets a ``NotImplementedError``
+    raised by the learner's code, the check prints "not solved yet" instead of failing.
+    """
+
+    def wrap(check: Callable) -> Callable:
+        @functools.wraps(check)
+        def run(*args, **kwargs):
+            if any(is_stub(a) for a in (*args, *kwargs.values()) if callable(a)):
+                return not_solved(number, task)
+            try:
+                return check(*args, **kwargs)
+            except NotImplementedError:
+                return not_solved(number, task)
+
+        run.exercise = number  # type: ignore[attr-defined]
+        return run
+
+    return wrap
+
+
+# --------------------------------------------------------------------------------------------------
+# comparisons
+
+
+def first_wrong(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> tuple[int, ...] | None:
+    """Index of the first element (row-major order) outside the tolerance, or None if all agree."""
+    bad = ~np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), bad.shape))
+
+
+def _fmt_index(index: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(i) for i in index) + "]"
+
+
+def compare(name: str, got: object, want: object, rtol: float = 1e-6, atol: float = 0.0,
+            causes: Sequence[tuple[object, str]] = (), run: KernelRun | None = None) -> None:
+    """Fail unless ``got`` matches ``want``; say the first wrong index, the values, and the likely cause.
+
+    ``causes`` lists (alternative, message): when ``got`` matches an alternative (an array, or a predicate
+    called with ``got``), its message names the mistake. Tolerances are relative *and* absolute, so a
+    correct answer computed in another (stable) way is accepted.
+    """
+    want = np.asarray(want, dtype=np.float64)
+    try:
+        got = np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError):
+        fail(f"{name} must be an array of numbers with shape {want.shape}, got {type(got).__name__}.", run)
+    if got.shape != want.shape:
+        hint = " (transposed?)" if got.shape == want.shape[::-1] and got.ndim == 2 else ""
+        fail(f"{name} has shape {got.shape}{hint}, expected {want.shape}.", run)
+    index = first_wrong(got, want, rtol, atol)
+    if index is None:
+        return
+    n_bad = int((~np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)).sum())
+    cause = likely_cause(got, causes, rtol, atol)
+    fail(f"{name} is wrong at {n_bad} of {want.size} elements; the first is {name}{_fmt_index(index)}: "
+         f"you have {got[index]:.7g}, expected {want[index]:.7g}." + (f" Likely cause: {cause}" if cause else ""), run)
+
+
+def likely_cause(got: np.ndarray, causes: Sequence[tuple[object, str]], rtol: float = 1e-6,
+                 atol: float = 0.0) -> str:
+    """The message of the first alternative that ``got`` matches, or ''."""
+    for alternative, message in causes:
+        try:
+            if callable(alternative):
+                if alternative(got):
+                    return message
+            elif np.shape(alternative) == got.shape and np.allclose(got, alternative, rtol=rtol, atol=atol):
+                return message
+        except Exception:  # noqa: BLE001 - a diagnosis that cannot be computed is simply not offered
+            continue
+    return ""
+
+
+# --------------------------------------------------------------------------------------------------
+# guarded kernel launches
+
+SENTINEL = -7.0
+PAD = 256  # elements of sentinel before and after every output, on the device
+
+
+@dataclass
+class KernelRun:
+    """One launch of the learner's kernel inside a check: what was launched and what came back."""
+
+    kernel: object
+    griddim: object
+    blockdim: object
+    inputs: list
+    outputs: list[np.ndarray] = field(default_factory=list)
+    extra: tuple = ()
+    output_names: tuple[str, ...] = ()
+
+
+def _device():
+    from numba import cuda
+
+    return cuda
+
+
+def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequence[object],
+               out_shapes: Sequence[tuple[int, ...]], extra: tuple = (), dtypes: Sequence[object] | None = None,
+               output_names: Sequence[str] | None = None, initial: Sequence[np.ndarray | None] | None = None,
+               call: str | None = None) -> KernelRun:
+    """Launch ``kernel(*inputs, *outputs, *extra)`` with each output a view into a padded device buffer.
+
+    Outputs start as the sentinel (or ``initial``); after the launch a changed sentinel anywhere in the
+    padding means a thread wrote outside the array: a missing or wrong bounds guard. In the simulator an
+    out-of-bounds access raises IndexError, reported the same way. ``call`` (e.g. ``"saxpy(alpha, x, y, out)"``)
+    is how the check calls the kernel: parameter count and order are checked against it first, and error
+    messages quote it.
+    """
+    if call:
+        check_parameters(kernel, call)
+    cuda = _device()
+    dtypes = list(dtypes) if dtypes is not None else [np.float32] * len(out_shapes)
+    names = tuple(output_names) if output_names else tuple(f"output {k}" for k in range(len(out_shapes)))
+    initial = list(initial) if initial is not None else [None] * len(out_shapes)
+    buffers, views = [], []
+    for shape, dtype, init in zip(out_shapes, dtypes, initial):
+        size = int(np.prod(shape))
+        host = np.full(size + 2 * PAD, SENTINEL, dtype=dtype)
+        if init is not None:
+            host[PAD:PAD + size] = np.asarray(init, dtype=dtype).ravel()
+        d = cuda.to_device(host)
+        buffers.append(d)
+        views.append(d[PAD:PAD + size].reshape(shape) if len(shape) > 1 else d[PAD:PAD + size])
+    d_inputs = [cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in inputs]
+    run = KernelRun(kernel, griddim, blockdim, list(inputs), [], tuple(extra), names)
+    try:
+        launch(kernel, griddim, blockdim, *d_inputs, *views, *extra)
+    except IndexError as exc:
+        if "scalar" in str(exc):
+            fail(f"your kernel indexed a scalar parameter ({exc}): the parameters are probably in another order "
+                 f"than the check passes them" + (f": it calls {call}." if call else "."))
+        fail(f"a thread accessed an element outside an array ({exc}). The grid has more threads than elements "
+             "(or an index is computed wrongly): every thread must check its index before reading or writing "
+             "(the bounds guard), and use the array's shape, not a hard-coded size.")
+    except (TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
+        fail(f"your kernel raised {type(exc).__name__}: {exc}" + (f" (the check calls it as {call})." if call else "."))
+    for shape, buf, name in zip(out_shapes, buffers, names):
+        full = buf.copy_to_host()
+        size = int(np.prod(shape))
+        pad = np.concatenate([full[:PAD], full[PAD + size:]])
+        if np.any(pad != np.asarray(SENTINEL, dtype=full.dtype)):
+            where = "before the start" if np.any(full[:PAD] != SENTINEL) else "past the end"
+            run.outputs.append(full[PAD:PAD + size].reshape(shape))
+            fail(f"threads wrote {where} of {name} (shape {tuple(shape)}), into memory they do not own: "
+                 "add or correct the bounds guard.", run)
+        run.outputs.append(full[PAD:PAD + size].reshape(shape))
+    return run
+
+
+def _parameter_names(kernel: object) -> list[str] | None:
+    func = getattr(kernel, "py_func", None) or getattr(kernel, "fn", None) or kernel
+    try:
+        return list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_parameters(kernel: object, call: str) -> None:
+    """Fail when the kernel's parameters cannot match ``call`` ("name(a, b, out)"): wrong count or a permutation."""
+    expected = [p.strip() for p in call[call.index("(") + 1:call.rindex(")")].split(",") if p.strip()]
+    names = _parameter_names(kernel)
+    if names is None:
+        return
+    if len(names) != len(expected):
+        fail(f"your kernel takes {len(names)} parameter(s) ({', '.join(names)}), but the check calls it as {call}.")
+    if names != expected and sorted(names) == sorted(expected):
+        fail(f"your kernel's parameters are ({', '.join(names)}), but the check passes them in the order {call}: "
+             "put them in that order.")
+
+
+def never_written(run: KernelRun, k: int = 0) -> np.ndarray:
+    """Mask of output ``k``'s elements that still hold the sentinel: no thread wrote them."""
+    return run.outputs[k] == np.asarray(SENTINEL, dtype=run.outputs[k].dtype)
+
+
+def unwritten_cause(run: KernelRun, k: int = 0) -> tuple[object, str]:
+    """A ``compare`` cause: some elements were never written (too few threads, or a guard too strict)."""
+    def check(got: np.ndarray) -> bool:
+        return bool(never_written(run, k).any())
+
+    return check, ("some elements were never written (they still hold the sentinel -7): too few threads, a guard "
+                   "that is too strict (< n - 1, or the wrong dimension), or a grid-stride loop that stops early.")
+
+
+def show_launch_picture(run: KernelRun) -> None:
+    """Draw which thread wrote which output element, from a traced re-run of the launch (simulator)."""
+    try:
+        from .. import trace as tracer  # the memory-access tracer; absent on older checkouts
+    except ImportError:
+        return
+    picture = getattr(tracer, "launch_picture", None)
+    if picture is None:
+        return
+    try:
+        picture(run)
+    except Exception:  # noqa: BLE001 - a picture is extra help; never let it hide the verdict
+        return
+
+
+# --------------------------------------------------------------------------------------------------
+# "float32 throughout", proved from the PTX
+
+
+_PTX_SCRIPT = r"""
+import json, math, os, sys
+os.environ["NBKIT_MODE"] = "gpu"
+import nbkit
+import numpy as np
+from numba import cuda, float32, float64, int32, int64
+request = json.loads(sys.stdin.read())
+namespace = {"cuda": cuda, "math": math, "np": np, "numpy": np, "float32": float32, "float64": float64,
+             "int32": int32, "int64": int64, **request["constants"]}
+exec(compile(request["source"], "<learner>", "exec"), namespace)
+fn = namespace[request["name"]]
+fn = getattr(fn, "py_func", fn)
+ptx, _ = cuda.compile_ptx(fn, request["signature"], cc=(7, 5))
+print(json.dumps([line.strip() for line in ptx.splitlines() if ".f64" in line]))
+"""
+
+_ptx_cache: dict[tuple[str, str], tuple[bool | None, str]] = {}
+
+
+def _numba_cuda_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("numba_cuda") is not None
+
+
+def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
+    """Compile the learner's kernel to PTX with the real CUDA compiler and look for float64 instructions.
+
+    Returns (True, message) when the PTX has no ``.f64``, (False, message) when it has, and (None, why)
+    when it could not be checked (no numba-cuda, e.g. macOS, or a source that cannot be compiled alone).
+    Runs in a fresh process: numba fixes its target (GPU or simulator) once per process.
+    """
+    func = getattr(kernel, "py_func", None) or getattr(kernel, "fn", None) or kernel
+    if not _numba_cuda_installed():
+        return None, "float32 was not checked: numba-cuda's compiler is not installed here (e.g. macOS)."
+    try:
+        source = textwrap.dedent(inspect.getsource(func))
+    except (OSError, TypeError):
+        return None, "float32 was not checked: the kernel's source code could not be read."
+    key = (source, signature)
+    if key in _ptx_cache:
+        return _ptx_cache[key]
+    constants = {name: func.__globals__[name] for name in func.__code__.co_names
+                 if isinstance(func.__globals__.get(name), (int, float, bool)) and not isinstance(
+                     func.__globals__.get(name), np.generic)}
+    request = json.dumps({"source": source, "name": func.__name__, "signature": signature, "constants": constants})
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM",)}
+    env["NBKIT_MODE"] = "gpu"
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT], input=request, capture_output=True, text=True,
+                              env=env, timeout=180)
+    except subprocess.TimeoutExpired:
+        return None, "float32 was not checked: compiling to PTX took too long."
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1][:300]
+        result: tuple[bool | None, str] = (None, f"float32 was not checked: the kernel could not be compiled on its "
+                                                 f"own for {signature} ({last}).")
+    else:
+        lines = json.loads(proc.stdout.strip().splitlines()[-1])
+        if lines:
+            result = (False, f"the PTX of your kernel contains {len(lines)} float64 instruction(s), e.g. "
+                             f"`{lines[0]}`: a float literal such as 0.1 or a float64 math call promotes the "
+                             "arithmetic to float64 (up to 64x slower on consumer GPUs). Write float32(0.1), "
+                             "or compute from float32 values only.")
+        else:
+            result = (True, "float32 throughout (checked in the PTX: no .f64 instruction)")
+    _ptx_cache[key] = result
+    return result
+
+
+def require_float32(kernel: object, signature: str) -> str:
+    """Fail when the kernel's PTX has float64 arithmetic; return the phrase to add to the ✓ message."""
+    ok, message = float32_ptx(kernel, signature)
+    if ok is False:
+        fail(message)
+    return message

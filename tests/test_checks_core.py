@@ -1,0 +1,191 @@
+"""The shared machinery of the exercise checks: not-solved detection, comparisons, guarded launches, PTX."""
+
+import numpy as np
+import pytest
+from numba import cuda
+
+from nbkit.checks import CheckFailed, NotSolved, check_saxpy, is_stub
+from nbkit.checks import _core as core
+
+
+@cuda.jit
+def saxpy_stub(alpha, x, y, out):
+    """What nbgrader leaves in the learner's copy."""
+    raise NotImplementedError()
+
+
+@cuda.jit
+def saxpy_right(alpha, x, y, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = alpha * x[i] + y[i]
+
+
+@cuda.jit
+def saxpy_grid_stride(alpha, x, y, out):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, out.shape[0], stride):
+        out[i] = y[i] + x[i] * alpha
+
+
+@cuda.jit
+def saxpy_parameters_reordered(x, y, alpha, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = alpha * x[i] + y[i]
+
+
+@cuda.jit
+def saxpy_other_names_wrong_order(a, b, scale, result):
+    i = cuda.grid(1)
+    if i < result.size:
+        result[i] = scale * a[i] + b[i]
+
+
+class LayerStub:
+    def forward(self, x):
+        return x
+
+    def backward(self, dout):
+        raise NotImplementedError()
+
+
+def test_is_stub_sees_functions_kernels_and_classes():
+    def f(x):
+        raise NotImplementedError()
+
+    def g(x):
+        return 2 * x
+
+    assert is_stub(f) and is_stub(saxpy_stub) and is_stub(LayerStub)
+    assert not is_stub(g) and not is_stub(saxpy_right) and not is_stub(np.sum)
+
+
+def test_unsolved_stub_prints_one_line(capsys, monkeypatch):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    check_saxpy(saxpy_stub)
+    out = capsys.readouterr().out
+    assert out.startswith("◻ Exercise 00.1 not solved yet") and out.count("\n") == 1
+
+
+def test_unsolved_stub_earns_no_points_under_nbgrader(monkeypatch):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    with pytest.raises(NotSolved, match="not solved yet"):
+        check_saxpy(saxpy_stub)
+
+
+def test_not_implemented_raised_inside_the_check_counts_as_unsolved(capsys, monkeypatch):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+
+    @core.exercise("99.1", "write helper")
+    def check(fn):
+        fn()
+
+    def helper_calls_a_stub():
+        return LayerStub().backward(1)
+
+    check(helper_calls_a_stub)
+    assert "not solved yet" in capsys.readouterr().out
+
+
+def test_correct_answers_written_differently_pass(capsys):
+    check_saxpy(saxpy_right)
+    check_saxpy(saxpy_grid_stride)
+    out = capsys.readouterr().out
+    assert out.count("✓ saxpy is correct") == 2
+
+
+def test_compare_names_the_first_wrong_index_in_row_major_order():
+    want = np.arange(12.0).reshape(3, 4)
+    got = want.copy()
+    got[2, 3] += 100.0  # the largest error
+    got[1, 2] += 1.0  # the first one
+    with pytest.raises(CheckFailed, match=r"2 of 12 elements; the first is C\[1, 2\]: you have 7, expected 6"):
+        core.compare("C", got, want)
+
+
+def test_compare_reports_shape_and_likely_cause():
+    want = np.ones((2, 3))
+    with pytest.raises(CheckFailed, match=r"shape \(3, 2\) \(transposed\?\)"):
+        core.compare("dW", np.ones((3, 2)), want)
+    with pytest.raises(CheckFailed, match="Likely cause: doubled"):
+        core.compare("y", 2 * want, want, causes=[(2 * want, "doubled")])
+
+
+def test_compare_accepts_values_within_relative_or_absolute_tolerance():
+    core.compare("x", [1.0 + 1e-9, 1e-20], [1.0, 0.0], rtol=1e-6, atol=1e-12)
+
+
+def test_parameters_in_another_order_are_named(capsys):
+    with pytest.raises(CheckFailed, match=r"parameters are \(x, y, alpha, out\).*saxpy\(alpha, x, y, out\)"):
+        check_saxpy(saxpy_parameters_reordered)
+
+
+def test_parameters_with_other_names_in_the_wrong_order_give_a_useful_message():
+    # names differ from the check's, so only the run can tell: indexing the scalar is reported as an order problem
+    with pytest.raises(CheckFailed) as info:
+        check_saxpy(saxpy_other_names_wrong_order)
+    assert "bounds guard" not in str(info.value)
+    assert "order" in str(info.value) or "is wrong" in str(info.value)
+
+
+def _scribbling_launch(offset_from_end: int):
+    """A launch that behaves like an unguarded kernel on a GPU: it writes right next to ``out`` in device memory."""
+
+    def fake_launch(kernel, grid, block, alpha, x, y, out):
+        out[:] = alpha * x.copy_to_host() + y.copy_to_host()
+        device_buffer = out._ary.base  # the padded device allocation the view lives in
+        n = out.shape[0]
+        if offset_from_end >= 0:
+            device_buffer[core.PAD + n + offset_from_end] = 1.0
+        else:
+            device_buffer[core.PAD + offset_from_end] = 1.0
+
+    return fake_launch
+
+
+@pytest.mark.parametrize("offset, where", [(0, "past the end"), (5, "past the end"), (-1, "before the start")])
+def test_stray_writes_land_in_device_padding_and_are_caught(monkeypatch, offset, where):
+    monkeypatch.setattr(core, "launch", _scribbling_launch(offset))
+    with pytest.raises(CheckFailed, match=f"wrote {where} of out"):
+        check_saxpy(saxpy_right)
+
+
+def test_outputs_are_device_views_not_host_copies(monkeypatch):
+    seen = {}
+
+    def spy(kernel, grid, block, *args):
+        seen["out"] = args[-1]
+        kernel[grid, block](*args)
+
+    monkeypatch.setattr(core, "launch", spy)
+    check_saxpy(saxpy_right)
+    out = seen["out"]
+    assert hasattr(out, "copy_to_host"), "the kernel must receive a device array, or the padding never reaches the GPU"
+    assert out.shape == (300,)
+
+
+ptx = pytest.importorskip("numba_cuda", reason="numba-cuda's compiler is not installed (e.g. macOS)")
+
+
+@cuda.jit
+def scale_f32(x, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = x[i] * 0.75  # exactly representable in float32: stays float32
+
+
+@cuda.jit
+def scale_f64(x, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = x[i] * 0.1  # not representable: the multiplication is done in float64
+
+
+def test_float32_is_proved_from_the_ptx():
+    ok, message = core.float32_ptx(scale_f32, "void(float32[::1], float32[::1])")
+    assert ok is True and "no .f64" in message
+    ok, message = core.float32_ptx(scale_f64, "void(float32[::1], float32[::1])")
+    assert ok is False and "float64 instruction" in message
+    with pytest.raises(CheckFailed, match="float64"):
+        core.require_float32(scale_f64, "void(float32[::1], float32[::1])")
