@@ -274,8 +274,12 @@ class Loop:
 
 
 def find_loops(instrs: list[Instruction]) -> list[Loop]:
-    """Every loop, found by its backward branch, innermost ones flagged (no other loop inside)."""
-    spans = sorted({(i.target, i.address) for i in instrs if i.target is not None and i.target <= i.address})
+    """Every loop, found by its backward branch, innermost ones flagged (no other loop inside).
+
+    A branch to itself (``BRA`` after the final ``EXIT``, where the compiler parks the program counter)
+    is not a loop.
+    """
+    spans = sorted({(i.target, i.address) for i in instrs if i.target is not None and i.target < i.address})
     loops = []
     for start, end in spans:
         body = tuple(i for i in instrs if start <= i.address <= end)
