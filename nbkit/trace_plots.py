@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from .trace import SECTOR_BYTES, Request, Trace
 
@@ -26,7 +27,7 @@ def _axes(ax, shape: tuple[int, int]):
     if ax is not None:
         return ax.figure, ax
     rows, cols = shape
-    fig, ax = plt.subplots(figsize=(min(14.0, max(4.0, 0.45 * cols + 1.5)), min(10.0, max(1.6, 0.45 * rows + 1.2))))
+    fig, ax = plt.subplots(figsize=(min(14.0, max(7.0, 0.45 * cols + 1.5)), min(10.0, max(1.6, 0.45 * rows + 1.2))))
     return fig, ax
 
 
@@ -39,6 +40,8 @@ def _frame(ax, shape: tuple[int, int], array: str, ndim: int) -> None:
     if ndim <= 1:
         ax.set_yticks([])
     ax.set_aspect("equal")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_write_map(trace: Trace, array: str, ax=None, by: str = "thread", annotate: bool | None = None):
@@ -55,9 +58,10 @@ def plot_write_map(trace: Trace, array: str, ax=None, by: str = "thread", annota
     writers = _grid(wm.writers)
     fig, ax = _axes(ax, owner.shape)
     base = plt.get_cmap("tab20")
-    cmap = ListedColormap([base(i % 20) for i in range(20)])
-    shown = np.ma.masked_where(writers != 1, owner % 20)
-    ax.imshow(shown, cmap=cmap, vmin=0, vmax=19, interpolation="nearest")
+    palette = [base(i) for i in range(20) if i not in (6, 7)]  # no reds: red marks the errors
+    cmap = ListedColormap(palette)
+    shown = np.ma.masked_where(writers != 1, owner % len(palette))
+    ax.imshow(shown, cmap=cmap, vmin=0, vmax=len(palette) - 1, interpolation="nearest")
     rows, cols = owner.shape
     if annotate is None:
         annotate = rows * cols <= 400
@@ -97,7 +101,9 @@ def plot_reads(trace: Trace, array: str, thread: tuple, ax=None):
     for r in range(rows):
         for c in range(cols):
             if counts[r, c] and rows * cols <= 400:
-                ax.text(c, r, str(int(counts[r, c])), ha="center", va="center", fontsize=7)
+                dark = counts[r, c] > counts.max() / 2
+                ax.text(c, r, str(int(counts[r, c])), ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
             ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="lightgrey", lw=0.5))
     _frame(ax, counts.shape, array, len(info.shape))
     b, t = thread
@@ -117,7 +123,7 @@ def plot_warp_request(trace: Trace, request: Request, ax=None):
     lo, hi = int(sectors.min()), int(sectors.max())
     n_show = hi - lo + 1
     if ax is None:
-        fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 0.5 * n_show + 3)), 3.2))
+        fig, ax = plt.subplots(figsize=(min(14.0, max(8.0, 0.5 * n_show + 3)), 3.4))
     else:
         fig = ax.figure
     # memory row: every sector from the lowest to the highest touched, touched ones filled
@@ -136,11 +142,12 @@ def plot_warp_request(trace: Trace, request: Request, ax=None):
     ax.set_xlim(-0.2, n_show + 0.2)
     ax.set_ylim(-0.3, y_lane + 0.6)
     ax.set_yticks([0.5, y_lane], ["sectors (byte\noffset)", f"{len(request.lanes)} active\nlanes"])
-    ax.set_xlabel(f"address in units of 32-byte sectors, from byte {lo * SECTOR_BYTES} of {request.array} "
-                  f"({request.itemsize}-byte elements, array assumed 256-byte aligned)")
+    ax.set_xlabel(f"address of {request.array} in 32-byte sectors from byte {lo * SECTOR_BYTES} "
+                  f"({request.itemsize}-byte elements; array 256-byte aligned)")
     used = len(np.unique(request.addresses)) * request.itemsize
-    ax.set_title(f"{request.op} of {request.array} at {request.site} (block {request.block}, warp {request.warp}, "
-                 f"execution {request.n}):\n{len(sectors)} sector(s) = {len(sectors) * SECTOR_BYTES} bytes moved "
-                 f"for {used} bytes used — MODEL, no caches")
+    block = request.block[0] if len(request.block) == 1 else request.block
+    ax.set_title(f"{request.op} of {request.array} at {request.site}, block {block}, warp {request.warp}, "
+                 f"execution {request.n}\n{len(sectors)} sector(s) = {len(sectors) * SECTOR_BYTES} bytes moved "
+                 f"for {used} bytes used (MODEL: no caches)")
     fig.tight_layout()
     return fig
