@@ -49,6 +49,7 @@ BANKS = 32
 BANK_BYTES = 4
 WARP_SIZE = 32
 GLOBAL_ALIGNMENT = 256
+DYNAMIC_SHARED_BASE = 1 << 24  # a model address: past any static shared array (banks do not depend on it)
 
 SPACES = ("global", "shared")
 OPS = ("read", "write", "atomic")
@@ -223,9 +224,9 @@ class _TracedArray:
         grid = getattr(t, "launch_ndim", (3, 3))
         who = (f"block {_fmt_dim(t.blockIdx, grid[0])}, thread {_fmt_dim(t.threadIdx, grid[1])}"
                if hasattr(t, "blockIdx") else "a thread")
-        msg = (f"{who} accessed {where} at {line}: {exc}. {info.name} has shape {tuple(self._a.shape)} "
-               f"({info.space} memory). On a GPU this access would read or corrupt memory silently; add or fix "
-               f"the bounds guard.")
+        msg = f"{who} accessed {where} at {line}: {exc}. {info.name} has shape {tuple(self._a.shape)} ({info.space} memory)."
+        if "out of bounds" in str(exc):
+            msg += " On a GPU this access would read or corrupt memory silently; add or fix the bounds guard."
         if self._rec.error is None:
             self._rec.error = msg
         raise TraceIndexError(msg) from None
@@ -318,8 +319,8 @@ def _fake_module_class():
                     while name in self._used:
                         name, k = f"{base_name}#{k}", k + 1
                     self._used.add(name)
-                    if dynamic:
-                        base = 0  # dynamic shared memory: every declaration aliases one buffer
+                    if dynamic:  # every dynamic declaration aliases one buffer, placed after the static arrays
+                        base = DYNAMIC_SHARED_BASE
                     else:
                         base = -(-self._rec.shared_top // 16) * 16
                         self._rec.shared_top = base + raw.nbytes
@@ -662,7 +663,14 @@ class WriteMap:
 
 
 class Trace:
-    """The recorded accesses of one launch and what follows from them (sectors, conflicts, races, maps)."""
+    """The recorded accesses of one launch and what follows from them (sectors, conflicts, races, maps).
+
+    ``records`` is a NumPy structured array, one row per element access in the simulator's order: ``block``
+    and ``thread`` (linear ids; :meth:`block_index` / :meth:`thread_index` give (x, y, z)), ``warp``
+    (thread // 32), ``array`` (index into ``arrays``), ``element`` (C-order flat index), ``op`` (0 read,
+    1 write, 2 atomic), ``site`` (index into ``sites``: one subscript in the source), ``epoch`` (barriers
+    this thread had passed) and ``seq``.
+    """
 
     def __init__(self, rec: _Recorder, grid: tuple[int, int, int], block: tuple[int, int, int], kernel_name: str,
                  launch_ndim: tuple[int, int]):

@@ -435,3 +435,28 @@ def test_slice_assignment_records_every_element():
     assert (wm.writers == 1).all()
     assert [t.thread_index(int(v)) for v in wm.thread[:, 0]] == [(i,) for i in range(5)]
     np.testing.assert_array_equal(out, np.repeat(np.arange(5, dtype=np.float32)[:, None], 3, axis=1))
+
+
+@cuda.jit
+def does_nothing(x):
+    pass
+
+
+@cuda.jit
+def dynamic_shared(x, out):
+    s = cuda.shared.array(0, float32)
+    i = cuda.threadIdx.x
+    s[i] = x[i]
+    cuda.syncthreads()
+    out[i] = s[31 - i]
+
+
+def test_empty_trace_and_dynamic_shared_memory():
+    t = trace(does_nothing, 1, 32, np.zeros(4, np.float32))
+    assert len(t.records) == 0 and t.requests() == [] and t.races() == []
+    assert t.sectors_per_request().size == 0 and "array" in t.summary()
+    x = np.arange(32, dtype=np.float32)
+    out = np.zeros(32, np.float32)
+    t = trace(dynamic_shared, 1, 32, x, out, dynamic_shared_bytes=32 * 4)
+    np.testing.assert_array_equal(out, x[::-1])
+    assert t.bank_conflicts("s").tolist() == [1, 1] and t.races() == []
