@@ -37,11 +37,11 @@ def _frame(ax, shape: tuple[int, int], array: str, ndim: int) -> None:
     ax.set_ylim(rows - 0.5, -0.5)
     ax.set_xlabel(f"{array}: column (last index)" if ndim > 1 else f"{array}: element index")
     ax.set_ylabel("row" if ndim > 1 else "")
-    if ndim <= 1:
-        ax.set_yticks([])
     ax.set_aspect("equal")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if ndim <= 1:
+        ax.set_yticks([])  # after the locator, which would bring the ticks back
 
 
 def plot_write_map(trace: Trace, array: str, ax=None, by: str = "thread", annotate: bool | None = None):
