@@ -95,7 +95,7 @@ def probe_gpu() -> GpuProbe:
     return GpuProbe(True, count.value, driver_version, f"{count.value} CUDA device(s) found", capabilities, names)
 
 
-# CUdevice_attribute values from the driver API's cuda.h (stable since CUDA 6.5).
+# CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR in the driver API header cuda.h.
 _CC_MAJOR, _CC_MINOR = 75, 76
 
 

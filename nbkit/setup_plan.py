@@ -213,7 +213,9 @@ def install_state(venv: Path, pyproject_text: str, extra: str, torch_requirement
     """'current' (nothing to do), 'new' (never installed), 'changed' (install again), 'switch' (other CUDA extra)."""
     stamp = read_stamp(venv)
     if not stamp:
-        return "new"
+        # Environments made before the stamp existed always got CUDA 13: one whose extra must now be cu12 starts again.
+        old_cu13 = any(Path(venv).glob("lib/python*/site-packages/cuda_bindings-13*.dist-info"))
+        return "switch" if extra == "cu12" and old_cu13 else "new"
     if stamp.get("extra") != extra:
         return "switch"
     return "current" if stamp.get("fingerprint") == fingerprint(pyproject_text, extra, torch_requirement) else "changed"

@@ -186,6 +186,13 @@ def test_install_state_follows_pyproject_and_choices(tmp_path):
     assert sp.install_state(tmp_path, text, "cu13", "torch==2.13.0") == "new"
 
 
+def test_an_environment_from_before_the_stamp_with_cuda_13_is_rebuilt_for_cu12(tmp_path):
+    text = (ROOT / "pyproject.toml").read_text()
+    (tmp_path / "lib" / "python3.11" / "site-packages" / "cuda_bindings-13.5.0.dist-info").mkdir(parents=True)
+    assert sp.install_state(tmp_path, text, "cu12", "torch==2.13.0") == "switch"
+    assert sp.install_state(tmp_path, text, "cu13", "torch==2.13.0") == "new"
+
+
 # --- The file runs before numba exists, and reads a faked driver ------------------------------------------------------
 def _run_script(*args, env=None, tmp_path):
     blocker = tmp_path / "blocked" / "numba"
@@ -304,12 +311,14 @@ def _fake_venv(tmp_path: Path) -> Path:
     return venv
 
 
-def _course_sh(*args, venv, **env):
+def _course_sh(*args, venv, offline=True, timeout=120):
     full_env = {k: v for k, v in os.environ.items() if k not in ("NBKIT_CUDA",)}
-    # An unreachable index: any pip call that needs the network fails at once.
-    full_env.update(NBKIT_VENV=str(venv), PIP_INDEX_URL="http://127.0.0.1:9/", PIP_FIND_LINKS="", **env)
+    full_env["NBKIT_VENV"] = str(venv)
+    if offline:  # an unreachable index and no pip.conf (no find-links): a pip call that needs packages fails at once
+        full_env = {k: v for k, v in full_env.items() if k not in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL")}
+        full_env.update(PIP_INDEX_URL="http://127.0.0.1:9/", PIP_CONFIG_FILE=os.devnull)
     return subprocess.run(["bash", str(ROOT / "course.sh"), *args], capture_output=True, text=True, env=full_env,
-                          timeout=120)
+                          timeout=timeout)
 
 
 def test_course_sh_does_not_reinstall_an_unchanged_environment(tmp_path):
@@ -347,9 +356,14 @@ def test_course_sh_commands():
 @pytest.mark.skipif(not os.environ.get("NBKIT_SLOW_SETUP_TEST"), reason="opt-in (NBKIT_SLOW_SETUP_TEST=1): minutes")
 def test_course_sh_setup_twice_second_time_offline(tmp_path):
     venv = tmp_path / "venv"
-    first = _course_sh("setup", venv=venv, PIP_INDEX_URL=os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple"),
-                       PIP_FIND_LINKS=os.environ.get("PIP_FIND_LINKS", ""))
+    first = _course_sh("setup", venv=venv, offline=False, timeout=1200)
     assert first.returncode == 0, first.stderr
     second = _course_sh("setup", venv=venv)
     assert second.returncode == 0, second.stderr
     assert "installing" not in second.stdout + second.stderr
+    # A changed pyproject.toml installs again, still offline: no build isolation, dependencies already there.
+    stamp = json.loads((venv / sp.STAMP).read_text())
+    (venv / sp.STAMP).write_text(json.dumps({**stamp, "fingerprint": "old"}))
+    third = _course_sh("setup", venv=venv)
+    assert third.returncode == 0, third.stderr
+    assert "pyproject.toml changed since the last set-up: installing again" in third.stdout
