@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -383,7 +384,7 @@ def train(cfg: RunConfig, rank: int = 0, world: int = 1, distributed: bool = Fal
     return out
 
 
-def time_allreduce(world: int, repeats: int = 20) -> dict:
+def time_allreduce(world: int, repeats: int = 10) -> dict:
     """Seconds per all-reduce of LeNet's gradient (zeros of its 10 shapes): per tensor (no copy) and bucketed.
 
     Call on every rank of an initialised process group; the ranks start together after a barrier.
@@ -530,7 +531,9 @@ def _watch(ctx, world: int, limit: float, grace: float = 3.0) -> None:
             with open(ctx.error_files[r], "rb") as fh:
                 trace = pickle.load(fh)  # written by torch.multiprocessing in our own child: a traceback string
             last = [line for line in trace.strip().splitlines() if line.strip()][-1].strip()
-            errors[r] = ("raised", last, trace)
+            last = re.sub(r"\[[^\]]*\.(cc|cpp|h):\d+\] ", "", last)  # gloo's source location
+            cut = last.find(". ", 40)
+            errors[r] = ("raised", last if cut < 0 else last[:cut + 1], trace)
         else:
             code = p.exitcode
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
