@@ -7,7 +7,7 @@ Part 2 (real processes): the course's LeNet (CPU path; the kernels on GPUs) and 
 ``DistributedDataParallel``, trained by ``world`` processes that all-reduce their gradients through
 ``torch.distributed`` (gloo on CPUs, NCCL on GPUs). Launch, from Python (what notebook 10 and the tests do)::
 
-    results = launch(RunConfig(model="course", batch=8, steps=3), world=2)   # torch.multiprocessing, spawn
+    results = launch([RunConfig(model="course", batch=8, steps=3)], world=2)   # results[run][rank]; spawn
 
 or from a shell, one process per rank, with PyTorch's launcher (loopback only, on one CPU machine)::
 
