@@ -20,6 +20,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,9 @@ def nvdisasm_path() -> Path:
             path = Path(f.locate())
             if path.is_file():
                 return path
+    on_path = shutil.which("nvdisasm")  # conda's cuda-nvdisasm, or a CUDA toolkit
+    if on_path:
+        return Path(on_path)
     raise ToolMissing("disassembling a cubin needs nvdisasm from the PyPI wheel nvidia-cuda-nvdisasm "
                       "(pip install nvidia-cuda-nvdisasm; it has no macOS build)")
 

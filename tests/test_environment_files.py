@@ -6,7 +6,7 @@ import tomllib
 from conftest import ROOT
 
 # conda-forge names that differ from PyPI names; packages only one installer needs.
-CONDA_TO_PIP = {"pytorch": "torch"}
+CONDA_TO_PIP = {"pytorch": "torch", "cuda-nvdisasm": "nvidia-cuda-nvdisasm"}
 CONDA_ONLY = {"python", "pip", "cuda-version"}  # cuda-version plays the role of the pip extra [cu13]
 
 
