@@ -28,7 +28,8 @@ KERNELS = SimpleNamespace(
     dense_backward=lambda dy, x, W: dense.dense_backward(dy, x, W, "naive"),
     relu_forward=activations.relu_forward, relu_backward=activations.relu_backward,
     tanh_forward=activations.tanh_forward, tanh_backward=activations.tanh_backward,
-    conv2d_forward=conv.conv2d_forward, conv2d_backward=conv.conv2d_backward,
+    conv2d_forward=lambda x, w, b: (conv.conv2d_forward(x, w, b), x),
+    conv2d_backward=lambda dy, x, w, need_dx=True: conv.conv2d_backward(dy, x, w, need_dx=need_dx),
     maxpool2x2_forward=pool.maxpool2x2_forward, maxpool2x2_backward=pool.maxpool2x2_backward,
     softmax_xent_forward=losses.softmax_xent_forward, softmax_xent_backward=losses.softmax_xent_backward,
     sgd_update=optim.sgd_update_kernel,
@@ -86,11 +87,11 @@ class Conv2d(Layer):
         return [self.W, self.b]
 
     def forward(self, x):
-        self.x = x
-        return self.ops.conv2d_forward(x, self.W.value, self.b.value)
+        y, self.saved = self.ops.conv2d_forward(x, self.W.value, self.b.value)  # saved: what backward needs of x
+        return y
 
     def backward(self, dout):
-        dx, self.W.grad, self.b.grad = self.ops.conv2d_backward(dout, self.x, self.W.value,
+        dx, self.W.grad, self.b.grad = self.ops.conv2d_backward(dout, self.saved, self.W.value,
                                                                  need_dx=self.need_input_grad)
         return dx
 
