@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from .mode import MODE
+
 
 def _cpu_name() -> str:
     try:
@@ -131,10 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    import nbkit
-
     print(f"hardware: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with "
-          f"{torch.get_num_threads()} threads; nbkit mode {nbkit.MODE.name}")
+          f"{torch.get_num_threads()} threads; nbkit mode {MODE.name}")
     steps = {4: 20, 64: 4} if args.quick else None
     print("LeNet training throughput (forward + backward + SGD step), random CIFAR-shaped batches:")
     goals = {4: 1.0, 64: 0.5}
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "" if goal is None else f"  (goal >= {goal:.1f}x: {'met' if row['ratio'] >= goal else 'NOT met'})"
         print(f"  CPU, batch {row['batch']:3d}: CPU path {row['ours_img_s']:8.1f} img/s, PyTorch CPU "
               f"{row['torch_img_s']:8.1f} img/s, ratio {row['ratio']:.2f}x{verdict}")
-    if nbkit.MODE.name == "gpu" and nbkit.MODE.probe.usable:
+    if MODE.name == "gpu" and MODE.probe.usable:
         g = gpu_ratios(steps=5 if args.quick else 20)
         print(f"  GPU, batch {g['batch']}: kernels {g['ours_img_s']:.1f} img/s, PyTorch {g['torch_img_s']:.1f} img/s, "
               f"ratio {g['ratio']:.2f}x")

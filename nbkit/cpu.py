@@ -9,13 +9,11 @@ are the NumPy references. ``tests/test_cpu.py`` checks every operation against t
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 from numba import njit
 
 from . import reference as ref
-from .optim import Param
+from .backend import Param
 
 
 @njit(cache=True)
@@ -152,15 +150,35 @@ def _xent_backward(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return grad / np.float32(len(labels))
 
 
-CPU = SimpleNamespace(
-    name="NumPy CPU path",
-    asarray=lambda a: np.ascontiguousarray(a, dtype=np.float32).copy(),
-    to_host=lambda a: a.copy(),
-    dense_forward=ref.dense_forward, dense_backward=ref.dense_backward,
-    relu_forward=ref.relu_forward, relu_backward=ref.relu_backward,
-    tanh_forward=ref.tanh_forward, tanh_backward=ref.tanh_backward,
-    conv2d_forward=conv2d_forward, conv2d_backward=conv2d_backward,
-    maxpool2x2_forward=maxpool2x2_forward, maxpool2x2_backward=maxpool2x2_backward,
-    softmax_xent_forward=_xent_forward, softmax_xent_backward=_xent_backward,
-    sgd_update=sgd_update,
-)
+class CPUBackend:
+    """The :class:`nbkit.backend.Backend` operations on NumPy float32 arrays (see the module docstring)."""
+
+    name = "NumPy CPU path"
+
+    @staticmethod
+    def asarray(a: np.ndarray) -> np.ndarray:
+        return np.array(a, dtype=np.float32, order="C")  # always a copy: the caller's array stays theirs
+
+    @staticmethod
+    def to_host(a: np.ndarray) -> np.ndarray:
+        return a.copy()
+
+    dense_forward = staticmethod(ref.dense_forward)
+    dense_backward = staticmethod(ref.dense_backward)
+    relu_forward = staticmethod(ref.relu_forward)
+    relu_backward = staticmethod(ref.relu_backward)
+    tanh_forward = staticmethod(ref.tanh_forward)
+    tanh_backward = staticmethod(ref.tanh_backward)
+    conv2d_forward = staticmethod(conv2d_forward)
+    conv2d_backward = staticmethod(conv2d_backward)
+    maxpool2x2_forward = staticmethod(maxpool2x2_forward)
+    maxpool2x2_backward = staticmethod(maxpool2x2_backward)
+    softmax_xent_forward = staticmethod(_xent_forward)
+    softmax_xent_backward = staticmethod(_xent_backward)
+    sgd_update = staticmethod(sgd_update)
+
+    def __repr__(self) -> str:
+        return f"<backend: {self.name}>"
+
+
+CPU = CPUBackend()

@@ -7,7 +7,7 @@ import torch
 from nbkit import conv, lenet, pool
 from nbkit import reference as ref
 from nbkit.cpu import CPU
-from nbkit.layers import KERNELS
+from nbkit.kernel_backend import KERNEL_BACKEND
 
 
 def test_conv_matches_the_kernels():
@@ -30,11 +30,11 @@ def test_other_ops_match_the_kernels():
     np.testing.assert_array_equal(yc, yk)
     np.testing.assert_array_equal(ac, ak)
     A, W, b = (r.standard_normal(s).astype(np.float32) for s in ((5, 7), (3, 7), (3,)))
-    np.testing.assert_allclose(CPU.dense_forward(A, W, b), KERNELS.dense_forward(A, W, b), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(CPU.dense_forward(A, W, b), KERNEL_BACKEND.dense_forward(A, W, b), rtol=1e-5, atol=1e-5)
     logits, labels = r.standard_normal((5, 10)).astype(np.float32), r.integers(0, 10, 5)
-    (lc, pc), (lk, pk) = CPU.softmax_xent_forward(logits, labels), KERNELS.softmax_xent_forward(logits, labels)
+    (lc, pc), (lk, pk) = CPU.softmax_xent_forward(logits, labels), KERNEL_BACKEND.softmax_xent_forward(logits, labels)
     assert lc == pytest.approx(lk, rel=1e-6)
-    np.testing.assert_allclose(CPU.softmax_xent_backward(pc, labels), KERNELS.softmax_xent_backward(pk, labels),
+    np.testing.assert_allclose(CPU.softmax_xent_backward(pc, labels), KERNEL_BACKEND.softmax_xent_backward(pk, labels),
                                rtol=1e-5, atol=1e-7)
 
 
@@ -73,7 +73,7 @@ def test_conv_layer_refilled_in_place_uses_the_new_batch():
         x[...] = r.standard_normal(x.shape)  # the same buffer, a new batch
 
 
-@pytest.mark.parametrize("ops", [CPU, KERNELS], ids=["cpu", "kernels"])
+@pytest.mark.parametrize("ops", [CPU, KERNEL_BACKEND], ids=["cpu", "kernels"])
 def test_cross_entropy_is_stable_for_large_logits(ops):
     """logits [0, 120] with label 0: the loss is 120 (from the log-softmax), not inf (from -log(softmax))."""
     logits = np.array([[0.0, 120.0]], dtype=np.float32)
