@@ -177,9 +177,9 @@ def launch(kernel: object, griddim: Dims, blockdim: Dims, *args: object, dynamic
 
     If the launch fails (a GPU's "too many resources requested", a CUDA error, the simulator's IndexError),
     the exception keeps its type and gets a note naming the kernel, the launch number in this process,
-    grid, block and arguments. A GPU reports a fault inside a kernel only at the next synchronisation; run
-    with ``NUMBA_CUDA_LAUNCH_BLOCKING=1`` (or :func:`nbkit.steps.record` with ``sync=True``) to pin it on
-    the launch that caused it.
+    grid, block and arguments. A GPU reports a fault inside a kernel (e.g. an illegal address) only at the
+    next synchronisation, so the note may name a later launch: start Python with
+    ``CUDA_LAUNCH_BLOCKING=1`` to have every launch wait, and the failing one named.
     """
     global _launch_count
     grid, block = check_launch(griddim, blockdim, kernel, dynamic_shared_bytes)

@@ -52,11 +52,12 @@ def copy_from_torch(model: Sequential, torch_model) -> None:
     model.load([p.detach().cpu().numpy() for p in torch_model.parameters()])
 
 
-def twins(backend: Backend = KERNEL_BACKEND, seed: int = 0):
+def twins(backend: Backend = KERNEL_BACKEND, seed: int = 0, torch_device: str = "cpu"):
     """``(model, optimizer, torch_model, torch_optimizer)``: the two networks with identical initial weights.
 
     PyTorch initialises (under ``torch.manual_seed(seed)``); the course's model copies its weights. Both
-    optimisers use the article's SGD settings.
+    optimisers use the article's SGD settings. ``torch_device="cuda"`` puts the PyTorch twin on the GPU
+    (moved before its optimiser is made, as PyTorch asks).
     """
     import torch
 
@@ -64,5 +65,6 @@ def twins(backend: Backend = KERNEL_BACKEND, seed: int = 0):
     torch_model = build_torch()
     model = build(backend)
     copy_from_torch(model, torch_model)
+    torch_model = torch_model.to(torch_device)
     torch_opt = torch.optim.SGD(torch_model.parameters(), lr=LR, momentum=MOMENTUM)
     return model, optimizer(model), torch_model, torch_opt
