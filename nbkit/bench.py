@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     goals = {4: 1.0, 64: 0.75}
     for row in cpu_ratios(steps=steps):
         goal = goals.get(row["batch"])
-        verdict = "" if goal is None else f"  (goal >= {goal:.1f}x: {'met' if row['ratio'] >= goal else 'NOT met'})"
+        verdict = "" if goal is None else f"  (goal >= {goal:.2f}x: {'met' if row['ratio'] >= goal else 'NOT met'})"
         print(f"  CPU, batch {row['batch']:3d}: CPU path {row['ours_img_s']:8.1f} img/s, PyTorch CPU "
               f"{row['torch_img_s']:8.1f} img/s, ratio {row['ratio']:.2f}x{verdict}")
     if MODE.name == "gpu" and MODE.probe.usable:

@@ -37,6 +37,7 @@ class StepRecord:
     copies: list[Copy] = field(default_factory=list)
     seconds_per_kernel: dict[str, float] | None = None  # filled by time_kernels on a GPU
     seconds_per_step: float | None = None
+    result: object = None  # what the recorded step returned (e.g. the loss)
 
     def launch_counts(self) -> Counter:
         return Counter(kernel_name(k) for k, *_ in self.launches)
@@ -83,7 +84,7 @@ def record(step, *args) -> StepRecord:
     """Run ``step(*args)`` once and return what it launched and copied."""
     rec = StepRecord()
     with _watching(rec):
-        step(*args)
+        rec.result = step(*args)
     return rec
 
 
