@@ -6,10 +6,9 @@ simulator *before* numba is imported (see :mod:`nbkit.mode`).
 
 from __future__ import annotations
 
-from .mode import Mode, ModeError, select_mode
+from .mode import MODE, Mode, ModeError, select_mode  # noqa: F401 - importing nbkit.mode decides MODE, first
 
-MODE: Mode = select_mode()  # must run before anything below imports numba
-
+# isort: split
 from .doctor import doctor  # noqa: E402
 from .launch import LaunchConfigError, blocks_for, check_launch, launch  # noqa: E402
 from .registry import kernel, registered_kernels  # noqa: E402

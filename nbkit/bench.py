@@ -3,8 +3,10 @@
     python -m nbkit.bench            # CPU path vs PyTorch (CPU) at batch 4 and 64; on a GPU also the kernels
     python -m nbkit.bench --quick    # fewer steps (a smoke test)
 
-Goals (issue 6): CPU path >= 1.0x PyTorch CPU at batch 4 and >= 0.5x at batch 64. On a GPU: the kernel
-model vs PyTorch at batch 256, and the best of the course's SGEMM kernels vs ``torch.matmul``. Both sides
+Goals (issue 11): CPU path >= 1.0x PyTorch CPU at batch 4 and >= 0.75x at batch 64. On a GPU: the kernel
+model vs PyTorch CUDA at batch 64 and 256 (goal at 256: a step in at most 2x PyTorch's time, ratio >= 0.5x),
+and the best of the course's SGEMM kernels vs ``torch.matmul``. The load average is printed: on a shared
+machine other processes take cores from both sides, PyTorch's threads most. Both sides
 are timed in the same process, one after the other, on the same random batches; only ratios of numbers
 measured in this run are printed. This is a script, not a test: shared machines are too noisy for
 timed assertions.
@@ -18,6 +20,8 @@ import platform
 import time
 
 import numpy as np
+
+from .mode import MODE
 
 
 def _cpu_name() -> str:
@@ -91,8 +95,8 @@ def cpu_ratios(batch_sizes=(4, 64), steps: dict | None = None) -> list[dict]:
     return rows
 
 
-def gpu_ratios(batch: int = 256, steps: int = 20) -> dict:
-    """Kernel LeNet vs PyTorch on the GPU at ``batch``, and the best SGEMM kernel vs torch.matmul."""
+def gpu_ratios(batch: int = 256, steps: int = 20, gemm: bool = True) -> dict:
+    """Kernel LeNet vs PyTorch on the GPU at ``batch``, and (``gemm``) the best SGEMM kernel vs torch.matmul."""
     import torch
     from numba import cuda
 
@@ -119,10 +123,14 @@ def gpu_ratios(batch: int = 256, steps: int = 20) -> dict:
         torch.cuda.synchronize()
 
     theirs = _time_steps(tsynced, tdata, warmup=3)
-    gemm = matmul_gflops(sizes=(1024, 2048))
-    best = max(max(r["naive"], r["tiled"]) / r["torch"] for r in gemm if "torch" in r) if "torch" in gemm[0] else None
-    return {"batch": batch, "ours_img_s": batch / ours, "torch_img_s": batch / theirs, "ratio": theirs / ours,
-            "gemm": gemm, "best_sgemm_ratio": best}
+    row = {"batch": batch, "ours_img_s": batch / ours, "torch_img_s": batch / theirs, "ratio": theirs / ours,
+           "gemm": None, "best_sgemm_ratio": None}
+    if gemm:
+        table = matmul_gflops(sizes=(1024, 2048))
+        row["gemm"] = table
+        if "torch" in table[0]:
+            row["best_sgemm_ratio"] = max(max(r["naive"], r["tiled"]) / r["torch"] for r in table if "torch" in r)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,26 +139,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    import nbkit
-
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"hardware: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with "
-          f"{torch.get_num_threads()} threads; nbkit mode {nbkit.MODE.name}")
+          f"{torch.get_num_threads()} threads; nbkit mode {MODE.name}; load average {load:.1f} at start"
+          + ("  (busy machine: ratios are unreliable)" if load > (os.cpu_count() or 1) else ""))
     steps = {4: 20, 64: 4} if args.quick else None
     print("LeNet training throughput (forward + backward + SGD step), random CIFAR-shaped batches:")
-    goals = {4: 1.0, 64: 0.5}
+    goals = {4: 1.0, 64: 0.75}
     for row in cpu_ratios(steps=steps):
         goal = goals.get(row["batch"])
-        verdict = "" if goal is None else f"  (goal >= {goal:.1f}x: {'met' if row['ratio'] >= goal else 'NOT met'})"
+        verdict = "" if goal is None else f"  (goal >= {goal:.2f}x: {'met' if row['ratio'] >= goal else 'NOT met'})"
         print(f"  CPU, batch {row['batch']:3d}: CPU path {row['ours_img_s']:8.1f} img/s, PyTorch CPU "
               f"{row['torch_img_s']:8.1f} img/s, ratio {row['ratio']:.2f}x{verdict}")
-    if nbkit.MODE.name == "gpu" and nbkit.MODE.probe.usable:
-        g = gpu_ratios(steps=5 if args.quick else 20)
-        print(f"  GPU, batch {g['batch']}: kernels {g['ours_img_s']:.1f} img/s, PyTorch {g['torch_img_s']:.1f} img/s, "
-              f"ratio {g['ratio']:.2f}x")
+    if MODE.name == "gpu" and MODE.probe.usable:
+        for batch in (64, 256):
+            g = gpu_ratios(batch, steps=5 if args.quick else 20, gemm=batch == 256)
+            verdict = "  (goal >= 0.5x: " + ("met)" if g["ratio"] >= 0.5 else "NOT met)") if batch == 256 else ""
+            print(f"  GPU, batch {batch:3d}: kernels {g['ours_img_s']:.1f} img/s, PyTorch CUDA {g['torch_img_s']:.1f} "
+                  f"img/s, ratio {g['ratio']:.2f}x{verdict}")
         if g["best_sgemm_ratio"] is not None:
             print(f"  GPU SGEMM: best course kernel / torch.matmul (TF32 off) = {g['best_sgemm_ratio']:.2f}x")
     else:
-        print("  GPU: not measured (no GPU in this run).")
+        print("  GPU, batch 64 and 256: not measured (no GPU in this run).")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 Shapes follow :mod:`nbkit.reference`: x (N, C, H, W), w (F, C, KH, KW), b (F,), y (N, F, OH, OW)
 with OH = H - KH + 1, OW = W - KW + 1. 3-D launches: x runs along output columns, y along output rows,
-z over (image, channel) pairs, so one grid covers batch × channels × rows × columns.
+z over (image, channel) pairs, so one grid covers batch × channels × rows × columns. Grid z stops at 65,535:
+a larger batch is launched in chunks of images (:func:`nbkit.launch.batch_chunks`), each on a slice of the
+batch, so any batch that fits in memory works.
 
 The input gradient can *gather* (one thread per input pixel sums the outputs it fed: every thread
 writes only its own pixel) or *scatter* (one thread per output adds into the window it read: windows
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from numba import cuda, float32
 
-from .launch import blocks_for, launch, launch_1d
+from .launch import batch_chunks, grid_3d, launch, launch_1d
 from .registry import kernel
 from .validate import new_output, require_array
 
@@ -99,8 +101,17 @@ def conv2d_backward_bias_kernel(dy, db):
         db[f] = acc
 
 
-def _grid3(rows: int, cols: int, depth: int) -> tuple[int, int, int]:
-    return blocks_for(cols, BLOCK[0]), blocks_for(rows, BLOCK[1]), depth
+def _launch_per_map(kernel, rows: int, cols: int, per_image: int, batch_args: tuple, shared_args: tuple,
+                    order: tuple[int, ...]) -> None:
+    """Launch ``kernel`` with one z index per (image, map) pair, in chunks of the batch that fit grid z.
+
+    ``batch_args`` are sliced along the batch axis; ``order`` gives the kernel's parameter order as indices
+    into ``batch_args + shared_args``.
+    """
+    batch = batch_args[0].shape[0]
+    for start, stop in batch_chunks(batch, per_image):
+        args = tuple(a[start:stop] for a in batch_args) + shared_args
+        launch(kernel, grid_3d(rows, cols, (stop - start) * per_image, BLOCK), BLOCK, *(args[i] for i in order))
 
 
 def _check(x, w):
@@ -121,7 +132,7 @@ def conv2d_forward(x, w, b):
     N, F = x.shape[0], w.shape[0]
     OH, OW = x.shape[2] - w.shape[2] + 1, x.shape[3] - w.shape[3] + 1
     y = new_output(x, (N, F, OH, OW))
-    launch(conv2d_forward_kernel, _grid3(OH, OW, N * F), BLOCK, x, w, b, y)
+    _launch_per_map(conv2d_forward_kernel, OH, OW, F, (x, y), (w, b), order=(0, 2, 3, 1))
     return y
 
 
@@ -138,10 +149,11 @@ def conv2d_backward(dy, x, w, method: str = "gather", need_dx: bool = True):
         dx = None
     elif method == "gather":
         dx = new_output(x, x.shape)
-        launch(conv2d_backward_input_kernel, _grid3(H, W, N * C), BLOCK, dy, w, dx)
+        _launch_per_map(conv2d_backward_input_kernel, H, W, C, (dy, dx), (w,), order=(0, 2, 1))
     elif method == "atomic":
         dx = new_output(x, x.shape, zeros=True)
-        launch(conv2d_backward_input_atomic_kernel, _grid3(dy.shape[2], dy.shape[3], N * F), BLOCK, dy, w, dx)
+        _launch_per_map(conv2d_backward_input_atomic_kernel, dy.shape[2], dy.shape[3], F, (dy, dx), (w,),
+                        order=(0, 2, 1))
     else:
         raise ValueError(f"method must be 'gather' or 'atomic', got {method!r}")
     dw = new_output(x, w.shape)

@@ -9,37 +9,20 @@ are the NumPy references. ``tests/test_cpu.py`` checks every operation against t
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 from numba import njit
 
 from . import reference as ref
-from .optim import Param
-
-_COLS: list[tuple] = []  # the last few unfoldings, reused when backward unfolds forward's input again
-
-
-def _im2col(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
-    """(N, C, H, W) -> (C*KH*KW, N*OH*OW): row (c, p, q) holds x[:, c, p:p+OH, q:q+OW] for every output.
-
-    Copied by a compiled loop (numba.njit); NumPy's reshape of a 6-D sliding-window view copies along a
-    5-long innermost axis and is several times slower. The weight gradient needs
-    the same unfolding of the same input as the forward pass, so the last few results are kept (keyed by
-    the array object itself, which the cache holds, so its id cannot be reused).
-    """
-    for cached_x, ckh, ckw, cols in _COLS:
-        if cached_x is x and (ckh, ckw) == (kh, kw):
-            return cols
-    cols = _unfold(x, kh, kw)
-    _COLS.append((x, kh, kw, cols))
-    del _COLS[:-4]
-    return cols
+from .backend import Param
 
 
 @njit(cache=True)
 def _unfold(x, kh, kw):
-    """The copy loops of :func:`_im2col`, compiled: C*KH*KW*N*OH rows of OW contiguous floats."""
+    """(N, C, H, W) -> (C*KH*KW, N*OH*OW): row (c, p, q) holds x[:, c, p:p+OH, q:q+OW] for every output.
+
+    Copied by a compiled loop (numba.njit); NumPy's reshape of a 6-D sliding-window view copies along a
+    5-long innermost axis and is several times slower.
+    """
     n, c, h, w = x.shape
     oh, ow = h - kh + 1, w - kw + 1
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
@@ -72,25 +55,32 @@ def _fold(cols, n, c, h, w, kh, kw):
     return x
 
 
-def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """``(y, saved)``: ``saved`` is the unfolding of ``x`` (and its shape), which the weight gradient needs.
+
+    The caller (the :class:`~nbkit.layers.Conv2d` layer) keeps ``saved`` from forward to backward. There is
+    no cache keyed by the input array: a caller that refills its input buffer in place gets a fresh unfolding.
+    """
     N, _, H, W = x.shape
     F, C, KH, KW = w.shape
     OH, OW = H - KH + 1, W - KW + 1
-    y = w.reshape(F, C * KH * KW) @ _im2col(x, KH, KW)  # (F, N*OH*OW): one matrix multiply
+    cols = _unfold(x, KH, KW)
+    y = w.reshape(F, C * KH * KW) @ cols  # (F, N*OH*OW): one matrix multiply
     y += b[:, None]
-    return np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3))
+    return np.ascontiguousarray(y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3)), (cols, x.shape)
 
 
-def conv2d_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray, need_dx: bool = True):
-    """``(dx, dw, db)``. dx: the windows' gradients ``Wᵀ dy`` folded back onto the pixels they came from."""
+def conv2d_backward(dy: np.ndarray, saved: tuple, w: np.ndarray, need_dx: bool = True):
+    """``(dx, dw, db)`` from forward's ``saved``. dx: ``Wᵀ dy`` folded back onto the pixels it came from."""
+    cols, (N, _, H, W) = saved
     F, C, KH, KW = w.shape
     dy_rows = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(F, -1)  # (F, N*OH*OW)
-    dw = (dy_rows @ _im2col(x, KH, KW).T).reshape(w.shape)
+    dw = (dy_rows @ cols.T).reshape(w.shape)
     db = dy_rows.sum(axis=1)
     if not need_dx:
         return None, dw, db
     dcols = w.reshape(F, C * KH * KW).T @ dy_rows  # (C*KH*KW, N*OH*OW)
-    return _fold(dcols, x.shape[0], C, x.shape[2], x.shape[3], KH, KW), dw, db
+    return _fold(dcols, N, C, H, W, KH, KW), dw, db
 
 
 @njit(cache=True)
@@ -148,9 +138,10 @@ def sgd_update(p: Param, hyper: tuple, nesterov: int, first_step: bool) -> None:
 
 
 def _xent_forward(logits: np.ndarray, labels: np.ndarray):
-    probs = ref.softmax(logits)
-    loss = -np.log(probs[np.arange(len(labels)), labels]).mean()
-    return float(loss), probs
+    """From the log-softmax, never ``-log(softmax)``: logits [0, 120], label 0 give 120, not ``inf``."""
+    log_probs = ref.log_softmax(logits)
+    loss = -log_probs[np.arange(len(labels)), labels].mean()
+    return float(loss), np.exp(log_probs)
 
 
 def _xent_backward(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -159,15 +150,35 @@ def _xent_backward(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return grad / np.float32(len(labels))
 
 
-CPU = SimpleNamespace(
-    name="NumPy CPU path",
-    asarray=lambda a: np.ascontiguousarray(a, dtype=np.float32).copy(),
-    to_host=lambda a: a.copy(),
-    dense_forward=ref.dense_forward, dense_backward=ref.dense_backward,
-    relu_forward=ref.relu_forward, relu_backward=ref.relu_backward,
-    tanh_forward=ref.tanh_forward, tanh_backward=ref.tanh_backward,
-    conv2d_forward=conv2d_forward, conv2d_backward=conv2d_backward,
-    maxpool2x2_forward=maxpool2x2_forward, maxpool2x2_backward=maxpool2x2_backward,
-    softmax_xent_forward=_xent_forward, softmax_xent_backward=_xent_backward,
-    sgd_update=sgd_update,
-)
+class CPUBackend:
+    """The :class:`nbkit.backend.Backend` operations on NumPy float32 arrays (see the module docstring)."""
+
+    name = "NumPy CPU path"
+
+    @staticmethod
+    def asarray(a: np.ndarray) -> np.ndarray:
+        return np.array(a, dtype=np.float32, order="C")  # always a copy: the caller's array stays theirs
+
+    @staticmethod
+    def to_host(a: np.ndarray) -> np.ndarray:
+        return a.copy()
+
+    dense_forward = staticmethod(ref.dense_forward)
+    dense_backward = staticmethod(ref.dense_backward)
+    relu_forward = staticmethod(ref.relu_forward)
+    relu_backward = staticmethod(ref.relu_backward)
+    tanh_forward = staticmethod(ref.tanh_forward)
+    tanh_backward = staticmethod(ref.tanh_backward)
+    conv2d_forward = staticmethod(conv2d_forward)
+    conv2d_backward = staticmethod(conv2d_backward)
+    maxpool2x2_forward = staticmethod(maxpool2x2_forward)
+    maxpool2x2_backward = staticmethod(maxpool2x2_backward)
+    softmax_xent_forward = staticmethod(_xent_forward)
+    softmax_xent_backward = staticmethod(_xent_backward)
+    sgd_update = staticmethod(sgd_update)
+
+    def __repr__(self) -> str:
+        return f"<backend: {self.name}>"
+
+
+CPU = CPUBackend()

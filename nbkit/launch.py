@@ -84,6 +84,28 @@ def grid_2d(rows: int, cols: int, block: tuple[int, int]) -> tuple[int, int]:
     return blocks_for(cols, block[0]), blocks_for(rows, block[1])
 
 
+def grid_3d(rows: int, cols: int, depth: int, block: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The (x, y, z) grid for a stack of ``depth`` rows × cols maps: x along columns, y along rows, z one per map.
+
+    ``depth`` must fit the z limit (65,535): wrappers that fold a batch into z split it with :func:`batch_chunks`.
+    """
+    return blocks_for(cols, block[0]), blocks_for(rows, block[1]), blocks_for(depth, block[2])
+
+
+def batch_chunks(batch: int, per_item: int, limit: int | None = None) -> list[tuple[int, int]]:
+    """``(start, stop)`` ranges of a batch such that ``(stop - start) * per_item`` fits grid z.
+
+    conv and pool give every (image, channel) pair one z index: a batch of 10,000 CIFAR images through a
+    6-filter conv needs 60,000 z blocks, 11,000 single-channel images 176,000 with 16 filters, past the
+    hardware's 65,535. The wrapper then launches once per chunk on a slice of the batch (a view, no copy).
+    """
+    limit = MAX_GRID_DIM[2] if limit is None else limit
+    if per_item > limit:
+        raise LaunchConfigError(f"one item needs {per_item} z blocks, more than the grid's z limit {limit}.")
+    step = limit // per_item
+    return [(start, min(start + step, batch)) for start in range(0, batch, step)]
+
+
 def check_launch(griddim: Dims, blockdim: Dims, kernel: object = None, dynamic_shared_bytes: int = 0
                  ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Raise LaunchConfigError for any configuration a real GPU would refuse; return the dims as tuples."""
@@ -129,13 +151,50 @@ def check_launch(griddim: Dims, blockdim: Dims, kernel: object = None, dynamic_s
     return grid, block
 
 
+_OBSERVERS: list[Callable] = []  # called as observer(kernel, grid, block, args) before each launch (nbkit.steps)
+_launch_count = 0
+
+
+def kernel_name(kernel: object) -> str:
+    fn = getattr(kernel, "py_func", kernel)
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(kernel).__name__
+
+
+def describe_args(args: Sequence[object]) -> str:
+    """Shapes and dtypes of a launch's arguments, for error messages."""
+    parts = []
+    for a in args:
+        if hasattr(a, "shape") and hasattr(a, "dtype") and getattr(a, "ndim", 0) > 0:
+            kind = "host" if isinstance(a, np.ndarray) else "device"
+            parts.append(f"{kind} {a.dtype}{tuple(a.shape)}")
+        else:
+            parts.append(repr(a))
+    return ", ".join(parts)
+
+
 def launch(kernel: object, griddim: Dims, blockdim: Dims, *args: object, dynamic_shared_bytes: int = 0) -> None:
-    """``kernel[griddim, blockdim](*args)``, after :func:`check_launch` has accepted the configuration."""
+    """``kernel[griddim, blockdim](*args)``, after :func:`check_launch` has accepted the configuration.
+
+    If the launch fails (a GPU's "too many resources requested", a CUDA error, the simulator's IndexError),
+    the exception keeps its type and gets a note naming the kernel, the launch number in this process,
+    grid, block and arguments. A GPU reports a fault inside a kernel (e.g. an illegal address) only at the
+    next synchronisation, so the note may name a later launch: start Python with
+    ``CUDA_LAUNCH_BLOCKING=1`` to have every launch wait, and the failing one named.
+    """
+    global _launch_count
     grid, block = check_launch(griddim, blockdim, kernel, dynamic_shared_bytes)
-    if dynamic_shared_bytes:
-        kernel[grid, block, 0, dynamic_shared_bytes](*args)
-    else:
-        kernel[grid, block](*args)
+    _launch_count += 1
+    for observer in _OBSERVERS:
+        observer(kernel, grid, block, args)
+    try:
+        if dynamic_shared_bytes:
+            kernel[grid, block, 0, dynamic_shared_bytes](*args)
+        else:
+            kernel[grid, block](*args)
+    except Exception as exc:
+        exc.add_note(f"nbkit: while launching kernel {kernel_name(kernel)} (launch #{_launch_count} of this "
+                     f"process) with grid {grid}, block {block}, arguments ({describe_args(args)}).")
+        raise
 
 
 def launch_1d(kernel: object, n: int, *args: object) -> None:

@@ -2,50 +2,61 @@
 
 Each layer saves in ``forward`` what its ``backward`` needs, and ``backward`` sets the gradients of its
 parameters and returns the gradient for the layer before. Parameters, gradients and momentum buffers
-stay in device memory between steps; the only value a training step copies back is the loss.
+stay in the backend's memory between steps; the only value a training step copies back is the loss.
 
-A layer calls its operations through a *backend*: :data:`KERNELS` (the CUDA kernels, on a GPU or in the
-simulator) by default, or :data:`nbkit.cpu.CPU`, the fast NumPy path for training on a CPU. Both are
-tested to give the same numbers.
+A layer calls its operations through a *backend* (the contract: :class:`nbkit.backend.Backend`):
+:data:`KERNEL_BACKEND` (the CUDA kernels, on a GPU or in the simulator) by default, or
+:data:`nbkit.cpu.CPU`, the fast NumPy path for training on a CPU. ``Sequential(..., backend=...)`` hands its
+backend to all its layers. Both backends are tested to give the same numbers.
 """
 
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
-from numba import cuda
 
-from . import activations, conv, dense, losses, optim, pool
-from .optim import Param
+from .backend import Backend, Param
+from .kernel_backend import KERNEL_BACKEND
 
-KERNELS = SimpleNamespace(
-    name="CUDA kernels",
-    asarray=lambda a: cuda.to_device(np.ascontiguousarray(a, dtype=np.float32)),
-    to_host=lambda a: a.copy_to_host(),
-    dense_forward=lambda x, W, b: dense.dense_forward(x, W, b, "naive"),
-    dense_backward=lambda dy, x, W: dense.dense_backward(dy, x, W, "naive"),
-    relu_forward=activations.relu_forward, relu_backward=activations.relu_backward,
-    tanh_forward=activations.tanh_forward, tanh_backward=activations.tanh_backward,
-    conv2d_forward=conv.conv2d_forward, conv2d_backward=conv.conv2d_backward,
-    maxpool2x2_forward=pool.maxpool2x2_forward, maxpool2x2_backward=pool.maxpool2x2_backward,
-    softmax_xent_forward=losses.softmax_xent_forward, softmax_xent_backward=losses.softmax_xent_backward,
-    sgd_update=optim.sgd_update_kernel,
-)
+__all__ = ["KERNEL_BACKEND", "Conv2d", "Dense", "Flatten", "Layer", "MaxPool2x2", "Param", "ReLU", "Sequential",
+           "Tanh"]
 
 
-def _uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, backend):
-    """PyTorch's default initialisation for Linear and Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+def _uniform(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+    """PyTorch's default initialisation for Linear and Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), on the host."""
     bound = 1 / math.sqrt(fan_in)
-    return backend.asarray(rng.uniform(-bound, bound, size=shape).astype(np.float32))
+    return rng.uniform(-bound, bound, size=shape).astype(np.float32)
 
 
 class Layer:
-    """Base class: ``forward`` saves what ``backward`` needs; operations come from ``self.ops`` (a backend)."""
+    """Base class: ``forward`` saves what ``backward`` needs; operations come from ``self.ops`` (a backend).
 
-    def __init__(self, backend=KERNELS):
-        self.ops = backend
+    A layer is bound to one backend: the one given to it, else the one its ``Sequential`` hands it, else
+    (used on its own) the CUDA kernels. Binding moves its parameters into that backend's memory.
+    """
+
+    _ops: Backend | None = None  # also for subclasses whose __init__ does not call Layer.__init__
+
+    def __init__(self, backend: Backend | None = None):
+        self._ops: Backend | None = None
+        if backend is not None:
+            self.bind(backend)
+
+    @property
+    def ops(self) -> Backend:
+        if self._ops is None:
+            self.bind(KERNEL_BACKEND)
+        return self._ops
+
+    def bind(self, backend: Backend) -> None:
+        """Compute with ``backend`` from now on; parameters move to its memory, gradients and buffers reset."""
+        if backend is self._ops:
+            return
+        for p in self.params():
+            host = p.value if self._ops is None else self._ops.to_host(p.value)
+            p.value, p.grad, p.buf = backend.asarray(host), None, None
+        self._ops = backend
 
     def params(self) -> list[Param]:
         return []
@@ -58,10 +69,10 @@ class Layer:
 
 
 class Dense(Layer):
-    def __init__(self, n_in: int, n_out: int, rng: np.random.Generator, backend=KERNELS):
+    def __init__(self, n_in: int, n_out: int, rng: np.random.Generator, backend: Backend | None = None):
+        self.W = Param("weight", _uniform(rng, (n_out, n_in), n_in))
+        self.b = Param("bias", _uniform(rng, (n_out,), n_in))
         super().__init__(backend)
-        self.W = Param("weight", _uniform(rng, (n_out, n_in), n_in, backend))
-        self.b = Param("bias", _uniform(rng, (n_out,), n_in, backend))
 
     def params(self):
         return [self.W, self.b]
@@ -76,21 +87,21 @@ class Dense(Layer):
 
 
 class Conv2d(Layer):
-    def __init__(self, c_in: int, c_out: int, k: int, rng: np.random.Generator, backend=KERNELS):
-        super().__init__(backend)
+    def __init__(self, c_in: int, c_out: int, k: int, rng: np.random.Generator, backend: Backend | None = None):
         self.need_input_grad = True  # Sequential turns this off for its first layer
-        self.W = Param("weight", _uniform(rng, (c_out, c_in, k, k), c_in * k * k, backend))
-        self.b = Param("bias", _uniform(rng, (c_out,), c_in * k * k, backend))
+        self.W = Param("weight", _uniform(rng, (c_out, c_in, k, k), c_in * k * k))
+        self.b = Param("bias", _uniform(rng, (c_out,), c_in * k * k))
+        super().__init__(backend)
 
     def params(self):
         return [self.W, self.b]
 
     def forward(self, x):
-        self.x = x
-        return self.ops.conv2d_forward(x, self.W.value, self.b.value)
+        y, self.saved = self.ops.conv2d_forward(x, self.W.value, self.b.value)  # saved: what backward needs of x
+        return y
 
     def backward(self, dout):
-        dx, self.W.grad, self.b.grad = self.ops.conv2d_backward(dout, self.x, self.W.value,
+        dx, self.W.grad, self.b.grad = self.ops.conv2d_backward(dout, self.saved, self.W.value,
                                                                  need_dx=self.need_input_grad)
         return dx
 
@@ -135,11 +146,13 @@ class Flatten(Layer):
 
 
 class Sequential:
-    """Layers applied in order, followed by softmax + cross-entropy."""
+    """Layers applied in order, followed by softmax + cross-entropy, all on one backend (default: the kernels)."""
 
-    def __init__(self, *layers: Layer, backend=KERNELS):
+    def __init__(self, *layers: Layer, backend: Backend | None = None):
         self.layers = list(layers)
-        self.ops = backend
+        self.ops = backend or KERNEL_BACKEND
+        for layer in self.layers:
+            layer.bind(self.ops)  # one backend for the whole model: its arrays never mix with another's
         if hasattr(self.layers[0], "need_input_grad"):
             self.layers[0].need_input_grad = False  # nothing before it needs the gradient of the input
 

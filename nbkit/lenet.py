@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import KERNELS, Conv2d, Dense, Flatten, MaxPool2x2, ReLU, Sequential
+from .backend import Backend
+from .layers import KERNEL_BACKEND, Conv2d, Dense, Flatten, MaxPool2x2, ReLU, Sequential
 from .optim import SGD
 
 LR, MOMENTUM, BATCH, EPOCHS = 0.001, 0.9, 4, 2  # the article's (and the tutorial's) settings
 
 
-def build(backend=KERNELS, seed: int = 0) -> Sequential:
-    """LeNet from the course's layers; ``backend`` KERNELS (CUDA kernels) or :data:`nbkit.cpu.CPU`."""
+def build(backend: Backend = KERNEL_BACKEND, seed: int = 0) -> Sequential:
+    """LeNet from the course's layers on ``backend``: the CUDA kernels, :data:`nbkit.cpu.CPU`, or your own."""
     rng = np.random.default_rng(seed)
     return Sequential(
-        Conv2d(3, 6, 5, rng, backend), ReLU(backend), MaxPool2x2(backend),
-        Conv2d(6, 16, 5, rng, backend), ReLU(backend), MaxPool2x2(backend),
+        Conv2d(3, 6, 5, rng), ReLU(), MaxPool2x2(),
+        Conv2d(6, 16, 5, rng), ReLU(), MaxPool2x2(),
         Flatten(),
-        Dense(16 * 5 * 5, 120, rng, backend), ReLU(backend),
-        Dense(120, 84, rng, backend), ReLU(backend),
-        Dense(84, 10, rng, backend),
-        backend=backend,
+        Dense(16 * 5 * 5, 120, rng), ReLU(),
+        Dense(120, 84, rng), ReLU(),
+        Dense(84, 10, rng),
+        backend=backend,  # Sequential hands it to every layer
     )
 
 
@@ -51,11 +52,12 @@ def copy_from_torch(model: Sequential, torch_model) -> None:
     model.load([p.detach().cpu().numpy() for p in torch_model.parameters()])
 
 
-def twins(backend=KERNELS, seed: int = 0):
+def twins(backend: Backend = KERNEL_BACKEND, seed: int = 0, torch_device: str = "cpu"):
     """``(model, optimizer, torch_model, torch_optimizer)``: the two networks with identical initial weights.
 
     PyTorch initialises (under ``torch.manual_seed(seed)``); the course's model copies its weights. Both
-    optimisers use the article's SGD settings.
+    optimisers use the article's SGD settings. ``torch_device="cuda"`` puts the PyTorch twin on the GPU
+    (moved before its optimiser is made, as PyTorch asks).
     """
     import torch
 
@@ -63,5 +65,6 @@ def twins(backend=KERNELS, seed: int = 0):
     torch_model = build_torch()
     model = build(backend)
     copy_from_torch(model, torch_model)
+    torch_model = torch_model.to(torch_device)
     torch_opt = torch.optim.SGD(torch_model.parameters(), lr=LR, momentum=MOMENTUM)
     return model, optimizer(model), torch_model, torch_opt

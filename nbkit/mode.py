@@ -174,3 +174,6 @@ def select_mode() -> Mode:
 
         config.reload_config()
     return Mode(name, reason, probe)
+
+
+MODE: Mode = select_mode()  # decided once, at the first import of nbkit, before anything imports numba.cuda

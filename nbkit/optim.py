@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from numba import cuda, float32
 
-from .launch import blocks_for, launch, threads_1d
+from .backend import Param
+from .launch import MAX_GRID_DIM, blocks_for, launch, threads_1d
+from .mode import MODE
 from .registry import kernel
 
-MAX_BLOCKS = 8  # bounds the grid of the update: few threads keep simulated runs fast (raise it for big models on a GPU)
+# Simulator-only tuning: in the simulator every thread is a Python thread, so the update's grid is capped at
+# 8 blocks and the grid-stride loop walks the rest. On a GPU the grid covers every parameter (the cap is only
+# the hardware's x limit), one thread each.
+MAX_BLOCKS = 8 if MODE.is_simulator else MAX_GRID_DIM[0]
 
+__all__ = ["MAX_BLOCKS", "SGD", "Param", "sgd_momentum_kernel", "sgd_update_kernel"]
 
 
 @kernel("void(float32[::1], float32[::1], float32[::1], float32, float32, float32, float32, int32, int32)")
@@ -26,16 +30,6 @@ def sgd_momentum_kernel(param, grad, buf, lr, momentum, dampening, weight_decay,
             buf[i] = b
             g = g + momentum * b if nesterov else b
         param[i] -= lr * g
-
-
-@dataclass
-class Param:
-    """A parameter on the device, with its gradient (set by the layer's backward) and momentum buffer."""
-
-    name: str
-    value: object  # device array
-    grad: object = None
-    buf: object = field(default=None, repr=False)
 
 
 def sgd_update_kernel(p: Param, hyper: tuple, nesterov: int, first_step: bool) -> None:

@@ -1,5 +1,6 @@
 """2×2 max-pool with stride 2: forward records the winner, backward routes the gradient to it.
 
+Launches fold (image, channel) into grid z, in chunks of the batch that fit its 65,535 limit.
 Like PyTorch (``ceil_mode=False``) an odd last row or column is dropped, and on a tie the first maximum
 in row-major order wins (a strict ``>`` while scanning), so gradients agree with PyTorch's.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, float32
 
-from .launch import blocks_for, launch
+from .launch import batch_chunks, grid_3d, launch
 from .registry import kernel
 from .validate import new_output, require_array
 
@@ -48,8 +49,11 @@ def maxpool2x2_backward_kernel(dy, argmax, dx):
             dx[n, c, h, w] = float32(0)  # lost the max, or in a dropped odd row/column
 
 
-def _grid3(rows: int, cols: int, depth: int) -> tuple[int, int, int]:
-    return blocks_for(cols, BLOCK[0]), blocks_for(rows, BLOCK[1]), depth
+def _launch_per_map(kernel, rows: int, cols: int, channels: int, *batch_args) -> None:
+    """One z index per (image, channel), in chunks of the batch that fit grid z (65,535); slices are views."""
+    for start, stop in batch_chunks(batch_args[0].shape[0], channels):
+        launch(kernel, grid_3d(rows, cols, (stop - start) * channels, BLOCK), BLOCK,
+               *(a[start:stop] for a in batch_args))
 
 
 def maxpool2x2_forward(x):
@@ -60,7 +64,7 @@ def maxpool2x2_forward(x):
         raise ValueError(f"max-pool 2x2 needs H, W >= 2, got input shape {tuple(x.shape)}.")
     y = new_output(x, (N, C, H // 2, W // 2))
     argmax = new_output(x, y.shape, dtype=np.int8)
-    launch(maxpool2x2_forward_kernel, _grid3(H // 2, W // 2, N * C), BLOCK, x, y, argmax)
+    _launch_per_map(maxpool2x2_forward_kernel, H // 2, W // 2, C, x, y, argmax)
     return y, argmax
 
 
@@ -70,5 +74,5 @@ def maxpool2x2_backward(dy, argmax, input_shape: tuple[int, ...]):
     dy = require_array(dy, "dy", shape=(N, C, H // 2, W // 2))
     argmax = require_array(argmax, "argmax", shape=dy.shape, dtype=np.int8)
     dx = new_output(dy, tuple(input_shape))
-    launch(maxpool2x2_backward_kernel, _grid3(H, W, N * C), BLOCK, dy, argmax, dx)
+    _launch_per_map(maxpool2x2_backward_kernel, H, W, C, dy, argmax, dx)
     return dx

@@ -29,6 +29,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 from .launch import MAX_STATIC_SHARED_BYTES, static_shared_bytes
+from .mode import MODE
 from .registry import KernelSpec, registered_kernels
 
 ARCHS: tuple[tuple[int, int], ...] = ((7, 5), (8, 0), (9, 0))  # Turing, Ampere, Hopper
@@ -42,9 +43,7 @@ def compile_ptx(py_func, signature: str, cc: tuple[int, int], device: bool = Fal
     """PTX text for one kernel and one signature, compiled for compute capability ``cc`` (cached per process)."""
     from numba import cuda
 
-    import nbkit
-
-    if nbkit.MODE.is_simulator:
+    if MODE.is_simulator:
         raise RuntimeError("PTX needs the real CUDA target; the simulator is active. "
                            "Run in a fresh process with NBKIT_MODE=gpu (no GPU is needed to compile).")
     ptx, _ = cuda.compile_ptx(py_func, signature, device=device, cc=cc)
@@ -171,9 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", metavar="NAME", help="print the PTX of one kernel (first signature, sm_80)")
     parser.add_argument("--only", default="", metavar="PREFIX", help="check only kernels whose name starts with this")
     args = parser.parse_args(argv)
-    import nbkit
-
-    if nbkit.MODE.is_simulator:
+    if MODE.is_simulator:
         env = dict(os.environ, NBKIT_MODE="gpu")
         env.pop("NUMBA_ENABLE_CUDASIM", None)
         argv = sys.argv[1:] if argv is None else argv

@@ -1,5 +1,7 @@
 """conv2d and max-pool kernels against the NumPy reference and PyTorch, on odd sizes."""
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -74,3 +76,63 @@ def test_maxpool_bad_input():
         maxpool2x2_forward(np.zeros((1, 1, 1, 5), np.float32))
     with pytest.raises(TypeError, match="argmax must have dtype int8"):
         maxpool2x2_backward(np.zeros((1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1), np.int64), (1, 1, 2, 2))
+
+
+# ---------------------------------------------------------------- any batch size: grid z is split in chunks
+
+
+def test_batch_past_the_grid_z_limit_is_launched_in_chunks(monkeypatch):
+    """4,100 single-channel 5x5 images through 16 filters: 65,600 (image, filter) pairs > 65,535.
+
+    A spy replaces the launch (the simulator would take minutes for 4 million threads): it applies the
+    hardware check to every launch and records which images each one covers.
+    """
+    from nbkit import conv, pool
+
+    launch = importlib.import_module("nbkit.launch")  # the module (nbkit.launch is also the function)
+    launches = []
+
+    def spy(kernel, grid, block, *args):
+        launch.check_launch(grid, block, kernel)  # raises LaunchConfigError past 65,535 blocks in z
+        launches.append((kernel, grid, args))
+
+    monkeypatch.setattr(conv, "launch", spy)
+    monkeypatch.setattr(pool, "launch", spy)
+    N, F = 4100, 16
+    assert N * F > launch.MAX_GRID_DIM[2]
+    x = np.zeros((N, 1, 5, 5), np.float32)
+    w = np.zeros((F, 1, 5, 5), np.float32)
+    y = conv2d_forward(x, w, np.zeros(F, np.float32))
+    conv2d_backward(y, x, w, method="atomic")
+    p = np.zeros((N, F, 2, 2), np.float32)
+    pooled, argmax = maxpool2x2_forward(p)
+    maxpool2x2_backward(pooled, argmax, p.shape)
+    for kern in (conv.conv2d_forward_kernel, conv.conv2d_backward_input_atomic_kernel,
+                 pool.maxpool2x2_forward_kernel, pool.maxpool2x2_backward_kernel):
+        mine = [(grid, args) for k, grid, args in launches if k is kern]
+        assert len(mine) == 2, kern  # 4,095 images (65,520 pairs) + 5 images
+        assert sum(args[0].shape[0] for _, args in mine) == N
+        assert all(grid[2] <= launch.MAX_GRID_DIM[2] for grid, _ in mine)
+        assert all(np.shares_memory(args[0], x) or np.shares_memory(args[0], y) or np.shares_memory(args[0], p)
+                   or np.shares_memory(args[0], pooled) for _, args in mine)  # slices are views, not copies
+
+
+def test_chunked_launches_compute_the_same(monkeypatch):
+    """With grid z limited to 5, every conv and pool launch is split; the results must not change."""
+    launch = importlib.import_module("nbkit.launch")
+    monkeypatch.setattr(launch, "MAX_GRID_DIM", (2**31 - 1, 65535, 5))
+    x, w, b = data(3)  # 2 images, 3 channels, 4 filters: 8 and 6 pairs > 5
+    x = np.concatenate([x, x[:1] * 2])  # 3 images, chunks of 1
+    y = conv2d_forward(x, w, b)
+    np.testing.assert_allclose(y, ref.conv2d_forward(x, w, b), rtol=1e-5, atol=1e-4)
+    dy = np.random.default_rng(4).standard_normal(y.shape).astype(np.float32)
+    want = ref.conv2d_backward(dy, x, w)
+    for method in ("gather", "atomic"):
+        for got, wnt in zip(conv2d_backward(dy, x, w, method=method), want):
+            np.testing.assert_allclose(got, wnt, rtol=1e-4, atol=1e-4)
+    pooled, argmax = maxpool2x2_forward(x)
+    np.testing.assert_array_equal(pooled, ref.maxpool2x2_forward(x)[0])
+    np.testing.assert_array_equal(maxpool2x2_backward(pooled, argmax, x.shape),
+                                  ref.maxpool2x2_backward(pooled, ref.maxpool2x2_forward(x)[1], x.shape))
+    with pytest.raises(launch.LaunchConfigError, match="one item needs 6 z blocks"):
+        launch.batch_chunks(3, 6)

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from nbkit import conv, lenet, pool
+from nbkit import reference as ref
 from nbkit.cpu import CPU
-from nbkit.layers import KERNELS
+from nbkit.kernel_backend import KERNEL_BACKEND
 
 
 def test_conv_matches_the_kernels():
@@ -14,10 +15,10 @@ def test_conv_matches_the_kernels():
     x = r.standard_normal((2, 3, 9, 8)).astype(np.float32)
     w = r.standard_normal((4, 3, 3, 2)).astype(np.float32)
     b = r.standard_normal(4).astype(np.float32)
-    y = CPU.conv2d_forward(x, w, b)
+    y, saved = CPU.conv2d_forward(x, w, b)
     np.testing.assert_allclose(y, conv.conv2d_forward(x, w, b), rtol=1e-5, atol=1e-5)
     dy = r.standard_normal(y.shape).astype(np.float32)
-    for got, want in zip(CPU.conv2d_backward(dy, x, w), conv.conv2d_backward(dy, x, w)):
+    for got, want in zip(CPU.conv2d_backward(dy, saved, w), conv.conv2d_backward(dy, x, w)):
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -29,11 +30,11 @@ def test_other_ops_match_the_kernels():
     np.testing.assert_array_equal(yc, yk)
     np.testing.assert_array_equal(ac, ak)
     A, W, b = (r.standard_normal(s).astype(np.float32) for s in ((5, 7), (3, 7), (3,)))
-    np.testing.assert_allclose(CPU.dense_forward(A, W, b), KERNELS.dense_forward(A, W, b), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(CPU.dense_forward(A, W, b), KERNEL_BACKEND.dense_forward(A, W, b), rtol=1e-5, atol=1e-5)
     logits, labels = r.standard_normal((5, 10)).astype(np.float32), r.integers(0, 10, 5)
-    (lc, pc), (lk, pk) = CPU.softmax_xent_forward(logits, labels), KERNELS.softmax_xent_forward(logits, labels)
+    (lc, pc), (lk, pk) = CPU.softmax_xent_forward(logits, labels), KERNEL_BACKEND.softmax_xent_forward(logits, labels)
     assert lc == pytest.approx(lk, rel=1e-6)
-    np.testing.assert_allclose(CPU.softmax_xent_backward(pc, labels), KERNELS.softmax_xent_backward(pk, labels),
+    np.testing.assert_allclose(CPU.softmax_xent_backward(pc, labels), KERNEL_BACKEND.softmax_xent_backward(pk, labels),
                                rtol=1e-5, atol=1e-7)
 
 
@@ -54,3 +55,31 @@ def test_cpu_lenet_trains_like_torch():
     for p, t in zip(model.state(), tmodel.parameters()):
         assert p.dtype == np.float32
         np.testing.assert_allclose(p, t.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_conv_layer_refilled_in_place_uses_the_new_batch():
+    """A caller that refills its input buffer in place must get gradients of the new batch, not the old."""
+    r = np.random.default_rng(3)
+    x = r.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    model = lenet.build(CPU)
+    conv_layer = model.layers[0]
+    w = model.state()[0]
+    for _ in range(2):
+        y = conv_layer.forward(x)
+        dy = r.standard_normal(y.shape).astype(np.float32)
+        conv_layer.backward(dy)
+        _, want_dw, _ = ref.conv2d_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64))
+        np.testing.assert_allclose(conv_layer.W.grad, want_dw, rtol=1e-4, atol=1e-4)
+        x[...] = r.standard_normal(x.shape)  # the same buffer, a new batch
+
+
+@pytest.mark.parametrize("ops", [CPU, KERNEL_BACKEND], ids=["cpu", "kernels"])
+def test_cross_entropy_is_stable_for_large_logits(ops):
+    """logits [0, 120] with label 0: the loss is 120 (from the log-softmax), not inf (from -log(softmax))."""
+    logits = np.array([[0.0, 120.0]], dtype=np.float32)
+    labels = np.array([0])
+    loss, probs = ops.softmax_xent_forward(logits, labels)
+    assert loss == pytest.approx(120.0, rel=1e-6)
+    assert ref.softmax_cross_entropy_forward(logits.astype(np.float64), labels) == pytest.approx(120.0)
+    probs = probs if isinstance(probs, np.ndarray) else probs.copy_to_host()
+    np.testing.assert_allclose(probs, [[0.0, 1.0]], atol=1e-30)

@@ -91,3 +91,17 @@ def test_an_accepted_launch_runs():
     out = np.zeros(37, dtype=np.float32)
     launch(uses_two_tiles, blocks_for(37, 16), 16, out)
     np.testing.assert_array_equal(out, 2.0)
+
+
+@cuda.jit
+def reads_past_the_end(x, out):
+    i = cuda.grid(1)
+    out[i] = x[i + 1]  # no bounds guard, and reads one element too far
+
+
+def test_a_failing_launch_names_the_kernel_and_the_launch():
+    x = np.zeros(4, np.float32)
+    with pytest.raises(IndexError) as info:
+        launch(reads_past_the_end, 1, 4, x, np.zeros(4, np.float32))
+    note = "\n".join(getattr(info.value, "__notes__", []))
+    assert "reads_past_the_end" in note and "grid (1,), block (4,)" in note and "host float32(4,)" in note

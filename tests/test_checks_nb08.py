@@ -1,0 +1,166 @@
+"""Notebook 08's exercise checks: each accepts a correct answer and a correct alternative, rejects wrong ones."""
+
+import numpy as np
+import pytest
+from numba import cuda
+
+from nbkit.checks.nb08 import CheckFailed, check_accuracy, check_feature_shapes, check_relu_in_lenet
+
+
+@cuda.jit
+def relu_fwd_plain(x, y):
+    i = cuda.grid(1)
+    if i < y.size:
+        y[i] = max(x[i], 0)
+
+
+@cuda.jit
+def relu_bwd(dout, x, dx):
+    i = cuda.grid(1)
+    if i < dx.size:
+        dx[i] = dout[i] if x[i] > 0 else 0
+
+
+@cuda.jit
+def relu_fwd_grid_stride(x, y):  # another valid thread mapping
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        y[i] = x[i] if x[i] > 0 else 0
+
+
+@cuda.jit
+def relu_bwd_grid_stride(dout, x, dx):
+    for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
+        dx[i] = dout[i] * (x[i] > 0)
+
+
+@cuda.jit
+def relu_bwd_at_zero(dout, x, dx):  # wrong: ReLU'(0) = 1
+    i = cuda.grid(1)
+    if i < dx.size:
+        dx[i] = dout[i] if x[i] >= 0 else 0
+
+
+@cuda.jit
+def leaky_fwd(x, y):  # wrong: leaky ReLU
+    i = cuda.grid(1)
+    if i < y.size:
+        y[i] = x[i] if x[i] > 0 else x[i] * 0.01
+
+
+def test_relu_check_accepts_a_kernel_per_element(capsys):
+    check_relu_in_lenet(relu_fwd_plain, relu_bwd)
+    assert "✓" in capsys.readouterr().out
+
+
+def test_relu_check_accepts_grid_stride_kernels(capsys):
+    check_relu_in_lenet(relu_fwd_grid_stride, relu_bwd_grid_stride)
+    assert "✓" in capsys.readouterr().out
+
+
+def test_relu_check_rejects_relu_prime_of_zero_one():
+    with pytest.raises(CheckFailed, match="x > 0, not x >= 0"):
+        check_relu_in_lenet(relu_fwd_plain, relu_bwd_at_zero)
+
+
+def test_relu_check_rejects_leaky_relu():
+    with pytest.raises(CheckFailed, match=r"relu_forward\(x\) is wrong: first at index \(0,\)"):
+        check_relu_in_lenet(leaky_fwd, relu_bwd)
+
+
+def shapes_formula(h, w):
+    conv = lambda c, h, w: (c, h - 4, w - 4)  # noqa: E731
+    pool = lambda c, h, w: (c, h // 2, w // 2)  # noqa: E731
+    a = conv(6, h, w)
+    b = pool(*a)
+    c = conv(16, b[1], b[2])
+    d = pool(*c)
+    return [a, a, b, c, c, d, (d[0] * d[1] * d[2],)]
+
+
+def shapes_loop(h, w):  # an alternative: lists instead of tuples, computed in a loop
+    out, c = [], 3
+    for kind, arg in (("conv", 6), ("relu", None), ("pool", None), ("conv", 16), ("relu", None), ("pool", None)):
+        if kind == "conv":
+            c, h, w = arg, h - 5 + 1, w - 5 + 1
+        elif kind == "pool":
+            h, w = int(np.floor(h / 2)), int(np.floor(w / 2))
+        out.append([c, h, w])
+    return out + [[c * h * w]]
+
+
+def shapes_off_by_one(h, w):
+    return [(s[0], s[1] - 1, s[2] - 1) if i == 0 else s for i, s in enumerate(shapes_formula(h, w))]
+
+
+def shapes_ceil_pool(h, w):
+    out, c = [], 3
+    for kind, arg in (("conv", 6), ("relu", None), ("pool", None), ("conv", 16), ("relu", None), ("pool", None)):
+        if kind == "conv":
+            c, h, w = arg, h - 4, w - 4
+        elif kind == "pool":
+            h, w = -(-h // 2), -(-w // 2)
+        out.append((c, h, w))
+    return out + [(c * h * w,)]
+
+
+@pytest.mark.parametrize("answer", [shapes_formula, shapes_loop])
+def test_shapes_check_accepts(answer, capsys):
+    check_feature_shapes(answer)
+    assert "✓" in capsys.readouterr().out
+
+
+def test_shapes_check_rejects_an_off_by_one_conv():
+    with pytest.raises(CheckFailed, match=r"layer 0 \(conv 3->6 5x5\): you have shape \(6, 27, 27\).*H - 5 \+ 1"):
+        check_feature_shapes(shapes_off_by_one)
+
+
+def test_shapes_check_rejects_ceil_pooling():
+    with pytest.raises(CheckFailed, match=r"37x30 image, layer 2 \(max-pool 2x2\).*H // 2"):
+        check_feature_shapes(shapes_ceil_pool)
+
+
+def accuracy_counts(logits_of, x, y, batch):
+    correct = 0
+    for i in range(0, len(x), batch):
+        correct += int((logits_of(x[i:i + batch]).argmax(axis=1) == y[i:i + batch]).sum())
+    return correct / len(x)
+
+
+def accuracy_concat(logits_of, x, y, batch):
+    preds = np.concatenate([np.argmax(logits_of(x[i:i + batch]), axis=1) for i in range(0, len(x), batch)])
+    return float(np.mean(preds == y))
+
+
+def accuracy_batch_means(logits_of, x, y, batch):
+    return float(np.mean([(logits_of(x[i:i + batch]).argmax(1) == y[i:i + batch]).mean()
+                          for i in range(0, len(x), batch)]))
+
+
+def accuracy_drops_last(logits_of, x, y, batch):
+    n = len(x) // batch * batch
+    return accuracy_counts(logits_of, x[:n], y[:n], batch)
+
+
+@pytest.mark.parametrize("answer", [accuracy_counts, accuracy_concat])
+def test_accuracy_check_accepts(answer, capsys):
+    check_accuracy(answer)
+    assert "✓" in capsys.readouterr().out
+
+
+def test_accuracy_check_rejects_the_mean_of_batch_accuracies():
+    with pytest.raises(CheckFailed, match="averaged the 5 batch accuracies"):
+        check_accuracy(accuracy_batch_means)
+
+
+def test_accuracy_check_rejects_a_dropped_last_batch():
+    with pytest.raises(CheckFailed, match="the last, shorter batch was dropped"):
+        check_accuracy(accuracy_drops_last)
+
+
+def test_unsolved_stubs_say_not_solved(capsys):
+    def stub(*args):
+        raise NotImplementedError()
+
+    check_feature_shapes(stub)
+    check_accuracy(stub)
+    assert capsys.readouterr().out.count("not solved yet") == 2
