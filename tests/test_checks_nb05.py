@@ -1,0 +1,319 @@
+"""Exercise checks of notebook 05: each passes correct answers (also written another way) and names wrong ones."""
+
+import math
+
+import pytest
+from numba import cuda, float32
+
+from nbkit.checks import CheckFailed, check_block_sum, check_leaky_relu, check_softmax_xent_grad
+
+# ------------------------------------------------------------------ 05.1 leaky ReLU
+
+
+@cuda.jit
+def leaky_forward(x, y, slope):
+    i = cuda.grid(1)
+    if i < y.size:
+        y[i] = x[i] if x[i] > 0 else slope * x[i]
+
+
+@cuda.jit
+def leaky_backward(dout, x, dx, slope):
+    i = cuda.grid(1)
+    if i < dx.size:
+        dx[i] = dout[i] if x[i] > 0 else slope * dout[i]
+
+
+@cuda.jit
+def leaky_forward_gridstride(x, y, slope):  # alternative: grid-stride loop, max/min form
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        y[i] = max(x[i], float32(0)) + slope * min(x[i], float32(0))
+
+
+@cuda.jit
+def relu_as_leaky_forward(x, y, slope):
+    i = cuda.grid(1)
+    if i < y.size:
+        y[i] = x[i] if x[i] > 0 else float32(0)
+
+
+@cuda.jit
+def leaky_backward_no_slope(dout, x, dx, slope):
+    i = cuda.grid(1)
+    if i < dx.size:
+        dx[i] = dout[i] if x[i] > 0 else float32(0)
+
+
+@cuda.jit
+def leaky_backward_wrong_at_zero(dout, x, dx, slope):
+    i = cuda.grid(1)
+    if i < dx.size:
+        dx[i] = dout[i] if x[i] >= 0 else slope * dout[i]
+
+
+@cuda.jit
+def leaky_backward_float64(dout, x, dx, slope):
+    i = cuda.grid(1)
+    if i < dx.size:
+        dx[i] = dout[i] if x[i] > 0 else slope * dout[i] * 0.5 * 2  # 0.5: a float64 literal
+
+
+def test_leaky_relu_check(capsys):
+    check_leaky_relu(leaky_forward, leaky_backward)
+    check_leaky_relu(leaky_forward_gridstride, leaky_backward)
+    out = capsys.readouterr().out
+    assert out.count("✓ leaky ReLU forward and backward are correct") == 2
+    with pytest.raises(CheckFailed, match="not 0"):
+        check_leaky_relu(relu_as_leaky_forward, leaky_backward)
+    with pytest.raises(CheckFailed, match="passes no gradient"):
+        check_leaky_relu(leaky_forward, leaky_backward_no_slope)
+    with pytest.raises(CheckFailed, match="at x = 0 is wrong"):
+        check_leaky_relu(leaky_forward, leaky_backward_wrong_at_zero)
+
+
+def test_leaky_relu_check_float32():
+    pytest.importorskip("numba_cuda")
+    with pytest.raises(CheckFailed, match="float64 instruction"):
+        check_leaky_relu(leaky_forward, leaky_backward_float64)
+
+
+# ------------------------------------------------------------------ 05.2 softmax + cross-entropy backward
+
+
+@cuda.jit
+def xent_grad(logits, labels, dlogits):
+    n = cuda.grid(1)
+    if n < logits.shape[0]:
+        C = logits.shape[1]
+        m = logits[n, 0]
+        for j in range(1, C):
+            m = max(m, logits[n, j])
+        s = float32(0)
+        for j in range(C):
+            s += math.exp(logits[n, j] - m)
+        inv_n = float32(1) / float32(logits.shape[0])
+        for j in range(C):
+            onehot = float32(1) if j == labels[n] else float32(0)
+            dlogits[n, j] = (math.exp(logits[n, j] - m) / s - onehot) * inv_n
+
+
+@cuda.jit
+def xent_grad_gridstride_logsumexp(logits, labels, dlogits):  # alternative: grid-stride, exp(z - logsumexp)
+    N, C = logits.shape
+    for n in range(cuda.grid(1), N, cuda.gridsize(1)):
+        m = float32(-math.inf)
+        for j in range(C):
+            m = max(m, logits[n, j])
+        s = float32(0)
+        for j in range(C):
+            s += math.exp(logits[n, j] - m)
+        lse = m + math.log(s)
+        for j in range(C):
+            dlogits[n, j] = math.exp(logits[n, j] - lse) / float32(N)
+        dlogits[n, labels[n]] -= float32(1) / float32(N)
+
+
+@cuda.jit
+def xent_grad_no_mean(logits, labels, dlogits):
+    n = cuda.grid(1)
+    if n < logits.shape[0]:
+        C = logits.shape[1]
+        m = logits[n, 0]
+        for j in range(1, C):
+            m = max(m, logits[n, j])
+        s = float32(0)
+        for j in range(C):
+            s += math.exp(logits[n, j] - m)
+        for j in range(C):
+            onehot = float32(1) if j == labels[n] else float32(0)
+            dlogits[n, j] = math.exp(logits[n, j] - m) / s - onehot
+
+
+@cuda.jit
+def xent_grad_unstable(logits, labels, dlogits):
+    n = cuda.grid(1)
+    if n < logits.shape[0]:
+        C = logits.shape[1]
+        s = float32(0)
+        for j in range(C):
+            s += math.exp(logits[n, j])
+        for j in range(C):
+            onehot = float32(1) if j == labels[n] else float32(0)
+            dlogits[n, j] = (math.exp(logits[n, j]) / s - onehot) / float32(logits.shape[0])
+
+
+@cuda.jit
+def xent_grad_label_of_column(logits, labels, dlogits):
+    n = cuda.grid(1)
+    if n < logits.shape[0]:
+        C = logits.shape[1]
+        m = logits[n, 0]
+        for j in range(1, C):
+            m = max(m, logits[n, j])
+        s = float32(0)
+        for j in range(C):
+            s += math.exp(logits[n, j] - m)
+        for j in range(C):
+            onehot = float32(1) if j == labels[j] else float32(0)
+            dlogits[n, j] = (math.exp(logits[n, j] - m) / s - onehot) / float32(logits.shape[0])
+
+
+@cuda.jit
+def xent_grad_float64(logits, labels, dlogits):
+    n = cuda.grid(1)
+    if n < logits.shape[0]:
+        C = logits.shape[1]
+        m = logits[n, 0]
+        for j in range(1, C):
+            m = max(m, logits[n, j])
+        s = float32(0)
+        for j in range(C):
+            s += math.exp(logits[n, j] - m)
+        for j in range(C):
+            onehot = float32(1) if j == labels[n] else float32(0)
+            dlogits[n, j] = (math.exp(logits[n, j] - m) / s - onehot) / logits.shape[0]  # float32 / int64: float64
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the unstable answer overflows in the simulator, on purpose
+def test_softmax_xent_grad_check(capsys):
+    check_softmax_xent_grad(xent_grad)
+    check_softmax_xent_grad(xent_grad_gridstride_logsumexp)
+    assert capsys.readouterr().out.count("✓ dlogits = (softmax - onehot) / N is correct") == 2
+    with pytest.raises(CheckFailed, match="the 1/N is missing"):
+        check_softmax_xent_grad(xent_grad_no_mean)
+    with pytest.raises(CheckFailed, match="not finite in row.*Subtract the row's maximum"):
+        check_softmax_xent_grad(xent_grad_unstable)
+    with pytest.raises(CheckFailed, match=r"indexed wrongly: in row 1 the 1 is subtracted at column 0, but labels\[1\] = 12"):
+        check_softmax_xent_grad(xent_grad_label_of_column)
+
+
+def test_softmax_xent_grad_check_float32():
+    pytest.importorskip("numba_cuda")
+    with pytest.raises(CheckFailed, match="float64 instruction"):
+        check_softmax_xent_grad(xent_grad_float64)
+
+
+# ------------------------------------------------------------------ 05.3 tree reduction
+
+TREE = 128
+
+
+@cuda.jit
+def block_sum(x, partial):
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    v = float32(0)
+    if i < x.size:
+        v = x[i]
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+@cuda.jit
+def block_sum_interleaved(x, partial):  # alternative: interleaved addressing (stride 1, 2, 4 with t % (2 * stride))
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+    stride = 1
+    while stride < B:
+        cuda.syncthreads()  # barrier at the top of each step: also separates the load from the first step
+        if t % (2 * stride) == 0:
+            buf[t] += buf[t + stride]
+        stride *= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def _tree_variant(grow, fixed_stride, tail_guard):
+    """Wrong answers, built from one template so that each has exactly one mistake (barriers are all in place)."""
+
+    @cuda.jit
+    def kernel(x, partial):
+        buf = cuda.shared.array(TREE, float32)
+        t = cuda.threadIdx.x
+        B = cuda.blockDim.x
+        i = cuda.blockIdx.x * 2 * B + t
+        v = float32(0)
+        if tail_guard:
+            if i < x.size:
+                v = x[i]
+            if i + B < x.size:
+                v += x[i + B]
+        elif i + B < x.size:  # drops x[i] when only the first element exists
+            v = x[i] + x[i + B]
+        buf[t] = v
+        cuda.syncthreads()
+        stride = 1 if grow else (fixed_stride if fixed_stride else B // 2)
+        while stride > 0 and stride < B:
+            if t < stride:
+                buf[t] += buf[t + stride]
+            cuda.syncthreads()
+            stride = stride * 2 if grow else stride // 2
+        if t == 0:
+            partial[cuda.blockIdx.x] = buf[0]
+
+    return kernel
+
+
+@cuda.jit
+def block_sum_no_barrier_in_loop(x, partial):
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+    cuda.syncthreads()
+    stride = B // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+@cuda.jit
+def block_sum_no_barrier(x, partial):
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+    stride = B // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def test_block_sum_check(capsys):
+    check_block_sum(block_sum)
+    check_block_sum(block_sum_interleaved)
+    out = capsys.readouterr().out
+    assert out.count("✓ block sums are correct") == 2 and "Not checked" in out
+    with pytest.raises(CheckFailed, match="never calls cuda.syncthreads"):
+        check_block_sum(block_sum_no_barrier)
+    with pytest.raises(CheckFailed, match="no cuda.syncthreads\\(\\) inside your loop"):
+        check_block_sum(block_sum_no_barrier_in_loop)
+    with pytest.raises(CheckFailed, match="wrong stride order"):
+        check_block_sum(_tree_variant(grow=True, fixed_stride=0, tail_guard=True))
+    with pytest.raises(CheckFailed, match="only the last block's sum is wrong"):
+        check_block_sum(_tree_variant(grow=False, fixed_stride=0, tail_guard=False))
+    with pytest.raises(CheckFailed, match="only the first 32 threads' values of each block are summed"):
+        check_block_sum(_tree_variant(grow=False, fixed_stride=16, tail_guard=True))
