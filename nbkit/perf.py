@@ -58,3 +58,53 @@ def matmul_gflops(sizes=(256, 512, 1024, 2048), repeat: int = 10) -> list[dict]:
             row["torch"] = 2 * n**3 / float(np.median(times)) / 1e9
         rows.append(row)
     return rows
+
+
+# The transposes the dense layer runs (nbkit.dense): forward A Wᵀ, backward dZ W and dZᵀ A.
+DENSE_VARIANTS: dict[str, tuple[int, int]] = {"A Wᵀ (forward)": (0, 1), "dZ W (input gradient)": (0, 0),
+                                              "dZᵀ A (weight gradient)": (1, 0)}
+
+
+def matmul_gflops_transposed(sizes=(256, 512, 1024, 2048), repeat: int = 10, variants: dict | None = None,
+                             allow_simulator: bool = False) -> list[dict]:
+    """GFLOP/s of the naive and tiled kernels for each transpose the dense layer uses (square float32).
+
+    One row per size and variant: ``{"n", "variant", "trans_a", "trans_b", "naive", "tiled", "clock"}``,
+    rates ``2 n³ / median time``, with the per-call time of ``repeat`` back-to-back launches between
+    one pair of CUDA events (:func:`nbkit.time_it`). It needs a GPU. ``allow_simulator=True`` runs the
+    same code in the simulator only to test its plumbing on tiny sizes: every result is checked
+    against NumPy, and ``clock`` then says SIMULATOR (the rates measure nothing about a GPU).
+    """
+    import nbkit
+
+    if not allow_simulator:
+        _require_gpu("matmul_gflops_transposed")
+    from numba import cuda
+
+    from .launch import blocks_for, launch
+    from .matmul import KERNELS, TILE
+    from .timing import time_it
+
+    variants = DENSE_VARIANTS if variants is None else variants
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in sizes:
+        A, B = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+        dA, dB, dC = cuda.to_device(A), cuda.to_device(B), cuda.device_array((n, n), np.float32)
+        grid = (blocks_for(n, TILE), blocks_for(n, TILE))
+        for label, (ta, tb) in variants.items():
+            expected = (A.T if ta else A) @ (B.T if tb else B)
+            row = {"n": n, "variant": label, "trans_a": ta, "trans_b": tb}
+            for method, kern in KERNELS.items():
+                t = time_it(lambda k=kern: launch(k, grid, (TILE, TILE), dA, dB, dC, ta, tb), repeat=repeat)
+                got = dC.copy_to_host()
+                if not np.allclose(got, expected, rtol=1e-4, atol=1e-3 * n):
+                    bad = np.unravel_index(np.argmax(np.abs(got - expected)), got.shape)
+                    raise AssertionError(f"{method} matmul ({label}) is wrong at {bad}: {got[bad]} vs {expected[bad]}")
+                row[method] = 2 * n**3 / t.median / 1e9
+                row["clock"] = t.method
+            rows.append(row)
+    if nbkit.MODE.is_simulator:
+        for row in rows:
+            row["clock"] = "SIMULATOR wall-clock plumbing test: these rates say nothing about GPU speed"
+    return rows

@@ -6,6 +6,11 @@ PTX: a float32 kernel must not contain a single ``.f64`` instruction (a stray ``
 ``math`` call on a float64 makes a consumer GPU run at 1/64 speed), and its static shared memory
 must match what :func:`nbkit.launch.static_shared_bytes` reads from the source.
 
+It is also a resource test: each kernel's PTX is compiled on to a cubin by nvJitLink (see
+:mod:`nbkit.cubin`), and ptxas's own report must show no register spills (unless the kernel is
+registered with ``allow_spills=True``) and, for a kernel registered with a launch ``block`` and a
+``min_occupancy``, an occupancy (see :mod:`nbkit.occupancy`) at least that high on every architecture.
+
 Run it as ``python -m nbkit.ptx`` (all kernels) or ``python -m nbkit.ptx --show vector_add`` (one
 kernel's PTX). It needs numba's real CUDA target; started in simulator mode it re-runs itself in a
 fresh process with ``NBKIT_MODE=gpu`` (no GPU is needed to compile).
@@ -14,6 +19,7 @@ fresh process with ``NBKIT_MODE=gpu`` (no GPU is needed to compile).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -31,8 +37,9 @@ _SHARED_DECL = re.compile(r"^\s*(?:\.visible\s+|\.extern\s+)?\.shared\s+\.align\
 _F64 = re.compile(r"\.f64\b")
 
 
+@functools.lru_cache(maxsize=None)
 def compile_ptx(py_func, signature: str, cc: tuple[int, int], device: bool = False) -> str:
-    """PTX text for one kernel and one signature, compiled for compute capability ``cc``."""
+    """PTX text for one kernel and one signature, compiled for compute capability ``cc`` (cached per process)."""
     from numba import cuda
 
     import nbkit
@@ -74,16 +81,48 @@ class KernelReport:
     problems: list[str] = field(default_factory=list)
     shared_bytes: int = 0
     f64_lines: int = 0
+    registers: int | None = None  # from ptxas's report (None: not compiled to a cubin)
+    spill_bytes: int | None = None  # spill stores + spill loads
+    stack_bytes: int | None = None
+    occupancy: float | None = None  # MODEL, for the registered block size
+
+
+def resource_problems(spec: KernelSpec, cc: tuple[int, int], ptx: str, report: KernelReport) -> list[str]:
+    """Compile the PTX to a cubin, record ptxas's figures in ``report`` and list the resource problems."""
+    from .cubin import parse_ptxas_report, ptx_to_cubin
+    from .occupancy import occupancy
+
+    _, log = ptx_to_cubin(ptx, cc, spec.max_registers)
+    res = next(iter(parse_ptxas_report(log).values()))
+    report.registers, report.stack_bytes = res.registers, res.stack_bytes
+    report.spill_bytes = res.spill_store_bytes + res.spill_load_bytes
+    problems = []
+    if res.spills and not spec.allow_spills:
+        problems.append(f"ptxas spills registers to local memory ({res.spill_store_bytes} B stored, "
+                        f"{res.spill_load_bytes} B loaded per thread, {res.registers} registers): "
+                        "keep fewer values alive, raise max_registers, or register with allow_spills=True")
+    if spec.threads_per_block is not None:
+        occ = occupancy(cc, spec.threads_per_block, res.registers, res.shared_bytes)
+        report.occupancy = occ.fraction
+        if spec.min_occupancy is not None and occ.fraction < spec.min_occupancy:
+            problems.append(f"block {spec.block} reaches {occ.fraction:.0%} occupancy, below the stated "
+                            f"{spec.min_occupancy:.0%} ({occ}): a smaller block, fewer registers or less "
+                            "shared memory would fix it")
+    return problems
 
 
 def check_spec(spec: KernelSpec, archs: tuple[tuple[int, int], ...] = ARCHS) -> list[KernelReport]:
     """Compile one kernel for every signature and architecture, and list what is wrong with each."""
+    from .cubin import tools_available
+
     reports = []
     source_shared = None if spec.device else static_shared_bytes(spec.py_func)
+    cubins = not spec.device and not tools_available()
     for signature in spec.signatures:
         for cc in archs:
             problems: list[str] = []
             shared = n_f64 = 0
+            report = KernelReport(spec.name, signature, f"sm_{cc[0]}{cc[1]}", True)
             try:
                 ptx = compile_ptx(spec.py_func, signature, cc, spec.device)
             except Exception as exc:  # noqa: BLE001 - report any compiler error as a failure
@@ -103,7 +142,13 @@ def check_spec(spec: KernelSpec, archs: tuple[tuple[int, int], ...] = ARCHS) -> 
                 if source_shared is not None and shared != source_shared:
                     problems.append(f"PTX declares {shared} bytes of shared memory but the source reading gives "
                                     f"{source_shared}: nbkit.launch cannot check this kernel's launches")
-            reports.append(KernelReport(spec.name, signature, f"sm_{cc[0]}{cc[1]}", not problems, problems, shared, n_f64))
+                if cubins:
+                    try:
+                        problems.extend(resource_problems(spec, cc, ptx, report))
+                    except Exception as exc:  # noqa: BLE001 - report any ptxas error as a failure
+                        problems.append(f"ptxas: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            report.ok, report.problems, report.shared_bytes, report.f64_lines = not problems, problems, shared, n_f64
+            reports.append(report)
     return reports
 
 
@@ -151,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for r in reports:
             status = "ok  " if r.ok else "FAIL"
-            print(f"{status} {r.cc} {r.name} {r.signature} shared={r.shared_bytes}B f64_lines={r.f64_lines}")
+            res = "" if r.registers is None else f" registers={r.registers} spills={r.spill_bytes}B stack={r.stack_bytes}B"
+            occ = "" if r.occupancy is None else f" occupancy={r.occupancy:.0%} (MODEL)"
+            print(f"{status} {r.cc} {r.name} {r.signature} shared={r.shared_bytes}B f64_lines={r.f64_lines}{res}{occ}")
             for p in r.problems:
                 print(f"       {p}")
         failed = sum(not r.ok for r in reports)

@@ -16,9 +16,10 @@ from .mode import Mode
 class Timing:
     """Per-call times of one timed function, with the clock that measured them."""
 
-    seconds: tuple[float, ...]  # one entry per timed call, warm-up excluded
+    seconds: tuple[float, ...]  # per-call time of each round (round time / calls per round), warm-up excluded
     mode: str  # "gpu" or "sim"
     warmup: int
+    calls_per_round: int = 1
 
     @property
     def median(self) -> float:
@@ -27,11 +28,13 @@ class Timing:
     @property
     def method(self) -> str:
         if self.mode == "gpu":
-            return "GPU time from CUDA events"
+            return "GPU time from one pair of CUDA events around each round"
         return "SIMULATOR wall-clock time: it checks correctness only and says nothing about GPU speed"
 
     def __str__(self) -> str:
-        return (f"{self.median * 1e3:.3f} ms per call (median of {len(self.seconds)}, after {self.warmup} "
+        rounds = f", median of {len(self.seconds)} rounds" if len(self.seconds) > 1 else ""
+        return (f"{self.median * 1e3:.3f} ms per call ({self.calls_per_round} back-to-back call"
+                f"{'s' if self.calls_per_round != 1 else ''} timed together{rounds}, after {self.warmup} "
                 f"warm-up call{'s' if self.warmup != 1 else ''}) [{self.method}]")
 
     def _repr_pretty_(self, printer, cycle) -> None:  # IPython display
@@ -44,31 +47,36 @@ def _mode() -> Mode:
     return nbkit.MODE
 
 
-def time_it(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> Timing:
-    """Time ``fn()`` (which launches kernels) ``repeat`` times after ``warmup`` untimed calls.
+def time_it(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, rounds: int = 1) -> Timing:
+    """Per-call time of ``fn()`` (which launches kernels): ``repeat`` calls timed together, ``rounds`` times.
 
-    The warm-up call triggers JIT compilation, which would otherwise be counted. On a GPU each call is
-    bracketed by CUDA events recorded on the default stream; the simulator has no event timer (its
-    elapsed time is -1), so there the wall clock is used and the result is labelled as simulator time.
+    The warm-up calls trigger JIT compilation, which would otherwise be counted. On a GPU one pair of
+    CUDA events on the default stream brackets all ``repeat`` calls of a round, so launches queue back
+    to back and the per-call time (round time / ``repeat``) is the kernels' time rather than one
+    launch's overhead plus an event pair. The simulator has no event timer (its elapsed time is -1):
+    there the wall clock is used and the result is labelled as simulator time.
     """
-    if repeat < 1 or warmup < 0:
-        raise ValueError(f"need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}")
+    if repeat < 1 or warmup < 0 or rounds < 1:
+        raise ValueError(f"need repeat >= 1, warmup >= 0 and rounds >= 1, got repeat={repeat}, warmup={warmup}, "
+                         f"rounds={rounds}")
     mode = _mode().name
     for _ in range(warmup):
         fn()
     cuda.synchronize()
     times = []
-    for _ in range(repeat):
+    for _ in range(rounds):
         if mode == "gpu":
             start, end = cuda.event(timing=True), cuda.event(timing=True)
             start.record()
-            fn()
+            for _ in range(repeat):
+                fn()
             end.record()
             end.synchronize()
-            times.append(cuda.event_elapsed_time(start, end) / 1e3)
+            times.append(cuda.event_elapsed_time(start, end) / 1e3 / repeat)
         else:
             t0 = time.perf_counter()
-            fn()
+            for _ in range(repeat):
+                fn()
             cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-    return Timing(tuple(times), mode, warmup)
+            times.append((time.perf_counter() - t0) / repeat)
+    return Timing(tuple(times), mode, warmup, repeat)

@@ -51,3 +51,16 @@ def test_the_gpu_benchmark_refuses_to_time_the_simulator():
 
     with pytest.raises(RuntimeError, match="needs a real GPU.*Simulator timings say nothing about GPU speed"):
         matmul_gflops(sizes=(16,))
+
+
+def test_transposed_gflops_plumbing_in_the_simulator():
+    # The GPU benchmark of the dense layer's transposes, run on a tiny odd size only to test its plumbing:
+    # every result is checked against NumPy inside; the rates are labelled SIMULATOR.
+    from nbkit.perf import DENSE_VARIANTS, matmul_gflops_transposed
+
+    with pytest.raises(RuntimeError, match="needs a real GPU"):
+        matmul_gflops_transposed(sizes=(17,))
+    rows = matmul_gflops_transposed(sizes=(17,), repeat=1, allow_simulator=True)
+    assert [r["variant"] for r in rows] == list(DENSE_VARIANTS)
+    assert {(r["trans_a"], r["trans_b"]) for r in rows} == {(0, 1), (0, 0), (1, 0)}
+    assert all(r["naive"] > 0 and r["tiled"] > 0 and r["clock"].startswith("SIMULATOR") for r in rows)

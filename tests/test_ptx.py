@@ -73,3 +73,36 @@ def test_a_float64_kernel_may_use_float64(reports):
 def test_shared_memory_in_ptx_matches_the_source_reading(reports):
     tile = reports["ptx_fixtures.tile_copy"]
     assert all(r["ok"] and r["shared_bytes"] == 8 * 8 * 4 for r in tile)
+
+
+# ---- the resource test: ptxas's report, read from the cubin nvJitLink builds ----
+
+def test_every_kernel_reports_registers_from_ptxas(reports):
+    for spec in NBKIT_KERNELS:
+        if not spec.device:
+            assert all(r["registers"] and 0 < r["registers"] <= 255 for r in reports[spec.name]), spec.name
+
+
+def test_a_kernel_that_spills_fails_with_the_spill_bytes(reports):
+    bad = reports["ptx_fixtures.forced_spill"]
+    assert len(bad) == 3 and not any(r["ok"] for r in bad)
+    for r in bad:
+        assert r["spill_bytes"] > 0
+        assert "spills registers to local memory" in r["problems"][0] and "allow_spills=True" in r["problems"][0]
+    allowed = reports["ptx_fixtures.forced_spill_allowed"]
+    assert all(r["ok"] and r["spill_bytes"] > 0 for r in allowed)
+
+
+def test_a_launch_that_cannot_reach_its_stated_occupancy_fails(reports):
+    # 48 KiB shared + 256 threads: 1 block/SM on sm_75 (64 KiB) = 25%, 3 on sm_80 (164 KiB) = 37.5%,
+    # 4 on sm_90 (228 KiB) = 50%; stated minimum 50%.
+    hog = {r["cc"]: r for r in reports["ptx_fixtures.shared_hog"]}
+    assert hog["sm_75"]["occupancy"] == 0.25 and hog["sm_80"]["occupancy"] == 0.375
+    assert not hog["sm_75"]["ok"] and not hog["sm_80"]["ok"] and hog["sm_90"]["ok"]
+    assert "below the stated 50%" in hog["sm_80"]["problems"][0] and "shared memory" in hog["sm_80"]["problems"][0]
+    assert all(r["ok"] for r in reports["ptx_fixtures.shared_hog_honest"])
+
+
+def test_the_tiled_matmul_keeps_its_registered_occupancy(reports):
+    tiled = reports["nbkit.matmul.matmul_tiled_kernel"]
+    assert all(r["ok"] and r["occupancy"] >= 0.5 and r["shared_bytes"] == 2 * 16 * 16 * 4 for r in tiled)

@@ -1,0 +1,90 @@
+"""Learner copies: made by nbgrader's preprocessors, they run top to bottom and every check says "not solved yet"."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from nbkit import learner
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _solution_cell(source: str) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"grade": False, "grade_id": "ex_solution", "locked": False, "schema_version": 3,
+                                 "solution": True, "task": False}
+    cell.outputs = [nbformat.v4.new_output("stream", text="old output\n")]
+    return cell
+
+
+STUB = '''@cuda.jit
+def saxpy(alpha, x, y, out):
+    """out[i] = alpha * x[i] + y[i]."""
+    ### BEGIN SOLUTION
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = alpha * x[i] + y[i]
+    ### END SOLUTION
+'''
+
+
+def test_learner_copy_keeps_the_stub_and_drops_the_answer_and_outputs():
+    nb = nbformat.v4.new_notebook(cells=[_solution_cell(STUB)])
+    copy = learner.learner_copy(nb)
+    source = copy.cells[0].source
+    assert source.startswith("@cuda.jit\ndef saxpy(alpha, x, y, out):\n    \"\"\"out[i]")
+    assert "    raise NotImplementedError()" in source and "cuda.grid" not in source
+    assert copy.cells[0].outputs == []
+    assert "cuda.grid" in nb.cells[0].source, "the instructor's notebook must not change"
+
+
+def test_solution_cell_without_region_is_refused():
+    nb = nbformat.v4.new_notebook(cells=[_solution_cell("def f():\n    return 1\n")])
+    with pytest.raises(learner.LearnerCopyError, match="BEGIN SOLUTION"):
+        learner.learner_copy(nb, "x.ipynb")
+
+
+def test_region_outside_a_solution_cell_and_old_tag_are_refused():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(STUB)])
+    with pytest.raises(learner.LearnerCopyError, match="outside an nbgrader solution cell"):
+        learner.learner_copy(nb)
+    tagged = nbformat.v4.new_code_cell("x = 1")
+    tagged.metadata["tags"] = ["solution"]
+    with pytest.raises(learner.LearnerCopyError, match="old 'solution' cell tag"):
+        learner.learner_copy(nbformat.v4.new_notebook(cells=[tagged]))
+
+
+def test_every_notebook_has_its_exercises_marked():
+    counts = {}
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        learner.validate(nb, path.name)
+        solutions, graded = learner.exercise_cells(nb)
+        assert len(graded) >= len(solutions), f"{path.name}: an exercise without a check cell"
+        counts[path.name] = len(solutions)
+    assert counts.get("00_welcome.ipynb", 0) >= 1
+    for name, n in counts.items():
+        if name[:2] in {f"{k:02d}" for k in range(1, 9)}:
+            assert n >= 3, f"{name} has {n} exercises; the course promises at least 3"
+    assert sum(counts.values()) >= 28
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_learner_copy_runs_top_to_bottom_and_every_check_says_not_solved(path, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    nb = learner.learner_copy(nbformat.read(path, as_version=4), path.name)
+    _, graded = learner.exercise_cells(nb)
+    # Run where the real notebook runs (notebooks/), so relative paths behave the same.
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    for i, cell in enumerate(nb.cells):
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        assert not errors, f"{path.name} cell {i} raised {errors[0].ename}: {errors[0].evalue}"
+    for i in graded:
+        text = "".join(o.get("text", "") for o in nb.cells[i].outputs if o.output_type == "stream")
+        assert "not solved yet" in text, f"{path.name} cell {i}: the check printed {text!r}, not 'not solved yet'"
+        assert "✓" not in text
