@@ -1,30 +1,193 @@
-"""Checks for notebook 04 (the dense layer)."""
+"""Checks for notebook 04 (the dense layer): the backward pass as kernels, shared-memory tiles, races."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..launch import blocks_for
-from ._core import compare, exercise, passed, run_kernel, unwritten_cause
+from ..launch import blocks_for, static_shared_bytes
+from ._core import SENTINEL, compare, exercise, fail, passed, require_float32, run_kernel, unwritten_cause
+
+_MATMUL_SIG = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1])"
 
 
 @exercise("04.1", "write the kernel matmul_at_b(A, B, C)")
-def check_transposed_matmul(kernel, M: int = 19, K: int = 21, N: int = 40, tile: int = 16) -> None:
+def check_transposed_matmul(kernel, M: int = 19, K: int = 21, N: int = 13, block: tuple[int, int] = (8, 8)) -> None:
     """Exercise 04.1: ``kernel(A, B, C)`` computes ``C = Aᵀ B`` for A (K, M), B (K, N), C (M, N).
 
-    Launched like the course's matmul kernels: blocks of (16, 16) threads, grid (ceil(N/16), ceil(M/16)),
-    thread x along the columns of C and thread y along its rows: ``col, row = cuda.grid(2)``. M and N
-    need different numbers of tiles (2 and 3), so a kernel that swaps row and column misses elements.
+    This is the weight gradient ``dW = dZᵀ A`` of the dense layer. Any thread mapping is accepted: the
+    launch has blocks of 8×8 threads and covers ``max(M, N)`` threads along both x and y, so x may run along
+    the columns of C (the course's convention, ``col, row = cuda.grid(2)``) or along its rows, with or
+    without a grid-stride loop. M = 19, N = 13 and K = 21 all differ and none is a multiple of 8, so a
+    swapped index or a sum over the wrong dimension fails.
     """
     r = np.random.default_rng(41)
     A = r.standard_normal((K, M)).astype(np.float32)
     B = r.standard_normal((K, N)).astype(np.float32)
-    run = run_kernel(kernel, (blocks_for(N, tile), blocks_for(M, tile)), (tile, tile), [A, B], [(M, N)],
-                     output_names=("C",), call="matmul_at_b(A, B, C)")
-    compare("C", run.outputs[0], A.T.astype(np.float64) @ B, rtol=1e-4, atol=1e-4, run=run, causes=[
-        (lambda got: np.allclose(got[:min(M, N), :min(M, N)].T, (A.T.astype(np.float64) @ B)[:min(M, N), :min(M, N)],
-                                 rtol=1e-4, atol=1e-4), "row and column are swapped: with col, row = cuda.grid(2), "
-         "x runs along the columns of C."),
+    side = max(blocks_for(M, block[1]), blocks_for(N, block[0]))
+    run = run_kernel(kernel, (side, side), block, [A, B], [(M, N)], output_names=("C",), call="matmul_at_b(A, B, C)")
+    want = A.T.astype(np.float64) @ B
+    s = min(M, N)
+    compare("C", run.outputs[0], want, rtol=1e-4, atol=1e-4, run=run, causes=[
+        (lambda got: np.allclose(got[:s, :s].T, want[:s, :s], rtol=1e-4, atol=1e-4),
+         "row and column are swapped: C[row, col] = sum over k of A[k, row] * B[k, col]."),
+        (A[:min(M, K)].T.astype(np.float64) @ B[:min(M, K)],
+         f"the sum runs over k < A.shape[1] = {M}; it must run over the shared first dimension, "
+         f"k < A.shape[0] = {K}."),
         unwritten_cause(run),
     ])
     passed(f"C = Aᵀ B is correct for A {A.shape}, B {B.shape}, without copying a transposed A.")
+
+
+@exercise("04.2", "write the kernel bias_grad(dZ, db)")
+def check_bias_grad(kernel, batch: int = 37, n_out: int = 45, threads: int = 32) -> None:
+    """Exercise 04.2: ``kernel(dZ, db)`` writes ``db[j] = sum over n of dZ[n, j]``, one thread per column.
+
+    Launched with ``blocks_for(45, 32)`` blocks of 32 threads for dZ of shape (37, 45): more threads than
+    columns, and a batch size that differs from the column count.
+    """
+    dZ = np.random.default_rng(42).standard_normal((batch, n_out)).astype(np.float32)
+    run = run_kernel(kernel, blocks_for(n_out, threads), threads, [dZ], [(n_out,)], output_names=("db",),
+                     call="bias_grad(dZ, db)")
+    want = dZ.sum(axis=0, dtype=np.float64)
+    compare("db", run.outputs[0], want, rtol=1e-5, atol=1e-5, run=run, causes=[
+        (want / batch, f"db is the mean over the batch: it is the sum. The 1/N of a mean loss is already inside dZ "
+                       f"(notebook 01); dividing again by N = {batch} makes the bias learn {batch} times too slowly."),
+        (want + SENTINEL, "you accumulated into db[j] directly, which starts with whatever the memory held (-7 "
+                          "here, garbage on a GPU): sum into a local acc = float32(0), then write db[j] = acc once."),
+        (want - dZ[-1], "the last row of dZ is missing from every sum: the loop over the batch must run over "
+                        "range(dZ.shape[0])."),
+        unwritten_cause(run),
+    ])
+    passed(f"db = column sums of dZ {dZ.shape} is correct: one thread per column, so neighbouring threads read "
+           "neighbouring addresses at every step of the loop (coalesced).")
+
+
+# --------------------------------------------------------------------------------------------------
+# shared-memory tiles: the race detector of the memory-access tracer
+
+
+def find_races(kernel, grid, block, *args) -> tuple[list | None, bool]:
+    """(races, uses shared memory) of one traced launch; races is None when the tracer is not available."""
+    try:
+        from ..trace import trace
+    except ImportError:
+        return None, static_shared_bytes(kernel) > 0
+    try:
+        t = trace(kernel, grid, block, *[np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args])
+    except Exception:  # noqa: BLE001 - the launch itself was checked before; a tracer failure proves nothing
+        return None, static_shared_bytes(kernel) > 0
+    return list(t.races()), any(a.space == "shared" for a in t.arrays)
+
+
+_RACE_ADVICE = {
+    "read-after-write": "a thread reads a tile element before the thread that loads it is known to have written it: "
+                        "put cuda.syncthreads() between loading the tiles and the multiply-adds that read them.",
+    "write-after-read": "a thread overwrites a tile element with the next step's value while another thread may still "
+                        "have to read the old one: put cuda.syncthreads() after the multiply-adds, before the next "
+                        "step's loads.",
+    "write-after-write": "two threads write the same tile element between two barriers, so which value stays depends "
+                         "on timing: let each element of a tile be written by exactly one thread.",
+}
+
+
+def _race_sentence(races: list) -> str:
+    """The first race in words, how many more, and what to do about its kind."""
+    more = f" (and {len(races) - 1} more in this launch)" if len(races) > 1 else ""
+    advice = _RACE_ADVICE.get(getattr(races[0], "kind", ""), "add the missing cuda.syncthreads().")
+    return f"{races[0]}{more}. In words: {advice}"
+
+
+def _edge_blocks_only(wrong: np.ndarray, tile: int) -> bool:
+    """All wrong outputs lie in the last row or last column of blocks (the partial tiles of C)."""
+    M, N = wrong.shape
+    inner = np.zeros_like(wrong)
+    inner[:(M // tile) * tile, :(N // tile) * tile] = True
+    return bool(wrong.any() and not (wrong & inner).any())
+
+
+def _tiled_run(kernel, A, B, M, N, tile, call, want, extra_causes=()):
+    grid = (blocks_for(N, tile), blocks_for(M, tile))
+    run = run_kernel(kernel, grid, (tile, tile), [A, B], [(M, N)], output_names=("C",), call=call)
+    got = run.outputs[0]
+    wrong = ~np.isclose(got, want, rtol=1e-4, atol=1e-4)
+    causes = [unwritten_cause(run)]
+    if wrong.any():
+        races, _ = find_races(kernel, grid, (tile, tile), A, B, np.zeros((M, N), np.float32))
+        if races:
+            causes.insert(0, (lambda g: True, "a race on shared memory: " + _race_sentence(races)))
+        causes.append((lambda g: _edge_blocks_only(wrong, tile),
+                       "only blocks on the edge of C are wrong: threads outside C (row >= M or col >= N) must still load their "
+                       "element of the tiles (a zero) and reach every cuda.syncthreads(); skip only the final "
+                       "write to C, never the loads (no early return)."))
+        causes.extend(extra_causes)
+    compare("C", got, want, rtol=1e-4, atol=1e-4, run=run, causes=causes)
+    return grid
+
+
+def _no_race_or_fail(kernel, grid, tile, A, B, M, N) -> str:
+    races, shared = find_races(kernel, grid, (tile, tile), A, B, np.zeros((M, N), np.float32))
+    if not shared:
+        fail("your kernel gives the right C but uses no shared memory: this exercise is about tiles in "
+             "cuda.shared.array, loaded once per block and read by every thread of the block.")
+    if races is None:
+        return ("shared-memory races were NOT checked (the memory-access tracer nbkit.trace is not available here, "
+                "or could not run this kernel)")
+    if races:
+        fail("C came out right in the simulator, which ran the threads of each block in one particular order, but "
+             "the tracer (which does not depend on that order) found a race on shared memory: " + _race_sentence(races)
+             + " On a GPU the order changes from run to run, and so may the result.")
+    return (f"the tracer found no shared-memory race in any of the {grid[0] * grid[1]} blocks (every pair of "
+            "accesses between two barriers, whatever order the simulator ran the threads in)")
+
+
+@exercise("04.3", "fix the race in matmul_a_bt_tiled(A, B, C)")
+def check_matmul_a_bt_tiled(kernel, tile: int = 8, M: int = 19, K: int = 21, N: int = 13) -> None:
+    """Exercise 04.3 ("find the race"): ``kernel(A, B, C)`` computes ``C = A Bᵀ`` with shared-memory tiles.
+
+    A (19, 21), B (13, 21), C (19, 13): 3 × 2 blocks of ``tile`` × ``tile`` threads (tile 8), 3 steps along K
+    with a partial last tile. The result must be right *and* the memory-access tracer must find no
+    shared-memory race: the simulator may compute the right answer from a racy kernel (it runs threads in
+    its own order), so the values alone cannot prove the barrier is there.
+    """
+    r = np.random.default_rng(43)
+    A = r.standard_normal((M, K)).astype(np.float32)
+    B = r.standard_normal((N, K)).astype(np.float32)
+    want = A.astype(np.float64) @ B.T
+    grid = _tiled_run(kernel, A, B, M, N, tile, "matmul_a_bt_tiled(A, B, C)", want)
+    verdict = _no_race_or_fail(kernel, grid, tile, A, B, M, N)
+    passed(f"C = A Bᵀ is correct for A {A.shape}, B {B.shape} with {tile}x{tile} tiles; {verdict}.")
+
+
+@exercise("04.4", "write the kernel matmul_at_b_tiled(A, B, C)")
+def check_matmul_at_b_tiled(kernel, tile: int = 8) -> None:
+    """Exercise 04.4: ``kernel(A, B, C)`` computes ``C = Aᵀ B`` (A (K, M), B (K, N)) with shared-memory tiles.
+
+    Launched with blocks of ``tile`` × ``tile`` threads, grid ``(ceil(N/tile), ceil(M/tile))``: block (bx, by)
+    computes the tile of C at rows ``by*tile...``, columns ``bx*tile...``. M = 2·tile + 3 and N = tile + 5 need
+    3 and 2 blocks, so every block row and column has a partial tile. Run first with K = 2·tile (whole tiles
+    along K), then K = 2·tile + 5: a kernel right for the first and wrong for the second does not zero-pad
+    the partial tiles. Then the tracer looks for races (a missing ``cuda.syncthreads()``), and the PTX for
+    float64 arithmetic.
+    """
+    M, N = 2 * tile + 3, tile + 5
+    r = np.random.default_rng(44)
+    call = "matmul_at_b_tiled(A, B, C)"
+    for K in (2 * tile, 2 * tile + 5):
+        A = r.standard_normal((K, M)).astype(np.float32)
+        B = r.standard_normal((K, N)).astype(np.float32)
+        want = A.T.astype(np.float64) @ B
+        causes = []
+        if K % tile:  # the run with whole tiles along K passed: name the partial tile
+            partial = (f"it is right when K is a multiple of the tile (K = {2 * tile}) and wrong for K = {K}, where the "
+                       "last step along K has a partial tile. Threads whose k is past the end (k >= K) must store a "
+                       "zero in the tile, not skip the store: ")
+            lo, hi = K - K % tile - tile + K % tile, K - K % tile
+            stale = want + A[lo:hi].T.astype(np.float64) @ B[lo:hi]  # unloaded slots keep the previous step's values
+            causes = [(stale, partial + "your C is exactly what the previous step's values left in those slots give."),
+                      (lambda g: True, partial + "the slot would keep an old value.")]
+        grid = _tiled_run(kernel, A, B, M, N, tile, call, want, causes)
+    verdict = _no_race_or_fail(kernel, grid, tile, A, B, M, N)
+    ok = require_float32(kernel, _MATMUL_SIG)
+    passed(f"C = Aᵀ B with {tile}x{tile} shared-memory tiles is correct for K = {2 * tile} and {2 * tile + 5} "
+           f"(C {M}x{N}); {verdict}; {ok}.")
+
