@@ -302,11 +302,37 @@ def block_sum_no_barrier(x, partial):
         partial[cuda.blockIdx.x] = buf[0]
 
 
+@cuda.jit
+def block_sum_peeks_early(x, partial):
+    """Right sums, but thread 1 reads buf[0] before the barrier that orders it after thread 0's write: a race."""
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+    if t == 1:
+        peek = buf[0]  # noqa: F841 - unused, but read without a barrier
+    cuda.syncthreads()
+    stride = B // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def test_block_sum_check_finds_a_race_that_leaves_the_sums_right():
+    with pytest.raises(CheckFailed, match=r"the sums are right in this run, but the memory-access tracer .* found a race"):
+        check_block_sum(block_sum_peeks_early)
+
+
 def test_block_sum_check(capsys):
     check_block_sum(block_sum)
     check_block_sum(block_sum_interleaved)
     out = capsys.readouterr().out
-    assert out.count("✓ block sums are correct") == 2 and "Not checked" in out
+    assert out.count("✓ block sums are correct") == 2 and "No race: the memory-access tracer" in out
     with pytest.raises(CheckFailed, match="never calls cuda.syncthreads"):
         check_block_sum(block_sum_no_barrier)
     with pytest.raises(CheckFailed, match="no cuda.syncthreads\\(\\) inside your loop"):

@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..launch import launch
+from ..launch import launch, static_shared_bytes
 
 
 class CheckFailed(AssertionError):
@@ -452,3 +452,38 @@ def require_float32(kernel: object, signature: str) -> str:
     if ok is False:
         fail(message)
     return message
+
+
+# --------------------------------------------------------------------------------------------------
+# shared-memory races, found by the memory-access tracer
+
+
+def find_races(kernel, grid, block, *args) -> tuple[list | None, bool]:
+    """(races, uses shared memory) of one traced launch; races is None when the tracer is not available."""
+    try:
+        from ..trace import trace
+    except ImportError:
+        return None, static_shared_bytes(kernel) > 0
+    try:
+        t = trace(kernel, grid, block, *[np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args])
+    except Exception:  # noqa: BLE001 - the launch itself was checked before; a tracer failure proves nothing
+        return None, static_shared_bytes(kernel) > 0
+    return list(t.races()), any(a.space == "shared" for a in t.arrays)
+
+
+_RACE_ADVICE = {
+    "read-after-write": "a thread reads a shared-memory element before the thread that writes it is known to have written it: "
+                        "put cuda.syncthreads() between the writes (loading a tile, a step of a tree) and the reads.",
+    "write-after-read": "a thread overwrites a shared-memory element with the next step's value while another thread may "
+                        "still have to read the old one: put cuda.syncthreads() after the reads, before the next "
+                        "step's writes.",
+    "write-after-write": "two threads write the same shared-memory element between two barriers, so which value stays "
+                         "depends on timing: let each element be written by exactly one thread.",
+}
+
+
+def race_sentence(races: list) -> str:
+    """The first race in words, how many more, and what to do about its kind."""
+    more = f" (and {len(races) - 1} more in this launch)" if len(races) > 1 else ""
+    advice = _RACE_ADVICE.get(getattr(races[0], "kind", ""), "add the missing cuda.syncthreads().")
+    return f"{races[0]}{more}. In words: {advice}"

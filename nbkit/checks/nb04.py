@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..launch import blocks_for, static_shared_bytes
-from ._core import SENTINEL, compare, exercise, fail, passed, require_float32, run_kernel, unwritten_cause
+from ..launch import blocks_for
+from ._core import (
+    SENTINEL,
+    compare,
+    exercise,
+    fail,
+    find_races,
+    passed,
+    race_sentence,
+    require_float32,
+    run_kernel,
+    unwritten_cause,
+)
 
 _MATMUL_SIG = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1])"
 
@@ -66,37 +77,6 @@ def check_bias_grad(kernel, batch: int = 37, n_out: int = 45, threads: int = 32)
 # shared-memory tiles: the race detector of the memory-access tracer
 
 
-def find_races(kernel, grid, block, *args) -> tuple[list | None, bool]:
-    """(races, uses shared memory) of one traced launch; races is None when the tracer is not available."""
-    try:
-        from ..trace import trace
-    except ImportError:
-        return None, static_shared_bytes(kernel) > 0
-    try:
-        t = trace(kernel, grid, block, *[np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args])
-    except Exception:  # noqa: BLE001 - the launch itself was checked before; a tracer failure proves nothing
-        return None, static_shared_bytes(kernel) > 0
-    return list(t.races()), any(a.space == "shared" for a in t.arrays)
-
-
-_RACE_ADVICE = {
-    "read-after-write": "a thread reads a tile element before the thread that loads it is known to have written it: "
-                        "put cuda.syncthreads() between loading the tiles and the multiply-adds that read them.",
-    "write-after-read": "a thread overwrites a tile element with the next step's value while another thread may still "
-                        "have to read the old one: put cuda.syncthreads() after the multiply-adds, before the next "
-                        "step's loads.",
-    "write-after-write": "two threads write the same tile element between two barriers, so which value stays depends "
-                         "on timing: let each element of a tile be written by exactly one thread.",
-}
-
-
-def _race_sentence(races: list) -> str:
-    """The first race in words, how many more, and what to do about its kind."""
-    more = f" (and {len(races) - 1} more in this launch)" if len(races) > 1 else ""
-    advice = _RACE_ADVICE.get(getattr(races[0], "kind", ""), "add the missing cuda.syncthreads().")
-    return f"{races[0]}{more}. In words: {advice}"
-
-
 def _edge_blocks_only(wrong: np.ndarray, tile: int) -> bool:
     """All wrong outputs lie in the last row or last column of blocks (the partial tiles of C)."""
     M, N = wrong.shape
@@ -114,7 +94,7 @@ def _tiled_run(kernel, A, B, M, N, tile, call, want, extra_causes=()):
     if wrong.any():
         races, _ = find_races(kernel, grid, (tile, tile), A, B, np.zeros((M, N), np.float32))
         if races:
-            causes.insert(0, (lambda g: True, "a race on shared memory: " + _race_sentence(races)))
+            causes.insert(0, (lambda g: True, "a race on shared memory: " + race_sentence(races)))
         causes.append((lambda g: _edge_blocks_only(wrong, tile),
                        "only blocks on the edge of C are wrong: threads outside C (row >= M or col >= N) must still load their "
                        "element of the tiles (a zero) and reach every cuda.syncthreads(); skip only the final "
@@ -134,7 +114,7 @@ def _no_race_or_fail(kernel, grid, tile, A, B, M, N) -> str:
                 "or could not run this kernel)")
     if races:
         fail("C came out right in the simulator, which ran the threads of each block in one particular order, but "
-             "the tracer (which does not depend on that order) found a race on shared memory: " + _race_sentence(races)
+             "the tracer (which does not depend on that order) found a race on shared memory: " + race_sentence(races)
              + " On a GPU the order changes from run to run, and so may the result.")
     return (f"the tracer found no shared-memory race in any of the {grid[0] * grid[1]} blocks (every pair of "
             "accesses between two barriers, whatever order the simulator ran the threads in)")

@@ -9,7 +9,18 @@ import textwrap
 import numpy as np
 
 from ..launch import blocks_for
-from ._core import CheckFailed, compare, exercise, fail, passed, require_float32, run_kernel, unwritten_cause
+from ._core import (
+    CheckFailed,
+    compare,
+    exercise,
+    fail,
+    find_races,
+    passed,
+    race_sentence,
+    require_float32,
+    run_kernel,
+    unwritten_cause,
+)
 
 
 @exercise("05.1", "write the kernels leaky_relu_forward and leaky_relu_backward")
@@ -230,11 +241,18 @@ def check_block_sum(kernel) -> None:
             ])
         except CheckFailed as exc:
             raise CheckFailed(f"{exc} (launch: {blocks} blocks of {B} threads, n = {n})") from None
+    races, _ = find_races(kernel, blocks, B, x, np.zeros(blocks, np.float32))
+    if races:
+        fail("the sums are right in this run, but the memory-access tracer (which does not depend on the order the "
+             "simulator ran the threads in) found a race on shared memory: " + race_sentence(races) +
+             " On a GPU such a kernel gives the right sum only by luck.")
     f32 = require_float32(kernel, "void(float32[::1], float32[::1])")
-    said = ("Your kernel does call cuda.syncthreads();" if barriers else
-            "Its source could not be read, so its barriers were not looked at either;")
+    if races is None:
+        race_note = ("Not checked: that a barrier separates every write to shared memory from every read of it by "
+                     "another thread (the memory-access tracer could not run this kernel); on a GPU a race can give "
+                     "the right sum by luck.")
+    else:
+        race_note = ("No race: the memory-access tracer saw every write to shared memory separated from every read of "
+                     f"it by another thread by a cuda.syncthreads() (last launch: {blocks} blocks of {B} threads).")
     passed(f"block sums are correct with 128 and 32 threads per block (two elements per thread) and n not a multiple "
-           f"of 2B; {f32}. Not checked: that a barrier separates every write to shared memory from every read of it "
-           f"by another thread (this check has no race detector). {said} the simulator runs a block's threads one "
-           "after another between barriers, so a missing one usually shows here as a wrong sum, but on a GPU a race "
-           "can also give the right sum by luck.")
+           f"of 2B; {f32}. {race_note}")
