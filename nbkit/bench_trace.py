@@ -13,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+from .mode import MODE
+
 
 def _cases() -> list[tuple[str, object, tuple, tuple, Callable[[], tuple]]]:
     """(label, kernel, grid, block, fresh arguments) for a few course kernels at small simulator sizes."""
@@ -49,8 +51,6 @@ def _cases() -> list[tuple[str, object, tuple, tuple, Callable[[], tuple]]]:
 
 def run(repeat: int = 3) -> list[dict]:
     """Time every case plain and traced; return one row per kernel (seconds, ratio, records)."""
-    import nbkit
-
     from .launch import launch
     from .trace import trace
 
@@ -60,7 +60,7 @@ def run(repeat: int = 3) -> list[dict]:
         for _ in range(repeat):
             args = make_args()
             t0 = time.perf_counter()
-            if nbkit.MODE.is_simulator:
+            if MODE.is_simulator:
                 launch(kernel, grid, block, *args)
             else:  # GPU mode: the plain simulator run is the same Python function on the simulator's launcher
                 from numba.cuda.simulator.kernel import FakeCUDAKernel
@@ -86,10 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs of each side per kernel (best is kept)")
     args = parser.parse_args(argv)
-    import nbkit
-
     rows = run(args.repeat)
-    print(f"tracer overhead, {nbkit.MODE.name} mode (both sides run on the CUDA simulator; CPU time, not GPU speed)")
+    print(f"tracer overhead, {MODE.name} mode (both sides run on the CUDA simulator; CPU time, not GPU speed)")
     print(f"{'kernel':<38} {'threads':>7} {'records':>8} {'plain s':>8} {'traced s':>9} {'ratio':>6}")
     for r in rows:
         print(f"{r['kernel']:<38} {r['threads']:>7} {r['records']:>8} {r['plain_s']:>8.3f} {r['traced_s']:>9.3f} "

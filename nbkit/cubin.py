@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .mode import MODE
 from .registry import KernelSpec, registered_kernels
 
 ARCHS: tuple[str, ...] = ("sm_75", "sm_80", "sm_90")
@@ -379,8 +380,6 @@ def build(kernels=None, archs=ARCHS, modules: tuple[str, ...] = ()) -> list[Buil
     Device functions are left out (they have no entry point to report on). Results are cached per
     process; whatever is missing is compiled in one go (in one fresh process in simulator mode).
     """
-    import nbkit
-
     reason = tools_available()
     if reason:
         raise ToolMissing(reason)
@@ -390,7 +389,7 @@ def build(kernels=None, archs=ARCHS, modules: tuple[str, ...] = ()) -> list[Buil
     wanted = [(s.name, sig, cc) for s in specs for sig in s.signatures for cc in ccs]
     missing = [w for w in wanted if w not in _CACHE]
     if missing:
-        if nbkit.MODE.is_simulator:
+        if MODE.is_simulator:
             records = _compile_in_subprocess(sorted({m[0] for m in missing}), sorted({m[2] for m in missing}), modules)
         else:
             by_name = {s.name: s for s in specs}
@@ -481,13 +480,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import importlib
 
-    import nbkit
-
     for module in args.module:
         importlib.import_module(module)
     archs = tuple(args.arch) or ARCHS
     if args.records:
-        if nbkit.MODE.is_simulator:
+        if MODE.is_simulator:
             raise SystemExit("--records needs NBKIT_MODE=gpu (the real CUDA target; no GPU is needed)")
         specs = [_spec_of(k) for k in args.kernel] if args.kernel else registered_kernels()
         print(json.dumps([_compile_here(s, sig, _sm(cc)) for s in specs if not s.device

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import setup_plan
+from .mode import MODE
 
 
 def _version(package: str) -> str:
@@ -23,9 +24,7 @@ def _cuda_version(number: int | None) -> str:
 
 def report() -> str:
     """The doctor's report as text."""
-    import nbkit
-
-    mode = nbkit.MODE
+    mode = MODE
     lines = [
         "nbkit doctor",
         f"  mode               : {'GPU (real CUDA target)' if mode.name == 'gpu' else 'CUDA SIMULATOR (CPU)'}",

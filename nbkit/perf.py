@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .mode import MODE
+
 
 def _require_gpu(what: str) -> None:
-    import nbkit
-
-    if nbkit.MODE.is_simulator or not nbkit.MODE.probe.usable:
-        raise RuntimeError(f"{what} needs a real GPU; this process runs in {nbkit.MODE.name} mode "
-                           f"({nbkit.MODE.reason}). Simulator timings say nothing about GPU speed.")
+    if MODE.is_simulator or not MODE.probe.usable:
+        raise RuntimeError(f"{what} needs a real GPU; this process runs in {MODE.name} mode "
+                           f"({MODE.reason}). Simulator timings say nothing about GPU speed.")
 
 
 def matmul_gflops(sizes=(256, 512, 1024, 2048), repeat: int = 10) -> list[dict]:
@@ -75,8 +75,6 @@ def matmul_gflops_transposed(sizes=(256, 512, 1024, 2048), repeat: int = 10, var
     same code in the simulator only to test its plumbing on tiny sizes: every result is checked
     against NumPy, and ``clock`` then says SIMULATOR (the rates measure nothing about a GPU).
     """
-    import nbkit
-
     if not allow_simulator:
         _require_gpu("matmul_gflops_transposed")
     from numba import cuda
@@ -104,7 +102,7 @@ def matmul_gflops_transposed(sizes=(256, 512, 1024, 2048), repeat: int = 10, var
                 row[method] = 2 * n**3 / t.median / 1e9
                 row["clock"] = t.method
             rows.append(row)
-    if nbkit.MODE.is_simulator:
+    if MODE.is_simulator:
         for row in rows:
             row["clock"] = "SIMULATOR wall-clock plumbing test: these rates say nothing about GPU speed"
     return rows

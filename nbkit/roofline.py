@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from .mode import MODE
+
 F32 = 4  # bytes
 
 
@@ -179,9 +181,7 @@ def place(work: Work, gpu: str | GPU, traffic: str = "min", measured_seconds: fl
 
 def measure_beside_model(work: Work, gpu: str | GPU, fn: Callable[[], object], repeat: int = 20) -> Placement:
     """On a GPU: time ``fn`` (which launches the kernel for ``work``) and place it beside the MODEL."""
-    import nbkit
-
-    if nbkit.MODE.is_simulator:
+    if MODE.is_simulator:
         raise RuntimeError("a measured time needs a real GPU; in the simulator only the MODEL exists")
     from .timing import time_it
 

@@ -9,7 +9,7 @@ from typing import Callable
 
 from numba import cuda
 
-from .mode import Mode
+from .mode import MODE, Mode
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,7 @@ class Timing:
 
 
 def _mode() -> Mode:
-    import nbkit
-
-    return nbkit.MODE
+    return MODE
 
 
 def time_it(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, rounds: int = 1) -> Timing:
