@@ -2,29 +2,62 @@
 # The course's one entry point.
 #   bash course.sh lab      set up (first time only) and open the course in JupyterLab
 #   bash course.sh test     set up (first time only) and run every test: pytest + every notebook under nbval
+#   bash course.sh learner  make the learners' copies of the notebooks (solutions removed) in learner/
 #   bash course.sh execute  re-execute every notebook in place (maintainers, before committing notebooks)
 #   bash course.sh setup    only set up
-# Set-up makes a virtual environment in .venv (override with NBKIT_VENV) from pyproject.toml.
+# Set-up makes a virtual environment in .venv (override with NBKIT_VENV) from pyproject.toml. What it installs
+# is decided by nbkit/setup_plan.py (standard library only, so it runs before numba is installed):
+#   * numba-cuda[cu13] or [cu12] from the NVIDIA driver and the GPU (NBKIT_CUDA=cu12|cu13 overrides);
+#   * PyTorch's CPU-only build on Linux without a GPU, from PyTorch's CPU index when it can be reached;
+#   * nothing at all when pyproject.toml and those choices are unchanged since the last set-up, so a second
+#     launch works offline (a stamp in the environment records what was installed).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=${NBKIT_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
+# torch is pinned here, not in pyproject.toml (which states a range): an unpinned `torch` may pull a multi-GB CUDA build.
+TORCH_REQ="torch==2.13.0"
+
+plan() { "$VENV/bin/python" nbkit/setup_plan.py "$@"; }
+
+make_venv() {
+    echo "course.sh: creating the virtual environment $VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip \
+        || echo "course.sh: could not upgrade pip (offline?); going on with $("$VENV/bin/python" -m pip --version)"
+}
 
 setup() {
-    if [ ! -x "$VENV/bin/python" ]; then
-        echo "course.sh: creating the virtual environment $VENV"
-        "$PYTHON" -m venv "$VENV"
+    [ -x "$VENV/bin/python" ] || make_venv
+    local py="$VENV/bin/python" extra state torch_args
+    extra=$(plan extra)
+    state=$(plan state "$VENV" "$extra" "$TORCH_REQ")
+    case "$state" in
+        current)
+            return ;;
+        switch)
+            # numba-cuda's CUDA 12 and 13 libraries cannot share an environment: start again.
+            echo "course.sh: the CUDA set-up changes to numba-cuda[$extra]: rebuilding $VENV"
+            [ -f "$VENV/pyvenv.cfg" ] || { echo "course.sh: $VENV does not look like a virtual environment" >&2; exit 1; }
+            rm -rf "$VENV"
+            make_venv ;;
+        changed)
+            echo "course.sh: pyproject.toml changed since the last set-up: installing again" ;;
+    esac
+    if [ "$("$py" -c 'import importlib.metadata as m
+try: print(m.version("torch").split("+")[0])
+except m.PackageNotFoundError: pass')" != "${TORCH_REQ#torch==}" ]; then
+        torch_args=$(plan torch-args "$py" "$TORCH_REQ")
+        echo "course.sh: installing $TORCH_REQ"
+        # shellcheck disable=SC2086  # torch_args is empty or "--index-url URL"
+        "$py" -m pip install --quiet $torch_args "$TORCH_REQ"
     fi
-    local py="$VENV/bin/python"
-    "$py" -m pip install --quiet --upgrade pip
-    if ! "$py" -c "import torch" 2>/dev/null; then
-        # torch is pinned here, not in pyproject.toml: an unpinned `torch` may pull a multi-GB CUDA build.
-        echo "course.sh: installing torch==2.13.0"
-        "$py" -m pip install --quiet "torch==2.13.0"
-    fi
-    echo "course.sh: installing the course (nbkit) and its dependencies"
-    "$py" -m pip install --quiet -e ".[test,lab]"
+    echo "course.sh: installing the course (nbkit) and its dependencies, numba-cuda[$extra]"
+    # The build backend is installed once here, not fetched into an isolated build environment on every call.
+    "$py" -m pip install --quiet "setuptools>=77"
+    "$py" -m pip install --quiet --no-build-isolation -e ".[test,lab,$extra]"
+    plan mark "$VENV" "$extra" "$TORCH_REQ"
 }
 
 command=${1:-}
@@ -34,7 +67,18 @@ case "$command" in
         setup ;;
     lab)
         setup
-        exec "$VENV/bin/jupyter" lab notebooks/ "$@" ;;
+        root_flag=()
+        if [ "$(id -u)" = 0 ]; then
+            # Jupyter refuses to run as root unless told to; containers often run as root.
+            echo "course.sh: NOTE: running as root (a container?): starting JupyterLab with --allow-root." \
+                 "Outside a container, prefer an ordinary user."
+            root_flag=(--allow-root)
+        fi
+        # ${a[@]+"${a[@]}"}: an empty array under `set -u` in the bash 3.2 of macOS.
+        exec "$VENV/bin/jupyter" lab ${root_flag[@]+"${root_flag[@]}"} notebooks/ "$@" ;;
+    learner)
+        setup
+        exec "$VENV/bin/python" -m nbkit.learner "$@" ;;
     test)
         setup
         # Simulator mode on every machine, so results do not depend on whether a GPU is present.
@@ -58,6 +102,6 @@ for path in sys.argv[1:]:
 PY
         ;;
     *)
-        echo "usage: bash course.sh lab|test|execute|setup [extra arguments]" >&2
+        echo "usage: bash course.sh lab|test|learner|execute|setup [extra arguments]" >&2
         exit 2 ;;
 esac

@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import sys
+from pathlib import Path
+
+from . import setup_plan
 
 
 def _version(package: str) -> str:
@@ -32,11 +35,17 @@ def report() -> str:
         + (f"; driver supports CUDA {_cuda_version(mode.probe.driver_version)}" if mode.probe.driver_version else ""),
     ]
     if mode.name == "gpu" and mode.probe.usable:
-        from numba import cuda
+        try:
+            from numba import cuda
 
-        device = cuda.get_current_device()
-        name = device.name.decode() if isinstance(device.name, bytes) else device.name
-        cc = device.compute_capability
+            device = cuda.get_current_device()
+            name = device.name.decode() if isinstance(device.name, bytes) else device.name
+            cc = device.compute_capability
+        except Exception as exc:  # noqa: BLE001 - a broken set-up is what the doctor is for: report it
+            # The driver answered through ctypes even if numba-cuda cannot: show what it said.
+            name = ", ".join(mode.probe.device_names) or "unknown"
+            cc = mode.probe.compute_capabilities[0] if mode.probe.compute_capabilities else (0, 0)
+            lines.append(f"  numba-cuda error   : {type(exc).__name__}: {exc}")
         try:
             runtime = ".".join(map(str, cuda.runtime.get_version()))
         except Exception as exc:  # noqa: BLE001 - report rather than fail
@@ -50,6 +59,12 @@ def report() -> str:
         lines.append("  GPU                : none found; kernels can be compiled (e.g. to PTX) but not launched")
     else:
         lines.append("  GPU                : not used (simulator)")
+    problems = setup_plan.diagnose(mode.probe, setup_plan.installed_toolkit_major(), sys.executable,
+                                   in_course_venv=(Path(sys.prefix) / setup_plan.STAMP).exists())
+    verdict = ("PROBLEM" if problems else "OK (driver, GPU and installed CUDA toolkit agree)" if mode.probe.usable
+               else "no GPU, nothing to check")
+    lines.append(f"  set-up check       : {verdict}")
+    lines += [f"    - {problem}" for problem in problems]
     lines += [
         f"  numba              : {_version('numba')}",
         f"  numba-cuda         : {_version('numba-cuda')}",

@@ -32,6 +32,9 @@ class GpuProbe:
     device_count: int
     driver_version: int | None  # e.g. 13000 for CUDA 13.0
     detail: str
+    # One (major, minor) compute capability and one name per device, in device order (set-up checks them).
+    compute_capabilities: tuple[tuple[int, int], ...] = ()
+    device_names: tuple[str, ...] = ()
 
     @property
     def usable(self) -> bool:
@@ -88,7 +91,35 @@ def probe_gpu() -> GpuProbe:
             return GpuProbe(True, 0, driver_version, f"cuDeviceGetCount failed with CUDA error {status}")
     except AttributeError as exc:  # a stub library without the entry points
         return GpuProbe(True, 0, driver_version, f"CUDA driver library is incomplete: {exc}")
-    return GpuProbe(True, count.value, driver_version, f"{count.value} CUDA device(s) found")
+    capabilities, names = _describe_devices(lib, count.value)
+    return GpuProbe(True, count.value, driver_version, f"{count.value} CUDA device(s) found", capabilities, names)
+
+
+# CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR in the driver API header cuda.h.
+_CC_MAJOR, _CC_MINOR = 75, 76
+
+
+def _describe_devices(lib: ctypes.CDLL, count: int) -> tuple[tuple[tuple[int, int], ...], tuple[str, ...]]:
+    """Compute capability and name of each device (cuDeviceGet, cuDeviceGetAttribute, cuDeviceGetName).
+
+    Devices the driver will not describe are left out rather than guessed.
+    """
+    capabilities, names = [], []
+    try:
+        for ordinal in range(count):
+            device, major, minor = ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(0)
+            if lib.cuDeviceGet(ctypes.byref(device), ordinal) != 0:
+                continue
+            if (lib.cuDeviceGetAttribute(ctypes.byref(major), _CC_MAJOR, device) != 0
+                    or lib.cuDeviceGetAttribute(ctypes.byref(minor), _CC_MINOR, device) != 0):
+                continue
+            buffer = ctypes.create_string_buffer(256)
+            name = buffer.value.decode(errors="replace") if lib.cuDeviceGetName(buffer, 256, device) == 0 else "?"
+            capabilities.append((major.value, minor.value))
+            names.append(name)
+    except AttributeError:  # a stub library without these entry points: describe nothing
+        pass
+    return tuple(capabilities), tuple(names)
 
 
 def _loaded_numba_cuda_target() -> str | None:

@@ -189,3 +189,33 @@ def test_float32_is_proved_from_the_ptx():
     assert ok is False and "float64 instruction" in message
     with pytest.raises(CheckFailed, match="float64"):
         core.require_float32(scale_f64, "void(float32[::1], float32[::1])")
+
+
+@cuda.jit
+def saxpy_reads_neighbour(alpha, x, y, out):
+    i = cuda.grid(1)
+    if i < out.size - 1:
+        out[i] = alpha * x[i + 1] + y[i]
+
+
+def test_a_failing_kernel_check_draws_who_wrote_what_and_what_the_culprit_read(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    x = np.arange(40, dtype=np.float32)
+    run = core.run_kernel(saxpy_reads_neighbour, 2, 32, [np.float32(2), x, x], [(40,)], output_names=("out",))
+    fig = core.launch_picture(run, 0, (0,))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert any("never written" in t for t in titles), titles  # out[39] was never written
+    assert any("out[0] is wrong" in t and "block (0,), thread (0,)" in t and "elements of x" in t for t in titles), titles
+    shown = []
+    monkeypatch.setenv("NBKIT_CHECK_PICTURES", "1")
+    monkeypatch.setattr("IPython.display.display", lambda f: shown.append(f))
+    with pytest.raises(CheckFailed, match=r"out\[0\]"):
+        check_saxpy(saxpy_reads_neighbour)
+    assert len(shown) == 1
+
+
+def test_no_pictures_outside_a_notebook(monkeypatch):
+    monkeypatch.delenv("NBKIT_CHECK_PICTURES", raising=False)
+    assert core.pictures_wanted() is False

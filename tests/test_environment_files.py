@@ -48,5 +48,6 @@ def test_the_comparison_can_fail():
 
 def test_torch_is_never_an_unpinned_top_level_install():
     # course.sh pins torch (a bare `torch` may pull a multi-GB CUDA build); pyproject only states a range.
-    assert 'pip install --quiet "torch==2.13.0"' in (ROOT / "course.sh").read_text()
+    text = (ROOT / "course.sh").read_text()
+    assert 'TORCH_REQ="torch==2.13.0"' in text and 'pip install --quiet $torch_args "$TORCH_REQ"' in text
     assert pip_requirements()["torch"].startswith(">=")

@@ -157,6 +157,11 @@ def compare(name: str, got: object, want: object, rtol: float = 1e-6, atol: floa
         return
     n_bad = int((~np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)).sum())
     cause = likely_cause(got, causes, rtol, atol)
+    if run is not None:
+        matches = [k for k, out in enumerate(run.outputs) if out.shape == got.shape
+                   and np.array_equal(np.asarray(out, dtype=np.float64), got, equal_nan=True)]
+        show_launch_picture(run, matches[0] if matches else 0, index)
+        run = None  # shown once
     fail(f"{name} is wrong at {n_bad} of {want.size} elements; the first is {name}{_fmt_index(index)}: "
          f"you have {got[index]:.7g}, expected {want[index]:.7g}." + (f" Likely cause: {cause}" if cause else ""), run)
 
@@ -194,6 +199,8 @@ class KernelRun:
     outputs: list[np.ndarray] = field(default_factory=list)
     extra: tuple = ()
     output_names: tuple[str, ...] = ()
+    out_shapes: tuple[tuple[int, ...], ...] = ()
+    dtypes: tuple = ()
 
 
 def _device():
@@ -230,7 +237,8 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
         buffers.append(d)
         views.append(d[PAD:PAD + size].reshape(shape) if len(shape) > 1 else d[PAD:PAD + size])
     d_inputs = [cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in inputs]
-    run = KernelRun(kernel, griddim, blockdim, list(inputs), [], tuple(extra), names)
+    run = KernelRun(kernel, griddim, blockdim, list(inputs), [], tuple(extra), names,
+                    tuple(tuple(sh) for sh in out_shapes), tuple(dtypes))
     try:
         launch(kernel, griddim, blockdim, *d_inputs, *views, *extra)
     except IndexError as exc:
@@ -290,18 +298,77 @@ def unwritten_cause(run: KernelRun, k: int = 0) -> tuple[object, str]:
                    "that is too strict (< n - 1, or the wrong dimension), or a grid-stride loop that stops early.")
 
 
-def show_launch_picture(run: KernelRun) -> None:
-    """Draw which thread wrote which output element, from a traced re-run of the launch (simulator)."""
+def pictures_wanted() -> bool:
+    """Pictures appear in a notebook (a Jupyter kernel), not in pytest; NBKIT_CHECK_PICTURES=1/0 overrides."""
+    forced = os.environ.get("NBKIT_CHECK_PICTURES")
+    if forced is not None:
+        return forced == "1"
     try:
-        from .. import trace as tracer  # the memory-access tracer; absent on older checkouts
+        from IPython import get_ipython
     except ImportError:
-        return
-    picture = getattr(tracer, "launch_picture", None)
-    if picture is None:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def launch_picture(run: KernelRun, output: int = 0, index: tuple[int, ...] | None = None):
+    """A figure of the learner's launch, GPU-Puzzles style, from a traced re-run in the simulator.
+
+    Top: which thread wrote each element of the output (never-written and written-twice elements marked).
+    Bottom, when ``index`` names a wrong element: what the thread that wrote it read. Returns None when the
+    launch cannot be traced (e.g. it reads out of bounds: the verdict already says so).
+    """
+    import matplotlib.pyplot as plt
+
+    from ..trace import TraceError, trace
+    from ..trace_plots import plot_reads, plot_write_map
+
+    args = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in run.inputs]
+    outs = [np.full(shape, SENTINEL, dtype=dtype) for shape, dtype in zip(run.out_shapes, run.dtypes)]
+    try:
+        t = trace(run.kernel, run.griddim, run.blockdim, *args, *outs, *run.extra)
+    except (TraceError, TypeError, ValueError):
+        return None
+    params = _parameter_names(run.kernel) or []
+    out_name = params[len(args) + output]
+    writer = None
+    if index is not None:
+        wm = t.write_map(out_name)
+        if wm.writers[index] > 0:
+            writer = (int(wm.block[index]), int(wm.thread[index]))
+    read_from = None
+    if writer is not None:
+        for name, a in zip(params, args):
+            if isinstance(a, np.ndarray) and t.read_map(name, writer).any():
+                read_from = name
+                break
+    rows = 2 if read_from else 1
+    flat = len(run.out_shapes[output]) <= 1
+    fig, axes = plt.subplots(rows, 1, figsize=(12, (2.4 if flat else 4.5) * rows), squeeze=False)
+    plot_write_map(t, out_name, ax=axes[0, 0])
+    if read_from:
+        plot_reads(t, read_from, writer, ax=axes[1, 0])
+        axes[1, 0].set_title(f"{out_name}{list(index)} is wrong. It was written by block "
+                             f"{t.block_index(writer[0])}, thread {t.thread_index(writer[1])},\nwhich read these "
+                             f"elements of {read_from}", fontsize=10)
+    fig.suptitle(f"Your kernel {t.kernel_name}, traced in the simulator: who wrote what", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def show_launch_picture(run: KernelRun, output: int = 0, index: tuple[int, ...] | None = None) -> None:
+    """Display :func:`launch_picture` in a notebook; never let a picture hide or replace the verdict."""
+    if not pictures_wanted():
         return
     try:
-        picture(run)
-    except Exception:  # noqa: BLE001 - a picture is extra help; never let it hide the verdict
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        fig = launch_picture(run, output, index)
+        if fig is not None:
+            display(fig)
+            plt.close(fig)
+    except Exception:  # noqa: BLE001 - a picture is extra help only
         return
 
 

@@ -1,0 +1,115 @@
+"""Checks for notebook 10 (data-parallel training): one ring step, and the time of an all-reduce on a link."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..dist import all_gather_step, reduce_scatter_step, ring_allreduce_time
+from ._core import CheckFailed, compare, exercise, fail, passed
+
+
+def _wrong_variants(bufs: np.ndarray, step: int) -> dict[str, np.ndarray]:
+    """Answers that the usual mistakes give, each with the mistake that explains it."""
+    p = bufs.shape[0]
+    same = bufs.copy()
+    for r in range(p):
+        same[(r + 1) % p, r] += bufs[r, r]
+    plus = bufs.copy()
+    for r in range(p):
+        c = (r + step) % p
+        plus[(r + 1) % p, c] += bufs[r, c]
+    left = bufs.copy()
+    for r in range(p):
+        c = (r - step) % p
+        left[(r - 1) % p, c] += bufs[r, c]
+    return {
+        "every rank sent its own chunk r at every step; at step s it must send chunk (r - s) mod p, the one it "
+        "received (and added to) in the step before": same,
+        "rank r sent chunk (r + s) mod p; at step s it must send chunk (r - s) mod p": plus,
+        "the chunks went to rank r - 1; the ring sends to rank (r + 1) mod p": left,
+        "the receiving rank replaced its chunk instead of adding to it (that is the all-gather step)":
+            all_gather_step(bufs, (step + 1) % p),
+    }
+
+
+@exercise("10.1", "reduce_scatter_step(bufs, step): one step of the ring's reduce-scatter")
+def check_reduce_scatter_step(fn) -> None:
+    """Exercise 10.1: ``fn(bufs, step)`` returns the buffers after step ``step`` of the reduce-scatter.
+
+    ``bufs[r, c]`` is rank r's copy of chunk c, shape (p, p, m); rank r sends chunk (r - step) mod p to rank
+    (r + 1) mod p, which adds it. The answer may change ``bufs`` in place or not: only what it returns counts.
+    """
+    rng = np.random.default_rng(10)
+    for p, m in ((2, 3), (3, 1), (4, 5), (5, 2)):
+        bufs = rng.integers(-50, 50, size=(p, p, m)).astype(np.float64)  # integers: sums are exact in any order
+        for step in range(p - 1):
+            want = reduce_scatter_step(bufs, step)
+            got = fn(bufs.copy(), step)
+            if got is None:
+                fail("the function returned None: return the buffers after the step (a (p, p, m) array).")
+            got = np.asarray(got)
+            if got.shape != bufs.shape:
+                fail(f"with p={p} ranks and chunks of {m}, expected an array of shape {bufs.shape} "
+                     f"(rank, chunk, element), got shape {got.shape}.")
+            if np.array_equal(got, want):
+                bufs = want
+                continue
+            for cause, wrong in _wrong_variants(bufs, step).items():
+                if np.array_equal(got, wrong):
+                    fail(f"p={p}, step {step}: likely cause: {cause}.")
+            try:
+                compare(f"buffers after step {step} with p={p} ranks (rank, chunk, element)", got, want, 0.0, 0.0)
+            except CheckFailed as e:
+                raise CheckFailed(f"{e} Rank r must add the chunk (r - 1 - step) mod p that rank r - 1 sends; "
+                                  "nothing else changes.") from None
+            fail(f"p={p}, step {step}: the buffers differ from the expected ones.")  # compare always flags a difference
+        total = rng.integers(-50, 50, size=(p, p, m)).astype(np.float64)
+        done = total.copy()
+        for step in range(p - 1):
+            done = np.asarray(fn(done.copy(), step))
+        for r in range(p):
+            if not np.array_equal(done[r, (r + 1) % p], total[:, (r + 1) % p].sum(axis=0)):
+                fail(f"after all {p - 1} steps with p={p}, rank {r} should hold the full sum of chunk {(r + 1) % p}.")
+    passed("reduce_scatter_step is right for 2 to 5 ranks, every step; after p-1 steps rank r holds the sum of "
+           "chunk (r+1) mod p.")
+
+
+@exercise("10.2", "allreduce_seconds(n_params, bytes_per_param, p, bandwidth_GBps, latency_us)")
+def check_allreduce_seconds(fn) -> None:
+    """Exercise 10.2: MODEL time of a ring all-reduce: 2(p-1) latency + 2(p-1)/p * bytes / bandwidth.
+
+    ``bandwidth_GBps`` in GB/s (10^9 bytes per second, one direction), ``latency_us`` in microseconds.
+    """
+    cases = [(62_006, 4, 2, 32.0, 0.0), (25_557_032, 4, 8, 300.0, 0.0), (25_557_032, 2, 4, 450.0, 5.0),
+             (1_000_000, 4, 3, 32.0, 10.0), (7, 4, 1, 32.0, 5.0)]
+    for n, b, p, bw, lat in cases:
+        want = ring_allreduce_time(n * b, p, bw * 1e9, lat * 1e-6)
+        got = fn(n, b, p, bw, lat)
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            fail(f"allreduce_seconds({n}, {b}, {p}, {bw}, {lat}) returned {got!r}: expected a number of seconds.")
+        if np.isclose(got, want, rtol=1e-9, atol=1e-15):
+            continue
+        nbytes = n * b
+        causes = {
+            "bandwidth given in GB/s was used as GiB/s (2^30)": ring_allreduce_time(nbytes, p, bw * 2**30, lat * 1e-6),
+            "the factor 2 is missing: a ring all-reduce is a reduce-scatter AND an all-gather":
+                ring_allreduce_time(nbytes, p, bw * 1e9, lat * 1e-6) / 2,
+            "each rank sends 2(p-1)/p of the gradient, not 2(p-1) times all of it":
+                2 * (p - 1) * lat * 1e-6 + 2 * (p - 1) * nbytes / (bw * 1e9),
+            "the latency is paid once per step: 2(p-1) times, not once":
+                lat * 1e-6 + 2 * (p - 1) / p * nbytes / (bw * 1e9),
+            "the latency is in microseconds: multiply by 1e-6": ring_allreduce_time(nbytes, p, bw * 1e9, lat),
+            "bytes were divided by a bandwidth in bits (GB/s is bytes)": ring_allreduce_time(nbytes, p, bw * 1e9 / 8, lat * 1e-6),
+            "the number of parameters was used instead of bytes (multiply by bytes_per_param)":
+                ring_allreduce_time(n, p, bw * 1e9, lat * 1e-6),
+        }
+        for cause, value in causes.items():
+            if want != value and np.isclose(got, value, rtol=1e-9, atol=1e-15):
+                fail(f"allreduce_seconds(n_params={n}, bytes_per_param={b}, p={p}, bandwidth_GBps={bw}, "
+                     f"latency_us={lat}) = {got:.6g} s, expected {want:.6g} s. Likely cause: {cause}.")
+        fail(f"allreduce_seconds(n_params={n}, bytes_per_param={b}, p={p}, bandwidth_GBps={bw}, latency_us={lat}) "
+             f"= {got:.6g} s, expected {want:.6g} s = 2(p-1)·latency + 2(p-1)/p · n·b / bandwidth.")
+    passed("allreduce_seconds matches the ring model on 5 cases (1 to 8 ranks, PCIe and NVLink bandwidths, with and "
+           "without latency).")

@@ -1,0 +1,146 @@
+"""Data-parallel training: ring all-reduce in NumPy, and 2 gloo processes on 127.0.0.1 against one process.
+
+The distributed tests spawn real processes (a few seconds each: every process imports torch and numba) on the
+loopback interface only, and every launch is bounded by its timeout.
+"""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from nbkit import dist
+
+# ---------------------------------------------------------------- part 1: NumPy
+
+
+def test_shard_splits_and_refuses_unequal_shards():
+    assert [dist.shard(12, 3, r) for r in range(3)] == [slice(0, 4), slice(4, 8), slice(8, 12)]
+    with pytest.raises(dist.BatchSplitError, match="does not split over 2 ranks.*e.g. 8 or 10"):
+        dist.shard(9, 2, 0)
+    with pytest.raises(dist.WorldSizeError, match="rank 2 is not in a world of 2"):
+        dist.shard(8, 2, 2)
+
+
+@pytest.mark.parametrize("p, n", [(1, 5), (2, 7), (3, 9), (4, 13), (5, 1), (7, 100)])
+def test_ring_allreduce_sums_and_counts_its_traffic(p, n):
+    rng = np.random.default_rng(p * 100 + n)
+    grads = rng.integers(-9, 9, size=(p, n)).astype(np.float64)  # integers: the sum is exact in any order
+    trace = dist.ring_allreduce(grads, keep_states=True)
+    np.testing.assert_array_equal(trace.result, np.broadcast_to(grads.sum(axis=0), (p, n)))
+    m = trace.n_padded // p
+    assert trace.n_padded % p == 0 and trace.n_padded - n < p
+    np.testing.assert_array_equal(trace.sent_elements, 2 * (p - 1) * m)
+    assert np.allclose(trace.sent_elements / trace.n_padded, dist.ring_sent_fraction(p))
+    assert len(trace.states) == 1 + 2 * (p - 1)
+
+
+def test_reduce_scatter_leaves_rank_r_with_the_sum_of_chunk_r_plus_1():
+    p, m = 4, 3
+    bufs = np.random.default_rng(1).standard_normal((p, p, m))
+    out = bufs
+    for s in range(p - 1):
+        out = dist.reduce_scatter_step(out, s)
+    for r in range(p):
+        np.testing.assert_allclose(out[r, (r + 1) % p], bufs[:, (r + 1) % p].sum(axis=0))
+
+
+def test_ring_allreduce_float32_matches_float64_sum():
+    grads = np.random.default_rng(2).standard_normal((4, 1001)).astype(np.float32)
+    out = dist.ring_allreduce(grads).result
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, np.broadcast_to(grads.astype(np.float64).sum(0), out.shape), rtol=0, atol=1e-5)
+
+
+def test_cost_model():
+    # 1 GB over 4 ranks at 100 GB/s: 2*3/4 * 1e9 / 1e11 = 15 ms, plus 6 latencies of 10 us
+    assert dist.ring_allreduce_time(1e9, 4, 100e9, 10e-6) == pytest.approx(15e-3 + 60e-6)
+    assert dist.ring_allreduce_time(1e9, 1, 100e9, 10e-6) == 0
+    with pytest.raises(ValueError, match="bandwidth > 0"):
+        dist.ring_allreduce_time(1e9, 4, 0)
+    speedup = dist.scaling_model(1e8, 0.1, [1, 2, 8], 32e9)
+    assert speedup[0] == 1 and 1 < speedup[1] < 2 and speedup[2] < 8
+    assert np.all(dist.scaling_model(1e8, 0.1, [2, 8], 32e9, overlap=True) >= speedup[1:])
+
+
+def test_as_torch_shares_memory_and_refuses_strided_arrays():
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    t = dist.as_torch(a)
+    t.mul_(2)
+    np.testing.assert_array_equal(a, [[0, 2, 4], [6, 8, 10]])
+    with pytest.raises(ValueError, match="not contiguous"):
+        dist.as_torch(a.T)
+
+
+def test_data_parallel_gradient_is_the_mean_of_shard_gradients():
+    net, _ = dist.lenet_pair(seed=3)
+    x, y = dist.synthetic_batch(0, 6)
+    net.loss_and_grads(x, y)
+    full = [g.astype(np.float64) for g in net.grads()]
+    shards = []
+    for r in range(3):
+        net.loss_and_grads(x[dist.shard(6, 3, r)], y[dist.shard(6, 3, r)])
+        shards.append([g.astype(np.float64) for g in net.grads()])
+    for i, g in enumerate(full):
+        np.testing.assert_allclose(np.mean([s[i] for s in shards], axis=0), g, rtol=0, atol=1e-6)
+
+
+def test_bad_configurations_fail_before_any_process_starts():
+    t0 = time.perf_counter()
+    with pytest.raises(dist.WorldSizeError, match="configured for 3 ranks but 2"):
+        dist.launch(dist.RunConfig(world_size=3), world=2)
+    with pytest.raises(dist.BatchSplitError, match="batch of 9 does not split over 2 ranks"):
+        dist.launch(dist.RunConfig(global_batch=9), world=2)
+    with pytest.raises(dist.WorldSizeError, match="rank 1: the run is configured for 4 ranks but 2"):
+        dist.run_rank([dist.RunConfig(world_size=4)], 1, 2, "tcp://127.0.0.1:1")  # checked before joining a group
+    with pytest.raises(dist.BatchSplitError, match="batch of 5"):
+        dist.run_rank([dist.RunConfig(global_batch=5)], 0, 2, "tcp://127.0.0.1:1")
+    assert time.perf_counter() - t0 < 5
+
+
+# ---------------------------------------------------------------- part 2: real processes (loopback, bounded)
+
+TOL = 1e-6  # float32: the parameters (|w| < 0.6) after 3 SGD steps; observed differences are ~1e-8
+
+
+def test_two_ranks_at_batch_b_equal_one_process_at_batch_2b():
+    cfgs = [dist.RunConfig(model=m, batch=4, steps=3, timeout_s=60) for m in ("course", "torch")]
+    t0 = time.perf_counter()
+    runs = dist.launch(cfgs, world=2)
+    assert time.perf_counter() - t0 < 180
+    for cfg, ranks in zip(cfgs, runs):
+        ref = dist.train(dist.RunConfig(model=cfg.model, batch=8, steps=3))
+        for out in ranks:
+            diff = dist.max_param_diff(out["params"], ref["params"])
+            assert diff <= TOL, f"{cfg.model} rank {out['rank']}: max |param difference| {diff:.2e} > {TOL}"
+        assert dist.max_param_diff(ranks[0]["params"], ranks[1]["params"]) == 0  # the ranks agree bit for bit
+        assert not np.allclose(ranks[0]["losses"], ranks[1]["losses"])  # ... though they saw different data
+
+
+@pytest.mark.parametrize("fault, expected", [
+    ("raise", r"rank 1 of 2 failed: RuntimeError: injected fault on rank 1 at step 1"),
+    ("exit", r"rank 1 of 2 died: it exited with code 3"),
+])
+def test_a_failing_rank_stops_the_run_and_is_named(fault, expected):
+    cfg = dist.RunConfig(model="torch", batch=2, steps=3, fault=fault, fault_rank=1, timeout_s=20)
+    t0 = time.perf_counter()
+    with pytest.raises(dist.RankFailed, match=expected) as e:
+        dist.launch(cfg, world=2)
+    assert e.value.rank == 1
+    assert time.perf_counter() - t0 < 90  # start-up + a few seconds: the surviving rank does not wait for gloo's timeout
+
+
+def test_torchrun_launch_line():
+    port = dist.free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={port}", "-m", "nbkit.dist", "--model", "course", "--batch", "2", "--steps", "2",
+           "--timed-steps", "0", "--timeout", "30"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [line for line in res.stdout.splitlines() if "sum|params|" in line]
+    assert len(lines) == 2
+    digests = {line.split("sum|params|")[1].split(",")[0] for line in lines}
+    assert len(digests) == 1, lines  # both ranks hold the same parameters
