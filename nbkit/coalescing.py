@@ -23,6 +23,7 @@ from .registry import kernel
 from .validate import new_output, require_array
 
 TILE = 16  # the same tile as nbkit.matmul
+TILE_PAD = TILE + 1  # padded tile rows (a named constant: numba needs constant shared-array shapes)
 
 
 @kernel("void(float32[::1], float32[::1], int32, int32)")
@@ -47,8 +48,8 @@ _SIG = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1], int32, int32)"
 @kernel(_SIG, block=(TILE, TILE), min_occupancy=0.5)
 def matmul_tiled_coalesced_kernel(A, B, C, trans_a, trans_b):
     # Padded tiles: a transposed store writes a tile column; TILE + 1 spreads it over the banks.
-    sA = cuda.shared.array((TILE, TILE + 1), float32)  # sA[a, b] = op(A)[by*TILE + a, t*TILE + b]
-    sB = cuda.shared.array((TILE, TILE + 1), float32)  # sB[a, b] = op(B)[t*TILE + a, bx*TILE + b]
+    sA = cuda.shared.array((TILE, TILE_PAD), float32)  # sA[a, b] = op(A)[by*TILE + a, t*TILE + b]
+    sB = cuda.shared.array((TILE, TILE_PAD), float32)  # sB[a, b] = op(B)[t*TILE + a, bx*TILE + b]
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     r0, c0 = cuda.blockIdx.y * TILE, cuda.blockIdx.x * TILE
     M, N = C.shape

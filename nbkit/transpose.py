@@ -23,6 +23,7 @@ from .registry import kernel
 from .validate import new_output, require_array
 
 TILE = 32  # tile edge: one warp's width, so a tile row is one coalesced request
+TILE_PAD = TILE + 1  # a padded tile row (a named constant: numba needs constant shared-array shapes)
 ROWS = 8  # block (TILE, ROWS): 256 threads, each moving TILE // ROWS = 4 elements per tile
 _SIG = "void(float32[:, ::1], float32[:, ::1])"
 
@@ -54,7 +55,7 @@ def transpose_shared_kernel(A, B):
 
 @kernel(_SIG, block=(TILE, ROWS), min_occupancy=0.5)
 def transpose_padded_kernel(A, B):
-    tile = cuda.shared.array((TILE, TILE + 1), float32)  # one padding column: a tile column spans all banks
+    tile = cuda.shared.array((TILE, TILE_PAD), float32)  # one padding column: a tile column spans all banks
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     x0, y0 = cuda.blockIdx.x * TILE, cuda.blockIdx.y * TILE
     for r in range(0, TILE, ROWS):

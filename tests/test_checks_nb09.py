@@ -9,6 +9,7 @@ from nbkit.checks import CheckFailed, check_block_size, check_coalesced_scale_ad
 from nbkit.occupancy import occupancy
 
 TILE = 32
+TILE_PAD = TILE + 1
 ROWS = 8
 
 # ------------------------------------------------------------------------------------------- 09.1
@@ -89,7 +90,7 @@ def test_stub_is_not_solved(capsys):
 
 @cuda.jit
 def transpose_padded(A, B):
-    tile = cuda.shared.array((TILE, TILE + 1), float32)
+    tile = cuda.shared.array((TILE, TILE_PAD), float32)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     x0, y0 = cuda.blockIdx.x * TILE, cuda.blockIdx.y * TILE
     for r in range(0, TILE, ROWS):
@@ -132,7 +133,7 @@ def transpose_unpadded(A, B):
 
 @cuda.jit
 def transpose_padded_no_sync(A, B):
-    tile = cuda.shared.array((TILE, TILE + 1), float32)
+    tile = cuda.shared.array((TILE, TILE_PAD), float32)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     x0, y0 = cuda.blockIdx.x * TILE, cuda.blockIdx.y * TILE
     for r in range(0, TILE, ROWS):
@@ -145,7 +146,7 @@ def transpose_padded_no_sync(A, B):
 
 @cuda.jit
 def transpose_padded_not_transposed(A, B):
-    tile = cuda.shared.array((TILE, TILE + 1), float32)
+    tile = cuda.shared.array((TILE, TILE_PAD), float32)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     x0, y0 = cuda.blockIdx.x * TILE, cuda.blockIdx.y * TILE
     for r in range(0, TILE, ROWS):

@@ -35,7 +35,9 @@ def _lanes_text(request, info_shape) -> str:
 
 def _worst_global_request(t):
     reqs = t.requests(space="global")
-    return max(reqs, key=lambda r: (len(r.sectors), -r.index)) if reqs else None
+    # deterministic whatever order the simulator ran the threads in: most sectors, reads first, then by place
+    return min(reqs, key=lambda r: (-len(r.sectors), r.op != "read", r.site.line, r.array, r.block, r.warp, r.n),
+               default=None)
 
 
 def _require_coalesced(t, what: str, run=None) -> tuple[float, int]:
@@ -133,7 +135,8 @@ def check_padded_transpose(kernel, M: int = 33, N: int = 45, tile: int = 32, row
              f"of {ways.size} shared requests conflict; measured by the tracer): the {worst.op} of {worst.array} at "
              f"line {worst.site.line} puts {worst.bank_ways} different 4-byte words of one warp request in the same "
              f"bank. Likely cause: a tile of {tile} float32 per row is 128 bytes, so a tile column lies in one "
-             f"bank; pad each row by one element: cuda.shared.array((TILE, TILE + 1), float32).")
+             f"bank; pad each row by one element: cuda.shared.array((TILE, TILE_PAD), float32) "
+             f"with TILE_PAD = TILE + 1 defined next to TILE (numba needs a constant shape).")
     mean, worst_spr = _require_coalesced(t, "your transpose")
     passed(f"B = Aᵀ is correct ({M}x{N}), the shared tile has no bank conflict ({ways.size} shared requests, all "
            f"1-way), no race between barriers, and global requests are coalesced ({mean:.2f} sectors per request, "
