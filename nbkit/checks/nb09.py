@@ -1,0 +1,195 @@
+"""Checks for notebook 09 (the performance lab): coalescing, a padded tile, a block size for occupancy.
+
+The first two run the learner's kernel twice: once as a normal launch (outputs in sentinel-padded device
+buffers, so stray writes are caught) and once under the memory-access tracer (:mod:`nbkit.trace`),
+which measures what the verdict claims: sectors per warp request, bank conflicts, shared-memory races.
+The tracer's numbers are a MODEL of the memory system without caches; the check says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..launch import blocks_for
+from ._core import compare, exercise, fail, passed, run_kernel, unwritten_cause
+
+# A warp's 32 consecutive float32 are 128 bytes: 4 sectors of 32 bytes when aligned, 5 when not.
+COALESCED_SECTORS = 5
+
+
+def _trace(kernel, grid, block, *args):
+    from .. import trace as tracer
+
+    try:
+        return tracer.trace(kernel, grid, block, *args)
+    except tracer.TraceError as exc:
+        fail(f"your kernel failed under the memory tracer: {exc}")
+
+
+def _lanes_text(request, info_shape) -> str:
+    """'A[0, 0], A[1, 0], A[2, 0], ...' for the first lanes of a request."""
+    idx = [np.unravel_index(int(e), info_shape) for e in request.elements[:3]]
+    shown = ", ".join(f"{request.array}[{', '.join(str(int(v)) for v in i)}]" for i in idx)
+    return shown + (", ..." if len(request.elements) > 3 else "")
+
+
+def _worst_global_request(t):
+    reqs = t.requests(space="global")
+    # deterministic whatever order the simulator ran the threads in: most sectors, reads first, then by place
+    return min(reqs, key=lambda r: (-len(r.sectors), r.op != "read", r.site.line, r.array, r.block, r.warp, r.n),
+               default=None)
+
+
+def _require_coalesced(t, what: str, run=None) -> tuple[float, int]:
+    """Fail unless every global request of trace ``t`` touches at most COALESCED_SECTORS sectors."""
+    spr = t.sectors_per_request()
+    if spr.size == 0:
+        fail(f"{what} made no global-memory access at all under the tracer.", run)
+    worst = _worst_global_request(t)
+    if spr.max() > COALESCED_SECTORS:
+        shape = t.array_info(worst.array).shape
+        fail(f"{what} is correct, but not coalesced: its global-memory warp requests touch {spr.mean():.1f} "
+             f"32-byte sectors on average and up to {int(spr.max())} (measured by the tracer; MODEL without caches). "
+             f"The worst is the {worst.op} of {worst.array} at line {worst.site.line}: lanes "
+             f"{int(worst.lanes[0])}, {int(worst.lanes[1]) if len(worst.lanes) > 1 else ''}... access "
+             f"{_lanes_text(worst, shape)}. A coalesced request needs at most {COALESCED_SECTORS} "
+             f"(32 consecutive float32 = 128 bytes = 4 sectors, 5 when not aligned). Likely cause: consecutive "
+             f"threads (threadIdx.x, the lanes of a warp) run down a column; let them run along a row "
+             f"(the last index, which is contiguous in memory).", run)
+    return float(spr.mean()), int(spr.max())
+
+
+# --------------------------------------------------------------------------------------------------
+# 09.1 coalescing
+
+@exercise("09.1", "write the kernel scale_add(A, B, alpha, out) with coalesced accesses")
+def check_coalesced_scale_add(kernel, M: int = 40, N: int = 96) -> None:
+    """Exercise 09.1: ``out = alpha A + B`` for (M, N) float32 matrices, launched with grid (2, 2) of (32, 8).
+
+    The grid is smaller than the matrix on purpose: every thread loops (grid-stride) in both directions.
+    Correct output is checked first, then the tracer measures the sectors of every warp request. N is a
+    multiple of 32 so that the 32 lanes of a warp run their loops equally often: the tracer groups a warp's
+    accesses into requests by how often each lane executed an access site (see nbkit.trace).
+    """
+    r = np.random.default_rng(91)
+    A = r.standard_normal((M, N)).astype(np.float32)
+    B = r.standard_normal((M, N)).astype(np.float32)
+    alpha = np.float32(1.5)
+    grid, block = (2, 2), (32, 8)
+    run = run_kernel(kernel, grid, block, [A, B, alpha], [(M, N)], output_names=("out",),
+                     call="scale_add(A, B, alpha, out)")
+    want = alpha * A.astype(np.float64) + B
+    compare("out", run.outputs[0], want, rtol=1e-5, atol=1e-5, run=run, causes=[
+        (alpha * B.astype(np.float64) + A, "alpha multiplies B instead of A."),
+        (lambda got: np.allclose(got[:, :min(M, N)], want[:, :min(M, N)], rtol=1e-5, atol=1e-5),
+         "the columns beyond the first M are missing: a loop over columns stops at the number of rows "
+         "(out.shape[0] where out.shape[1] is meant)."),
+        unwritten_cause(run),
+    ])
+    out = np.zeros((M, N), np.float32)
+    t = _trace(kernel, grid, block, A, B, alpha, out)
+    mean, worst = _require_coalesced(t, "your kernel's output")
+    passed(f"out = alpha A + B is correct ({M}x{N}, grid-stride over a (2, 2) grid of (32, 8) blocks) and "
+           f"coalesced: {mean:.2f} sectors per warp request on average, {worst} at most (tracer; MODEL, "
+           f"no caches), against 32 for the strided kernel.")
+
+
+# --------------------------------------------------------------------------------------------------
+# 09.2 padded tile
+
+@exercise("09.2", "write the kernel transpose_padded(A, B) with a shared tile free of bank conflicts")
+def check_padded_transpose(kernel, M: int = 33, N: int = 45, tile: int = 32, rows: int = 8) -> None:
+    """Exercise 09.2: ``B = Aᵀ`` through a shared tile, launched like nbkit.transpose's kernels.
+
+    Block (32, 8), grid (ceil(N / 32), ceil(M / 32)). Checked: the transpose (first wrong index), then by the
+    tracer: shared memory is used, no n-way bank conflict (n > 1), no shared-memory race (missing
+    ``cuda.syncthreads``), and coalesced global reads and writes.
+    """
+    r = np.random.default_rng(92)
+    A = r.standard_normal((M, N)).astype(np.float32)
+    grid, block = (blocks_for(N, tile), blocks_for(M, tile)), (tile, rows)
+    run = run_kernel(kernel, grid, block, [A], [(N, M)], output_names=("B",), call="transpose_padded(A, B)")
+    compare("B", run.outputs[0], A.T, rtol=0, atol=0, run=run, causes=[
+        (lambda got: np.array_equal(got[:min(M, N), :min(M, N)], A[:min(M, N), :min(M, N)]),
+         "B holds A itself, not its transpose: the tile is read the way it was written (tile[ty, tx]); read it "
+         "transposed (tile[tx, ty + r])."),
+        (lambda got: bool(_trace(kernel, grid, block, A, np.zeros((N, M), np.float32)).races()),
+         "threads of a block race on the shared tile: the tracer saw a thread read a tile element that another "
+         "thread writes with no barrier between. Add cuda.syncthreads() between filling the tile and reading it."),
+        unwritten_cause(run),
+    ])
+    B = np.zeros((N, M), np.float32)
+    t = _trace(kernel, grid, block, A, B)
+    ways = t.bank_conflicts()
+    if ways.size == 0:
+        fail("B is correct, but your kernel never touched shared memory: this exercise stages the tile in "
+             "cuda.shared.array so that both the read of A and the write of B are coalesced.")
+    races = t.races()
+    if races:
+        fail(f"B came out right in the simulator, but threads race on the shared tile: {races[0]}. On a GPU the "
+             f"threads of a block do not run in the simulator's order. Likely cause: a missing cuda.syncthreads() "
+             f"between filling the tile and reading it.")
+    if ways.max() > 1:
+        worst = max(t.requests(space="shared"), key=lambda q: q.bank_ways)
+        fail(f"B is correct, but the shared tile has a {worst.bank_ways}-way bank conflict ({int((ways > 1).sum())} "
+             f"of {ways.size} shared requests conflict; measured by the tracer): the {worst.op} of {worst.array} at "
+             f"line {worst.site.line} puts {worst.bank_ways} different 4-byte words of one warp request in the same "
+             f"bank. Likely cause: a tile of {tile} float32 per row is 128 bytes, so a tile column lies in one "
+             f"bank; pad each row by one element: cuda.shared.array((TILE, TILE_PAD), float32) "
+             f"with TILE_PAD = TILE + 1 defined next to TILE (numba needs a constant shape).")
+    mean, worst_spr = _require_coalesced(t, "your transpose")
+    passed(f"B = Aᵀ is correct ({M}x{N}), the shared tile has no bank conflict ({ways.size} shared requests, all "
+           f"1-way), no race between barriers, and global requests are coalesced ({mean:.2f} sectors per request, "
+           f"{worst_spr} at most). Measured by the tracer: a MODEL without caches.")
+
+
+# --------------------------------------------------------------------------------------------------
+# 09.3 block size for occupancy
+
+BLOCK_SIZE_CASES: tuple[tuple[str, int, int], ...] = (
+    ("sm_75", 32, 40 * 1024),  # 40 KiB of shared memory: one block per SM fits in 64 KiB
+    ("sm_80", 128, 0),  # 128 registers: 1024 threads would need 131072 registers, twice the register file
+    ("sm_86", 32, 0),  # 48 warps per SM: 1024-thread blocks (32 warps) leave a third empty
+    ("sm_90", 64, 0),  # register-limited to 32 warps; any block that fits
+    ("sm_75", 64, 2 * 1024),
+)
+
+
+def _best(cc: str, regs: int, shared: int):
+    from ..occupancy import occupancy
+
+    table = {n: occupancy(cc, n, regs, shared) for n in range(32, 1025, 32)}
+    best = max(o.fraction for o in table.values())
+    return table, best
+
+
+@exercise("09.3", "write the function best_block_size(cc, registers_per_thread, shared_bytes_per_block)")
+def check_block_size(fn, cases=BLOCK_SIZE_CASES) -> None:
+    """Exercise 09.3: ``fn(cc, regs, shared)`` returns a block size (a multiple of 32, at most 1024) reaching the
+    highest occupancy the MODEL (:func:`nbkit.occupancy.occupancy`) allows. Every such block size is accepted.
+    """
+    from ..occupancy import occupancy
+
+    for cc, regs, shared in cases:
+        label = f"{cc}, {regs} registers/thread, {shared} B shared memory/block"
+        got = fn(cc, regs, shared)
+        if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, np.integer)):
+            fail(f"for {label} your function returned {got!r} ({type(got).__name__}); it must return the number of "
+                 f"threads per block as an int (e.g. 256).")
+        got = int(got)
+        if not 32 <= got <= 1024:
+            fail(f"for {label} your function returned {got}: a block has 32 to 1024 threads.")
+        if got % 32:
+            fail(f"for {label} your function returned {got}, not a multiple of the warp size 32: the last warp of "
+                 f"every block would run with {32 - got % 32} idle lanes.")
+        table, best = _best(cc, regs, shared)
+        mine = occupancy(cc, got, regs, shared)
+        if mine.fraction < best - 1e-12:
+            good = [n for n, o in table.items() if abs(o.fraction - best) < 1e-12]
+            fail(f"for {label} your block size {got} reaches {mine.fraction:.0%} occupancy ({mine.active_blocks} "
+                 f"block(s) per SM, limited by {', '.join(mine.limited_by)}), but {best:.0%} is possible, e.g. with "
+                 f"{good[0]}" + (f" or {good[-1]}" if len(good) > 1 else "") + f" threads ({len(good)} block sizes "
+                 f"reach it). Likely cause: a fixed block size; try every multiple of 32 with "
+                 f"nbkit.occupancy.occupancy and keep one with the highest fraction.")
+    passed(f"your block sizes reach the highest MODEL occupancy in all {len(cases)} cases "
+           f"({', '.join(f'{c[0]}: {fn(*c)}' for c in cases)}).")
