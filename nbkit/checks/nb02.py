@@ -4,7 +4,103 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._core import compare, passed
+from ._answers import call_answer, shape_of, unpack
+from ._core import compare, exercise, fail, passed
+
+# The article's example (seed 000, §4.2): one sample as a row, W (out, in), L = ½ Σ (a - y)².
+X0 = np.array([[1.0, 2.0, 3.0]])
+W0 = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+B0 = np.array([1.0, 2.0])
+Y0 = np.array([[0.0, 1.0]])
+
+
+def _relu_layer_step(X, Y, W, b, lr):
+    """One SGD step of L = ½ Σ (ReLU(X Wᵀ + b) - Y)²; also returns the gradients and the ReLU mask."""
+    Z = X @ W.T + b
+    delta = (np.maximum(Z, 0) - Y) * (Z > 0)
+    dW, db = delta.T @ X, delta.sum(axis=0)
+    return W - lr * dW, b - lr * db, dW, db, Z
+
+
+@exercise("02.1", "write gradient_descent_step(X, Y, W, b, lr)")
+def check_gradient_descent_step(fn) -> None:
+    """Exercise 02.1: one gradient-descent step of the article's ReLU layer, returning ``(W_new, b_new)``.
+
+    Checked on the article's numbers (every unit active) and on a batch of 5 samples, 4 outputs, where
+    some units are off (z < 0): there the ReLU's derivative matters, and the batch sum too.
+    """
+    r = np.random.default_rng(21)
+    cases = [("the article's example, lr = 0.01", X0, Y0, W0, B0, 0.01),
+             ("a batch of 5 with some units off, lr = 0.1", r.standard_normal((5, 3)), r.standard_normal((5, 4)),
+              r.standard_normal((4, 3)), r.standard_normal(4) - 0.5, 0.1)]
+    call = "gradient_descent_step(X, Y, W, b, lr)"
+    for label, X, Y, W, b, lr in cases:
+        W_new, b_new = unpack(call_answer(fn, X, Y, W, b, lr, call=call), ("W_new", "b_new"), call)
+        want_W, want_b, dW, db, Z = _relu_layer_step(X, Y, W, b, lr)
+        shape_of("W_new", W_new, W.shape, f"the new W has the shape of W, {W.shape}; dW = δᵀ X (δ is (N, out)), "
+                 "not Xᵀ δ.")
+        shape_of("b_new", b_new, b.shape, f"the new b has the shape of b, {b.shape}: db = δ summed over the batch "
+                 "(axis 0).")
+        delta_nomask = np.maximum(Z, 0) - Y
+        causes_W = [
+            (W + lr * dW, "you stepped uphill: gradient descent subtracts, θ ← θ - lr · ∂L/∂θ."),
+            (W - lr * (delta_nomask.T @ X), "you left out ReLU'(z): a unit that is off (z ≤ 0) passes no gradient, "
+                                            "so δ = (a - y) ⊙ [z > 0]."),
+            (W - lr * dW / len(X), f"you divided by N = {len(X)}: this loss is ½ Σ (a - y)², a sum, not a mean."),
+            (W, "W did not change: return the updated W_new = W - lr * dW."),
+            (W - dW, "the learning rate is missing: W_new = W - lr * dW."),
+        ]
+        compare("W_new", W_new, want_W, rtol=1e-9, atol=1e-12, causes=causes_W)
+        compare("b_new", b_new, want_b, rtol=1e-9, atol=1e-12, causes=[
+            (b + lr * db, "you stepped uphill: b ← b - lr · ∂L/∂b."),
+            (b - lr * delta_nomask.sum(0), "you left out ReLU'(z) in δ for b."),
+            (b - lr * db / len(X), f"you divided by N = {len(X)}: the loss is a sum, not a mean."),
+            (b, "b did not change: the bias takes a step too, b_new = b - lr * db."),
+        ])
+    W1, b1, _, _, _ = _relu_layer_step(X0, Y0, W0, B0, 0.01)
+    passed(f"one step with lr = 0.01 turns W into {np.round(W1, 6).tolist()} and b into {np.round(b1, 6).tolist()}; "
+           "correct on the article's example and on a batch with inactive units.")
+
+
+# ------------------------------------------------------------------------------------------------ 02.2
+
+
+@exercise("02.2", "write hidden_delta(delta2, W2, Z1)")
+def check_hidden_delta(fn) -> None:
+    """Exercise 02.2: δ₁ = (δ₂ W₂) ⊙ ReLU'(Z₁), samples as rows: the step the article got wrong.
+
+    Checked on a batch of 4 with 5 hidden and 3 output units (so that W₂ and its transpose cannot be
+    confused), with some hidden units off and one exactly at z = 0 (ReLU'(0) = 0, as in PyTorch).
+    """
+    r = np.random.default_rng(22)
+    N, hidden, out = 4, 5, 3
+    delta2, W2, Z1 = r.standard_normal((N, out)), r.standard_normal((out, hidden)), r.standard_normal((N, hidden))
+    Z1[1, 2] = 0.0
+    call = "hidden_delta(delta2, W2, Z1)"
+    got = call_answer(fn, delta2, W2, Z1, call=call,
+                      hint=f"Shapes: delta2 {delta2.shape} (N, out), W2 {W2.shape} (out, hidden), Z1 {Z1.shape}; "
+                           "in rows, going back through the layer is delta2 @ W2.")
+    if np.shape(got) == delta2.shape:
+        fail(f"δ₁ has shape {np.shape(got)}, the shape of δ₂, but must have the shape of Z₁, {Z1.shape}. That is the "
+             "article's error: it wrote δ₁ = δ₂ · ReLU'(Z₂), staying at the output layer. Going back through a layer "
+             "multiplies by its weights (δ₂ W₂ in rows, W₂ᵀ δ₂ in columns), then by the derivative of the *earlier* "
+             "activation, ReLU'(Z₁).")
+    shape_of("δ₁", got, Z1.shape, "δ₁ = ∂L/∂Z₁ has the shape of Z₁, (N, hidden).")
+    back = delta2 @ W2
+    compare("δ₁", got, back * (Z1 > 0), rtol=1e-9, atol=1e-12, causes=[
+        (back, "you left out ReLU'(Z₁): hidden units that were off in the forward pass (z₁ ≤ 0) pass no gradient."),
+        (back * (Z1 >= 0), "ReLU'(0) is taken as 0 (as in PyTorch), so use Z1 > 0, not Z1 >= 0: element [1, 2] has "
+                           "z₁ = 0 exactly."),
+        (-back * (Z1 > 0), "the sign is flipped: δ₁ = (δ₂ W₂) ⊙ ReLU'(Z₁)."),
+    ])
+    example = np.asarray(call_answer(fn, np.array([[0.1, 0.4]]), np.array([[0.2, -0.1], [-0.1, 0.1]]),
+                                     np.array([[15.0, 34.0]]), call=call), dtype=float)
+    passed(f"δ₁ = (δ₂ W₂) ⊙ ReLU'(Z₁) is correct. On section 3's two-layer example it gives δ₁ = "
+           f"{np.round(example[0], 6).tolist()} (by hand: (-0.02, 0.03)); the article's δ₂ · ReLU'(Z₂) has the wrong "
+           "shape and skips the weights.")
+
+
+# ------------------------------------------------------------------------------------------------ 02.3
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -12,29 +108,38 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))))
 
 
-def check_sigmoid_example(dW, db) -> None:
-    """Exercise 02.1: the gradients of the article's 3→2 example with sigmoid in place of ReLU.
+@exercise("02.3", "write sigmoid_example_gradients() returning (dW, db)")
+def check_sigmoid_example(fn) -> None:
+    """Exercise 02.3: the gradients of the article's 3→2 example with sigmoid in place of ReLU.
 
     The expected δ uses σ'(z) = σ(z) σ(-z), which keeps full relative precision where σ(z) ≈ 1;
     ``s * (1 - s)`` cancels there (at z = 34 it is wrong by 7 %), so it must not be the reference.
+    The textbook formula is accepted too, with a note on the cancellation.
     """
-    X, W, b, Y = (np.array([1.0, 2, 3]), np.array([[1.0, 2, 3], [4, 5, 6]]), np.array([1.0, 2]), np.array([0.0, 1]))
+    dW, db = unpack(call_answer(fn, call="sigmoid_example_gradients()"), ("dW", "db"), "sigmoid_example_gradients()")
+    X, W, b, Y = X0[0], W0, B0, Y0[0]
     z = W @ X + b
     s = _sigmoid(z)
     delta = (s - Y) * s * _sigmoid(-z)
     # (s - Y) itself cancels for the second output (s ≈ 1 = Y): 1 - σ(34) is computed as σ(-34).
     delta[1] = -_sigmoid(-z[1]) * s[1] * _sigmoid(-z[1])
+    shape_of("dW", dW, (2, 3), "∂L/∂W has the shape of W, (2, 3): δ xᵀ, an outer product.")
+    shape_of("db", db, (2,), "∂L/∂b has the shape of b, (2,).")
     s_naive = 1 / (1 + np.exp(-z))
     naive = (s_naive - Y) * s_naive * (1 - s_naive)  # the textbook formula, as a learner writes it
-    dW_naive = np.shape(dW) == (2, 3) and np.allclose(dW, np.outer(naive, X), rtol=1e-6, atol=1e-300)
-    if dW_naive:
+    if np.allclose(dW, np.outer(naive, X), rtol=1e-6, atol=1e-300):
         compare("db", db, naive, rtol=1e-6, atol=1e-300)
         passed(f"correct formula: δ = {naive[0]:.4g}, {naive[1]:.4g}. Note: the exact δ₂ is {delta[1]:.4g}; yours is "
                f"{abs(naive[1] / delta[1] - 1):.0%} off because σ(34) rounds to within one float64 step of 1, so "
                "σ(34) - 1 and 1 - σ(34) cancel. Computing 1 - σ(z) as σ(-z) = 1 / (1 + e^z) keeps full precision.")
         return
+    relu_delta = np.maximum(z, 0) - Y
     compare("dW", dW, np.outer(delta, X), rtol=1e-6, atol=1e-300, causes=[
         (np.outer(s - Y, X), "you left out the sigmoid's derivative σ'(z) = σ(z)(1 - σ(z)) from δ."),
+        (np.outer(relu_delta, X), "that is the ReLU example's gradient: replace the ReLU by the sigmoid."),
+        (np.outer((s - Y) * _sigmoid(s) * (1 - _sigmoid(s)), X),
+         "σ'(z) = σ(z)(1 - σ(z)) uses s = σ(z) directly; you applied the sigmoid to s a second time."),
+        (np.outer(delta, X) * -1, "the sign is flipped: ∂L/∂a = a - y."),
     ])
     compare("db", db, delta, rtol=1e-6, atol=1e-300)
     passed(f"correct: δ = {delta[0]:.4g}, {delta[1]:.4g}. The sigmoid saturates at z = 15 and 34, so the "

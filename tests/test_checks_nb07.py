@@ -1,0 +1,252 @@
+"""Exercises of notebook 07: the SGD-momentum kernel, the Sigmoid layer and the training loop."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from numba import cuda, float32
+
+from nbkit.activations import sigmoid_backward, sigmoid_forward
+from nbkit.checks import CheckFailed, check_sgd_momentum, check_sigmoid_layer, check_training_loop
+
+
+def fails(check, answer, message):
+    with pytest.raises(CheckFailed, match=message) as info:
+        check(answer)
+    assert str(info.value).startswith("✗ ")
+    return str(info.value)
+
+
+# ------------------------------------------------------------------ 07.1 SGD-momentum kernel
+
+@cuda.jit
+def sgd_right(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+    i = cuda.grid(1)
+    if i < param.size:
+        g = grad[i] + weight_decay * param[i]
+        if first_step:
+            b = g
+        else:
+            b = momentum * buf[i] + (float32(1) - dampening) * g
+        buf[i] = b
+        param[i] -= lr * b
+
+
+@cuda.jit
+def sgd_grid_stride(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+    start, stride = cuda.grid(1), cuda.gridsize(1)
+    for i in range(start, param.size, stride):
+        g = grad[i] + weight_decay * param[i]
+        b = g if first_step != 0 else momentum * buf[i] + g - dampening * g
+        buf[i] = b
+        param[i] = param[i] - lr * b
+
+
+@cuda.jit
+def sgd_textbook(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+    i = cuda.grid(1)
+    if i < param.size:
+        g = grad[i] + weight_decay * param[i]
+        b = momentum * buf[i] - lr * g  # v = μv - lr g, p += v
+        buf[i] = b
+        param[i] += b
+
+
+@cuda.jit
+def sgd_no_first_step(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+    i = cuda.grid(1)
+    if i < param.size:
+        g = grad[i] + weight_decay * param[i]
+        b = momentum * buf[i] + (float32(1) - dampening) * g
+        buf[i] = b
+        param[i] -= lr * b
+
+
+@cuda.jit
+def sgd_float64(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+    i = cuda.grid(1)
+    if i < param.size:
+        g = grad[i] + weight_decay * param[i]
+        if first_step:
+            b = g
+        else:
+            b = momentum * buf[i] + (1 - dampening) * g  # int 1 - float32: float64 in numba
+        buf[i] = b
+        param[i] -= lr * b
+
+
+@cuda.jit
+def sgd_no_weight_decay(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+    i = cuda.grid(1)
+    if i < param.size:
+        g = grad[i]
+        b = g if first_step else momentum * buf[i] + (float32(1) - dampening) * g
+        buf[i] = b
+        param[i] -= lr * b
+
+
+@cuda.jit
+def sgd_unguarded(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+    i = cuda.grid(1)
+    g = grad[i] + weight_decay * param[i]
+    b = g if first_step else momentum * buf[i] + (float32(1) - dampening) * g
+    buf[i] = b
+    param[i] -= lr * b
+
+
+def test_sgd_momentum_passes_any_thread_mapping(capsys):
+    for kernel in (sgd_right, sgd_grid_stride):
+        check_sgd_momentum(kernel)
+        out = capsys.readouterr().out
+        assert out.startswith("✓ your kernel matches torch.optim.SGD"), out
+        assert "float32" in out
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (sgd_textbook, r"step 1 of the run with lr=0.1, momentum=0.9.*buf is wrong.*the first is buf\[0\].*v = μv - lr·g"),
+    (sgd_no_first_step, r"step 1 of the run with .*dampening=0.25.*on the first step PyTorch sets buf = g"),
+    (sgd_no_weight_decay, "weight decay is missing"),
+    (sgd_unguarded, "outside an array|bounds guard"),
+    (sgd_float64, "float64 instruction"),
+])
+def test_sgd_momentum_wrong_answers(wrong, message):
+    fails(check_sgd_momentum, wrong, message)
+
+
+def test_sgd_momentum_parameter_order():
+    @cuda.jit
+    def swapped(grad, param, buf, lr, momentum, dampening, weight_decay, first_step):
+        pass
+
+    fails(check_sgd_momentum, swapped, "put them in that order")
+
+
+# ------------------------------------------------------------------ 07.2 Sigmoid layer
+
+class SigmoidRight:
+    def forward(self, x):
+        self.y = sigmoid_forward(x)
+        return self.y
+
+    def backward(self, dout):
+        return sigmoid_backward(dout, self.y)
+
+
+class SigmoidKeepsInput:  # correct too: recomputes y from the saved input
+    def forward(self, x):
+        self.x = x
+        return sigmoid_forward(x)
+
+    def backward(self, dout):
+        return sigmoid_backward(dout, sigmoid_forward(self.x))
+
+
+class SigmoidUsesInput(SigmoidKeepsInput):
+    def backward(self, dout):
+        return sigmoid_backward(dout, self.x)
+
+
+class SigmoidTwice(SigmoidRight):
+    def backward(self, dout):
+        return sigmoid_backward(dout, sigmoid_forward(self.y))
+
+
+class SigmoidCrashes(SigmoidRight):
+    def backward(self, dout):
+        return sigmoid_backward(dout, self.output)
+
+
+def test_sigmoid_layer_check(capsys):
+    for right in (SigmoidRight, SigmoidKeepsInput):
+        check_sigmoid_layer(right)
+        assert capsys.readouterr().out.startswith("✓")
+    fails(check_sigmoid_layer, SigmoidUsesInput, r"backward is wrong.*passed the input x")
+    fails(check_sigmoid_layer, SigmoidTwice, "applied the sigmoid to its output again")
+    fails(check_sigmoid_layer, SigmoidCrashes, "backward\\(dout\\) raised AttributeError")
+
+
+# ------------------------------------------------------------------ 07.3 training loop
+
+def loop_right(model, opt, batches):
+    losses = []
+    for X, y in batches:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(X), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def loop_set_to_zero(model, opt, batches):  # another correct loop: zero the grads by hand, at the end
+    losses = []
+    for X, y in batches:
+        loss = torch.nn.CrossEntropyLoss()(model(X), y)
+        loss.backward()
+        opt.step()
+        for p in model.parameters():
+            p.grad.zero_()
+        losses.append(loss.detach())
+    return losses
+
+
+def loop_no_zero(model, opt, batches):
+    losses = []
+    for X, y in batches:
+        loss = F.cross_entropy(model(X), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def loop_zero_between(model, opt, batches):
+    losses = []
+    for X, y in batches:
+        loss = F.cross_entropy(model(X), y)
+        loss.backward()
+        opt.zero_grad()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def loop_step_before_backward(model, opt, batches):
+    losses = []
+    for X, y in batches:
+        loss = F.cross_entropy(model(X), y)
+        opt.step()
+        loss.backward()
+        losses.append(loss.item())
+    return losses
+
+
+def test_training_loop_check(capsys):
+    for right in (loop_right, loop_set_to_zero):
+        check_training_loop(right)
+        assert capsys.readouterr().out.startswith("✓ your loop matches"), right
+    fails(check_training_loop, loop_no_zero, r"losses is wrong.*the first is losses\[2\].*gradients accumulate")
+    fails(check_training_loop, loop_zero_between, "parameters never change.*zero_grad\\(\\) between backward")
+    fails(check_training_loop, loop_step_before_backward, "raised RuntimeError.*the order is zero_grad")
+    fails(check_training_loop, lambda m, o, b: loop_right(m, o, b)[:-1], "one loss per batch")
+    fails(check_training_loop, lambda m, o, b: None, "must return a list")
+
+
+def test_unsolved_stubs_say_not_solved(capsys):
+    @cuda.jit
+    def kernel_stub(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+        raise NotImplementedError()
+
+    class LayerStub:
+        def forward(self, x):
+            raise NotImplementedError()
+
+        def backward(self, dout):
+            raise NotImplementedError()
+
+    def loop_stub(model, opt, batches):
+        raise NotImplementedError()
+
+    for check, answer, number in ((check_sgd_momentum, kernel_stub, "07.1"), (check_sigmoid_layer, LayerStub, "07.2"),
+                                  (check_training_loop, loop_stub, "07.3")):
+        check(answer)
+        assert capsys.readouterr().out.startswith(f"◻ Exercise {number} not solved yet")
