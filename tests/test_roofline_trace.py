@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from nbkit import roofline as rl
-from nbkit.conv import BLOCK, _grid3, conv2d_forward_kernel
-from nbkit.launch import blocks_for
+from nbkit.conv import BLOCK, conv2d_forward_kernel
+from nbkit.launch import blocks_for, grid_3d
 from nbkit.matmul import matmul_naive_kernel, matmul_tiled_kernel
 from nbkit.pool import maxpool2x2_forward_kernel
 from nbkit.trace import trace
@@ -41,7 +41,7 @@ def test_tiled_matmul_formula_matches_trace(M, N, K):
 def test_conv2d_forward_formula_matches_trace(n, c, h, w, f, k):
     oh, ow = h - k + 1, w - k + 1
     y = np.zeros((n, f, oh, ow), np.float32)
-    t = traffic(trace(conv2d_forward_kernel, _grid3(oh, ow, n * f), BLOCK, f32(n, c, h, w), f32(f, c, k, k), f32(f), y))
+    t = traffic(trace(conv2d_forward_kernel, grid_3d(oh, ow, n * f, BLOCK), BLOCK, f32(n, c, h, w), f32(f, c, k, k), f32(f), y))
     model = rl.conv2d_forward(n, c, h, w, f, k, k)
     assert t.bytes_issued == model.bytes_issued
     assert 2 * t.loads("w") == model.flops
@@ -51,5 +51,5 @@ def test_conv2d_forward_formula_matches_trace(n, c, h, w, f, k):
 def test_maxpool_formula_matches_trace(n, c, h, w):
     y = np.zeros((n, c, h // 2, w // 2), np.float32)
     idx = np.zeros(y.shape, np.int8)
-    t = traffic(trace(maxpool2x2_forward_kernel, _grid3(h // 2, w // 2, n * c), BLOCK, f32(n, c, h, w), y, idx))
+    t = traffic(trace(maxpool2x2_forward_kernel, grid_3d(h // 2, w // 2, n * c, BLOCK), BLOCK, f32(n, c, h, w), y, idx))
     assert t.bytes_issued == rl.maxpool2x2_forward(n, c, h, w).bytes_issued
