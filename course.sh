@@ -75,7 +75,8 @@ case "$command" in
             root_flag=(--allow-root)
         fi
         # ${a[@]+"${a[@]}"}: an empty array under `set -u` in the bash 3.2 of macOS.
-        exec "$VENV/bin/jupyter" lab ${root_flag[@]+"${root_flag[@]}"} notebooks/ "$@" ;;
+        # The repository root, so the file browser shows notebooks/ (instructor versions) and learner/ (your copies).
+        exec "$VENV/bin/jupyter" lab ${root_flag[@]+"${root_flag[@]}"} "$@" ;;
     learner)
         setup
         exec "$VENV/bin/python" -m nbkit.learner "$@" ;;
@@ -83,7 +84,10 @@ case "$command" in
         setup
         # Simulator mode on every machine, so results do not depend on whether a GPU is present.
         export NBKIT_MODE=${NBKIT_MODE:-sim}
-        exec "$VENV/bin/python" -m pytest --nbval-lax --nbval-current-env tests notebooks "$@" ;;
+        # pytest-xdist: one worker per core (NBKIT_TEST_WORKERS overrides, 0 = none); --dist loadfile keeps every
+        # notebook's cells on one worker, in order, as nbval needs.
+        exec "$VENV/bin/python" -m pytest -n "${NBKIT_TEST_WORKERS:-auto}" --dist loadfile \
+            --nbval-lax --nbval-current-env tests notebooks "$@" ;;
     execute)
         setup
         for nb in notebooks/[0-9][0-9]_*.ipynb; do

@@ -337,10 +337,10 @@ def test_course_sh_lab_as_root_adds_allow_root(tmp_path):
     r = _course_sh("lab", "--no-browser", venv=venv)
     assert r.returncode == 0, r.stderr
     if os.geteuid() == 0:
-        assert r.stdout.strip().endswith("jupyter lab --allow-root notebooks/ --no-browser"), r.stdout
+        assert r.stdout.strip().endswith("jupyter lab --allow-root --no-browser"), r.stdout
         assert "NOTE: running as root" in r.stdout
     else:
-        assert r.stdout.strip().endswith("jupyter lab notebooks/ --no-browser"), r.stdout
+        assert r.stdout.strip().endswith("jupyter lab --no-browser"), r.stdout
 
 
 def test_course_sh_commands():
