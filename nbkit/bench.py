@@ -159,8 +159,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"img/s, ratio {g['ratio']:.2f}x{verdict}")
         if g["best_sgemm_ratio"] is not None:
             print(f"  GPU SGEMM: best course kernel / torch.matmul (TF32 off) = {g['best_sgemm_ratio']:.2f}x")
+        from .perf import matmul_gflops_transposed
+
+        sizes = (1024,) if args.quick else (1024, 2048, 4096)
+        print("  GPU SGEMM for the dense layer's transposes, GFLOP/s (course kernels vs torch.matmul, TF32 off):")
+        for r in matmul_gflops_transposed(sizes=sizes, repeat=3 if args.quick else 10):
+            best = max(r["naive"], r["tiled"], r["coalesced"])
+            goal = f"  (goal at 4096: >= 0.30x: {'met' if best / r['torch'] >= 0.3 else 'NOT met'})" if r["n"] == 4096 else ""
+            print(f"    n={r['n']:5d} {r['variant']:<26} naive {r['naive']:8.1f} tiled {r['tiled']:8.1f} coalesced "
+                  f"{r['coalesced']:8.1f} torch {r['torch']:8.1f}  best/torch {best / r['torch']:.2f}x{goal}")
     else:
         print("  GPU, batch 64 and 256: not measured (no GPU in this run).")
+        print("  GPU SGEMM (course kernels vs torch.matmul for the dense layer's transposes): not measured (no GPU).")
     return 0
 
 

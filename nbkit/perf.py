@@ -43,21 +43,29 @@ def matmul_gflops(sizes=(256, 512, 1024, 2048), repeat: int = 10) -> list[dict]:
             t = time_it(lambda k=kern: launch(k, grid, (TILE, TILE), dA, dB, dC, 0, 0), repeat=repeat)
             row[method] = 2 * n**3 / t.median / 1e9
         if has_torch:
-            torch.backends.cuda.matmul.allow_tf32 = False  # plain float32 FMA, like our kernels
-            tA, tB = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
-            torch.matmul(tA, tB)
-            torch.cuda.synchronize()
-            times = []
-            for _ in range(repeat):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                torch.matmul(tA, tB)
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end) / 1e3)
-            row["torch"] = 2 * n**3 / float(np.median(times)) / 1e9
+            row["torch"] = _torch_gflops(A, B, repeat)
         rows.append(row)
     return rows
+
+
+def _torch_gflops(A: np.ndarray, B: np.ndarray, repeat: int, trans_a: bool = False, trans_b: bool = False) -> float:
+    """GFLOP/s of ``torch.matmul`` (cuBLAS, TF32 off) on op(A) op(B): ``repeat`` calls between one pair of events."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False  # plain float32 FMA, like our kernels
+    tA, tB = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
+    opA, opB = (tA.T if trans_a else tA), (tB.T if trans_b else tB)  # transposed views, as cuBLAS takes them
+    torch.matmul(opA, opB)  # warm-up (cuBLAS picks its kernel)
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeat):
+        torch.matmul(opA, opB)
+    end.record()
+    end.synchronize()
+    seconds = start.elapsed_time(end) / 1e3 / repeat
+    n = A.shape[0]
+    return 2 * n**3 / seconds / 1e9
 
 
 # The transposes the dense layer runs (nbkit.dense): forward A Wᵀ, backward dZ W and dZᵀ A.
@@ -67,9 +75,11 @@ DENSE_VARIANTS: dict[str, tuple[int, int]] = {"A Wᵀ (forward)": (0, 1), "dZ W 
 
 def matmul_gflops_transposed(sizes=(256, 512, 1024, 2048), repeat: int = 10, variants: dict | None = None,
                              allow_simulator: bool = False) -> list[dict]:
-    """GFLOP/s of the naive and tiled kernels for each transpose the dense layer uses (square float32).
+    """GFLOP/s of the course's kernels (naive, tiled, coalesced) and of ``torch.matmul`` (TF32 off) for each
+    transpose the dense layer uses (square float32).
 
-    One row per size and variant: ``{"n", "variant", "trans_a", "trans_b", "naive", "tiled", "clock"}``,
+    One row per size and variant: ``{"n", "variant", "trans_a", "trans_b", "naive", "tiled", "coalesced",
+    "torch" (GPU only), "clock"}``,
     rates ``2 n³ / median time``, with the per-call time of ``repeat`` back-to-back launches between
     one pair of CUDA events (:func:`nbkit.time_it`). It needs a GPU. ``allow_simulator=True`` runs the
     same code in the simulator only to test its plumbing on tiny sizes: every result is checked
@@ -79,9 +89,17 @@ def matmul_gflops_transposed(sizes=(256, 512, 1024, 2048), repeat: int = 10, var
         _require_gpu("matmul_gflops_transposed")
     from numba import cuda
 
+    from .coalescing import matmul_tiled_coalesced_kernel
     from .launch import blocks_for, launch
     from .matmul import KERNELS, TILE
     from .timing import time_it
+
+    kernels = {**KERNELS, "coalesced": matmul_tiled_coalesced_kernel}  # notebook 09's fix for transposed loads
+    has_torch = False
+    if not MODE.is_simulator:
+        import torch
+
+        has_torch = torch.cuda.is_available()
 
     variants = DENSE_VARIANTS if variants is None else variants
     rng = np.random.default_rng(0)
@@ -93,7 +111,7 @@ def matmul_gflops_transposed(sizes=(256, 512, 1024, 2048), repeat: int = 10, var
         for label, (ta, tb) in variants.items():
             expected = (A.T if ta else A) @ (B.T if tb else B)
             row = {"n": n, "variant": label, "trans_a": ta, "trans_b": tb}
-            for method, kern in KERNELS.items():
+            for method, kern in kernels.items():
                 t = time_it(lambda k=kern: launch(k, grid, (TILE, TILE), dA, dB, dC, ta, tb), repeat=repeat)
                 got = dC.copy_to_host()
                 if not np.allclose(got, expected, rtol=1e-4, atol=1e-3 * n):
@@ -101,6 +119,8 @@ def matmul_gflops_transposed(sizes=(256, 512, 1024, 2048), repeat: int = 10, var
                     raise AssertionError(f"{method} matmul ({label}) is wrong at {bad}: {got[bad]} vs {expected[bad]}")
                 row[method] = 2 * n**3 / t.median / 1e9
                 row["clock"] = t.method
+            if has_torch:
+                row["torch"] = _torch_gflops(A, B, repeat, bool(ta), bool(tb))
             rows.append(row)
     if MODE.is_simulator:
         for row in rows:
