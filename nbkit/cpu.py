@@ -225,19 +225,46 @@ def maxpool2x2_forward(x):
 
 @njit(cache=True)
 def _maxpool_backward(dy, argmax, h, w):
+    """Writes every element of dx once (the window's winner gets dy, the other three 0): no separate zeroing pass."""
     n, c, oh, ow = dy.shape
-    dx = np.zeros((n, c, h, w), dtype=dy.dtype)
+    dx = np.empty((n, c, h, w), dtype=dy.dtype)
+    zero = dy.dtype.type(0)
     for img in range(n):
         for ch in range(c):
             for i in range(oh):
                 for j in range(ow):
                     k = argmax[img, ch, i, j]
-                    dx[img, ch, 2 * i + k // 2, 2 * j + k % 2] = dy[img, ch, i, j]
+                    g = dy[img, ch, i, j]
+                    dx[img, ch, 2 * i, 2 * j] = g if k == 0 else zero
+                    dx[img, ch, 2 * i, 2 * j + 1] = g if k == 1 else zero
+                    dx[img, ch, 2 * i + 1, 2 * j] = g if k == 2 else zero
+                    dx[img, ch, 2 * i + 1, 2 * j + 1] = g if k == 3 else zero
+            if h % 2:  # an odd last row or column is never any window's winner
+                dx[img, ch, h - 1, :] = zero
+            if w % 2:
+                dx[img, ch, :, w - 1] = zero
     return dx
 
 
 def maxpool2x2_backward(dy: np.ndarray, argmax: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    return _maxpool_backward(dy, argmax, input_shape[2], input_shape[3])
+    return _maxpool_backward(np.ascontiguousarray(dy, dtype=np.float32), argmax, input_shape[2], input_shape[3])
+
+
+@njit(cache=True)
+def _relu_backward(dout, x):
+    out = np.empty_like(dout)
+    d, v, o = dout.reshape(-1), x.reshape(-1), out.reshape(-1)
+    one, zero = dout.dtype.type(1), dout.dtype.type(0)
+    for i in range(o.size):
+        o[i] = d[i] * (one if v[i] > 0 else zero)  # a product, as the reference: inf * 0 stays NaN
+    return out
+
+
+def relu_backward(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """As :func:`nbkit.reference.relu_backward` in one compiled pass (no boolean temporary)."""
+    if dout.shape != x.shape:
+        raise ValueError(f"gradient of shape {dout.shape} for an input of shape {x.shape}: expected the same shape")
+    return _relu_backward(np.ascontiguousarray(dout, dtype=np.float32), np.ascontiguousarray(x, dtype=np.float32))
 
 
 def sgd_update(p: Param, hyper: tuple, nesterov: int, first_step: bool) -> None:
@@ -283,7 +310,7 @@ class CPUBackend:
     dense_forward = staticmethod(ref.dense_forward)
     dense_backward = staticmethod(ref.dense_backward)
     relu_forward = staticmethod(ref.relu_forward)
-    relu_backward = staticmethod(ref.relu_backward)
+    relu_backward = staticmethod(relu_backward)
     tanh_forward = staticmethod(ref.tanh_forward)
     tanh_backward = staticmethod(ref.tanh_backward)
     conv2d_forward = staticmethod(conv2d_forward)

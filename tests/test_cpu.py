@@ -122,3 +122,12 @@ def test_cross_entropy_is_stable_for_large_logits(ops):
     assert ref.softmax_cross_entropy_forward(logits.astype(np.float64), labels) == pytest.approx(120.0)
     probs = probs if isinstance(probs, np.ndarray) else probs.copy_to_host()
     np.testing.assert_allclose(probs, [[0.0, 1.0]], atol=1e-30)
+
+
+def test_relu_backward_matches_the_reference_on_special_values():
+    """The compiled loop multiplies, as the reference does: inf * 0 is NaN, a NaN input passes no gradient."""
+    x = np.array([1.0, 0.0, -1.0, np.nan, 2.0, -3.0], dtype=np.float32)
+    d = np.array([2.0, 3.0, 4.0, 5.0, np.inf, np.inf], dtype=np.float32)
+    np.testing.assert_array_equal(CPU.relu_backward(d, x), ref.relu_backward(d, x))
+    with pytest.raises(ValueError, match="expected the same shape"):
+        CPU.relu_backward(d, x[:5])
