@@ -32,6 +32,11 @@ from .backend import Param
 # 75 x 50,176 floats, 15 MB, written and read again by BLAS), and what one image touches fits in L1/L2.
 
 
+_REASSOC = {"reassoc", "contract"}
+"""The only fast-math flags the loops use: reorder sums (so LLVM vectorises the dot products) and fuse
+multiply-adds. Not ``fastmath=True``, which would also let LLVM assume there is no NaN or infinity."""
+
+
 @njit(cache=True)
 def _tap_offsets(c, h, wd, kh, kw):
     """Offset of tap (c, p, q) in a flattened (C, H, W) image, in the order of ``w.reshape(F, C*KH*KW)``."""
@@ -43,7 +48,7 @@ def _tap_offsets(c, h, wd, kh, kw):
     return offs
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=_REASSOC)
 def _conv_forward_loops(x, w, b, y):
     """y[img] for every image: the bias, then the taps' AXPYs four at a time (see above)."""
     n, c, h, wd = x.shape
@@ -80,7 +85,7 @@ def _conv_forward_loops(x, w, b, y):
                 y[img, fi, i, :] = acc[i * wd: i * wd + ow]
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=_REASSOC)
 def _conv_dw_loops(dy, x, dw):
     """Adds to dw the dot products of dy[img, f] (full width, 0 at j >= OW) with x's shifted runs.
 
@@ -144,7 +149,7 @@ def _conv_dw_loops(dy, x, dw):
                 t += 1
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=_REASSOC)
 def _conv_dx_loops(dy, w, dx):
     """dx[img] for every image: tap (c, p, q) adds w[f, c, p, q] * dy[img, f] onto dx's run, 4 filters a pass."""
     n, c, h, wd = dx.shape
