@@ -23,6 +23,45 @@ def test_conv_matches_the_kernels():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("n, c, h, w, f, kh, kw", [
+    (64, 3, 32, 32, 6, 5, 5),  # LeNet's conv1 at batch 64
+    (5, 6, 14, 14, 16, 5, 5),  # LeNet's conv2
+    (3, 2, 11, 7, 7, 3, 5),    # odd sizes: taps (30) and filters (7) not multiples of the 4 done per pass
+    (2, 5, 6, 9, 3, 1, 1),     # 1x1 kernel: the runs cover the whole image
+    (2, 1, 4, 5, 2, 4, 5),     # kernel as large as the image: a single output pixel
+])
+def test_direct_conv_matches_the_float64_reference(n, c, h, w, f, kh, kw):
+    """Every shape the loops special-case: remainders of the 4-way blocking, full-width runs, 1x1 outputs."""
+    r = np.random.default_rng(n * 100 + c)
+    x = r.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = r.standard_normal((f, c, kh, kw)).astype(np.float32)
+    b = r.standard_normal(f).astype(np.float32)
+    y, saved = CPU.conv2d_forward(x, wt, b)
+    x64, w64 = x.astype(np.float64), wt.astype(np.float64)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, ref.conv2d_forward(x64, w64, b.astype(np.float64)), rtol=1e-4, atol=1e-4)
+    dy = r.standard_normal(y.shape).astype(np.float32)
+    x[...] = 0  # the input buffer refilled between forward and backward: saved is forward's own copy
+    for got, want in zip(CPU.conv2d_backward(dy, saved, wt), ref.conv2d_backward(dy.astype(np.float64), x64, w64)):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
+    dx, dw, db = CPU.conv2d_backward(dy, saved, wt, need_dx=False)
+    assert dx is None and dw.shape == wt.shape and db.shape == (f,)
+
+
+def test_conv_rejects_shapes_that_do_not_fit():
+    x = np.zeros((2, 3, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="same C"):
+        CPU.conv2d_forward(x, np.zeros((4, 2, 3, 3), np.float32), np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="KH <= H"):
+        CPU.conv2d_forward(x, np.zeros((4, 3, 9, 3), np.float32), np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="expected \\(4,\\)"):
+        CPU.conv2d_forward(x, np.zeros((4, 3, 3, 3), np.float32), np.zeros(5, np.float32))
+    _, saved = CPU.conv2d_forward(x, np.zeros((4, 3, 3, 3), np.float32), np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="expected \\(2, 4, 6, 6\\)"):
+        CPU.conv2d_backward(np.zeros((2, 4, 5, 6), np.float32), saved, np.zeros((4, 3, 3, 3), np.float32))
+
+
 def test_other_ops_match_the_kernels():
     r = np.random.default_rng(1)
     x = r.standard_normal((3, 2, 6, 5)).astype(np.float32)
@@ -83,3 +122,14 @@ def test_cross_entropy_is_stable_for_large_logits(ops):
     assert ref.softmax_cross_entropy_forward(logits.astype(np.float64), labels) == pytest.approx(120.0)
     probs = probs if isinstance(probs, np.ndarray) else probs.copy_to_host()
     np.testing.assert_allclose(probs, [[0.0, 1.0]], atol=1e-30)
+
+
+def test_relu_backward_matches_the_reference_on_special_values():
+    """The compiled loop multiplies, as the reference does: inf * 0 is NaN, a NaN input passes no gradient."""
+    x = np.array([1.0, 0.0, -1.0, np.nan, 2.0, -3.0], dtype=np.float32)
+    d = np.array([2.0, 3.0, 4.0, 5.0, np.inf, np.inf], dtype=np.float32)
+    with np.errstate(invalid="ignore"):  # inf * 0 in the reference
+        want = ref.relu_backward(d, x)
+    np.testing.assert_array_equal(CPU.relu_backward(d, x), want)
+    with pytest.raises(ValueError, match="expected the same shape"):
+        CPU.relu_backward(d, x[:5])
