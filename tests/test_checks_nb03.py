@@ -192,11 +192,47 @@ def axpy_overwrites(a, x, y):
         y[i] = a * x[i]
 
 
+@cuda.jit
+def axpy_contiguous_chunks(a, x, y):
+    # another correct mapping: each thread takes one contiguous chunk of ceil(n / threads) elements
+    t, total = cuda.grid(1), cuda.gridsize(1)
+    per = (y.size + total - 1) // total
+    for i in range(t * per, min((t + 1) * per, y.size)):
+        y[i] = a * x[i] + y[i]
+
+
+@cuda.jit
+def axpy_stops_one_early(a, x, y):
+    for i in range(cuda.grid(1), y.size - 1, cuda.gridsize(1)):
+        y[i] = a * x[i] + y[i]
+
+
+@cuda.jit
+def axpy_steps_too_far(a, x, y):
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1) + 1):
+        y[i] = a * x[i] + y[i]
+
+
 def test_axpy_check_accepts_grid_stride_loops(capsys):
     check_axpy_grid_stride(axpy_grid_stride)
     check_axpy_grid_stride(axpy_grid_stride_while)
     out = capsys.readouterr().out
     assert out.count("✓ axpy with a grid-stride loop") == 2 and "64 threads for 1000" in out
+    check_axpy_grid_stride(axpy_contiguous_chunks)
+    assert capsys.readouterr().out.startswith("✓ axpy with a grid-stride loop")
+
+
+def test_axpy_check_tells_a_loop_that_stops_early_or_steps_too_far():
+    # These kernels do loop: "each thread handled only its first element" would be a wrong diagnosis.
+    with pytest.raises(CheckFailed, match=r"y\[999\] was never updated.*stops too early: only the last element "
+                                          r"was missed.*no - 1") as info:
+        check_axpy_grid_stride(axpy_stops_one_early)
+    assert "only its first element" not in str(info.value)
+    with pytest.raises(CheckFailed, match=r"y\[64\] was never updated.*skips elements in the middle \(15 never "
+                                          r"updated, y\[64\] the first.*steps too far.*exactly cuda.gridsize\(1\) = 64"
+                       ) as info:
+        check_axpy_grid_stride(axpy_steps_too_far)
+    assert "only its first element" not in str(info.value)
 
 
 def test_axpy_check_names_the_mistake():

@@ -476,6 +476,54 @@ def at_b_tiled_no_barrier(A, B, C):
         C[row, col] = acc
 
 
+@cuda.jit
+def at_b_tiled_whole_steps_only(A, B, C):
+    # loads zero-padded correctly, but the loop runs K // T steps: the last, partial step is never done
+    sA = cuda.shared.array((T, T), float32)
+    sB = cuda.shared.array((T, T), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * T + ty
+    col = cuda.blockIdx.x * T + tx
+    K, M = A.shape
+    N = B.shape[1]
+    acc = float32(0)
+    for t in range(K // T):
+        k = t * T + tx
+        sA[ty, tx] = A[k, row] if row < M and k < K else float32(0)
+        k = t * T + ty
+        sB[ty, tx] = B[k, col] if k < K and col < N else float32(0)
+        cuda.syncthreads()
+        for i in range(T):
+            acc += sA[ty, i] * sB[i, tx]
+        cuda.syncthreads()
+    if row < M and col < N:
+        C[row, col] = acc
+
+
+@cuda.jit
+def at_b_tiled_only_b(A, B, C):
+    # right values, but only B goes through shared memory: A is read from global memory in the product
+    sB = cuda.shared.array((T, T), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * T + ty
+    col = cuda.blockIdx.x * T + tx
+    K, M = A.shape
+    N = B.shape[1]
+    acc = float32(0)
+    for t in range((K + T - 1) // T):
+        k = t * T + ty
+        sB[ty, tx] = B[k, col] if k < K and col < N else float32(0)
+        cuda.syncthreads()
+        if row < M:
+            for i in range(T):
+                kk = t * T + i
+                if kk < K:
+                    acc += A[kk, row] * sB[i, tx]
+        cuda.syncthreads()
+    if row < M and col < N:
+        C[row, col] = acc
+
+
 @needs_compiler
 def test_tiled_check_accepts_correct_kernels(capsys):
     check_matmul_at_b_tiled(at_b_tiled_right)
@@ -483,6 +531,24 @@ def test_tiled_check_accepts_correct_kernels(capsys):
     out = capsys.readouterr().out
     assert out.count("✓ C = Aᵀ B with 8x8 shared-memory tiles is correct for K = 16 and 21") == 2
     assert out.count("float32 throughout (checked in the PTX") == 2
+    assert out.count("each block read every element of A and B from global memory at most once") == 2
+
+
+def test_tiled_check_names_the_missing_last_step():
+    # not the zero padding (the loads pad correctly): the loop stops before the partial step
+    with pytest.raises(CheckFailed, match=r"right when K is a multiple of the tile \(K = 16\) and wrong for K = 21.*"
+                                          r"product over the whole tiles only \(k < 16\).*the loop needs "
+                                          r"ceil\(K / TILE_W\) steps, \(K \+ TILE_W - 1\) // TILE_W = 3 here, not "
+                                          r"K // TILE_W = 2") as info:
+        check_matmul_at_b_tiled(at_b_tiled_whole_steps_only)
+    assert "store a zero" not in str(info.value)
+
+
+def test_tiled_check_wants_both_tiles_in_shared_memory():
+    needs_tracer()
+    with pytest.raises(CheckFailed, match=r"C is right, but block \(0, 0\) read A\[\d+, \d+\] from global memory 8 "
+                                          r"times.*Both A and B go through shared memory"):
+        check_matmul_at_b_tiled(at_b_tiled_only_b)
 
 
 def test_tiled_check_names_the_missing_zero_padding():

@@ -85,6 +85,21 @@ def sgd_no_weight_decay(param, grad, buf, lr, momentum, dampening, weight_decay,
 
 
 @cuda.jit
+def sgd_decay_after_dampening(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+    # weight decay added to the buffer outside the (1 - dampening) factor: right unless both are non-zero
+    i = cuda.grid(1)
+    if i < param.size:
+        g = grad[i]
+        if first_step:
+            b = g
+        else:
+            b = momentum * buf[i] + (float32(1) - dampening) * g
+        b += weight_decay * param[i]
+        buf[i] = b
+        param[i] -= lr * b
+
+
+@cuda.jit
 def sgd_unguarded(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
     i = cuda.grid(1)
     g = grad[i] + weight_decay * param[i]
@@ -105,6 +120,9 @@ def test_sgd_momentum_passes_any_thread_mapping(capsys):
     (sgd_textbook, r"step 1 of the run with lr=0.1, momentum=0.9.*buf is wrong.*the first is buf\[0\].*v = μv - lr·g"),
     (sgd_no_first_step, r"step 1 of the run with .*dampening=0.25.*on the first step PyTorch sets buf = g"),
     (sgd_no_weight_decay, "weight decay is missing"),
+    (sgd_decay_after_dampening, r"step 2 of the run with .*dampening=0.25, weight_decay=0.05.*buf is wrong.*"
+                                r"weight decay must be added to the gradient before momentum and dampening: "
+                                r"g = grad \+ wd \* param"),
     (sgd_unguarded, "outside an array|bounds guard"),
     (sgd_float64, "float64 instruction"),
 ])

@@ -81,8 +81,20 @@ def _update_count_cause(times: np.ndarray, setting: str, total: int, threads: in
         return said + ("Several threads handle the same element: start at cuda.grid(1) (the global index, not "
                        f"threadIdx.x) and step by cuda.gridsize(1) = gridDim.x * blockDim.x = {total} (the whole "
                        f"grid, not blockDim.x = {threads} or gridDim.x = {blocks}).")
-    return said + ("Each thread handled only its first element. Loop over i in range(cuda.grid(1), n, "
-                   f"cuda.gridsize(1)), so every thread handles elements i, i + {total}, i + {2 * total}, ...")
+    n = times.size
+    if np.array_equal(never, np.arange(total, n)):  # exactly the elements past the grid's width
+        return said + ("Each thread handled only its first element. Loop over i in range(cuda.grid(1), n, "
+                       f"cuda.gridsize(1)), so every thread handles elements i, i + {total}, i + {2 * total}, ...")
+    if np.array_equal(never, np.arange(never[0], n)):  # a tail of the array
+        tail = ("only the last element was missed" if never.size == 1 else
+                f"only the last {never.size} elements, y[{never[0]}] to y[{n - 1}], were missed")
+        return said + (f"The loop stops too early: {tail}, the others were updated once. A grid-stride loop runs "
+                       "while i < y.size: "
+                       "range(cuda.grid(1), y.size, cuda.gridsize(1)) (range already stops before its end; no - 1).")
+    return said + (f"The loop skips elements in the middle ({never.size} never updated, y[{never[0]}] the first, "
+                   "while later ones were updated): it steps too far (or starts in the wrong place). Start at "
+                   f"cuda.grid(1) and step by exactly cuda.gridsize(1) = {total}, so that thread i handles i, "
+                   f"i + {total}, i + {2 * total}, ... and together the threads leave no gap.")
 
 
 @exercise("03.3", "write the kernel axpy(a, x, y) with a grid-stride loop")

@@ -120,6 +120,35 @@ def _no_race_or_fail(kernel, grid, tile, A, B, M, N) -> str:
             "accesses between two barriers, whatever order the simulator ran the threads in)")
 
 
+def _both_tiles_or_fail(kernel, grid, tile, A, B, M, N) -> str:
+    """Fail unless every block reads each element of A and of B from global memory at most once (into its tile).
+
+    In the tiled product a block loads each element of its A and B panels once into shared memory and every
+    thread reads it from there; a kernel that reads A (or B) from global memory inside the product reads
+    each element once per thread of a block row (``tile`` times). Counted by the memory-access tracer.
+    """
+    try:
+        from ..trace import trace
+    except ImportError:
+        return "whether A and B are both read through shared memory was NOT checked (no tracer here)"
+    try:
+        t = trace(kernel, grid, (tile, tile), np.array(A), np.array(B), np.zeros((M, N), np.float32),
+                  names=["A", "B", "C"])  # the check's names, whatever the kernel calls its parameters
+    except Exception:  # noqa: BLE001 - the launch was checked before; a tracer failure proves nothing
+        return "whether A and B are both read through shared memory was NOT checked (the tracer could not run it)"
+    for name in ("A", "B"):
+        for b in range(grid[0] * grid[1]):
+            reads = t.reads_per_element(name, b)
+            if reads.max() > 1:
+                where = tuple(int(i) for i in np.unravel_index(int(np.argmax(reads)), reads.shape))
+                fail(f"C is right, but block {t.block_index(b)} read {name}[{where[0]}, {where[1]}] from global "
+                     f"memory {int(reads.max())} times (counted by the tracer): {name} is read from global memory "
+                     f"by several threads of a block, not through a tile. Both A and B go through shared memory: "
+                     f"each thread loads one element of each tile (sA and sB) per step, and the product reads only "
+                     f"sA and sB.")
+    return "each block read every element of A and B from global memory at most once (both go through the tiles)"
+
+
 @exercise("04.3", "fix the race in matmul_a_bt_tiled(A, B, C)")
 def check_matmul_a_bt_tiled(kernel, tile: int = 8, M: int = 19, K: int = 21, N: int = 13) -> None:
     """Exercise 04.3 ("find the race"): ``kernel(A, B, C)`` computes ``C = A Bᵀ`` with shared-memory tiles.
@@ -146,8 +175,9 @@ def check_matmul_at_b_tiled(kernel, tile: int = 8) -> None:
     computes the tile of C at rows ``by*tile...``, columns ``bx*tile...``. M = 2·tile + 3 and N = tile + 5 need
     3 and 2 blocks, so every block row and column has a partial tile. Run first with K = 2·tile (whole tiles
     along K), then K = 2·tile + 5: a kernel right for the first and wrong for the second does not zero-pad
-    the partial tiles. Then the tracer looks for races (a missing ``cuda.syncthreads()``), and the PTX for
-    float64 arithmetic.
+    the partial tiles (or stops one step early). Then the tracer looks for races (a missing ``cuda.syncthreads()``)
+    and counts global reads: each block reads every element of A and B at most once, so both go through a
+    shared tile; last, the PTX is searched for float64 arithmetic.
     """
     M, N = 2 * tile + 3, tile + 5
     r = np.random.default_rng(44)
@@ -158,16 +188,27 @@ def check_matmul_at_b_tiled(kernel, tile: int = 8) -> None:
         want = A.T.astype(np.float64) @ B
         causes = []
         if K % tile:  # the run with whole tiles along K passed: name the partial tile
-            partial = (f"it is right when K is a multiple of the tile (K = {2 * tile}) and wrong for K = {K}, where the "
-                       "last step along K has a partial tile. Threads whose k is past the end (k >= K) must store a "
-                       "zero in the tile, not skip the store: ")
-            lo, hi = K - K % tile - tile + K % tile, K - K % tile
+            right_for = (f"it is right when K is a multiple of the tile (K = {2 * tile}) and wrong for K = {K}, where "
+                         "the last step along K has a partial tile. ")
+            partial = right_for + ("Threads whose k is past the end (k >= K) must store a zero in the tile, not skip "
+                                   "the store: ")
+            whole = K - K % tile
+            lo, hi = whole - tile + K % tile, whole
             stale = want + A[lo:hi].T.astype(np.float64) @ B[lo:hi]  # unloaded slots keep the previous step's values
-            causes = [(stale, partial + "your C is exactly what the previous step's values left in those slots give."),
-                      (lambda g: True, partial + "the slot would keep an old value.")]
+            causes = [
+                (A[:whole].T.astype(np.float64) @ B[:whole],
+                 right_for + f"Your C is the product over the whole tiles only (k < {whole}): the last, partial step "
+                             f"along K is never done: the loop needs ceil(K / TILE_W) steps, "
+                             f"(K + TILE_W - 1) // TILE_W = {-(-K // tile)} here, not K // TILE_W = {K // tile}."),
+                (stale, partial + "your C is exactly what the previous step's values left in those slots give."),
+                (lambda g: True, right_for + "Possibly the partial tile is not zero-padded (threads whose k >= K must "
+                                             "store a zero in the tile, not skip the store, or the slot keeps an old "
+                                             "value), or the last step along K is handled differently from the others."),
+            ]
         grid = _tiled_run(kernel, A, B, M, N, tile, call, want, causes)
     verdict = _no_race_or_fail(kernel, grid, tile, A, B, M, N)
+    tiles = _both_tiles_or_fail(kernel, grid, tile, A, B, M, N)
     ok = require_float32(kernel, _MATMUL_SIG)
     passed(f"C = Aᵀ B with {tile}x{tile} shared-memory tiles is correct for K = {2 * tile} and {2 * tile + 5} "
-           f"(C {M}x{N}); {verdict}; {ok}.")
+           f"(C {M}x{N}); {verdict}; {tiles}; {ok}.")
 

@@ -16,12 +16,13 @@ SGD_CALL = "sgd_momentum(param, grad, buf, lr, momentum, dampening, weight_decay
 SGD_SIGNATURE = "void(float32[::1], float32[::1], float32[::1], float32, float32, float32, float32, int32)"
 
 # Two runs of four steps beside torch.optim.SGD. The second changes the learning rate between steps (as a
-# scheduler does) and uses dampening, so the first-step rule and the lr convention both show.
+# scheduler does) and uses dampening, so the first-step rule and the lr convention both show; it has weight
+# decay too, so decay added outside the (1 - dampening) factor is told apart from decay added to the gradient.
 SGD_RUNS = (
     dict(label="lr=0.1, momentum=0.9, dampening=0, weight_decay=0.01", lrs=(0.1, 0.1, 0.1, 0.1), momentum=0.9,
          dampening=0.0, weight_decay=0.01),
-    dict(label="lr=0.1, 0.05, 0.05, 0.02, momentum=0.8, dampening=0.25, weight_decay=0", lrs=(0.1, 0.05, 0.05, 0.02),
-         momentum=0.8, dampening=0.25, weight_decay=0.0),
+    dict(label="lr=0.1, 0.05, 0.05, 0.02, momentum=0.8, dampening=0.25, weight_decay=0.05",
+         lrs=(0.1, 0.05, 0.05, 0.02), momentum=0.8, dampening=0.25, weight_decay=0.05),
 )
 
 
@@ -43,6 +44,9 @@ def _buf_causes(g, b_prev, p_prev, lr, mu, tau, wd, first):
                                        "v = μv + (1 - dampening)·g and subtracts lr·v from p."),
             (mu * b_prev + g_eff, "dampening is missing: v = μ·v + (1 - dampening)·g."),
             (mu * b_prev + (1 - tau) * g, "weight decay is missing: g = grad + weight_decay · param, before the momentum."),
+            (mu * b_prev + (1 - tau) * g + wd * p_prev,
+             "weight decay must be added to the gradient before momentum and dampening: g = grad + wd * param, "
+             "then v = μ·v + (1 - dampening)·g (your buffer adds wd·param after the (1 - dampening) factor)."),
             (mu * b_prev + (1 - mu) * g_eff, "that is an exponential moving average (Adam's first moment); SGD "
                                              "uses v = μ·v + (1 - dampening)·g."),
             (g_eff, "the buffer does not carry over: v = μ·v + (1 - dampening)·g after the first step (is first_step "
@@ -123,7 +127,7 @@ def check_sgd_momentum(kernel, n: int = 101, threads: int = 32) -> None:
             param, buf = got_p.copy(), got_b.copy()
     f32 = require_float32(kernel, SGD_SIGNATURE)
     passed(f"your kernel matches torch.optim.SGD (parameter and momentum buffer) after each of {len(SGD_RUNS[0]['lrs'])} "
-           f"steps, in two runs (weight decay; a changing learning rate with dampening), {n} elements with "
+           f"steps, in two runs (weight decay; a changing learning rate with dampening and weight decay), {n} elements with "
            f"{grid} blocks of {threads} threads; {f32}.")
 
 
