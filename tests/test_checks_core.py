@@ -112,6 +112,12 @@ def test_compare_reports_shape_and_likely_cause():
         core.compare("y", 2 * want, want, causes=[(2 * want, "doubled")])
 
 
+def test_compare_shows_negative_zero_as_zero():
+    with pytest.raises(CheckFailed, match=r"you have 0.5, expected 0\.$") as e:
+        core.compare("dx", [0.5], np.array([-0.0]))  # dy * 0 is -0 when dy < 0
+    assert "-0" not in str(e.value)
+
+
 def test_compare_accepts_values_within_relative_or_absolute_tolerance():
     core.compare("x", [1.0 + 1e-9, 1e-20], [1.0, 0.0], rtol=1e-6, atol=1e-12)
 
@@ -182,11 +188,23 @@ def scale_f64(x, out):
         out[i] = x[i] * 0.1  # not representable: the multiplication is done in float64
 
 
+def test_ptx_instructions_are_told_from_declarations():
+    assert core._is_f64_instruction("cvt.f64.f32 %fd1, %f1;")
+    assert core._is_f64_instruction("fma.rn.f64 %fd3, %fd1, %fd2, %fd1;")
+    assert core._is_f64_instruction("@%p1 add.f64 %fd2, %fd1, 0d3FB999999999999A;")
+    assert not core._is_f64_instruction(".reg .f64 %fd<20>;")
+    assert not core._is_f64_instruction(".param .f64 retval;")
+    assert not core._is_f64_instruction("mov.b64 %rd1, %fd1;")
+
+
 def test_float32_is_proved_from_the_ptx():
     ok, message = core.float32_ptx(scale_f32, "void(float32[::1], float32[::1])")
     assert ok is True and "no .f64" in message
     ok, message = core.float32_ptx(scale_f64, "void(float32[::1], float32[::1])")
     assert ok is False and "float64 instruction" in message
+    example = message.split("`")[1]
+    assert core._is_f64_instruction(example) and not example.startswith(".reg"), example
+    assert "integer operand" in message and "float literal" in message
     with pytest.raises(CheckFailed, match="float64"):
         core.require_float32(scale_f64, "void(float32[::1], float32[::1])")
 

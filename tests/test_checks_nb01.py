@@ -142,6 +142,55 @@ def test_softmax_xent_backward_check(capsys):
           "raised ValueError.*class indices, shape \\(N,\\), not one-hot")
 
 
+def xent_sum_without_keepdims(logits, labels):  # e.sum(axis=1) has shape (N,): does not broadcast against (N, C)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1)
+    p[np.arange(len(labels)), labels] -= 1
+    return p / len(labels)
+
+
+def xent_labels_as_one_hot(logits, labels):  # treats labels as an (N, C) one-hot array
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True) - labels[:, :]) / len(labels)
+
+
+def xent_float32(logits, labels):  # the right formula, computed in float32
+    z = logits.astype(np.float32)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    p[np.arange(len(labels)), labels] -= 1
+    return p / len(labels)
+
+
+def xent_loops(logits, labels):  # another correct form: loops, a maximum per row
+    N, C = logits.shape
+    out = np.zeros((N, C))
+    for n in range(N):
+        m = max(logits[n])
+        e = [np.exp(v - m) for v in logits[n]]
+        for j in range(C):
+            out[n, j] = (e[j] / sum(e) - (1.0 if j == labels[n] else 0.0)) / N
+    return out
+
+
+def test_softmax_xent_backward_errors_get_the_hint_that_fits(capsys):
+    passes(check_softmax_xent_backward, xent_loops, capsys)
+    message = fails(check_softmax_xent_backward, xent_sum_without_keepdims,
+                    r"raised ValueError.*shapes do not broadcast: keep the summed axis \(keepdims=True\)")
+    assert "one-hot" not in message  # labels were used correctly: their hint would mislead
+    fails(check_softmax_xent_backward, xent_labels_as_one_hot, "raised IndexError.*class indices.*not one-hot")
+
+
+def test_softmax_xent_backward_in_float32_is_named():
+    message = fails(check_softmax_xent_backward, xent_float32,
+                    "agrees to about 1e-6 only: you computed in float32; this exercise is in float64")
+    assert "Likely cause" in message
+
+
+def test_softmax_check_claims_no_scipy():
+    assert "scipy" not in (check_softmax_xent_backward.__doc__ or "")
+
+
 # ------------------------------------------------------------------ 01.4 conv2d weight gradient
 
 def conv_dw_loops(dout, x, KH, KW):

@@ -174,6 +174,51 @@ def xent_grad_float64(logits, labels, dlogits):
             dlogits[n, j] = (math.exp(logits[n, j] - m) / s - onehot) / logits.shape[0]  # float32 / int64: float64
 
 
+@cuda.jit
+def xent_grad_max_from_zero(logits, labels, dlogits):  # a beginner's maximum: m = float32(0), then max(m, ...)
+    n = cuda.grid(1)
+    if n < logits.shape[0]:
+        C = logits.shape[1]
+        m = float32(0)
+        for j in range(C):
+            m = max(m, logits[n, j])
+        s = float32(0)
+        for j in range(C):
+            s += math.exp(logits[n, j] - m)
+        for j in range(C):
+            onehot = float32(1) if j == labels[n] else float32(0)
+            dlogits[n, j] = (math.exp(logits[n, j] - m) / s - onehot) / float32(logits.shape[0])
+
+
+@cuda.jit
+def xent_grad_max_from_minus_inf(logits, labels, dlogits):  # alternative: the maximum starts at -inf, early return
+    n = cuda.grid(1)
+    if n >= logits.shape[0]:
+        return
+    C = logits.shape[1]
+    m = float32(-math.inf)
+    for j in range(C):
+        if logits[n, j] > m:
+            m = logits[n, j]
+    s = float32(0)
+    for j in range(C):
+        s += math.exp(logits[n, j] - m)
+    for j in range(C):
+        g = math.exp(logits[n, j] - m) / s
+        if j == labels[n]:
+            g = g - float32(1)
+        dlogits[n, j] = g / float32(logits.shape[0])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # 0 / 0 in the simulator, on purpose
+def test_softmax_xent_grad_max_starting_at_zero(capsys):
+    check_softmax_xent_grad(xent_grad_max_from_minus_inf)
+    assert "✓ dlogits = (softmax - onehot) / N is correct" in capsys.readouterr().out
+    with pytest.raises(CheckFailed, match=r"your maximum starts at 0.*Start it at logits\[n, 0\] \(or -inf\)") as e:
+        check_softmax_xent_grad(xent_grad_max_from_zero)
+    assert "Subtract the row's maximum" not in str(e.value)  # the learner did subtract it
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the unstable answer overflows in the simulator, on purpose
 def test_softmax_xent_grad_check(capsys):
     check_softmax_xent_grad(xent_grad)
@@ -189,8 +234,9 @@ def test_softmax_xent_grad_check(capsys):
 
 def test_softmax_xent_grad_check_float32():
     pytest.importorskip("numba_cuda")
-    with pytest.raises(CheckFailed, match="float64 instruction"):
+    with pytest.raises(CheckFailed, match="float64 instruction") as e:
         check_softmax_xent_grad(xent_grad_float64)
+    assert ".reg" not in str(e.value) and "logits.shape[0]" in str(e.value)  # a real instruction, and the int cause
 
 
 # ------------------------------------------------------------------ 05.3 tree reduction

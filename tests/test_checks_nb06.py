@@ -340,6 +340,43 @@ def wgrad_long_range(dy, x, dw):
         dw[f, c, i, j] = acc
 
 
+@cuda.jit
+def wgrad_split_swapped(dy, x, dw):  # f, c = z % C, z // C: c reaches C (no guard on it)
+    j, i, z = cuda.grid(3)
+    C = dw.shape[1]
+    f, c = z % C, z // C
+    if f < dw.shape[0] and i < dw.shape[2] and j < dw.shape[3]:
+        acc = float32(0)
+        for n in range(x.shape[0]):
+            for y in range(dy.shape[2]):
+                for xx in range(dy.shape[3]):
+                    acc += dy[n, f, y, xx] * x[n, c, y + i, xx + j]
+        dw[f, c, i, j] = acc
+
+
+@cuda.jit
+def wgrad_batch_over_filters(dy, x, dw):  # the batch loop over dy.shape[1] (F = 4) instead of N = 2
+    j, i, z = cuda.grid(3)
+    C = dw.shape[1]
+    f, c = z // C, z % C
+    if f < dw.shape[0] and i < dw.shape[2] and j < dw.shape[3]:
+        acc = float32(0)
+        for n in range(dy.shape[1]):
+            for y in range(dy.shape[2]):
+                for xx in range(dy.shape[3]):
+                    acc += dy[n, f, y, xx] * x[n, c, y + i, xx + j]
+        dw[f, c, i, j] = acc
+
+
+def test_conv_weight_grad_out_of_bounds_axis_names_the_cause():
+    with pytest.raises(CheckFailed, match=r"axis 1 with size 3.*f, c = z // C, z % C") as e:
+        check_conv_weight_grad(wgrad_split_swapped)
+    assert "output positions" not in str(e.value)
+    with pytest.raises(CheckFailed, match=r"axis 0 with size 2.*range\(x.shape\[0\]\)") as e:
+        check_conv_weight_grad(wgrad_batch_over_filters)
+    assert "output positions" not in str(e.value) and "swapped" not in str(e.value)
+
+
 def test_conv_weight_grad_check(capsys):
     check_conv_weight_grad(wgrad)
     check_conv_weight_grad(wgrad_other_order)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 import warnings
 from typing import Callable
 
@@ -10,8 +11,21 @@ import numpy as np
 from ._core import fail
 
 
-def call_answer(fn: Callable, *args, call: str, hint: str = "") -> object:
+def failing_line(exc: BaseException, fn: Callable) -> str:
+    """The source line (stripped) of ``fn``'s file where ``exc`` was raised, the deepest one; '' if unknown."""
+    filename = getattr(getattr(fn, "__code__", None), "co_filename", None)
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename == filename and frame.line:
+            return frame.line.strip()
+    return ""
+
+
+def call_answer(fn: Callable, *args, call: str, hint: str | Callable[[BaseException, str], str] = "") -> object:
     """``fn(*copies of args)``; an exception it raises becomes a ✗ verdict that quotes ``call``.
+
+    ``hint`` is added to that verdict: a string, or a function ``hint(exc, line)`` of the exception and of
+    the learner's line that raised it (:func:`failing_line`), returning the hint that fits this error ('' for
+    none), so that a hint is only given where it applies.
 
     Arrays are passed as copies, so an answer that modifies its inputs in place cannot corrupt the
     check's own data. ``NotImplementedError`` (an unsolved stub) passes through to the ``@exercise``
@@ -26,7 +40,8 @@ def call_answer(fn: Callable, *args, call: str, hint: str = "") -> object:
     except NotImplementedError:
         raise
     except Exception as exc:  # noqa: BLE001 - any error of the learner's code is the verdict
-        fail(f"your function raised {type(exc).__name__}: {exc} (the check calls {call})." + (f" {hint}" if hint else ""))
+        text = hint(exc, failing_line(exc, fn)) if callable(hint) else hint
+        fail(f"your function raised {type(exc).__name__}: {exc} (the check calls {call})." + (f" {text}" if text else ""))
 
 
 def unpack(result: object, names: tuple[str, ...], call: str) -> tuple:

@@ -132,6 +132,11 @@ def first_wrong(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> 
     return tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), bad.shape))
 
 
+def _fmt_number(value: float) -> str:
+    """A value for a message, 7 significant digits; negative zero (e.g. dy * 0) is shown as 0."""
+    return f"{float(value) + 0.0:.7g}"
+
+
 def _fmt_index(index: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(i) for i in index) + "]"
 
@@ -163,7 +168,8 @@ def compare(name: str, got: object, want: object, rtol: float = 1e-6, atol: floa
         show_launch_picture(run, matches[0] if matches else 0, index)
         run = None  # shown once
     fail(f"{name} is wrong at {n_bad} of {want.size} elements; the first is {name}{_fmt_index(index)}: "
-         f"you have {got[index]:.7g}, expected {want[index]:.7g}." + (f" Likely cause: {cause}" if cause else ""), run)
+         f"you have {_fmt_number(got[index])}, expected {_fmt_number(want[index])}."
+         + (f" Likely cause: {cause}" if cause else ""), run)
 
 
 def likely_cause(got: np.ndarray, causes: Sequence[tuple[object, str]], rtol: float = 1e-6,
@@ -401,6 +407,15 @@ def _numba_cuda_installed() -> bool:
     return importlib.util.find_spec("numba_cuda") is not None
 
 
+def _is_f64_instruction(line: str) -> bool:
+    """True for a PTX instruction whose opcode works on .f64 (add.f64, cvt.f64.f32, fma.rn.f64), not for a
+    declaration such as ``.reg .f64 %fd<20>;`` or a directive."""
+    words = line.strip().split()
+    if words and words[0].startswith("@"):  # a predicate guard: @%p1 add.f64 ...
+        words = words[1:]
+    return bool(words) and not words[0].startswith(".") and ".f64" in words[0]
+
+
 def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
     """Compile the learner's kernel to PTX with the real CUDA compiler and look for float64 instructions.
 
@@ -434,12 +449,15 @@ def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
         result: tuple[bool | None, str] = (None, f"float32 was not checked: the kernel could not be compiled on its "
                                                  f"own for {signature} ({last}).")
     else:
-        lines = json.loads(proc.stdout.strip().splitlines()[-1])
+        lines = [" ".join(line.split()) for line in json.loads(proc.stdout.strip().splitlines()[-1])
+                 if _is_f64_instruction(line)]
         if lines:
             result = (False, f"the PTX of your kernel contains {len(lines)} float64 instruction(s), e.g. "
-                             f"`{lines[0]}`: a float literal such as 0.1 or a float64 math call promotes the "
-                             "arithmetic to float64 (up to 64x slower on consumer GPUs). Write float32(0.1), "
-                             "or compute from float32 values only.")
+                             f"`{lines[0]}`: something promotes the arithmetic to float64 (up to 64x slower on "
+                             "consumer GPUs). Common sources: a float literal such as 0.1 or 0.0 (write float32(0.1)); an "
+                             "integer operand mixed with a float32, which numba computes in float64, such as "
+                             "1 - dampening with an integer 1 (write float32(1)) or / logits.shape[0] (write "
+                             "/ float32(logits.shape[0])); a float64 math call. Compute from float32 values only.")
         else:
             result = (True, "float32 throughout (checked in the PTX: no .f64 instruction)")
     _ptx_cache[key] = result

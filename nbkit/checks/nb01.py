@@ -6,6 +6,9 @@ Shapes are odd and all different (N=5 samples, 4 inputs, 3 outputs; a 3x2 convol
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import numpy as np
 
 from .. import reference as ref
@@ -116,13 +119,34 @@ def _softmax_causes(logits: np.ndarray, labels: np.ndarray, want: np.ndarray) ->
     ]
 
 
+_LABELS_HINT = ("labels holds class indices, shape (N,), not one-hot vectors: build y = np.eye(C)[labels], or "
+                "subtract 1 at p[np.arange(N), labels].")
+
+
+def _softmax_error_hint(exc: BaseException, line: str, labels_name: str = "labels") -> str:
+    """The hint for an exception raised by a 01.3 answer: about labels only where labels can be the cause.
+
+    ``line`` is the learner's line that raised, ``labels_name`` what the answer calls its second parameter.
+    """
+    if isinstance(exc, IndexError):  # labels[:, j], labels.argmax(axis=1): labels treated as one-hot
+        return _LABELS_HINT
+    if isinstance(exc, ValueError) and "broadcast" in str(exc):
+        code = line.split("#")[0]
+        reduces = re.search(r"\b(sum|max|amax|logsumexp)\b", code)
+        if re.search(rf"\b{re.escape(labels_name)}\b", code) and not reduces:
+            return ("shapes do not broadcast: " + _LABELS_HINT)
+        return ("shapes do not broadcast: keep the summed axis (keepdims=True), so that a row's sum or maximum has "
+                "shape (N, 1) and is taken from every element of its own row: e.sum(axis=1, keepdims=True).")
+    return ""
+
+
 @exercise("01.3", "write softmax_xent_backward(logits, labels)")
 def check_softmax_xent_backward(fn) -> None:
     """Exercise 01.3: ``fn(logits, labels)`` returns ∂L/∂logits for the mean softmax cross-entropy.
 
     ``labels`` are class indices (not one-hot). Two cases: ordinary logits (N=5, C=7), then logits as
-    large as ±1000, where a softmax without max-subtraction overflows. Any stable form passes
-    (max-subtraction, exp of log-softmax, scipy's softmax).
+    large as ±1000, where a softmax without max-subtraction overflows. Any stable float64 form passes
+    (max-subtraction, exp of log-softmax via log-sum-exp, loops).
     """
     r = np.random.default_rng(13)
     cases = [
@@ -131,12 +155,19 @@ def check_softmax_xent_backward(fn) -> None:
                                    [2.0, 1, 0.1, -1, 0.5, 0, -2],
                                    [-800.0, -805, -790, -801, -799, -850, -795]]), np.array([4, 0, 2])),
     ]
-    hint = ("labels holds class indices, shape (N,), not one-hot vectors: build y = np.eye(C)[labels], or subtract "
-            "1 at p[np.arange(N), labels].")
+    try:
+        labels_name = list(inspect.signature(fn).parameters)[1]
+    except (TypeError, ValueError, IndexError):
+        labels_name = "labels"
     for _, logits, labels in cases:
-        got = call_answer(fn, logits, labels, call="softmax_xent_backward(logits, labels)", hint=hint)
+        got = call_answer(fn, logits, labels, call="softmax_xent_backward(logits, labels)",
+                          hint=lambda exc, line: _softmax_error_hint(exc, line, labels_name))
         want = ref.softmax_cross_entropy_backward(logits, labels)
-        compare("dlogits", got, want, rtol=RTOL, atol=ATOL, causes=_softmax_causes(logits, labels, want))
+        causes = _softmax_causes(logits, labels, want)
+        causes.append((lambda g, want=want: np.allclose(g, want, rtol=1e-5, atol=1e-8),
+                       "agrees to about 1e-6 only: you computed in float32; this exercise is in float64, where any "
+                       "correct form agrees to 1e-9 (look for logits.astype(np.float32) or a float32 array)."))
+        compare("dlogits", got, want, rtol=RTOL, atol=ATOL, causes=causes)
     passed("δ = (softmax(z) - y) / N is correct, and stays finite for logits of ±1000 (the max-subtraction works).")
 
 

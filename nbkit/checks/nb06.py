@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..launch import blocks_for
@@ -210,6 +212,17 @@ def check_conv_weight_grad(kernel) -> None:
     except CheckFailed as exc:
         if "outside an array" not in str(exc):
             raise
+        # The simulator says which axis the bad index was on: the batch and channel axes have their own causes.
+        found = re.search(r"axis (\d+) with size (\d+)", str(exc))
+        axis, size = (int(found.group(1)), int(found.group(2))) if found else (None, None)
+        if axis == 0 and size == N:
+            raise CheckFailed(f"{exc} Likely cause here: an index on the batch axis (axis 0, size N = {N}) runs too "
+                              "far: the loop over the images must run over range(x.shape[0]) (= dy.shape[0] = N), "
+                              f"not over dy.shape[1] (F = {F}) or another size.") from None
+        if axis in (0, 1):
+            raise CheckFailed(f"{exc} Likely cause here: an index on the filter or channel axis (axis {axis}, size "
+                              f"{size}) runs too far: the split of z = f * C + c is wrong. It is f, c = z // C, z % C "
+                              f"with C = x.shape[1] = {C} (F = {F} filters, so z < F * C = {F * C}).") from None
         # Diagnose with a larger x (the extra rows and columns are never read by a correct kernel).
         big = r.standard_normal((N, C, H + KW, W + KH)).astype(np.float32)
         big[:, :, :H, :W] = x
