@@ -6,10 +6,14 @@ import inspect
 import textwrap
 
 
+def python_function(obj: object) -> object:
+    """The Python function behind a numba kernel (``py_func``; the built-in simulator's kernels keep ``fn``)."""
+    return getattr(obj, "py_func", None) or getattr(obj, "fn", None) or obj
+
+
 def source(obj: object) -> str:
     """The source text of a function, kernel (its Python function) or module."""
-    target = getattr(obj, "py_func", obj)  # numba dispatchers and simulator kernels keep py_func
-    return textwrap.dedent(inspect.getsource(target))
+    return textwrap.dedent(inspect.getsource(python_function(obj)))
 
 
 def show(*objs: object):

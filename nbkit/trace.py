@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .launch import Dims, check_launch
+from .show import python_function
 
 SECTOR_BYTES = 32
 BANKS = 32
@@ -453,7 +454,7 @@ def _device_functions(fn: Callable, seen: set | None = None) -> list[tuple[dict,
 
 
 def _python_function(kernel: object) -> Callable:
-    fn = getattr(kernel, "py_func", None) or getattr(kernel, "fn", None) or kernel
+    fn = python_function(kernel)
     if not inspect.isfunction(fn):
         raise TypeError(f"trace() needs a @cuda.jit kernel or its Python function, got {type(kernel).__name__}.")
     return fn

@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ..launch import launch, static_shared_bytes
+from ..show import python_function
 
 
 class CheckFailed(AssertionError):
@@ -74,7 +75,7 @@ def _code_objects(obj: object) -> Iterable[types.CodeType]:
             if f is not None:
                 yield from _code_objects(f)
         return
-    func = getattr(obj, "py_func", None) or getattr(obj, "fn", None) or obj
+    func = python_function(obj)
     code = getattr(func, "__code__", None)
     if isinstance(code, types.CodeType):
         stack = [code]
@@ -270,7 +271,7 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
 
 
 def _parameter_names(kernel: object) -> list[str] | None:
-    func = getattr(kernel, "py_func", None) or getattr(kernel, "fn", None) or kernel
+    func = python_function(kernel)
     try:
         return list(inspect.signature(func).parameters)
     except (TypeError, ValueError):
@@ -423,7 +424,7 @@ def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
     when it could not be checked (no numba-cuda, e.g. macOS, or a source that cannot be compiled alone).
     Runs in a fresh process: numba fixes its target (GPU or simulator) once per process.
     """
-    func = getattr(kernel, "py_func", None) or getattr(kernel, "fn", None) or kernel
+    func = python_function(kernel)
     if not _numba_cuda_installed():
         return None, "float32 was not checked: numba-cuda's compiler is not installed here (e.g. macOS)."
     try:

@@ -9,6 +9,7 @@ import textwrap
 import numpy as np
 
 from ..launch import blocks_for
+from ..show import python_function
 from ._core import (
     CheckFailed,
     compare,
@@ -171,7 +172,7 @@ def _doubling_schedule(block: np.ndarray) -> float:
 
 def _barriers(kernel: object) -> tuple[bool, bool] | None:
     """(calls cuda.syncthreads at all, has a loop without one inside), read from the source; None: no source."""
-    func = getattr(kernel, "py_func", None) or kernel
+    func = python_function(kernel)
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
     except (OSError, TypeError, SyntaxError):
