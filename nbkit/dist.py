@@ -624,8 +624,12 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return 1
     digest = sum(float(np.abs(p).sum()) for p in out["params"])
-    print(f"rank {rank}/{world} {cfg.model} {cfg.backend}: losses {np.round(out['losses'], 4).tolist()}, "
-          f"sum|params| {digest:.6f}, {out.get('samples_per_s', float('nan')):.0f} samples/s (SYNTHETIC data)")
+    line = (f"rank {rank}/{world} {cfg.model} {cfg.backend}: losses {np.round(out['losses'], 4).tolist()}, "
+            f"sum|params| {digest:.6f}, {out.get('samples_per_s', float('nan')):.0f} samples/s (SYNTHETIC data)\n")
+    # One write per line: all ranks share torchrun's stdout, and print() writes the text and the newline
+    # separately, so two ranks' lines could interleave (seen here). A short write to a pipe is atomic.
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), line.encode())
     return 0
 
 
