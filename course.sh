@@ -6,7 +6,7 @@
 #   bash course.sh execute  re-execute every notebook in place (maintainers, before committing notebooks)
 #   bash course.sh setup    only set up
 # Set-up makes a virtual environment in .venv (override with NBKIT_VENV) from pyproject.toml. What it installs
-# is decided by nbkit/setup_plan.py (standard library only, so it runs before numba is installed):
+# is decided by coursekit/setup_plan.py (standard library only, so it runs before numba is installed):
 #   * numba-cuda[cu13] or [cu12] from the NVIDIA driver and the GPU (NBKIT_CUDA=cu12|cu13 overrides);
 #   * PyTorch's CPU-only build on Linux without a GPU, from PyTorch's CPU index when it can be reached;
 #   * nothing at all when pyproject.toml and those choices are unchanged since the last set-up, so a second
@@ -19,7 +19,7 @@ PYTHON=${PYTHON:-python3}
 # torch is pinned here, not in pyproject.toml (which states a range): an unpinned `torch` may pull a multi-GB CUDA build.
 TORCH_REQ="torch==2.13.0"
 
-plan() { "$VENV/bin/python" nbkit/setup_plan.py "$@"; }
+plan() { "$VENV/bin/python" coursekit/setup_plan.py "$@"; }
 
 make_venv() {
     echo "course.sh: creating the virtual environment $VENV"
@@ -79,7 +79,7 @@ case "$command" in
         exec "$VENV/bin/jupyter" lab ${root_flag[@]+"${root_flag[@]}"} "$@" ;;
     learner)
         setup
-        exec "$VENV/bin/python" -m nbkit.learner "$@" ;;
+        exec "$VENV/bin/python" -m coursekit.learner "$@" ;;
     test)
         setup
         # Simulator mode on every machine, so results do not depend on whether a GPU is present.

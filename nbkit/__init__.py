@@ -1,19 +1,19 @@
 """nbkit: the helper package of the course "Neural networks from the math to the GPU kernel".
 
 ``import nbkit`` must come first in every notebook: it decides between the real GPU and the CUDA
-simulator *before* numba is imported (see :mod:`nbkit.mode`).
+simulator *before* numba is imported (see :mod:`nbkit.core.mode`).
 """
 
 from __future__ import annotations
 
-from .mode import MODE, Mode, ModeError, select_mode  # noqa: F401 - importing nbkit.mode decides MODE, first
+from nbkit.core.mode import MODE, Mode, ModeError, select_mode  # noqa: F401 - importing nbkit.core.mode decides MODE, first
 
 # isort: split
-from .doctor import doctor  # noqa: E402
-from .launch import LaunchConfigError, blocks_for, check_launch, launch  # noqa: E402
-from .registry import kernel, registered_kernels  # noqa: E402
-from .show import show  # noqa: E402
-from .timing import Timing, time_it  # noqa: E402
+from nbkit.core.doctor import doctor  # noqa: E402
+from nbkit.core.launch import LaunchConfigError, blocks_for, check_launch, launch  # noqa: E402
+from nbkit.core.registry import kernel, registered_kernels  # noqa: E402
+from nbkit.core.source import show  # noqa: E402
+from nbkit.core.timing import Timing, time_it  # noqa: E402
 
 __all__ = [
     "MODE",

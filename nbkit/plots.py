@@ -8,7 +8,7 @@ from matplotlib.patches import Rectangle
 
 
 def plot_thread_map(tmap: dict, title: str | None = None):
-    """Draw which (block, thread) handled each element, from :func:`nbkit.threads.thread_map`.
+    """Draw which (block, thread) handled each element, from :func:`nbkit.kernels.threads.thread_map`.
 
     Every thread of the grid gets a cell: coloured by its block when it owned an element, hatched
     grey when the bounds guard kept it idle (the grid has more threads than elements).

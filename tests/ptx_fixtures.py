@@ -2,8 +2,8 @@
 
 from numba import cuda, float32
 
-from nbkit.precision import half_square_float32, half_square_float64_literal
-from nbkit.registry import kernel
+from nbkit.core.registry import kernel
+from nbkit.kernels.precision import half_square_float32, half_square_float64_literal
 
 SIG = "void(float32[::1], float32[::1])"
 TILE = 8

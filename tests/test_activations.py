@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from nbkit import reference as ref
-from nbkit.activations import relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, tanh_backward, tanh_forward
-from nbkit.losses import mse_backward
+from nbkit.kernels.activations import relu_backward, relu_forward, sigmoid_backward, sigmoid_forward, tanh_backward, tanh_forward
+from nbkit.kernels.losses import mse_backward
+from nbkit.nn import reference as ref
 
 
 @pytest.mark.parametrize("shape", [(1,), (129,), (3, 7, 5)])

@@ -1,6 +1,6 @@
 """Every operation of every backend against the NumPy reference (float64), from one parametrised test.
 
-The operations come from :data:`nbkit.backend.OPERATIONS`, read off the :class:`~nbkit.backend.Backend`
+The operations come from :data:`nbkit.nn.backend.OPERATIONS`, read off the :class:`~nbkit.nn.backend.Backend`
 protocol: an operation added to the protocol without a case here, or missing from a backend, fails.
 """
 
@@ -9,10 +9,10 @@ import zlib
 import numpy as np
 import pytest
 
-from nbkit import reference as ref
-from nbkit.backend import OPERATIONS, Backend, Param, missing_operations, replace
-from nbkit.cpu import CPU
-from nbkit.kernel_backend import KERNEL_BACKEND
+from nbkit.nn import reference as ref
+from nbkit.nn.backend import OPERATIONS, Backend, Param, missing_operations, replace
+from nbkit.nn.cpu import CPU
+from nbkit.nn.kernel_backend import KERNEL_BACKEND
 
 BACKENDS = [KERNEL_BACKEND, CPU]
 

@@ -8,7 +8,7 @@ from conftest import ROOT
 
 
 def test_bench_prints_cpu_ratios():
-    r = subprocess.run([sys.executable, "-m", "nbkit.bench", "--quick"], capture_output=True, text=True, cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "nbkit.perf.bench", "--quick"], capture_output=True, text=True, cwd=ROOT,
                        timeout=600)
     assert r.returncode == 0, r.stderr
     for batch in (4, 64):

@@ -5,9 +5,10 @@ import pytest
 import torch
 from numba import cuda
 
-from nbkit import capstone, steps
-from nbkit.layers import Conv2d, Dense, Flatten, MaxPool2x2, ReLU, Sequential
-from nbkit.optim import SGD
+from nbkit.nn import capstone
+from nbkit.nn.layers import Conv2d, Dense, Flatten, MaxPool2x2, ReLU, Sequential
+from nbkit.nn.optim import SGD
+from nbkit.perf import steps
 
 
 def tiny_twins():

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from nbkit import reference as ref
 from nbkit.checks import (
     CheckFailed,
     check_conv2d_weight_grad,
@@ -12,6 +11,7 @@ from nbkit.checks import (
     check_softmax_xent_backward,
     check_tanh_backward,
 )
+from nbkit.nn import reference as ref
 
 
 def passes(check, answer, capsys):

@@ -22,7 +22,7 @@ needs_compiler = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is No
 
 
 def needs_tracer():
-    return pytest.importorskip("nbkit.trace", reason="the memory-access tracer (nbkit.trace) is not in this checkout")
+    return pytest.importorskip("nbkit.tracer", reason="the memory-access tracer (nbkit.tracer) is not in this checkout")
 
 
 # ------------------------------------------------------------------ 04.1 C = Aᵀ B (dW = dZᵀ A)
@@ -327,7 +327,7 @@ def test_race_check_wants_shared_memory():
 
 
 def test_race_check_says_when_races_were_not_checked(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "nbkit.trace", None)  # as on a checkout without the tracer
+    monkeypatch.setitem(sys.modules, "nbkit.tracer", None)  # as on a checkout without the tracer
     check_matmul_a_bt_tiled(a_bt_fixed)
     assert "races were NOT checked" in capsys.readouterr().out
 

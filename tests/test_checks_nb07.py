@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from numba import cuda, float32
 
-from nbkit.activations import sigmoid_backward, sigmoid_forward
 from nbkit.checks import CheckFailed, check_sgd_momentum, check_sigmoid_layer, check_training_loop
+from nbkit.kernels.activations import sigmoid_backward, sigmoid_forward
 
 
 def fails(check, answer, message):

@@ -6,7 +6,7 @@ import pytest
 from numba import cuda, float32
 
 from nbkit.checks import CheckFailed, check_block_size, check_coalesced_scale_add, check_padded_transpose
-from nbkit.occupancy import occupancy
+from nbkit.perf.occupancy import occupancy
 
 TILE = 32
 TILE_PAD = TILE + 1

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nbkit import reference as ref
-from nbkit.conv import conv2d_backward, conv2d_forward
-from nbkit.pool import maxpool2x2_backward, maxpool2x2_forward
+from nbkit.kernels.conv import conv2d_backward, conv2d_forward
+from nbkit.kernels.pool import maxpool2x2_backward, maxpool2x2_forward
+from nbkit.nn import reference as ref
 
 
 def data(seed=0):
@@ -87,9 +87,9 @@ def test_batch_past_the_grid_z_limit_is_launched_in_chunks(monkeypatch):
     A spy replaces the launch (the simulator would take minutes for 4 million threads): it applies the
     hardware check to every launch and records which images each one covers.
     """
-    from nbkit import conv, pool
+    from nbkit.kernels import conv, pool
 
-    launch = importlib.import_module("nbkit.launch")  # the module (nbkit.launch is also the function)
+    launch = importlib.import_module("nbkit.core.launch")  # the module (nbkit.core.launch is also the function)
     launches = []
 
     def spy(kernel, grid, block, *args):
@@ -119,7 +119,7 @@ def test_batch_past_the_grid_z_limit_is_launched_in_chunks(monkeypatch):
 
 def test_chunked_launches_compute_the_same(monkeypatch):
     """With grid z limited to 5, every conv and pool launch is split; the results must not change."""
-    launch = importlib.import_module("nbkit.launch")
+    launch = importlib.import_module("nbkit.core.launch")
     monkeypatch.setattr(launch, "MAX_GRID_DIM", (2**31 - 1, 65535, 5))
     x, w, b = data(3)  # 2 images, 3 channels, 4 filters: 8 and 6 pairs > 5
     x = np.concatenate([x, x[:1] * 2])  # 3 images, chunks of 1

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from nbkit import conv, lenet, pool
-from nbkit import reference as ref
-from nbkit.cpu import CPU
-from nbkit.kernel_backend import KERNEL_BACKEND
+from nbkit.kernels import conv, pool
+from nbkit.nn import lenet
+from nbkit.nn import reference as ref
+from nbkit.nn.cpu import CPU
+from nbkit.nn.kernel_backend import KERNEL_BACKEND
 
 
 def test_conv_matches_the_kernels():

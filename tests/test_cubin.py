@@ -9,8 +9,8 @@ import importlib.util
 
 import pytest
 
-from nbkit import cubin
-from nbkit.matmul import TILE, matmul_naive_kernel, matmul_tiled_kernel
+from nbkit.kernels.matmul import TILE, matmul_naive_kernel, matmul_tiled_kernel
+from nbkit.perf import cubin
 
 REASON = (cubin.tools_available() or "") if importlib.util.find_spec("numba_cuda") else \
     "numba-cuda (with its CUDA compiler) is not installed, e.g. on macOS"

@@ -7,8 +7,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from nbkit import data
-from nbkit.data import DataError
+from nbkit.nn import data
+from nbkit.nn.data import DataError
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_load_falls_back_to_synthetic_and_says_so(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("NBKIT_DATA", str(tmp_path))
     ds = data.load(allow_download=False)
     out = capsys.readouterr().out
-    assert "CIFAR-10 was not found" in out and "python -m nbkit.data download" in out and "NOT CIFAR-10" in out
+    assert "CIFAR-10 was not found" in out and "python -m nbkit.nn.data download" in out and "NOT CIFAR-10" in out
     assert ds.synthetic and ds.x_train.shape[1:] == (3, 32, 32)
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from nbkit import reference as ref
-from nbkit.dense import dense_backward, dense_forward
+from nbkit.kernels.dense import dense_backward, dense_forward
+from nbkit.nn import reference as ref
 
 SHAPES = [(1, 3, 2), (5, 7, 3), (17, 20, 3)]  # (N, in, out); 17 and 33 straddle the 16x16 blocks
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from nbkit import dist
+from nbkit.nn import dist
 
 # ---------------------------------------------------------------- part 1: NumPy
 
@@ -91,9 +91,9 @@ def test_data_parallel_gradient_is_the_mean_of_shard_gradients():
 def test_bad_configurations_fail_before_any_process_starts():
     t0 = time.perf_counter()
     with pytest.raises(dist.WorldSizeError, match="configured for 3 ranks but 2"):
-        dist.launch(dist.RunConfig(world_size=3), world=2)
+        dist.spawn(dist.RunConfig(world_size=3), world=2)
     with pytest.raises(dist.BatchSplitError, match="batch of 9 does not split over 2 ranks"):
-        dist.launch(dist.RunConfig(global_batch=9), world=2)
+        dist.spawn(dist.RunConfig(global_batch=9), world=2)
     with pytest.raises(dist.WorldSizeError, match="rank 1: the run is configured for 4 ranks but 2"):
         dist.run_rank([dist.RunConfig(world_size=4)], 1, 2, "tcp://127.0.0.1:1")  # checked before joining a group
     with pytest.raises(dist.BatchSplitError, match="batch of 5"):
@@ -109,7 +109,7 @@ TOL = 1e-6  # float32: the parameters (|w| < 0.6) after 3 SGD steps; observed di
 def test_two_ranks_at_batch_b_equal_one_process_at_batch_2b():
     cfgs = [dist.RunConfig(model=m, batch=4, steps=3, timeout_s=60) for m in ("course", "torch")]
     t0 = time.perf_counter()
-    runs = dist.launch(cfgs, world=2)
+    runs = dist.spawn(cfgs, world=2)
     assert time.perf_counter() - t0 < 180
     for cfg, ranks in zip(cfgs, runs):
         ref = dist.train(dist.RunConfig(model=cfg.model, batch=8, steps=3))
@@ -128,7 +128,7 @@ def test_a_failing_rank_stops_the_run_and_is_named(fault, expected):
     cfg = dist.RunConfig(model="torch", batch=2, steps=3, fault=fault, fault_rank=1, timeout_s=20)
     t0 = time.perf_counter()
     with pytest.raises(dist.RankFailed, match=expected) as e:
-        dist.launch(cfg, world=2)
+        dist.spawn(cfg, world=2)
     assert e.value.rank == 1
     assert time.perf_counter() - t0 < 90  # start-up + a few seconds: the surviving rank does not wait for gloo's timeout
 
@@ -136,7 +136,7 @@ def test_a_failing_rank_stops_the_run_and_is_named(fault, expected):
 def test_torchrun_launch_line():
     port = dist.free_port()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={port}", "-m", "nbkit.dist", "--model", "course", "--batch", "2", "--steps", "2",
+           f"--master_port={port}", "-m", "nbkit.nn.dist", "--model", "course", "--batch", "2", "--steps", "2",
            "--timed-steps", "0", "--timeout", "30"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]

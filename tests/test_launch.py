@@ -5,8 +5,8 @@ import pytest
 from numba import cuda, float32, int32
 
 import nbkit
-from nbkit.launch import LaunchConfigError, blocks_for, check_launch, launch, static_shared_bytes
-from nbkit.vector import vector_add
+from nbkit.core.launch import LaunchConfigError, blocks_for, check_launch, launch, static_shared_bytes
+from nbkit.kernels.vector import vector_add
 
 TILE = 16
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nbkit import learner
+from coursekit import learner
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from numba import cuda
 
-from nbkit import lenet
+from nbkit.nn import lenet
 
 
 def test_kernel_lenet_matches_torch_for_two_sgd_steps():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from nbkit import reference as ref
-from nbkit.losses import mse_backward, mse_forward, softmax_xent_backward, softmax_xent_forward
+from nbkit.kernels.losses import mse_backward, mse_forward, softmax_xent_backward, softmax_xent_forward
+from nbkit.nn import reference as ref
 
 
 def test_mse_matches_the_reference():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from nbkit.matmul import TILE, matmul
+from nbkit.kernels.matmul import TILE, matmul
 
 
 def mats(M, K, N, seed=0):
@@ -47,7 +47,7 @@ def test_bad_input():
 
 
 def test_the_gpu_benchmark_refuses_to_time_the_simulator():
-    from nbkit.perf import matmul_gflops
+    from nbkit.perf.gflops import matmul_gflops
 
     with pytest.raises(RuntimeError, match="needs a real GPU.*Simulator timings say nothing about GPU speed"):
         matmul_gflops(sizes=(16,))
@@ -56,7 +56,7 @@ def test_the_gpu_benchmark_refuses_to_time_the_simulator():
 def test_transposed_gflops_plumbing_in_the_simulator():
     # The GPU benchmark of the dense layer's transposes, run on a tiny odd size only to test its plumbing:
     # every result is checked against NumPy inside; the rates are labelled SIMULATOR.
-    from nbkit.perf import DENSE_VARIANTS, matmul_gflops_transposed
+    from nbkit.perf.gflops import DENSE_VARIANTS, matmul_gflops_transposed
 
     with pytest.raises(RuntimeError, match="needs a real GPU"):
         matmul_gflops_transposed(sizes=(17,))

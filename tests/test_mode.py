@@ -2,7 +2,7 @@
 
 import pytest
 
-from nbkit.mode import probe_gpu
+from nbkit.core.mode import probe_gpu
 
 
 def test_forced_simulator(python_in_fresh_process):

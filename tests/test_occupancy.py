@@ -12,7 +12,7 @@ Sources:
 
 import pytest
 
-from nbkit.occupancy import ARCHS, arch, occupancy, occupancy_by_block_size
+from nbkit.perf.occupancy import ARCHS, arch, occupancy, occupancy_by_block_size
 
 
 def test_best_practices_guide_37_registers():  # [BPG]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nbkit.registry import registered_kernels
+from nbkit.core.registry import registered_kernels
 
 HERE = Path(__file__).resolve().parent
 ARCHS = {"sm_75", "sm_80", "sm_90"}
@@ -27,9 +27,9 @@ def reports():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["NBKIT_MODE"] = "gpu"
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
-    r = subprocess.run([sys.executable, "-m", "nbkit.ptx", "--json", "--module", "ptx_fixtures"],
+    r = subprocess.run([sys.executable, "-m", "nbkit.perf.ptx", "--json", "--module", "ptx_fixtures"],
                        capture_output=True, text=True, env=env, timeout=900)
-    assert r.stdout, f"nbkit.ptx printed nothing; stderr:\n{r.stderr}"
+    assert r.stdout, f"nbkit.perf.ptx printed nothing; stderr:\n{r.stderr}"
     by_name = {}
     for rep in json.loads(r.stdout.splitlines()[-1]):
         by_name.setdefault(rep["name"], []).append(rep)
@@ -41,7 +41,7 @@ NBKIT_KERNELS = [spec for spec in registered_kernels() if spec.name.startswith("
 
 def test_the_registry_finds_kernels_by_itself():
     names = {spec.name for spec in NBKIT_KERNELS}
-    assert "nbkit.vector.vector_add" in names
+    assert "nbkit.kernels.vector.vector_add" in names
 
 
 @pytest.mark.parametrize("spec", NBKIT_KERNELS, ids=lambda s: s.name)
@@ -60,8 +60,8 @@ def test_a_float64_literal_in_a_float32_kernel_fails(reports):
 
 
 def test_the_float64_demonstration_really_shows_float64(reports):
-    assert all(r["ok"] and r["f64_lines"] > 0 for r in reports["nbkit.precision.half_square_float64_literal"])
-    assert all(r["ok"] and r["f64_lines"] == 0 for r in reports["nbkit.precision.half_square_float32"])
+    assert all(r["ok"] and r["f64_lines"] > 0 for r in reports["nbkit.kernels.precision.half_square_float64_literal"])
+    assert all(r["ok"] and r["f64_lines"] == 0 for r in reports["nbkit.kernels.precision.half_square_float32"])
     fake = reports["ptx_fixtures.float32_marked_as_demo"]
     assert not any(r["ok"] for r in fake) and "without any .f64" in fake[0]["problems"][0]
 
@@ -104,5 +104,5 @@ def test_a_launch_that_cannot_reach_its_stated_occupancy_fails(reports):
 
 
 def test_the_tiled_matmul_keeps_its_registered_occupancy(reports):
-    tiled = reports["nbkit.matmul.matmul_tiled_kernel"]
+    tiled = reports["nbkit.kernels.matmul.matmul_tiled_kernel"]
     assert all(r["ok"] and r["occupancy"] >= 0.5 and r["shared_bytes"] == 2 * 16 * 16 * 4 for r in tiled)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from nbkit.reduce import TREE_MAX as THREADS
-from nbkit.reduce import column_sum, sum_atomic, sum_tree
+from nbkit.kernels.reduce import TREE_MAX as THREADS
+from nbkit.kernels.reduce import column_sum, sum_atomic, sum_tree
 
 
 @pytest.mark.parametrize("n", [1, THREADS - 1, THREADS * 2 + 1])

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nbkit import reference as ref
-from nbkit.gradcheck import numerical_gradient, relative_error
+from nbkit.nn import reference as ref
+from nbkit.nn.gradcheck import numerical_gradient, relative_error
 
 RTOL = 1e-9  # float64 vs float64: only summation order differs
 FD_TOL = 1e-6  # finite differences with eps=1e-6 in float64

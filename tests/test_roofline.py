@@ -6,7 +6,7 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from nbkit import roofline as rl  # noqa: E402
+from nbkit.perf import roofline as rl  # noqa: E402
 
 
 def test_matmul_formulas_by_hand():

@@ -1,15 +1,15 @@
-"""The roofline MODEL's formulas (nbkit.roofline) against what the tracer counts, each at two sizes."""
+"""The roofline MODEL's formulas (nbkit.perf.roofline) against what the tracer counts, each at two sizes."""
 
 import numpy as np
 import pytest
 
-from nbkit import roofline as rl
-from nbkit.conv import BLOCK, conv2d_forward_kernel
-from nbkit.launch import blocks_for, grid_3d
-from nbkit.matmul import matmul_naive_kernel, matmul_tiled_kernel
-from nbkit.pool import maxpool2x2_forward_kernel
-from nbkit.trace import trace
-from nbkit.traffic import traffic
+from nbkit.core.launch import blocks_for, grid_3d
+from nbkit.kernels.conv import BLOCK, conv2d_forward_kernel
+from nbkit.kernels.matmul import matmul_naive_kernel, matmul_tiled_kernel
+from nbkit.kernels.pool import maxpool2x2_forward_kernel
+from nbkit.perf import roofline as rl
+from nbkit.perf.traffic import traffic
+from nbkit.tracer import trace
 
 rng = np.random.default_rng(5)
 

@@ -1,7 +1,7 @@
-"""course.sh's set-up decisions (nbkit/setup_plan.py), with faked drivers, GPUs, indexes and environments.
+"""course.sh's set-up decisions (coursekit/setup_plan.py), with faked drivers, GPUs, indexes and environments.
 
 No GPU is needed: the CUDA driver is faked twice, as numbers handed to the decision functions and as a small
-C library named libcuda.so.1 that answers the driver calls nbkit.mode makes through ctypes.
+C library named libcuda.so.1 that answers the driver calls nbkit.core.mode makes through ctypes.
 """
 
 import functools
@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from nbkit import setup_plan as sp
-from nbkit.mode import GpuProbe
+from coursekit import setup_plan as sp
+from nbkit.core.mode import GpuProbe
 
-SCRIPT = str(ROOT / "nbkit" / "setup_plan.py")
+SCRIPT = str(ROOT / "coursekit" / "setup_plan.py")
 
 
 # --- numba-cuda[cu12] or [cu13] --------------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def test_an_environment_from_before_the_stamp_with_cuda_13_is_rebuilt_for_cu12(t
 def _run_script(*args, env=None, tmp_path):
     blocker = tmp_path / "blocked" / "numba"
     blocker.mkdir(parents=True, exist_ok=True)
-    (blocker / "__init__.py").write_text("raise ImportError('nbkit/setup_plan.py must not import numba')\n")
+    (blocker / "__init__.py").write_text("raise ImportError('coursekit/setup_plan.py must not import numba')\n")
     full_env = {k: v for k, v in os.environ.items() if k not in ("NBKIT_CUDA", "PYTHONPATH")}
     full_env.update(env or {}, PYTHONPATH=str(blocker.parent))
     return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, env=full_env, timeout=120)
@@ -227,7 +227,7 @@ FAKE_LIBCUDA = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-/* Answers the driver calls of nbkit/mode.py from FAKE_CUDA_DRIVER (e.g. 12040) and FAKE_CUDA_CC (e.g. "6.0,8.6"). */
+/* Answers the driver calls of nbkit/core/mode.py from FAKE_CUDA_DRIVER (e.g. 12040) and FAKE_CUDA_CC (e.g. "6.0,8.6"). */
 static const char *ccs(void) { const char *s = getenv("FAKE_CUDA_CC"); return s ? s : ""; }
 int cuInit(unsigned int flags) { return 0; }
 int cuDriverGetVersion(int *v) { const char *s = getenv("FAKE_CUDA_DRIVER"); *v = s ? atoi(s) : 0; return 0; }
@@ -279,7 +279,7 @@ def test_script_reads_the_faked_driver(fake_driver, tmp_path, driver, ccs, extra
 
 
 def test_probe_reads_compute_capabilities_and_names(fake_driver, python_in_fresh_process):
-    r = python_in_fresh_process("from nbkit.mode import probe_gpu; p = probe_gpu(); "
+    r = python_in_fresh_process("from nbkit.core.mode import probe_gpu; p = probe_gpu(); "
                                 "print(p.driver_version, p.device_count, p.compute_capabilities, p.device_names)",
                                 NBKIT_MODE="sim", **fake_driver(12020, "6.1,8.6"))
     assert r.returncode == 0, r.stderr
@@ -345,7 +345,7 @@ def test_course_sh_lab_as_root_adds_allow_root(tmp_path):
 
 def test_course_sh_commands():
     text = (ROOT / "course.sh").read_text()
-    assert '"$VENV/bin/python" -m nbkit.learner "$@"' in text
+    assert '"$VENV/bin/python" -m coursekit.learner "$@"' in text
     assert "--no-build-isolation" in text
     assert "learner/" in (ROOT / ".gitignore").read_text().splitlines()
     assert (ROOT / ".ci" / "run").read_text().rstrip().endswith("exec bash course.sh test")

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 import nbkit
-from nbkit.timing import Timing, time_it
-from nbkit.vector import add
+from nbkit.core.timing import Timing, time_it
+from nbkit.kernels.vector import add
 
 
 def test_simulator_time_is_labelled_as_simulator_time():
@@ -26,7 +26,7 @@ def test_many_calls_per_round_give_a_per_call_time():
     calls = []
     clock = iter([0.0, 1.0, 1.0, 3.0])  # two rounds of 4 calls: 1 s and 2 s
 
-    import nbkit.timing as timing
+    import nbkit.core.timing as timing
 
     real = timing.time.perf_counter
     timing.time.perf_counter = lambda: next(clock)

@@ -9,9 +9,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from numba import cuda, float32, float64  # noqa: E402
 
-from nbkit.launch import LaunchConfigError  # noqa: E402
-from nbkit.trace import TraceError, TraceIndexError, trace  # noqa: E402
-from nbkit.trace_plots import plot_reads, plot_warp_request, plot_write_map  # noqa: E402
+from nbkit.core.launch import LaunchConfigError  # noqa: E402
+from nbkit.tracer import TraceError, TraceIndexError, trace  # noqa: E402
+from nbkit.tracer.plots import plot_reads, plot_warp_request, plot_write_map  # noqa: E402
 
 # ---------------------------------------------------------------- global memory: sectors per warp request
 
@@ -261,8 +261,8 @@ def test_write_map_marks_duplicate_and_missing_writes():
 
 
 def test_naive_matmul_trace_equals_plain_launch_and_reads_one_row_and_column():
-    from nbkit.launch import block_2d, grid_2d, launch
-    from nbkit.matmul import matmul_naive_kernel
+    from nbkit.core.launch import block_2d, grid_2d, launch
+    from nbkit.kernels.matmul import matmul_naive_kernel
 
     rng = np.random.default_rng(0)
     M, K, N = 19, 7, 17
@@ -353,8 +353,8 @@ def test_trace_in_gpu_mode(python_in_fresh_process):
     code = (
         "import numpy as np, nbkit\n"
         "assert not nbkit.MODE.is_simulator\n"
-        "from nbkit.reduce import sum_tree_kernel\n"
-        "from nbkit.trace import trace\n"
+        "from nbkit.kernels.reduce import sum_tree_kernel\n"
+        "from nbkit.tracer import trace\n"
         "x = np.arange(100, dtype=np.float32); p = np.zeros(1, np.float32)\n"
         "t = trace(sum_tree_kernel, 1, 128, x, p)\n"
         "assert p[0] == x.sum(), p\n"

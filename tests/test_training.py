@@ -5,8 +5,8 @@ import pytest
 import torch
 from numba import cuda
 
-from nbkit.layers import Conv2d, Dense, Flatten, MaxPool2x2, ReLU, Sequential, Tanh
-from nbkit.optim import SGD, Param
+from nbkit.nn.layers import Conv2d, Dense, Flatten, MaxPool2x2, ReLU, Sequential, Tanh
+from nbkit.nn.optim import SGD, Param
 
 
 @pytest.mark.parametrize("options", [

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from nbkit import coalescing, trace, transpose
-from nbkit.launch import blocks_for
+from nbkit import tracer
+from nbkit.core.launch import blocks_for
+from nbkit.kernels import coalescing, transpose
 
 
 @pytest.mark.parametrize("method", sorted(transpose.KERNELS))
@@ -27,7 +28,7 @@ def test_transpose_traffic_naive_shared_padded():
     spr, ways = {}, {}
     for name, kern in transpose.KERNELS.items():
         B = np.zeros((64, 32), np.float32)
-        t = trace.trace(kern, grid, block, A, B)
+        t = tracer.trace(kern, grid, block, A, B)
         assert np.array_equal(B, A.T)
         spr[name] = (t.sectors_per_request("A").mean(), t.sectors_per_request("B").mean())
         ways[name] = t.bank_conflicts()
@@ -43,7 +44,7 @@ def test_gather_strided_sectors(stride, offset, sectors):
     n = 64
     x = np.arange(offset + n * stride, dtype=np.float32)
     out = np.zeros(n, np.float32)
-    t = trace.trace(coalescing.gather_strided_kernel, 2, 32, x, out, np.int32(stride), np.int32(offset))
+    t = tracer.trace(coalescing.gather_strided_kernel, 2, 32, x, out, np.int32(stride), np.int32(offset))
     assert np.array_equal(out, x[offset::stride][:n])
     assert set(t.sectors_per_request("x")) == {sectors}
 
@@ -59,7 +60,7 @@ def test_coalesced_tiled_matmul_matches_numpy(ta, tb):
 
 
 def test_coalesced_tiled_matmul_reads_transposed_operands_in_rows():
-    from nbkit.matmul import matmul_tiled_kernel
+    from nbkit.kernels.matmul import matmul_tiled_kernel
 
     r = np.random.default_rng(3)
     M = K = N = 32
@@ -67,8 +68,8 @@ def test_coalesced_tiled_matmul_reads_transposed_operands_in_rows():
     W = r.standard_normal((N, K)).astype(np.float32)
     grid = (blocks_for(N, 16), blocks_for(M, 16))
     C0, C1 = np.zeros((M, N), np.float32), np.zeros((M, N), np.float32)
-    old = trace.trace(matmul_tiled_kernel, grid, (16, 16), A, W, C0, np.int32(0), np.int32(1))
-    new = trace.trace(coalescing.matmul_tiled_coalesced_kernel, grid, (16, 16), A, W, C1, np.int32(0), np.int32(1))
+    old = tracer.trace(matmul_tiled_kernel, grid, (16, 16), A, W, C0, np.int32(0), np.int32(1))
+    new = tracer.trace(coalescing.matmul_tiled_coalesced_kernel, grid, (16, 16), A, W, C1, np.int32(0), np.int32(1))
     np.testing.assert_allclose(C0, C1, rtol=1e-5, atol=1e-5)
     assert old.sectors_per_request("B").mean() == 16  # B[col, kb]: 16 lanes in 16 rows of W
     assert new.sectors_per_request("B").mean() == 4  # two rows of 16 consecutive floats
@@ -81,5 +82,5 @@ def test_scale_add_strided_is_correct_and_strided():
     A, B = r.standard_normal((40, 96)).astype(np.float32), r.standard_normal((40, 96)).astype(np.float32)
     np.testing.assert_allclose(coalescing.scale_add_strided(A, B, 1.5), 1.5 * A + B, rtol=1e-6)
     out = np.zeros_like(A)
-    t = trace.trace(coalescing.scale_add_strided_kernel, (2, 2), (32, 8), A, B, np.float32(1.5), out)
+    t = tracer.trace(coalescing.scale_add_strided_kernel, (2, 2), (32, 8), A, B, np.float32(1.5), out)
     assert t.sectors_per_request("A").max() == 32

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from nbkit.show import source
-from nbkit.threads import thread_map
-from nbkit.vector import add, vector_add
+from nbkit.core.source import source
+from nbkit.kernels.threads import thread_map
+from nbkit.kernels.vector import add, vector_add
 
 
 @pytest.mark.parametrize("n", [1, 31, 127, 128, 129, 1000])

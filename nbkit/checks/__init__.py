@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ._core import CheckFailed, NotSolved, is_stub
+from nbkit.checks._core import CheckFailed, NotSolved, is_stub
 
 __all__ = ["CheckFailed", "NotSolved", "is_stub"]
 

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._core import fail
+from nbkit.checks._core import fail
 
 
 def failing_line(exc: BaseException, fn: Callable) -> str:

@@ -27,8 +27,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..launch import launch, static_shared_bytes
-from ..show import python_function
+from nbkit.core.launch import launch, static_shared_bytes
+from nbkit.core.source import python_function
 
 
 class CheckFailed(AssertionError):
@@ -327,8 +327,8 @@ def launch_picture(run: KernelRun, output: int = 0, index: tuple[int, ...] | Non
     """
     import matplotlib.pyplot as plt
 
-    from ..trace import TraceError, trace
-    from ..trace_plots import plot_reads, plot_write_map
+    from nbkit.tracer import TraceError, trace
+    from nbkit.tracer.plots import plot_reads, plot_write_map
 
     args = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in run.inputs]
     outs = [np.full(shape, SENTINEL, dtype=dtype) for shape, dtype in zip(run.out_shapes, run.dtypes)]
@@ -480,7 +480,7 @@ def require_float32(kernel: object, signature: str) -> str:
 def find_races(kernel, grid, block, *args) -> tuple[list | None, bool]:
     """(races, uses shared memory) of one traced launch; races is None when the tracer is not available."""
     try:
-        from ..trace import trace
+        from nbkit.tracer import trace
     except ImportError:
         return None, static_shared_bytes(kernel) > 0
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..launch import blocks_for
-from ._core import compare, exercise, passed, require_float32, run_kernel, unwritten_cause
+from nbkit.checks._core import compare, exercise, passed, require_float32, run_kernel, unwritten_cause
+from nbkit.core.launch import blocks_for
 
 SAXPY_CALL = "saxpy(alpha, x, y, out)"
 SAXPY_SIGNATURE = "void(float32, float32[::1], float32[::1], float32[::1])"

@@ -11,9 +11,9 @@ import re
 
 import numpy as np
 
-from .. import reference as ref
-from ._answers import call_answer, shape_of, unpack
-from ._core import compare, exercise, passed
+from nbkit.checks._answers import call_answer, shape_of, unpack
+from nbkit.checks._core import compare, exercise, passed
+from nbkit.nn import reference as ref
 
 RTOL, ATOL = 1e-9, 1e-12  # float64 answers: any loop order or vectorised form agrees far closer than this
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._answers import call_answer, shape_of, unpack
-from ._core import compare, exercise, fail, passed
+from nbkit.checks._answers import call_answer, shape_of, unpack
+from nbkit.checks._core import compare, exercise, fail, passed
 
 # The article's example (seed 000, §4.2): one sample as a row, W (out, in), L = ½ Σ (a - y)².
 X0 = np.array([[1.0, 2.0, 3.0]])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..launch import blocks_for
-from ._core import SENTINEL, compare, exercise, passed, require_float32, run_kernel, unwritten_cause
+from nbkit.checks._core import SENTINEL, compare, exercise, passed, require_float32, run_kernel, unwritten_cause
+from nbkit.core.launch import blocks_for
 
 
 @exercise("03.1", "write the kernel row_sum(M, out)")

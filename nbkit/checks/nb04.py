@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..launch import blocks_for
-from ._core import (
+from nbkit.checks._core import (
     SENTINEL,
     compare,
     exercise,
@@ -17,6 +16,7 @@ from ._core import (
     run_kernel,
     unwritten_cause,
 )
+from nbkit.core.launch import blocks_for
 
 _MATMUL_SIG = "void(float32[:, ::1], float32[:, ::1], float32[:, ::1])"
 
@@ -110,7 +110,7 @@ def _no_race_or_fail(kernel, grid, tile, A, B, M, N) -> str:
         fail("your kernel gives the right C but uses no shared memory: this exercise is about tiles in "
              "cuda.shared.array, loaded once per block and read by every thread of the block.")
     if races is None:
-        return ("shared-memory races were NOT checked (the memory-access tracer nbkit.trace is not available here, "
+        return ("shared-memory races were NOT checked (the memory-access tracer nbkit.tracer is not available here, "
                 "or could not run this kernel)")
     if races:
         fail("C came out right in the simulator, which ran the threads of each block in one particular order, but "
@@ -128,7 +128,7 @@ def _both_tiles_or_fail(kernel, grid, tile, A, B, M, N) -> str:
     each element once per thread of a block row (``tile`` times). Counted by the memory-access tracer.
     """
     try:
-        from ..trace import trace
+        from nbkit.tracer import trace
     except ImportError:
         return "whether A and B are both read through shared memory was NOT checked (no tracer here)"
     try:

@@ -8,9 +8,7 @@ import textwrap
 
 import numpy as np
 
-from ..launch import blocks_for
-from ..show import python_function
-from ._core import (
+from nbkit.checks._core import (
     CheckFailed,
     compare,
     exercise,
@@ -22,6 +20,8 @@ from ._core import (
     run_kernel,
     unwritten_cause,
 )
+from nbkit.core.launch import blocks_for
+from nbkit.core.source import python_function
 
 
 @exercise("05.1", "write the kernels leaky_relu_forward and leaky_relu_backward")

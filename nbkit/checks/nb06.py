@@ -6,8 +6,7 @@ import re
 
 import numpy as np
 
-from ..launch import blocks_for
-from ._core import (
+from nbkit.checks._core import (
     SENTINEL,
     CheckFailed,
     compare,
@@ -19,6 +18,7 @@ from ._core import (
     run_kernel,
     unwritten_cause,
 )
+from nbkit.core.launch import blocks_for
 
 
 @exercise("06.1", "write the kernels avgpool_forward and avgpool_backward")

@@ -6,9 +6,9 @@ import copy
 
 import numpy as np
 
-from ..launch import blocks_for
-from ._answers import call_answer
-from ._core import CheckFailed, compare, exercise, fail, passed, require_float32, run_kernel
+from nbkit.checks._answers import call_answer
+from nbkit.checks._core import CheckFailed, compare, exercise, fail, passed, require_float32, run_kernel
+from nbkit.core.launch import blocks_for
 
 # ---------------------------------------------------------------------------------------------- 07.1
 
@@ -149,10 +149,10 @@ def _layer_call(method, arg, what: str):
 
 @exercise("07.2", "write the class Sigmoid with forward and backward")
 def check_sigmoid_layer(layer_cls) -> None:
-    """Exercise 07.2: a ``Sigmoid`` layer with ``forward(x)`` and ``backward(dout)``, like ``nbkit.layers.Tanh``."""
+    """Exercise 07.2: a ``Sigmoid`` layer with ``forward(x)`` and ``backward(dout)``, like ``nbkit.nn.layers.Tanh``."""
     from numba import cuda
 
-    from .. import reference as ref
+    from nbkit.nn import reference as ref
 
     r = np.random.default_rng(71)
     x = (r.standard_normal((5, 7)) * 3).astype(np.float32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._core import CheckFailed, compare, exercise, fail, passed
+from nbkit.checks._core import CheckFailed, compare, exercise, fail, passed
 
 __all__ = ["CheckFailed", "check_accuracy", "check_feature_shapes", "check_relu_in_lenet", "relu_backend"]
 
@@ -15,16 +15,16 @@ def relu_backend(forward_kernel, backward_kernel, base=None):
     ``base`` is the backend for everything else: on a GPU the course's kernels, in the simulator the CPU
     path (your kernels then run in the simulator on host arrays: a few thousand threads per step).
     """
-    from ..backend import replace
-    from ..launch import launch_1d
-    from ..mode import MODE
+    from nbkit.core.launch import launch_1d
+    from nbkit.core.mode import MODE
+    from nbkit.nn.backend import replace
 
     if base is None:
         if MODE.is_simulator:
-            from ..cpu import CPU as base
+            from nbkit.nn.cpu import CPU as base
         else:
-            from ..kernel_backend import KERNEL_BACKEND as base
-    from ..validate import new_output
+            from nbkit.nn.kernel_backend import KERNEL_BACKEND as base
+    from nbkit.core.validate import new_output
 
     def relu_forward(x):
         flat = x.reshape(x.size)
@@ -47,8 +47,8 @@ def check_relu_in_lenet(forward_kernel, backward_kernel, steps: int = 2) -> None
     """Your ReLU kernels alone on awkward values, then inside LeNet, trained beside PyTorch step for step."""
     import torch
 
-    from .. import lenet
-    from .. import reference as ref
+    from nbkit.nn import lenet
+    from nbkit.nn import reference as ref
 
     ops = relu_backend(forward_kernel, backward_kernel)
     x = np.array([-2.0, -0.0, 0.0, 1e-30, 3.5, -1e-30, 7.0, -7.0] * 13, dtype=np.float32)[:101]  # odd length
@@ -85,7 +85,7 @@ def check_relu_in_lenet(forward_kernel, backward_kernel, steps: int = 2) -> None
 def _torch_feature_shapes(h: int, w: int) -> list[tuple[int, ...]]:
     import torch
 
-    from .. import lenet
+    from nbkit.nn import lenet
 
     net = lenet.build_torch()[:7]  # conv, ReLU, pool, conv, ReLU, pool, flatten
     shapes, t = [], torch.zeros(1, 3, h, w)

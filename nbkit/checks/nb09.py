@@ -1,7 +1,7 @@
 """Checks for notebook 09 (the performance lab): coalescing, a padded tile, a block size for occupancy.
 
 The first two run the learner's kernel twice: once as a normal launch (outputs in sentinel-padded device
-buffers, so stray writes are caught) and once under the memory-access tracer (:mod:`nbkit.trace`),
+buffers, so stray writes are caught) and once under the memory-access tracer (:mod:`nbkit.tracer`),
 which measures what the verdict claims: sectors per warp request, bank conflicts, shared-memory races.
 The tracer's numbers are a MODEL of the memory system without caches; the check says so.
 """
@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..launch import blocks_for
-from ._core import compare, exercise, fail, passed, run_kernel, unwritten_cause
+from nbkit.checks._core import compare, exercise, fail, passed, run_kernel, unwritten_cause
+from nbkit.core.launch import blocks_for
 
 # A warp's 32 consecutive float32 are 128 bytes: 4 sectors of 32 bytes when aligned, 5 when not.
 COALESCED_SECTORS = 5
 
 
 def _trace(kernel, grid, block, *args):
-    from .. import trace as tracer
+    from nbkit import tracer
 
     try:
         return tracer.trace(kernel, grid, block, *args)
@@ -69,7 +69,7 @@ def check_coalesced_scale_add(kernel, M: int = 40, N: int = 96) -> None:
     The grid is smaller than the matrix on purpose: every thread loops (grid-stride) in both directions.
     Correct output is checked first, then the tracer measures the sectors of every warp request. N is a
     multiple of 32 so that the 32 lanes of a warp run their loops equally often: the tracer groups a warp's
-    accesses into requests by how often each lane executed an access site (see nbkit.trace).
+    accesses into requests by how often each lane executed an access site (see nbkit.tracer).
     """
     r = np.random.default_rng(91)
     A = r.standard_normal((M, N)).astype(np.float32)
@@ -99,7 +99,7 @@ def check_coalesced_scale_add(kernel, M: int = 40, N: int = 96) -> None:
 
 @exercise("09.2", "write the kernel transpose_padded(A, B) with a shared tile free of bank conflicts")
 def check_padded_transpose(kernel, M: int = 33, N: int = 45, tile: int = 32, rows: int = 8) -> None:
-    """Exercise 09.2: ``B = Aᵀ`` through a shared tile, launched like nbkit.transpose's kernels.
+    """Exercise 09.2: ``B = Aᵀ`` through a shared tile, launched like nbkit.kernels.transpose's kernels.
 
     Block (32, 8), grid (ceil(N / 32), ceil(M / 32)). Checked: the transpose (first wrong index), then by the
     tracer: shared memory is used, no n-way bank conflict (n > 1), no shared-memory race (missing
@@ -157,7 +157,7 @@ BLOCK_SIZE_CASES: tuple[tuple[str, int, int], ...] = (
 
 
 def _best(cc: str, regs: int, shared: int):
-    from ..occupancy import occupancy
+    from nbkit.perf.occupancy import occupancy
 
     table = {n: occupancy(cc, n, regs, shared) for n in range(32, 1025, 32)}
     best = max(o.fraction for o in table.values())
@@ -167,9 +167,9 @@ def _best(cc: str, regs: int, shared: int):
 @exercise("09.3", "write the function best_block_size(cc, registers_per_thread, shared_bytes_per_block)")
 def check_block_size(fn, cases=BLOCK_SIZE_CASES) -> None:
     """Exercise 09.3: ``fn(cc, regs, shared)`` returns a block size (a multiple of 32, at most 1024) reaching the
-    highest occupancy the MODEL (:func:`nbkit.occupancy.occupancy`) allows. Every such block size is accepted.
+    highest occupancy the MODEL (:func:`nbkit.perf.occupancy.occupancy`) allows. Every such block size is accepted.
     """
-    from ..occupancy import occupancy
+    from nbkit.perf.occupancy import occupancy
 
     for cc, regs, shared in cases:
         label = f"{cc}, {regs} registers/thread, {shared} B shared memory/block"
@@ -191,6 +191,6 @@ def check_block_size(fn, cases=BLOCK_SIZE_CASES) -> None:
                  f"block(s) per SM, limited by {', '.join(mine.limited_by)}), but {best:.0%} is possible, e.g. with "
                  f"{good[0]}" + (f" or {good[-1]}" if len(good) > 1 else "") + f" threads ({len(good)} block sizes "
                  f"reach it). Likely cause: a fixed block size; try every multiple of 32 with "
-                 f"nbkit.occupancy.occupancy and keep one with the highest fraction.")
+                 f"nbkit.perf.occupancy.occupancy and keep one with the highest fraction.")
     passed(f"your block sizes reach the highest MODEL occupancy in all {len(cases)} cases "
            f"({', '.join(f'{c[0]}: {fn(*c)}' for c in cases)}).")

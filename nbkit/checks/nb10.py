@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dist import all_gather_step, reduce_scatter_step, ring_allreduce_time
-from ._core import CheckFailed, compare, exercise, fail, passed
+from nbkit.checks._core import CheckFailed, compare, exercise, fail, passed
+from nbkit.nn.dist import all_gather_step, reduce_scatter_step, ring_allreduce_time
 
 
 def _wrong_variants(bufs: np.ndarray, step: int) -> dict[str, np.ndarray]:

@@ -1,0 +1,1 @@
+"""The launch layer: mode, hardware limits, checked launches, the kernel registry, timing."""

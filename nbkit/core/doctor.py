@@ -1,0 +1,88 @@
+"""One report of the set-up that a learner can paste into a forum post."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import sys
+from pathlib import Path
+
+from coursekit import setup_plan
+from nbkit.core.mode import MODE
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cuda_version(number: int | None) -> str:
+    return "unknown" if not number else f"{number // 1000}.{(number % 1000) // 10}"
+
+
+def report() -> str:
+    """The doctor's report as text."""
+    mode = MODE
+    lines = [
+        "nbkit doctor",
+        f"  mode               : {'GPU (real CUDA target)' if mode.name == 'gpu' else 'CUDA SIMULATOR (CPU)'}",
+        f"  why                : {mode.reason}",
+        f"  CUDA driver        : {'found' if mode.probe.driver_found else 'not found'}"
+        f" ({mode.probe.detail})"
+        + (f"; driver supports CUDA {_cuda_version(mode.probe.driver_version)}" if mode.probe.driver_version else ""),
+    ]
+    if mode.name == "gpu" and mode.probe.usable:
+        try:
+            from numba import cuda
+
+            device = cuda.get_current_device()
+            name = device.name.decode() if isinstance(device.name, bytes) else device.name
+            cc = device.compute_capability
+        except Exception as exc:  # noqa: BLE001 - a broken set-up is what the doctor is for: report it
+            # The driver answered through ctypes even if numba-cuda cannot: show what it said.
+            name = ", ".join(mode.probe.device_names) or "unknown"
+            cc = mode.probe.compute_capabilities[0] if mode.probe.compute_capabilities else (0, 0)
+            lines.append(f"  numba-cuda error   : {type(exc).__name__}: {exc}")
+        try:
+            runtime = ".".join(map(str, cuda.runtime.get_version()))
+        except Exception as exc:  # noqa: BLE001 - report rather than fail
+            runtime = f"unknown ({type(exc).__name__})"
+        lines += [
+            f"  GPU                : {name}",
+            f"  compute capability : {cc[0]}.{cc[1]} (sm_{cc[0]}{cc[1]})",
+            f"  CUDA runtime       : {runtime}",
+        ]
+    elif mode.name == "gpu":
+        lines.append("  GPU                : none found; kernels can be compiled (e.g. to PTX) but not launched")
+    else:
+        lines.append("  GPU                : not used (simulator)")
+    problems = setup_plan.diagnose(mode.probe, setup_plan.installed_toolkit_major(), sys.executable,
+                                   in_course_venv=(Path(sys.prefix) / setup_plan.STAMP).exists())
+    verdict = ("PROBLEM" if problems else "OK (driver, GPU and installed CUDA toolkit agree)" if mode.probe.usable
+               else "no GPU, nothing to check")
+    lines.append(f"  set-up check       : {verdict}")
+    lines += [f"    - {problem}" for problem in problems]
+    lines += [
+        f"  numba              : {_version('numba')}",
+        f"  numba-cuda         : {_version('numba-cuda')}",
+        f"  cuda-bindings      : {_version('cuda-bindings')}",
+        f"  numpy              : {_version('numpy')}",
+        f"  torch              : {_version('torch')}",
+        f"  Python             : {sys.version.split()[0]} ({platform.python_implementation()})",
+        f"  platform           : {platform.platform()} ({platform.machine()})",
+    ]
+    if mode.is_simulator:
+        lines += [
+            "",
+            "  NOTE: the CUDA simulator runs each CUDA thread as a Python thread on the CPU. Use it to check",
+            "  that kernels are CORRECT. Its timings say nothing about GPU speed: only a run on a GPU",
+            "  measures that.",
+        ]
+    return "\n".join(lines)
+
+
+def doctor() -> None:
+    """Print the doctor's report: mode, GPU, driver and library versions, platform."""
+    print(report())

@@ -1,0 +1,78 @@
+"""The CUDA-kernel backend: every :class:`nbkit.nn.backend.Backend` operation as a launch of the course's kernels.
+
+Arrays live in device memory; a training step copies back only the loss. On a GPU the kernels run there; in
+the simulator each CUDA thread is a Python thread, so the few choices below that trade GPU speed for
+simulator speed depend on :data:`nbkit.core.mode.MODE` and say so where they are made.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from nbkit.core.mode import MODE
+from nbkit.kernels import activations, conv, dense, losses, pool
+from nbkit.nn.backend import Param
+from nbkit.nn.optim import sgd_update_kernel
+
+# Simulator-only tuning: the tiled matmul (notebook 04) is the faster kernel on a GPU, but in the simulator
+# its 16 × 16 tiles launch up to 256 Python threads per block and its barriers cost far more than they save,
+# so the simulator uses the naive kernel (same results, tested in tests/test_matmul.py).
+MATMUL_METHOD = "naive" if MODE.is_simulator else "tiled"
+
+
+class KernelBackend:
+    """The course's CUDA kernels behind the layer API (on a GPU, or in the simulator)."""
+
+    name = "CUDA kernels"
+
+    def asarray(self, a: np.ndarray):
+        return cuda.to_device(np.ascontiguousarray(a, dtype=np.float32))
+
+    def to_host(self, a) -> np.ndarray:
+        return a.copy_to_host() if hasattr(a, "copy_to_host") else np.array(a)
+
+    def dense_forward(self, x, W, b):
+        return dense.dense_forward(x, W, b, MATMUL_METHOD)
+
+    def dense_backward(self, dy, x, W):
+        return dense.dense_backward(dy, x, W, MATMUL_METHOD)
+
+    def relu_forward(self, x):
+        return activations.relu_forward(x)
+
+    def relu_backward(self, dout, x):
+        return activations.relu_backward(dout, x)
+
+    def tanh_forward(self, x):
+        return activations.tanh_forward(x)
+
+    def tanh_backward(self, dout, y):
+        return activations.tanh_backward(dout, y)
+
+    def conv2d_forward(self, x, w, b):
+        return conv.conv2d_forward(x, w, b), x  # the gather backward needs only x itself
+
+    def conv2d_backward(self, dy, saved, w, need_dx: bool = True):
+        return conv.conv2d_backward(dy, saved, w, need_dx=need_dx)
+
+    def maxpool2x2_forward(self, x):
+        return pool.maxpool2x2_forward(x)
+
+    def maxpool2x2_backward(self, dy, argmax, input_shape):
+        return pool.maxpool2x2_backward(dy, argmax, input_shape)
+
+    def softmax_xent_forward(self, logits, labels):
+        return losses.softmax_xent_forward(logits, labels)
+
+    def softmax_xent_backward(self, probs, labels):
+        return losses.softmax_xent_backward(probs, labels)
+
+    def sgd_update(self, p: Param, hyper: tuple, nesterov: int, first_step: bool) -> None:
+        sgd_update_kernel(p, hyper, nesterov, first_step)
+
+    def __repr__(self) -> str:
+        return f"<backend: {self.name}>"
+
+
+KERNEL_BACKEND = KernelBackend()

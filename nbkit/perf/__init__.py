@@ -1,0 +1,1 @@
+"""Compiler facts, models and benchmarks: PTX, cubin/SASS, occupancy and roofline (MODELs), benchmarks."""

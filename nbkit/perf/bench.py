@@ -1,0 +1,178 @@
+"""Training throughput of the course's LeNet against PyTorch, measured in one run, printed as ratios.
+
+    python -m nbkit.perf.bench            # CPU path vs PyTorch (CPU) at batch 4 and 64; on a GPU also the kernels
+    python -m nbkit.perf.bench --quick    # fewer steps (a smoke test)
+
+Goals (issue 11): CPU path >= 1.0x PyTorch CPU at batch 4 and >= 0.75x at batch 64. On a GPU: the kernel
+model vs PyTorch CUDA at batch 64 and 256 (goal at 256: a step in at most 2x PyTorch's time, ratio >= 0.5x),
+and the best of the course's SGEMM kernels vs ``torch.matmul``. The load average is printed: on a shared
+machine other processes take cores from both sides, PyTorch's threads most. Both sides
+are timed in the same process, one after the other, on the same random batches; only ratios of numbers
+measured in this run are printed. This is a script, not a test: shared machines are too noisy for
+timed assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+from nbkit.core.mode import MODE
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _time_steps(step, batches, warmup: int) -> float:
+    """Seconds per step: the median of three timed passes over ``batches`` after ``warmup`` steps."""
+    for x, y in batches[:warmup]:
+        step(x, y)
+    passes = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for x, y in batches:
+            step(x, y)
+        passes.append((time.perf_counter() - t0) / len(batches))
+    return float(np.median(passes))
+
+
+def _torch_step(model, opt):
+    import torch
+
+    def step(x, y):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _ours_step(model, opt):
+    def step(x, y):
+        model.loss(x, y)
+        model.backward()
+        opt.step()
+
+    return step
+
+
+def _batches(n_steps: int, batch: int, seed: int = 0):
+    r = np.random.default_rng(seed)
+    return [(r.uniform(-1, 1, (batch, 3, 32, 32)).astype(np.float32), r.integers(0, 10, batch))
+            for _ in range(n_steps)]
+
+
+def cpu_ratios(batch_sizes=(4, 64), steps: dict | None = None) -> list[dict]:
+    """Images per second of the CPU path and of PyTorch on the CPU, and their ratio, per batch size."""
+    import torch
+
+    from nbkit.nn import lenet
+    from nbkit.nn.cpu import CPU
+
+    steps = steps or {4: 300, 64: 40}
+    rows = []
+    for batch in batch_sizes:
+        data = _batches(steps.get(batch, 40), batch)
+        model, opt, tmodel, topt = lenet.twins(CPU)
+        ours = _time_steps(_ours_step(model, opt), data, warmup=5)
+        tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
+        theirs = _time_steps(_torch_step(tmodel, topt), tdata, warmup=5)
+        rows.append({"batch": batch, "ours_img_s": batch / ours, "torch_img_s": batch / theirs,
+                     "ratio": theirs / ours})
+    return rows
+
+
+def gpu_ratios(batch: int = 256, steps: int = 20, gemm: bool = True) -> dict:
+    """Kernel LeNet vs PyTorch on the GPU at ``batch``, and (``gemm``) the best SGEMM kernel vs torch.matmul."""
+    import torch
+    from numba import cuda
+
+    from nbkit.nn import lenet
+    from nbkit.perf.gflops import matmul_gflops
+
+    data = _batches(steps, batch)
+    tmodel = lenet.build_torch().cuda()
+    model = lenet.build()
+    lenet.copy_from_torch(model, tmodel)
+    ddata = [(cuda.to_device(x), cuda.to_device(y)) for x, y in data]
+    step = _ours_step(model, lenet.optimizer(model))
+
+    def synced(x, y):
+        step(x, y)
+        cuda.synchronize()
+
+    ours = _time_steps(synced, ddata, warmup=3)
+    tstep = _torch_step(tmodel, torch.optim.SGD(tmodel.parameters(), lr=lenet.LR, momentum=lenet.MOMENTUM))
+    tdata = [(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()) for x, y in data]
+
+    def tsynced(x, y):
+        tstep(x, y)
+        torch.cuda.synchronize()
+
+    theirs = _time_steps(tsynced, tdata, warmup=3)
+    row = {"batch": batch, "ours_img_s": batch / ours, "torch_img_s": batch / theirs, "ratio": theirs / ours,
+           "gemm": None, "best_sgemm_ratio": None}
+    if gemm:
+        table = matmul_gflops(sizes=(1024, 2048))
+        row["gemm"] = table
+        if "torch" in table[0]:
+            row["best_sgemm_ratio"] = max(max(r["naive"], r["tiled"]) / r["torch"] for r in table if "torch" in r)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps: checks the script, not the speed")
+    args = parser.parse_args(argv)
+    import torch
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"hardware: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with "
+          f"{torch.get_num_threads()} threads; nbkit mode {MODE.name}; load average {load:.1f} at start"
+          + ("  (busy machine: ratios are unreliable)" if load > (os.cpu_count() or 1) else ""))
+    steps = {4: 20, 64: 4} if args.quick else None
+    print("LeNet training throughput (forward + backward + SGD step), random CIFAR-shaped batches:")
+    goals = {4: 1.0, 64: 0.75}
+    for row in cpu_ratios(steps=steps):
+        goal = goals.get(row["batch"])
+        verdict = "" if goal is None else f"  (goal >= {goal:.2f}x: {'met' if row['ratio'] >= goal else 'NOT met'})"
+        print(f"  CPU, batch {row['batch']:3d}: CPU path {row['ours_img_s']:8.1f} img/s, PyTorch CPU "
+              f"{row['torch_img_s']:8.1f} img/s, ratio {row['ratio']:.2f}x{verdict}")
+    if MODE.name == "gpu" and MODE.probe.usable:
+        for batch in (64, 256):
+            g = gpu_ratios(batch, steps=5 if args.quick else 20, gemm=batch == 256)
+            verdict = "  (goal >= 0.5x: " + ("met)" if g["ratio"] >= 0.5 else "NOT met)") if batch == 256 else ""
+            print(f"  GPU, batch {batch:3d}: kernels {g['ours_img_s']:.1f} img/s, PyTorch CUDA {g['torch_img_s']:.1f} "
+                  f"img/s, ratio {g['ratio']:.2f}x{verdict}")
+        if g["best_sgemm_ratio"] is not None:
+            print(f"  GPU SGEMM: best course kernel / torch.matmul (TF32 off) = {g['best_sgemm_ratio']:.2f}x")
+        from nbkit.perf.gflops import matmul_gflops_transposed
+
+        sizes = (1024,) if args.quick else (1024, 2048, 4096)
+        print("  GPU SGEMM for the dense layer's transposes, GFLOP/s (course kernels vs torch.matmul, TF32 off):")
+        for r in matmul_gflops_transposed(sizes=sizes, repeat=3 if args.quick else 10):
+            best = max(r["naive"], r["tiled"], r["coalesced"])
+            goal = f"  (goal at 4096: >= 0.30x: {'met' if best / r['torch'] >= 0.3 else 'NOT met'})" if r["n"] == 4096 else ""
+            print(f"    n={r['n']:5d} {r['variant']:<26} naive {r['naive']:8.1f} tiled {r['tiled']:8.1f} coalesced "
+                  f"{r['coalesced']:8.1f} torch {r['torch']:8.1f}  best/torch {best / r['torch']:.2f}x{goal}")
+    else:
+        print("  GPU, batch 64 and 256: not measured (no GPU in this run).")
+        print("  GPU SGEMM (course kernels vs torch.matmul for the dense layer's transposes): not measured (no GPU).")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

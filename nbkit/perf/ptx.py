@@ -1,0 +1,207 @@
+"""Prove, with no GPU present, that every nbkit kernel compiles for real hardware.
+
+``numba.cuda.compile_ptx`` runs the whole CUDA compiler (NVVM) on the CPU. This module compiles
+every registered kernel (see :mod:`nbkit.core.registry`) for several compute capabilities and checks the
+PTX: a float32 kernel must not contain a single ``.f64`` instruction (a stray ``0.5`` literal or a
+``math`` call on a float64 makes a consumer GPU run at 1/64 speed), and its static shared memory
+must match what :func:`nbkit.core.launch.static_shared_bytes` reads from the source.
+
+It is also a resource test: each kernel's PTX is compiled on to a cubin by nvJitLink (see
+:mod:`nbkit.perf.cubin`), and ptxas's own report must show no register spills (unless the kernel is
+registered with ``allow_spills=True``) and, for a kernel registered with a launch ``block`` and a
+``min_occupancy``, an occupancy (see :mod:`nbkit.perf.occupancy`) at least that high on every architecture.
+
+Run it as ``python -m nbkit.perf.ptx`` (all kernels) or ``python -m nbkit.perf.ptx --show vector_add`` (one
+kernel's PTX). It needs numba's real CUDA target; started in simulator mode it re-runs itself in a
+fresh process with ``NBKIT_MODE=gpu`` (no GPU is needed to compile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+
+from nbkit.core.launch import MAX_STATIC_SHARED_BYTES, static_shared_bytes
+from nbkit.core.mode import MODE
+from nbkit.core.registry import KernelSpec, registered_kernels
+
+ARCHS: tuple[tuple[int, int], ...] = ((7, 5), (8, 0), (9, 0))  # Turing, Ampere, Hopper
+
+_SHARED_DECL = re.compile(r"^\s*(?:\.visible\s+|\.extern\s+)?\.shared\s+\.align\s+\d+\s+\.b8\s+\S+?\[(\d*)\]", re.M)
+_F64 = re.compile(r"\.f64\b")
+
+
+@functools.lru_cache(maxsize=None)
+def compile_ptx(py_func, signature: str, cc: tuple[int, int], device: bool = False) -> str:
+    """PTX text for one kernel and one signature, compiled for compute capability ``cc`` (cached per process)."""
+    from numba import cuda
+
+    if MODE.is_simulator:
+        raise RuntimeError("PTX needs the real CUDA target; the simulator is active. "
+                           "Run in a fresh process with NBKIT_MODE=gpu (no GPU is needed to compile).")
+    ptx, _ = cuda.compile_ptx(py_func, signature, device=device, cc=cc)
+    return ptx
+
+
+def readable(ptx: str) -> str:
+    """The PTX with mangled symbol names shortened and parameter lists and comments dropped."""
+    keep = []
+    for line in ptx.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("//") or stripped.startswith(".param") or stripped.startswith("ld.param"):
+            continue
+        keep.append(re.sub(r"_ZN\w+", "<kernel>", line.rstrip(",")))
+    return "\n".join(keep)
+
+
+def f64_lines(ptx: str) -> list[str]:
+    """Instructions and registers in the PTX that use float64."""
+    return [line.strip() for line in ptx.splitlines() if _F64.search(line)]
+
+
+def ptx_shared_bytes(ptx: str) -> int:
+    """Static shared memory declared in the PTX (dynamic `extern` arrays have no size and count 0)."""
+    return sum(int(n) for n in _SHARED_DECL.findall(ptx) if n)
+
+
+@dataclass
+class KernelReport:
+    name: str
+    signature: str
+    cc: str
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    shared_bytes: int = 0
+    f64_lines: int = 0
+    registers: int | None = None  # from ptxas's report (None: not compiled to a cubin)
+    spill_bytes: int | None = None  # spill stores + spill loads
+    stack_bytes: int | None = None
+    occupancy: float | None = None  # MODEL, for the registered block size
+
+
+def resource_problems(spec: KernelSpec, cc: tuple[int, int], ptx: str, report: KernelReport) -> list[str]:
+    """Compile the PTX to a cubin, record ptxas's figures in ``report`` and list the resource problems."""
+    from nbkit.perf.cubin import parse_ptxas_report, ptx_to_cubin
+    from nbkit.perf.occupancy import occupancy
+
+    _, log = ptx_to_cubin(ptx, cc, spec.max_registers)
+    res = next(iter(parse_ptxas_report(log).values()))
+    report.registers, report.stack_bytes = res.registers, res.stack_bytes
+    report.spill_bytes = res.spill_store_bytes + res.spill_load_bytes
+    problems = []
+    if res.spills and not spec.allow_spills:
+        problems.append(f"ptxas spills registers to local memory ({res.spill_store_bytes} B stored, "
+                        f"{res.spill_load_bytes} B loaded per thread, {res.registers} registers): "
+                        "keep fewer values alive, raise max_registers, or register with allow_spills=True")
+    if spec.threads_per_block is not None:
+        occ = occupancy(cc, spec.threads_per_block, res.registers, res.shared_bytes)
+        report.occupancy = occ.fraction
+        if spec.min_occupancy is not None and occ.fraction < spec.min_occupancy:
+            problems.append(f"block {spec.block} reaches {occ.fraction:.0%} occupancy, below the stated "
+                            f"{spec.min_occupancy:.0%} ({occ}): a smaller block, fewer registers or less "
+                            "shared memory would fix it")
+    return problems
+
+
+def check_spec(spec: KernelSpec, archs: tuple[tuple[int, int], ...] = ARCHS) -> list[KernelReport]:
+    """Compile one kernel for every signature and architecture, and list what is wrong with each."""
+    from nbkit.perf.cubin import tools_available
+
+    reports = []
+    source_shared = None if spec.device else static_shared_bytes(spec.py_func)
+    cubins = not spec.device and not tools_available()
+    for signature in spec.signatures:
+        for cc in archs:
+            problems: list[str] = []
+            shared = n_f64 = 0
+            report = KernelReport(spec.name, signature, f"sm_{cc[0]}{cc[1]}", True)
+            try:
+                ptx = compile_ptx(spec.py_func, signature, cc, spec.device)
+            except Exception as exc:  # noqa: BLE001 - report any compiler error as a failure
+                problems.append(f"does not compile: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            else:
+                bad = f64_lines(ptx)
+                n_f64 = len(bad)
+                if spec.expect_f64 and not bad:
+                    problems.append("this demonstration of float64 promotion compiles without any .f64 line")
+                elif spec.float32_only and bad and not spec.expect_f64:
+                    problems.append(f"float32 kernel contains {len(bad)} .f64 line(s), e.g. {bad[:3]}: look for "
+                                    "literals mixed with float32 values, like 0.5 (write float32(0.5)) or "
+                                    "max(x, 0) (write max(x, float32(0))), or float64 math")
+                shared = ptx_shared_bytes(ptx)
+                if shared > MAX_STATIC_SHARED_BYTES:
+                    problems.append(f"{shared} bytes of static shared memory exceed 48 KiB")
+                if source_shared is not None and shared != source_shared:
+                    problems.append(f"PTX declares {shared} bytes of shared memory but the source reading gives "
+                                    f"{source_shared}: nbkit.core.launch cannot check this kernel's launches")
+                if cubins:
+                    try:
+                        problems.extend(resource_problems(spec, cc, ptx, report))
+                    except Exception as exc:  # noqa: BLE001 - report any ptxas error as a failure
+                        problems.append(f"ptxas: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            report.ok, report.problems, report.shared_bytes, report.f64_lines = not problems, problems, shared, n_f64
+            reports.append(report)
+    return reports
+
+
+def check_all(extra_modules: tuple[str, ...] = (), archs: tuple[tuple[int, int], ...] = ARCHS,
+              only: str = "") -> list[KernelReport]:
+    """Check every registered kernel whose name starts with ``only``, after importing ``extra_modules``."""
+    for module in extra_modules:
+        importlib.import_module(module)
+    reports = []
+    for spec in registered_kernels():
+        if spec.name.startswith(only):
+            reports.extend(check_spec(spec, archs))
+    return reports
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--module", action="append", default=[], help="also import this module (it may register kernels)")
+    parser.add_argument("--json", action="store_true", help="print one JSON list of reports")
+    parser.add_argument("--show", metavar="NAME", help="print the PTX of one kernel (first signature, sm_80)")
+    parser.add_argument("--only", default="", metavar="PREFIX", help="check only kernels whose name starts with this")
+    args = parser.parse_args(argv)
+    if MODE.is_simulator:
+        env = dict(os.environ, NBKIT_MODE="gpu")
+        env.pop("NUMBA_ENABLE_CUDASIM", None)
+        argv = sys.argv[1:] if argv is None else argv
+        return subprocess.run([sys.executable, "-m", "nbkit.perf.ptx", *argv], env=env).returncode
+    if args.show:
+        for module in args.module:
+            importlib.import_module(module)
+        matches = [s for s in registered_kernels() if s.name == args.show or s.name.endswith("." + args.show)]
+        if len(matches) != 1:
+            print(f"no single registered kernel is called {args.show!r}; known: "
+                  f"{', '.join(s.name for s in registered_kernels())}", file=sys.stderr)
+            return 2
+        spec = matches[0]
+        print(f"// PTX of {spec.name} for {spec.signatures[0]}, sm_80 (names shortened, parameters left out)")
+        print(readable(compile_ptx(spec.py_func, spec.signatures[0], (8, 0), spec.device)))
+        return 0
+    reports = check_all(tuple(args.module), only=args.only)
+    if args.json:
+        print(json.dumps([asdict(r) for r in reports]))
+    else:
+        for r in reports:
+            status = "ok  " if r.ok else "FAIL"
+            res = "" if r.registers is None else f" registers={r.registers} spills={r.spill_bytes}B stack={r.stack_bytes}B"
+            occ = "" if r.occupancy is None else f" occupancy={r.occupancy:.0%} (MODEL)"
+            print(f"{status} {r.cc} {r.name} {r.signature} shared={r.shared_bytes}B f64_lines={r.f64_lines}{res}{occ}")
+            for p in r.problems:
+                print(f"       {p}")
+        failed = sum(not r.ok for r in reports)
+        print(f"{len(reports) - failed} passed, {failed} failed (kernel x signature x architecture)")
+    return 1 if any(not r.ok for r in reports) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
