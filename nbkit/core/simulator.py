@@ -1,0 +1,142 @@
+"""Every use of the CUDA simulator's internals, in one module that works with both simulators nbkit meets.
+
+Why: the memory-access tracer runs a kernel on the simulator's own thread machinery, and a benchmark runs a
+compiled kernel's Python function on it; both reach past numba's public API (thread and block classes, the fake
+``cuda`` module, the kernel context, device arrays). Two simulators exist, with small differences inside:
+
+* numba-cuda's, in the ``numba_cuda`` package: ``numba.cuda`` is redirected to it by numba-cuda's ``.pth`` file
+  when the interpreter starts (Linux and Windows after ``course.sh``);
+* numba's own, built into numba: numba without numba-cuda (macOS), or an interpreter that was already running
+  when numba-cuda was installed (a Colab kernel), so the redirect never ran.
+
+Nothing else in nbkit imports ``numba.cuda.simulator``; the rest of the code does not care which one is loaded.
+
+Supported (tested): numba-cuda 0.30 on numba 0.68, and numba 0.68's built-in simulator. pyproject.toml allows
+numba >= 0.60 and numba-cuda >= 0.21: their simulators have had the same internals, but where one is missing
+:class:`SimulatorInternalsError` names it and the installed versions. Everything is loaded on first use, after
+nbkit has chosen GPU or simulator mode (the tracer uses the simulator in GPU mode too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+SUPPORTED = "numba-cuda 0.30 (on numba 0.68) or numba 0.68's built-in CUDA simulator"
+
+__all__ = ["SUPPORTED", "SimulatorInternalsError", "Internals", "internals", "which", "compiler_installed",
+           "as_dtype", "device_array_memory", "simulated_kernel", "is_simulated_kernel", "launch_context"]
+
+
+class SimulatorInternalsError(RuntimeError):
+    """The loaded CUDA simulator lacks an internal that nbkit uses (an unsupported numba or numba-cuda)."""
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def compiler_installed() -> bool:
+    """Whether numba-cuda (the CUDA compiler: PTX, cubins) is installed, whichever simulator runs the kernels."""
+    return importlib.util.find_spec("numba_cuda") is not None
+
+
+def _numba_cuda_loaded() -> bool:
+    """Whether ``numba.cuda`` is numba-cuda's package (redirected at start-up) rather than numba's own."""
+    from numba import cuda
+
+    return "numba_cuda" in (getattr(cuda, "__file__", None) or "")
+
+
+def which() -> str:
+    """The simulator ``numba.cuda`` runs, with versions, e.g. ``numba-cuda 0.30.4 (numba 0.68.1)``."""
+    if _numba_cuda_loaded():
+        return f"numba-cuda {_version('numba-cuda')} (numba {_version('numba')})"
+    return f"numba {_version('numba')} built-in"
+
+
+@dataclass(frozen=True)
+class Internals:
+    """The simulator's classes and functions that nbkit uses, from whichever simulator is loaded."""
+
+    name: str  # which(): the simulator they come from
+    BlockThread: type  # one simulated CUDA thread (a threading.Thread with barrier state)
+    BlockManager: type  # runs one block's threads (its block_state backs syncthreads_count/and/or)
+    FakeCUDAKernel: type  # a Python function launched (or called, device=True) like a kernel
+    FakeCUDAModule: type  # the ``cuda`` module a simulated kernel sees
+    FakeCUDAArray: type  # a simulator device array: a NumPy array inside
+    push_kernel_context: Callable[[Any], Any]  # context manager: the running kernel's fake module, for device calls
+    swapped_cuda_module: Callable[[Callable, Any], Any]  # context manager: ``cuda`` in fn's globals -> fake module
+    numba_type: type  # base class of numba types (``float32``), as the simulator's shared.array accepts them
+    numba_as_dtype: Callable[[Any], np.dtype]  # the simulator's own numba type -> NumPy dtype conversion
+
+
+@lru_cache(maxsize=None)
+def internals() -> Internals:
+    """Load the internals from the simulator in use; :class:`SimulatorInternalsError` names what is missing."""
+    wanted = {
+        "BlockThread": ("kernel", "BlockThread"), "BlockManager": ("kernel", "BlockManager"),
+        "FakeCUDAKernel": ("kernel", "FakeCUDAKernel"), "push_kernel_context": ("kernel", "_push_kernel_context"),
+        "FakeCUDAModule": ("kernelapi", "FakeCUDAModule"), "swapped_cuda_module": ("kernelapi", "swapped_cuda_module"),
+        "FakeCUDAArray": ("cudadrv.devicearray", "FakeCUDAArray"),
+    }
+    name = which()
+    found: dict[str, Any] = {}
+    missing = []
+    for field, (module, attr) in wanted.items():
+        try:
+            mod = importlib.import_module(f"numba.cuda.simulator.{module}")
+            found[field] = getattr(mod, attr)
+        except (ImportError, AttributeError):
+            missing.append(f"numba.cuda.simulator.{module}.{attr}")
+    # The dtype conversion lives in numba.np (numba's simulator) or numba.cuda.np (numba-cuda's): take the one the
+    # simulator's own shared.array uses, so numba types are understood exactly as the simulator understands them.
+    kernelapi = sys.modules.get("numba.cuda.simulator.kernelapi")
+    numba_type = getattr(getattr(kernelapi, "types", None), "Type", None)
+    as_dtype_fn = getattr(getattr(kernelapi, "numpy_support", None), "as_dtype", None)
+    if numba_type is None or as_dtype_fn is None:
+        missing.append("numba.cuda.simulator.kernelapi's types.Type and numpy_support.as_dtype")
+    if missing:
+        raise SimulatorInternalsError(
+            f"nbkit needs internals of the CUDA simulator that {name} does not have: {', '.join(missing)}. "
+            f"Supported: {SUPPORTED}. Install a supported version (bash course.sh setup does).")
+    return Internals(name=name, numba_type=numba_type, numba_as_dtype=as_dtype_fn, **found)
+
+
+def as_dtype(dtype: object) -> np.dtype:
+    """NumPy dtype of a numba type (``float32`` from numba) or of anything NumPy understands."""
+    sim = internals()
+    return sim.numba_as_dtype(dtype) if isinstance(dtype, sim.numba_type) else np.dtype(dtype)
+
+
+def device_array_memory(array: object) -> np.ndarray | None:
+    """The NumPy array that is the memory of a simulator device array (writes go to the device); None otherwise."""
+    return array._ary if isinstance(array, internals().FakeCUDAArray) else None
+
+
+def simulated_kernel(py_func: Callable, device: bool = False) -> object:
+    """``py_func`` as a simulator kernel (``kernel[grid, block](...)``) or device function, in either mode."""
+    return internals().FakeCUDAKernel(py_func, device=device)
+
+
+def is_simulated_kernel(obj: object) -> bool:
+    """Whether ``obj`` is a simulator kernel or device function (not a compiled dispatcher)."""
+    return isinstance(obj, internals().FakeCUDAKernel)
+
+
+@contextlib.contextmanager
+def launch_context(fn: Callable, module: object) -> Iterator[None]:
+    """While a kernel ``fn`` runs: ``module`` is the ``cuda`` of fn's globals and of the device functions it calls."""
+    sim = internals()
+    with sim.push_kernel_context(module), sim.swapped_cuda_module(fn, module):
+        yield

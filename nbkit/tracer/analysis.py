@@ -1,0 +1,422 @@
+"""What follows from the records of a traced launch: warp requests, sectors, bank conflicts, races, maps.
+
+Why apart from recording: the records are turned into element numbers, access sites and requests once,
+vectorised, after the launch; every question (sectors per request, who wrote what, races) is a NumPy query
+on them. The memory model behind the numbers is :mod:`nbkit.tracer.memory`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dis
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable
+
+import numpy as np
+
+from nbkit.tracer.memory import ATOMIC, OPS, READ, SECTOR_BYTES, SPACES, WARP_SIZE, WRITE
+from nbkit.tracer.record import ArrayInfo, Recorder, flat_indices
+from nbkit.tracer.requests import Request, RequestTable
+
+_REC_DTYPE = np.dtype([("block", np.int32), ("thread", np.int32), ("warp", np.int32), ("array", np.int16),
+                       ("element", np.int64), ("op", np.int8), ("site", np.int32), ("epoch", np.int32),
+                       ("seq", np.int64)])
+
+
+@dataclass(frozen=True)
+class Site:
+    """One access site: a subscript in the source (file, line, function)."""
+
+    file: str
+    line: int
+    function: str
+
+    def __str__(self) -> str:
+        return f"{self.function}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Race:
+    """Two threads of one block touching the same shared element between the same pair of barriers."""
+
+    array: str
+    element: str  # e.g. "sA[0, 6]"
+    block: tuple[int, ...]
+    kind: str  # "read-after-write", "write-after-read" or "write-after-write" (in the simulator's order)
+    first_thread: tuple[int, ...]
+    first_op: str
+    first_site: Site
+    second_thread: tuple[int, ...]
+    second_op: str
+    second_site: Site
+    epoch: int
+
+    def __str__(self) -> str:
+        verb = {"read": "reads", "write": "writes", "atomic": "atomically updates"}
+        return (f"block {_tup(self.block)}: thread {_tup(self.second_thread)} {verb[self.second_op]} {self.element} "
+                f"(line {self.second_site.line}) that thread {_tup(self.first_thread)} {verb[self.first_op]} "
+                f"(line {self.first_site.line}) with no syncthreads between ({self.kind} hazard, "
+                f"after {self.epoch} barrier(s))")
+
+
+def _tup(t: tuple[int, ...]) -> str:
+    return f"({t[0]})" if len(t) == 1 else str(tuple(t))
+
+
+@dataclass
+class WriteMap:
+    """Who wrote each element of one array (linear block and thread ids; -1 = never written)."""
+
+    array: str
+    block: np.ndarray  # linear block id of the first writer, -1 if never written
+    thread: np.ndarray  # linear thread id (within its block) of the first writer, -1 if never written
+    writers: np.ndarray  # number of distinct threads that wrote the element
+
+    @property
+    def never_written(self) -> np.ndarray:
+        return self.writers == 0
+
+    @property
+    def written_by_several(self) -> np.ndarray:
+        return self.writers > 1
+
+
+class Trace:
+    """The recorded accesses of one launch and what follows from them (sectors, conflicts, races, maps).
+
+    ``records`` is a NumPy structured array, one row per element access in the simulator's order: ``block``
+    and ``thread`` (linear ids; :meth:`block_index` / :meth:`thread_index` give (x, y, z)), ``warp``
+    (thread // 32), ``array`` (index into ``arrays``), ``element`` (C-order flat index), ``op`` (0 read,
+    1 write, 2 atomic), ``site`` (index into ``sites``: one subscript in the source), ``epoch`` (barriers
+    this thread had passed) and ``seq``.
+    """
+
+    def __init__(self, rec: Recorder, grid: tuple[int, int, int], block: tuple[int, int, int], kernel_name: str,
+                 launch_ndim: tuple[int, int]):
+        self.arrays: list[ArrayInfo] = rec.arrays
+        self.grid = grid
+        self.block = block
+        self.kernel_name = kernel_name
+        self._ndim = launch_ndim
+        self.sites: list[Site] = []
+        self.records = self._build(rec)
+        self._req: RequestTable | None = None
+
+    # ---- construction
+    def _build(self, rec: Recorder) -> np.ndarray:
+        log = rec.log
+        if not log:
+            return np.zeros(0, dtype=_REC_DTYPE)
+        blk, tid, aid, idx, op, code, lasti, epoch = zip(*log)
+        logged_aid = np.array(aid, dtype=np.int64)
+        aid = logged_aid.copy()
+        # element numbers, per traced array (views map through their flat-index table to their array)
+        flat = np.zeros(len(log), dtype=np.int64)
+        owner_rows = []
+        flats = []
+        for a in np.unique(logged_aid):
+            rows = np.flatnonzero(logged_aid == a)
+            if a >= 0:
+                f, own = flat_indices([idx[r] for r in rows], self.arrays[a].shape)
+            else:
+                base, fm = rec.views[int(a)]
+                f, own = flat_indices([idx[r] for r in rows], fm.shape)
+                f = fm.ravel()[f]
+                aid[rows] = base
+            owner_rows.append(rows[own])
+            flats.append(f)
+        rows = np.concatenate(owner_rows)
+        flat = np.concatenate(flats)
+        order = np.argsort(rows, kind="stable")  # back to the order of the log (slice writes expand in place)
+        rows, flat = rows[order], flat[order]
+        out = np.zeros(len(rows), dtype=_REC_DTYPE)
+        out["block"] = np.array(blk, dtype=np.int32)[rows]
+        out["thread"] = np.array(tid, dtype=np.int32)[rows]
+        out["warp"] = out["thread"] // WARP_SIZE
+        out["array"] = aid[rows]
+        out["element"] = flat
+        out["op"] = np.array(op, dtype=np.int8)[rows]
+        out["epoch"] = np.array(epoch, dtype=np.int32)[rows]
+        out["seq"] = np.arange(len(rows))
+        # Sites on one line are separate instructions (e.g. `A[k, r] if t else A[r, k]`): keep them apart.
+        # A specialised instruction reports an offset inside its inline cache: map it to the instruction.
+        keys = list(zip(code, lasti))
+        site_of: dict = {}
+        by_instruction: dict = {}
+        starts: list[int] = []
+        for c, off in set(keys):
+            start = _instruction_start(c, off)
+            sid = by_instruction.get((c, start))
+            if sid is None:
+                sid = by_instruction[(c, start)] = len(self.sites)
+                self.sites.append(Site(c.co_filename, _line_of(c, start), c.co_name))
+                starts.append(start)
+            site_of[(c, off)] = sid
+        # number sites in source order (on one line: in instruction order), so ids are stable from run to run
+        order_sites = sorted(range(len(self.sites)),
+                             key=lambda k: (self.sites[k].file, self.sites[k].line, starts[k], self.sites[k].function, k))
+        renumber = {old: new for new, old in enumerate(order_sites)}
+        self.sites = [self.sites[k] for k in order_sites]
+        site_ids = np.fromiter(map(site_of.__getitem__, keys), dtype=np.int64, count=len(keys))
+        out["site"] = np.array([renumber[k] for k in range(len(renumber))], dtype=np.int64)[site_ids][rows]
+        return out
+
+    # ---- names and ids
+    def array_id(self, array: str) -> int:
+        for i, info in enumerate(self.arrays):
+            if info.name == array:
+                return i
+        raise KeyError(f"no traced array named {array!r}; traced arrays: {', '.join(a.name for a in self.arrays)}")
+
+    def array_info(self, array: str) -> ArrayInfo:
+        return self.arrays[self.array_id(array)]
+
+    def block_index(self, blin: int) -> tuple[int, ...]:
+        """Linear block id -> (x, y, z) trimmed to the launch's grid dimensions."""
+        x = blin % self.grid[0]
+        y = (blin // self.grid[0]) % self.grid[1]
+        z = blin // (self.grid[0] * self.grid[1])
+        return (x, y, z)[:self._ndim[0]]
+
+    def thread_index(self, tlin: int) -> tuple[int, ...]:
+        """Linear thread id within a block -> (x, y, z) trimmed to the launch's block dimensions."""
+        x = tlin % self.block[0]
+        y = (tlin // self.block[0]) % self.block[1]
+        z = tlin // (self.block[0] * self.block[1])
+        return (x, y, z)[:self._ndim[1]]
+
+    def _block_lin(self, b: int | Iterable[int]) -> int:
+        if isinstance(b, (int, np.integer)):
+            return int(b)
+        b = tuple(b) + (0,) * (3 - len(tuple(b)))
+        return b[0] + self.grid[0] * (b[1] + self.grid[1] * b[2])
+
+    def _thread_lin(self, t: int | Iterable[int]) -> int:
+        if isinstance(t, (int, np.integer)):
+            return int(t)
+        t = tuple(t) + (0,) * (3 - len(tuple(t)))
+        return t[0] + self.block[0] * (t[1] + self.block[1] * t[2])
+
+    def _mask(self, space: str | None = None, array: str | None = None, op: str | None = None) -> np.ndarray:
+        r = self.records
+        m = np.ones(len(r), dtype=bool)
+        if space is not None:
+            if space not in SPACES:
+                raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+            in_space = np.array([a.space == space for a in self.arrays] + [False], dtype=bool)
+            m &= in_space[r["array"]]
+        if array is not None:
+            m &= r["array"] == self.array_id(array)
+        if op is not None:
+            if op not in OPS:
+                raise ValueError(f"op must be one of {OPS}, got {op!r}")
+            m &= r["op"] == OPS.index(op)
+        return m
+
+    # ---- warp requests
+    def _requests_table(self) -> RequestTable:
+        """The one table of warp requests, built on first use."""
+        if self._req is None:
+            self._req = RequestTable(self.records, self.arrays)
+        return self._req
+
+    def _req_mask(self, space: str | None, array: str | None, op: str | None) -> np.ndarray:
+        q = self._requests_table()
+        m = np.ones(q.count, dtype=bool)
+        if space is not None:
+            if space not in SPACES:
+                raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+            m &= q.space == SPACES.index(space)
+        if array is not None:
+            m &= q.array == self.array_id(array)
+        if op is not None:
+            if op not in OPS:
+                raise ValueError(f"op must be one of {OPS}, got {op!r}")
+            m &= q.op == OPS.index(op)
+        return m
+
+    def requests(self, space: str | None = None, array: str | None = None, op: str | None = None) -> list[Request]:
+        """The warp-wide requests, optionally only of one space ('global'/'shared'), array or op."""
+        q = self._requests_table()
+        return [Request(self, q, int(i)) for i in np.flatnonzero(self._req_mask(space, array, op))]
+
+    def sectors_per_request(self, array: str | None = None, op: str | None = None) -> np.ndarray:
+        """32-byte sectors touched by each global-memory warp request (4 for 32 consecutive float32)."""
+        return self._requests_table().sectors[self._req_mask("global", array, op)]
+
+    def bytes_used(self, space: str = "global", array: str | None = None, op: str | None = None) -> int:
+        """Bytes the lanes asked for (each distinct element of a request counted once)."""
+        return int(self._requests_table().bytes_used[self._req_mask(space, array, op)].sum())
+
+    def bytes_moved(self, array: str | None = None, op: str | None = None) -> int:
+        """Bytes of global memory moved: 32 per sector per request (caches not modelled)."""
+        return int(self.sectors_per_request(array, op).sum()) * SECTOR_BYTES
+
+    def efficiency(self, array: str | None = None, op: str | None = None) -> float:
+        """bytes_used / bytes_moved of global requests: 1.0 when every byte moved was wanted."""
+        moved = self.bytes_moved(array, op)
+        return self.bytes_used("global", array, op) / moved if moved else float("nan")
+
+    def bank_conflicts(self, array: str | None = None, op: str | None = None) -> np.ndarray:
+        """n-way conflict of each shared-memory warp request (1 = conflict-free; a broadcast counts once)."""
+        return self._requests_table().ways[self._req_mask("shared", array, op)]
+
+    # ---- maps
+    def reads_per_element(self, array: str, block: int | tuple | None = None) -> np.ndarray:
+        """How many times each element was read (atomics count as reads too), shaped like the array."""
+        info = self.array_info(array)
+        m = self._mask(array=array) & (self.records["op"] != WRITE)
+        if block is not None:
+            m &= self.records["block"] == self._block_lin(block)
+        return np.bincount(self.records["element"][m], minlength=info.size).reshape(info.shape)
+
+    def write_map(self, array: str, block: int | tuple | None = None) -> WriteMap:
+        """Which thread wrote each element; elements never written or written by several threads are marked."""
+        info = self.array_info(array)
+        r = self.records
+        m = self._mask(array=array) & (r["op"] != READ)
+        if block is not None:
+            m &= r["block"] == self._block_lin(block)
+        el, blk, th = r["element"][m], r["block"][m], r["thread"][m]
+        first_block = np.full(info.size, -1, dtype=np.int64)
+        first_thread = np.full(info.size, -1, dtype=np.int64)
+        rev = slice(None, None, -1)  # assign in reverse order so the first writer wins
+        first_block[el[rev]] = blk[rev]
+        first_thread[el[rev]] = th[rev]
+        writers = np.zeros(info.size, dtype=np.int64)
+        if el.size:
+            uniq = np.unique(np.stack([el, blk.astype(np.int64), th.astype(np.int64)], axis=1), axis=0)
+            writers = np.bincount(uniq[:, 0], minlength=info.size)
+        return WriteMap(array, first_block.reshape(info.shape), first_thread.reshape(info.shape),
+                        writers.reshape(info.shape))
+
+    def read_map(self, array: str, thread: tuple) -> np.ndarray:
+        """How many times one thread read each element; ``thread`` = (block, thread), each an int or (x, y, z)."""
+        info = self.array_info(array)
+        b, t = thread
+        r = self.records
+        m = (self._mask(array=array) & (r["op"] != WRITE) & (r["block"] == self._block_lin(b))
+             & (r["thread"] == self._thread_lin(t)))
+        return np.bincount(r["element"][m], minlength=info.size).reshape(info.shape)
+
+    # ---- races
+    def races(self) -> list[Race]:
+        """Shared-memory hazards: two threads of a block on one element between the same barriers, one writing.
+
+        One entry per (block, element, barrier epoch), naming the first conflicting pair in the simulator's
+        order. The simulator runs threads in its own order, so a kernel can give the right answer there and
+        still race on a GPU; this is what compute-sanitizer racecheck reports there.
+        """
+        r = self.records
+        shared = self._mask(space="shared")
+        if not shared.any():
+            return []
+        q = self._requests_table()
+        addr = q.addr
+        idx = np.flatnonzero(shared)
+        keys = np.stack([r["block"][idx], r["epoch"][idx], addr[idx]], axis=1)
+        order = np.lexsort((r["seq"][idx], keys[:, 2], keys[:, 1], keys[:, 0]))
+        idx, keys = idx[order], keys[order]
+        new = np.ones(len(idx), dtype=bool)
+        new[1:] = np.any(keys[1:] != keys[:-1], axis=1)
+        starts = np.flatnonzero(new)
+        ends = np.append(starts[1:], len(idx))
+        # groups worth a look: a plain write, or an atomic and a plain read; and at least two threads
+        gid = np.cumsum(new) - 1
+        ops = r["op"][idx]
+        has = {}
+        for code in (READ, WRITE, ATOMIC):
+            has[code] = np.zeros(len(starts), dtype=bool)
+            np.logical_or.at(has[code], gid, ops == code)
+        has_write = has[WRITE] | (has[ATOMIC] & has[READ])
+        tmin = np.full(len(starts), np.iinfo(np.int32).max)
+        tmax = np.full(len(starts), -1)
+        np.minimum.at(tmin, gid, r["thread"][idx])
+        np.maximum.at(tmax, gid, r["thread"][idx])
+        out = []
+        for g in np.flatnonzero(has_write & (tmin != tmax)):
+            group = idx[starts[g]:ends[g]]
+            pair = _first_hazard(r["thread"][group], r["op"][group])
+            if pair is None:
+                continue
+            a, b = group[pair[0]], group[pair[1]]
+            info = self.arrays[int(r["array"][b])]
+            oa, ob = OPS[int(r["op"][a])], OPS[int(r["op"][b])]
+            kind = ("write-after-write" if oa != "read" and ob != "read"
+                    else "read-after-write" if oa != "read" else "write-after-read")
+            out.append(Race(info.name, info.label(int(r["element"][b])), self.block_index(int(r["block"][b])), kind,
+                            self.thread_index(int(r["thread"][a])), oa, self.sites[int(r["site"][a])],
+                            self.thread_index(int(r["thread"][b])), ob, self.sites[int(r["site"][b])],
+                            int(r["epoch"][b])))
+        return out
+
+    # ---- report
+    def summary(self) -> str:
+        """One line per access site: requests, sectors/request, bytes used/moved, bank conflicts."""
+        q = self._requests_table()
+        rows = []
+        groups: dict = {}
+        for i in range(q.count):
+            groups.setdefault((int(q.site[i]), int(q.array[i]), int(q.op[i])), []).append(i)
+        header = (f"{'array':<10} {'space':<6} {'op':<6} {'site':<28} {'requests':>8} {'lanes/req':>9} "
+                  f"{'sectors/req':>11} {'bytes used':>10} {'bytes moved':>11} {'ways':>6}")
+        rows.append(header)
+        rows.append("-" * len(header))
+        for (site, aid, op), ids in sorted(groups.items(), key=lambda kv: (self.sites[kv[0][0]].line, kv[0][1])):
+            ids = np.array(ids)
+            info = self.arrays[aid]
+            lanes = q.nlanes[ids].mean()
+            used = int(q.bytes_used[ids].sum())
+            if info.space == "global":
+                spr = f"{q.sectors[ids].mean():.2f}"
+                moved = str(int(q.sectors[ids].sum()) * SECTOR_BYTES)
+                ways = "-"
+            else:
+                spr, moved = "-", "-"
+                ways = f"{q.ways[ids].max()}-way"
+            rows.append(f"{info.name:<10} {info.space:<6} {OPS[op]:<6} {str(self.sites[site]):<28} {len(ids):>8} "
+                        f"{lanes:>9.1f} {spr:>11} {used:>10} {moved:>11} {ways:>6}")
+        g = self._req_mask("global", None, None)
+        if g.any():
+            moved = int(q.sectors[g].sum()) * SECTOR_BYTES
+            rows.append(f"global memory: {int(q.bytes_used[g].sum())} bytes used of {moved} moved "
+                        f"({int(q.bytes_used[g].sum()) / moved:.0%} efficiency; MODEL: no caches)")
+        return "\n".join(rows)
+
+    def __repr__(self) -> str:
+        return (f"<Trace of {self.kernel_name}: grid {self.grid}, block {self.block}, {len(self.records)} accesses, "
+                f"arrays {', '.join(a.name for a in self.arrays)}>")
+
+
+def _first_hazard(threads: np.ndarray, ops: np.ndarray) -> tuple[int, int] | None:
+    """First (earlier, later) pair of accesses by different threads with a write and not both atomic."""
+    n = len(threads)
+    for j in range(1, n):
+        for i in range(j):
+            if threads[i] == threads[j]:
+                continue
+            if ops[i] == READ and ops[j] == READ:
+                continue
+            if ops[i] == ATOMIC and ops[j] == ATOMIC:
+                continue
+            return i, j
+    return None
+
+
+@lru_cache(maxsize=256)
+def _instruction_offsets(code) -> tuple[int, ...]:
+    return tuple(ins.offset for ins in dis.get_instructions(code))
+
+
+def _instruction_start(code, offset: int) -> int:
+    offsets = _instruction_offsets(code)
+    i = bisect.bisect_right(offsets, offset) - 1
+    return offsets[i] if i >= 0 else offset
+
+
+def _line_of(code, offset: int) -> int:
+    for start, end, line in code.co_lines():
+        if start <= offset < end and line is not None:
+            return line
+    return code.co_firstlineno

@@ -1,0 +1,93 @@
+"""Running one block of a traced launch on the simulator's threads, scheduled the way the simulator does it.
+
+Why not the simulator's own ``BlockManager.run``: each thread must carry what a record needs (linear block id,
+barrier epoch), a failing thread's exception must come back unchanged (the simulator re-creates it with a
+prefix), and aborted threads must finish before the real ``cuda`` module is put back. The scheduling itself is
+the simulator's (``BlockManager.run``): start every thread of the block, release a barrier when every live
+thread waits at it. Importing this module loads the simulator (through :mod:`nbkit.core.simulator`).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import numpy as np
+
+from nbkit.core import simulator
+
+_sim = simulator.internals()
+
+
+class TracedThread(_sim.BlockThread):
+    """The simulator's thread plus what each record needs: linear block id and barrier epoch."""
+
+    def __init__(self, target, manager, grid_point, block_point, blin, launch_ndim):
+        super().__init__(target, manager, grid_point, block_point, False)
+        self.blin = blin
+        self.epoch = 0
+        self.launch_ndim = launch_ndim
+
+    def run(self):  # keep the original exception (BlockThread re-creates it with a thread prefix)
+        try:
+            threading.Thread.run(self)
+        except Exception as e:  # noqa: BLE001 - reported by the block loop
+            self.exception = (e, e.__traceback__)
+
+
+class ThreadFailed(Exception):
+    """A simulated thread raised: ``thread.exception`` is (the original exception, its traceback)."""
+
+    def __init__(self, thread: TracedThread):
+        super().__init__()
+        self.thread = thread
+
+
+def run_launch(fn: Callable, args: list, grid_dim: tuple, block_dim: tuple, module: object,
+               launch_ndim: tuple[int, int]) -> None:
+    """Every block of the launch, one after another in the simulator's order (x fastest), with ``module`` as
+    the ``cuda`` that ``fn`` and its device functions see. Raises :class:`ThreadFailed`."""
+    with simulator.launch_context(fn, module):
+        for blin, grid_point in enumerate(np.ndindex(*grid_dim[::-1])):
+            run_block(fn, args, grid_dim, block_dim, grid_point[::-1], blin, launch_ndim)
+
+
+def run_block(fn: Callable, args: list, grid_dim: tuple, block_dim: tuple, grid_point: tuple, blin: int,
+               launch_ndim: tuple[int, int]) -> None:
+    """One block, scheduled exactly like the simulator's BlockManager, on threads that carry trace state."""
+    manager = _sim.BlockManager(fn, grid_dim, block_dim, False)
+    threads = []
+
+    def target():
+        fn(*args)
+
+    for block_point in np.ndindex(*block_dim):
+        t = TracedThread(target, manager, grid_point, block_point, blin, launch_ndim)
+        t.start()
+        threads.append(t)
+    # The simulator's scheduling loop (kernel.BlockManager.run): release a barrier when every live thread waits.
+    live, blocked = set(threads), set()
+    try:
+        while live:
+            for t in live:
+                if t.syncthreads_blocked:
+                    blocked.add(t)
+                elif t.exception:
+                    for other in threads:
+                        other.abort = True
+                        other.syncthreads_blocked = False
+                        other.syncthreads_event.set()
+                    raise ThreadFailed(t)
+            if live == blocked:
+                for t in blocked:
+                    t.syncthreads_blocked = False
+                    t.syncthreads_event.set()
+                blocked = set()
+            live = {t for t in live if t.is_alive()}
+        for t in threads:
+            if t.exception:
+                raise ThreadFailed(t)
+    except ThreadFailed:
+        for t in threads:  # let aborted threads finish before the real cuda module is put back
+            t.join(timeout=1.0)
+        raise
