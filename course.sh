@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The course's one entry point.
 #   bash course.sh lab      set up (first time only) and open the course in JupyterLab
-#   bash course.sh test     set up (first time only) and run every test: pytest + every notebook under nbval
+#   bash course.sh test     set up (first time only) and run every test: pytest + every notebook under nbval,
+#                           then the same suite without numba-cuda (test-numba-only)
+#   bash course.sh test-numba-only  only that second run: the suite in .venv-numba (override with NBKIT_NUMBA_VENV),
+#                           an environment with the same packages less numba-cuda, so numba's own built-in CUDA
+#                           simulator runs, as on macOS or in a Colab kernel that installed numba-cuda while running
 #   bash course.sh learner  make the learners' copies of the notebooks (solutions removed) in learner/
 #   bash course.sh execute  re-execute every notebook in place (maintainers, before committing notebooks)
 #   bash course.sh setup    only set up
@@ -19,7 +23,10 @@ PYTHON=${PYTHON:-python3}
 # torch is pinned here, not in pyproject.toml (which states a range): an unpinned `torch` may pull a multi-GB CUDA build.
 TORCH_REQ="torch==2.13.0"
 
+NUMBA_VENV=${NBKIT_NUMBA_VENV:-.venv-numba}
+
 plan() { "$VENV/bin/python" coursekit/setup_plan.py "$@"; }
+numba_only() { "$VENV/bin/python" coursekit/numba_only.py "$@"; }
 
 make_venv() {
     echo "course.sh: creating the virtual environment $VENV"
@@ -60,6 +67,44 @@ except m.PackageNotFoundError: pass')" != "${TORCH_REQ#torch==}" ]; then
     plan mark "$VENV" "$extra" "$TORCH_REQ"
 }
 
+# The numba-only environment: pyproject.toml's packages less numba-cuda (coursekit/numba_only.py says which), the
+# same torch pin, nbkit itself editable without its dependencies (they would bring numba-cuda back). Like setup, a
+# stamp makes a second call install nothing.
+setup_numba_only() {
+    setup
+    local py="$NUMBA_VENV/bin/python" torch_args
+    [ -x "$py" ] || VENV=$NUMBA_VENV make_venv
+    [ "$(numba_only state "$NUMBA_VENV" "$TORCH_REQ")" = current ] && return
+    echo "course.sh: installing the numba-only environment $NUMBA_VENV (no numba-cuda: numba's built-in simulator)"
+    torch_args=$(plan torch-args "$py" "$TORCH_REQ")
+    # shellcheck disable=SC2086  # torch_args is empty or "--index-url URL"
+    "$py" -m pip install --quiet $torch_args "$TORCH_REQ"
+    numba_only requirements > "$NUMBA_VENV/numba-only-requirements.txt"
+    "$py" -m pip install --quiet "setuptools>=77" -r "$NUMBA_VENV/numba-only-requirements.txt"
+    "$py" -m pip install --quiet --no-build-isolation --no-deps -e .
+    if "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("numba_cuda") is None)'; then
+        echo "course.sh: numba-cuda got into $NUMBA_VENV; it must not be there" >&2
+        exit 1
+    fi
+    numba_only mark "$NUMBA_VENV" "$TORCH_REQ"
+}
+
+# pytest-xdist: one worker per core (NBKIT_TEST_WORKERS overrides, 0 = none); --dist loadfile keeps every
+# notebook's cells on one worker, in order, as nbval needs.
+run_tests() {
+    local py=$1
+    shift
+    # Simulator mode on every machine, so results do not depend on whether a GPU is present.
+    NBKIT_MODE=${NBKIT_MODE:-sim} "$py" -m pytest -n "${NBKIT_TEST_WORKERS:-auto}" --dist loadfile \
+        --nbval-lax --nbval-current-env tests notebooks "$@"
+}
+
+# Call setup_numba_only first, outside an `||` list (there `set -e` would not stop a failed install).
+test_numba_only() {
+    echo "course.sh: the suite again without numba-cuda ($NUMBA_VENV, numba's built-in simulator)"
+    NBKIT_MODE=sim run_tests "$NUMBA_VENV/bin/python" "$@"
+}
+
 command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
@@ -81,13 +126,14 @@ case "$command" in
         setup
         exec "$VENV/bin/python" -m coursekit.learner "$@" ;;
     test)
-        setup
-        # Simulator mode on every machine, so results do not depend on whether a GPU is present.
-        export NBKIT_MODE=${NBKIT_MODE:-sim}
-        # pytest-xdist: one worker per core (NBKIT_TEST_WORKERS overrides, 0 = none); --dist loadfile keeps every
-        # notebook's cells on one worker, in order, as nbval needs.
-        exec "$VENV/bin/python" -m pytest -n "${NBKIT_TEST_WORKERS:-auto}" --dist loadfile \
-            --nbval-lax --nbval-current-env tests notebooks "$@" ;;
+        setup_numba_only
+        status=0
+        run_tests "$VENV/bin/python" "$@" || status=$?
+        test_numba_only "$@" || status=$?
+        exit "$status" ;;
+    test-numba-only)
+        setup_numba_only
+        test_numba_only "$@" ;;
     execute)
         setup
         for nb in notebooks/[0-9][0-9]_*.ipynb; do
@@ -106,6 +152,6 @@ for path in sys.argv[1:]:
 PY
         ;;
     *)
-        echo "usage: bash course.sh lab|test|learner|execute|setup [extra arguments]" >&2
+        echo "usage: bash course.sh lab|test|test-numba-only|learner|execute|setup [extra arguments]" >&2
         exit 2 ;;
 esac
