@@ -22,9 +22,12 @@ try:
 except ModuleNotFoundError:  # Python 3.10: pip, which every virtual environment has, vendors the same parser
     from pip._vendor import tomli as tomllib
 
+if __package__:  # imported (tests): coursekit is a package
+    from coursekit import setup_plan
+else:  # run as a file, before nbkit is installed: its folder is on sys.path
+    import setup_plan  # the one home of the install stamp
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import setup_plan  # noqa: E402  - the one home of the install stamp
 
 EXTRAS = ("test", "lab")  # the main environment's extras, less the CUDA one (cu12/cu13 are numba-cuda itself)
 LEFT_OUT = {"numba-cuda"}  # its CUDA wheels (cuda-bindings, nvidia-*-cu13...) come only through it

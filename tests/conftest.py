@@ -10,6 +10,7 @@ os.environ.setdefault("NBKIT_MODE", "sim")
 import pytest  # noqa: E402
 
 import nbkit  # noqa: E402,F401  - first, so test modules may import numba.cuda freely
+from nbkit.core.simulator import compiler_installed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,3 +26,17 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def python_in_fresh_process():
     return run_python
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "compiler: needs numba-cuda's CUDA compiler (PTX, cubins); skipped without it")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without numba-cuda (numba's built-in simulator: macOS, course.sh test-numba-only) skip what needs its compiler."""
+    if compiler_installed():
+        return
+    skip = pytest.mark.skip(reason="needs numba-cuda's CUDA compiler, not installed here (numba's built-in simulator)")
+    for item in items:
+        if item.get_closest_marker("compiler"):
+            item.add_marker(skip)

@@ -6,6 +6,7 @@ from numba import cuda
 
 from nbkit.checks import CheckFailed, NotSolved, check_saxpy, is_stub
 from nbkit.checks import _core as core
+from nbkit.core.simulator import device_array_memory
 
 
 @cuda.jit
@@ -140,7 +141,7 @@ def _scribbling_launch(offset_from_end: int):
 
     def fake_launch(kernel, grid, block, alpha, x, y, out):
         out[:] = alpha * x.copy_to_host() + y.copy_to_host()
-        device_buffer = out._ary.base  # the padded device allocation the view lives in
+        device_buffer = device_array_memory(out).base  # the padded device allocation the view lives in
         n = out.shape[0]
         if offset_from_end >= 0:
             device_buffer[core.PAD + n + offset_from_end] = 1.0
@@ -171,9 +172,6 @@ def test_outputs_are_device_views_not_host_copies(monkeypatch):
     assert out.shape == (300,)
 
 
-ptx = pytest.importorskip("numba_cuda", reason="numba-cuda's compiler is not installed (e.g. macOS)")
-
-
 @cuda.jit
 def scale_f32(x, out):
     i = cuda.grid(1)
@@ -197,6 +195,7 @@ def test_ptx_instructions_are_told_from_declarations():
     assert not core._is_f64_instruction("mov.b64 %rd1, %fd1;")
 
 
+@pytest.mark.compiler
 def test_float32_is_proved_from_the_ptx():
     ok, message = core.float32_ptx(scale_f32, "void(float32[::1], float32[::1])")
     assert ok is True and "no .f64" in message

@@ -1,5 +1,7 @@
 """The memory-access tracer on patterns whose answers are known by hand (sectors, bank conflicts, races, maps)."""
 
+from collections import Counter
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -156,6 +158,47 @@ def test_transposed_tile_conflicts_and_padding_removes_them(pad, ways):
     assert set(t.sectors_per_request("a").tolist()) == {4}  # both global sides stay coalesced
     assert set(t.sectors_per_request("out").tolist()) == {4}
     assert "tile" in t.summary() and f"{ways}-way" in t.summary()
+
+
+# ---------------------------------------------------------------- one request table, viewed by Request
+
+
+def _sectors_by_hand(addresses: list[int], itemsize: int) -> list[int]:
+    """Every 32-byte sector from each element's first byte to its last, each once."""
+    return sorted({s for a in addresses for s in range(a // 32, (a + itemsize - 1) // 32 + 1)})
+
+
+def _ways_by_hand(addresses: list[int], itemsize: int) -> int:
+    """Most distinct 4-byte words in one of the 32 banks (a word asked by several lanes counts once)."""
+    words = {a // 4 + k for a in addresses for k in range(max(1, -(-itemsize // 4)))}
+    return max(Counter(w % 32 for w in words).values(), default=0)
+
+
+@pytest.mark.parametrize("case", ["float32 misaligned", "float64 strided", "shared stride 2", "shared float64",
+                                  "transposed tile"])
+def test_request_views_and_totals_come_from_one_table_and_match_a_count_by_hand(case):
+    if case == "float32 misaligned":
+        t = trace(copy_strided, 2, 48, np.arange(200, dtype=np.float32), np.zeros(80, np.float32), 1, 3)
+    elif case == "float64 strided":
+        t = trace(copy_strided, 1, 40, np.arange(200, dtype=np.float64), np.zeros(40), 3, 1)
+    elif case == "shared stride 2":
+        t = trace(_shared_stride_kernel(2), 1, 32, np.zeros(32, np.float32))
+    elif case == "shared float64":
+        t = trace(shared_float64, 1, 32, np.zeros(32))
+    else:
+        a = np.arange(TILE * TILE, dtype=np.float32).reshape(TILE, TILE)
+        t = trace(_transpose_kernel(0), 1, (TILE, ROWS), a, np.zeros_like(a))
+    everything = t.requests()
+    assert sum(len(r.lanes) for r in everything) == len(t.records)  # every record in exactly one request
+    for r in everything:
+        addresses = r.addresses.tolist()
+        assert r.sectors.tolist() == _sectors_by_hand(addresses, r.itemsize), r
+        assert r.bank_ways == _ways_by_hand(addresses, r.itemsize), r
+    glob, shared = t.requests(space="global"), t.requests(space="shared")
+    assert [len(r.sectors) for r in glob] == t.sectors_per_request().tolist()
+    assert [r.bank_ways for r in shared] == t.bank_conflicts().tolist()
+    assert t.bytes_moved() == 32 * sum(len(r.sectors) for r in glob)
+    assert t.bytes_used() == sum(len(set(r.addresses.tolist())) * r.itemsize for r in glob)
 
 
 # ---------------------------------------------------------------- races

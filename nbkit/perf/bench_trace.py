@@ -52,6 +52,7 @@ def _cases() -> list[tuple[str, object, tuple, tuple, Callable[[], tuple]]]:
 def run(repeat: int = 3) -> list[dict]:
     """Time every case plain and traced; return one row per kernel (seconds, ratio, records)."""
     from nbkit.core.launch import launch
+    from nbkit.core.simulator import simulated_kernel
     from nbkit.tracer import trace
 
     rows = []
@@ -63,9 +64,7 @@ def run(repeat: int = 3) -> list[dict]:
             if MODE.is_simulator:
                 launch(kernel, grid, block, *args)
             else:  # GPU mode: the plain simulator run is the same Python function on the simulator's launcher
-                from numba.cuda.simulator.kernel import FakeCUDAKernel
-
-                FakeCUDAKernel(kernel.py_func, device=False)[grid, block](*args)
+                simulated_kernel(kernel.py_func)[grid, block](*args)
             plain.append(time.perf_counter() - t0)
             plain_out = [np.array(x, copy=True) for x in args if isinstance(x, np.ndarray)]
             args = make_args()
