@@ -152,6 +152,6 @@ for path in sys.argv[1:]:
 PY
         ;;
     *)
-        echo "usage: bash course.sh lab|test|test-numba-only|learner|execute|setup [extra arguments]" >&2
+        echo "usage: bash course.sh lab|test|learner|execute|setup|test-numba-only [extra arguments]" >&2
         exit 2 ;;
 esac

@@ -6,6 +6,7 @@ C library named libcuda.so.1 that answers the driver calls nbkit.core.mode makes
 
 import functools
 import http.server
+import importlib.util
 import json
 import os
 import shutil
@@ -294,6 +295,10 @@ def test_doctor_reports_the_mismatch_it_finds(fake_driver, python_in_fresh_proce
         assert "set-up check       : PROBLEM" in r.stdout, r.stdout
         assert "Fake GPU 0 has compute capability 6.0; CUDA 13 supports >= 7.5. Fix: " in r.stdout
         assert 'pip install "numba-cuda[cu12]>=0.21"' in r.stdout or "bash course.sh setup" in r.stdout
+    elif importlib.util.find_spec("numba_cuda") is None:  # numba's own simulator (course.sh test-numba-only)
+        assert "set-up check       : PROBLEM" in r.stdout, r.stdout
+        assert "numba-cuda's CUDA libraries (cuda-bindings) are not installed" in r.stdout, r.stdout
+        assert 'pip install "numba-cuda[cu12]>=0.21"' in r.stdout, r.stdout
     else:
         assert "set-up check       : OK" in r.stdout, r.stdout
 

@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from nbkit.core.launch import launch, static_shared_bytes
+from nbkit.core.simulator import compiler_installed
 from nbkit.core.source import python_function
 
 
@@ -402,12 +403,6 @@ print(json.dumps([line.strip() for line in ptx.splitlines() if ".f64" in line]))
 _ptx_cache: dict[tuple[str, str], tuple[bool | None, str]] = {}
 
 
-def _numba_cuda_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("numba_cuda") is not None
-
-
 def _is_f64_instruction(line: str) -> bool:
     """True for a PTX instruction whose opcode works on .f64 (add.f64, cvt.f64.f32, fma.rn.f64), not for a
     declaration such as ``.reg .f64 %fd<20>;`` or a directive."""
@@ -425,7 +420,7 @@ def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
     Runs in a fresh process: numba fixes its target (GPU or simulator) once per process.
     """
     func = python_function(kernel)
-    if not _numba_cuda_installed():
+    if not compiler_installed():
         return None, "float32 was not checked: numba-cuda's compiler is not installed here (e.g. macOS)."
     try:
         source = textwrap.dedent(inspect.getsource(func))
