@@ -461,7 +461,7 @@ def sass_counts(kernel, cc="sm_80", signature: str | None = None) -> SassCounts:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kernel", action="append", default=[], help="registered kernel name (default: all)")
-    parser.add_argument("--arch", action="append", default=[], help="e.g. sm_80 (default: sm_75, sm_80, sm_90)")
+    parser.add_argument("--arch", action="append", default=[], help=f"e.g. sm_80 (default: {', '.join(ARCHS)})")
     parser.add_argument("--module", action="append", default=[], help="also import this module (it may register kernels)")
     parser.add_argument("--records", action="store_true", help="print one JSON list of raw records (used internally)")
     parser.add_argument("--sass", action="store_true", help="print the SASS and its counts (first signature)")

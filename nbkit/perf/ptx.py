@@ -1,11 +1,11 @@
 """Prove, with no GPU present, that every nbkit kernel compiles for real hardware.
 
 ``numba.cuda.compile_ptx`` runs the whole CUDA compiler (NVVM) on the CPU (see :mod:`nbkit.perf.compiler`).
-This module compiles every registered kernel (see :mod:`nbkit.core.registry`) for the architectures in
+This module compiles every registered kernel (see :func:`nbkit.kernels.all_kernels`) for the architectures in
 :data:`nbkit.core.hw.ARCHS` and checks the PTX: a float32 kernel must not contain a single float64
-instruction (:func:`f64_instructions`) (a stray ``0.5`` literal or a
-``math`` call on a float64 makes a consumer GPU run at 1/64 speed), and its static shared memory
-must match what :func:`nbkit.core.launch.static_shared_bytes` reads from the source.
+instruction (see :func:`f64_instructions`; a stray ``0.5`` literal or a ``math`` call on a float64 makes a
+consumer GPU run at 1/64 speed), and its static shared memory must match what
+:func:`nbkit.core.launch.static_shared_bytes` reads from the source.
 
 It is also a resource test: each kernel's PTX is compiled on to a cubin by nvJitLink (see
 :mod:`nbkit.perf.cubin`), and ptxas's own report must show no register spills (unless the kernel is
