@@ -10,6 +10,7 @@ os.environ.setdefault("NBKIT_MODE", "sim")
 import pytest  # noqa: E402
 
 import nbkit  # noqa: E402,F401  - first, so test modules may import numba.cuda freely
+from nbkit.perf.compiler import compiler_missing  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +21,10 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     full_env.update(env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env,
                           cwd=ROOT, timeout=300)
+
+
+# Tests that compile kernels with numba-cuda's compiler (to PTX, cubins) are skipped where it is missing.
+needs_compiler = pytest.mark.skipif(compiler_missing() is not None, reason=compiler_missing() or "")
 
 
 @pytest.fixture

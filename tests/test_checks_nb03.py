@@ -1,9 +1,8 @@
 """Exercise checks of notebook 03: each passes correct answers (other mappings too) and names wrong ones."""
 
-import importlib.util
-
 import numpy as np
 import pytest
+from conftest import needs_compiler
 from numba import cuda, float32
 
 from nbkit.checks import (
@@ -295,10 +294,6 @@ def blur3_guard_one_too_many(x, out):
     i = cuda.grid(1)
     if i < x.size - 1:  # should be x.size - 2 = out.size
         out[i] = (x[i] + float32(2) * x[i + 1] + x[i + 2]) / float32(4)
-
-
-needs_compiler = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
-                                    reason="numba-cuda's compiler is needed for the PTX")
 
 
 @needs_compiler

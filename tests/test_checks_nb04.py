@@ -1,10 +1,10 @@
 """Exercise checks of notebook 04: each passes correct answers (other mappings too) and names wrong ones."""
 
-import importlib.util
 import sys
 
 import numpy as np
 import pytest
+from conftest import needs_compiler
 from numba import cuda, float32
 
 from nbkit.checks import (
@@ -16,10 +16,6 @@ from nbkit.checks import (
 )
 
 T = 8  # the exercises' tile width
-
-needs_compiler = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
-                                    reason="numba-cuda's compiler is needed for the PTX")
-
 
 def needs_tracer():
     return pytest.importorskip("nbkit.tracer", reason="the memory-access tracer (nbkit.tracer) is not in this checkout")
