@@ -1,5 +1,6 @@
 """Tests run in simulator mode unless NBKIT_MODE says otherwise (set before nbkit imports numba)."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -25,3 +26,13 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def python_in_fresh_process():
     return run_python
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip the `compiler` tier where numba-cuda (the compiler) is absent, e.g. on macOS: one rule, not one per file."""
+    if importlib.util.find_spec("numba_cuda") is not None:
+        return
+    skip = pytest.mark.skip(reason="numba-cuda's compiler is not installed (e.g. macOS)")
+    for item in items:
+        if item.get_closest_marker("compiler"):
+            item.add_marker(skip)

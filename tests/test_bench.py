@@ -4,7 +4,10 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
+
+pytestmark = pytest.mark.subprocess
 
 
 def test_bench_prints_cpu_ratios():

@@ -171,9 +171,6 @@ def test_outputs_are_device_views_not_host_copies(monkeypatch):
     assert out.shape == (300,)
 
 
-ptx = pytest.importorskip("numba_cuda", reason="numba-cuda's compiler is not installed (e.g. macOS)")
-
-
 @cuda.jit
 def scale_f32(x, out):
     i = cuda.grid(1)
@@ -197,6 +194,7 @@ def test_ptx_instructions_are_told_from_declarations():
     assert not core._is_f64_instruction("mov.b64 %rd1, %fd1;")
 
 
+@pytest.mark.compiler
 def test_float32_is_proved_from_the_ptx():
     ok, message = core.float32_ptx(scale_f32, "void(float32[::1], float32[::1])")
     assert ok is True and "no .f64" in message

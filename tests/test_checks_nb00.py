@@ -66,7 +66,7 @@ def test_correct_answers_pass(capsys):
     (saxpy_unguarded, "bounds guard"),
     (saxpy_misses_elements, "never written"),
     (saxpy_parameter_order, r"parameters are \(x, alpha, y, out\).*saxpy\(alpha, x, y, out\)"),
-    (saxpy_float64, "float64 instruction"),
+    pytest.param(saxpy_float64, "float64 instruction", marks=pytest.mark.compiler),
 ])
 def test_wrong_answers_fail_with_a_reason(wrong, message):
     with pytest.raises(CheckFailed, match=message) as info:

@@ -124,7 +124,7 @@ def test_sgd_momentum_passes_any_thread_mapping(capsys):
                                 r"weight decay must be added to the gradient before momentum and dampening: "
                                 r"g = grad \+ wd \* param"),
     (sgd_unguarded, "outside an array|bounds guard"),
-    (sgd_float64, "float64 instruction"),
+    pytest.param(sgd_float64, "float64 instruction", marks=pytest.mark.compiler),
 ])
 def test_sgd_momentum_wrong_answers(wrong, message):
     fails(check_sgd_momentum, wrong, message)

@@ -14,7 +14,7 @@ from nbkit.perf import cubin
 
 REASON = (cubin.tools_available() or "") if importlib.util.find_spec("numba_cuda") else \
     "numba-cuda (with its CUDA compiler) is not installed, e.g. on macOS"
-pytestmark = pytest.mark.skipif(bool(REASON), reason=REASON)
+pytestmark = [pytest.mark.compiler, pytest.mark.skipif(bool(REASON), reason=REASON)]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 from conftest import ROOT
 
 
+@pytest.mark.subprocess
 def test_ruff_finds_nothing():
     try:
         import ruff  # noqa: F401 - the PyPI package ships the binary

@@ -4,7 +4,6 @@ Compiling needs numba's real CUDA target, while the tests run in the simulator, 
 once in a subprocess with NBKIT_MODE=gpu. New kernels join by registering with ``@nbkit.kernel``.
 """
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,8 +17,7 @@ from nbkit.core.registry import registered_kernels
 HERE = Path(__file__).resolve().parent
 ARCHS = {"sm_75", "sm_80", "sm_90"}
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
-                                reason="numba-cuda (with its CUDA compiler) is not installed, e.g. on macOS")
+pytestmark = pytest.mark.compiler
 
 
 @pytest.fixture(scope="module")

@@ -120,6 +120,7 @@ def test_pip_index_output_is_read_exactly():
     assert not sp.index_serves(out, "2.13") and not sp.index_serves(out, "2.11.0") and not sp.index_serves("", "2.13.0")
 
 
+@pytest.mark.subprocess
 def test_unreachable_cpu_index_falls_back_to_the_default_index(monkeypatch):
     monkeypatch.setattr(sp, "TORCH_CPU_INDEX", "http://127.0.0.1:9/simple")  # nothing listens on port 9
     args, message = sp.torch_pip_args(sys.executable, "torch==2.13.0", "Linux", gpu_usable=False)
@@ -153,6 +154,7 @@ def local_index(tmp_path):
     server.shutdown()
 
 
+@pytest.mark.subprocess
 def test_reachable_cpu_index_is_used(local_index, monkeypatch):
     url, files = local_index
     files.append("torch-2.13.0+cpu-py3-none-any.whl")
@@ -162,6 +164,7 @@ def test_reachable_cpu_index_is_used(local_index, monkeypatch):
     assert "CPU-only build" in message
 
 
+@pytest.mark.subprocess
 def test_probe_asks_only_the_cpu_index(local_index, monkeypatch, tmp_path):
     # A find-links directory (as pip.conf or PIP_FIND_LINKS may name) holds 2.13.0; the index only 2.12.0.
     url, files = local_index
@@ -203,6 +206,7 @@ def _run_script(*args, env=None, tmp_path):
     return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, env=full_env, timeout=120)
 
 
+@pytest.mark.subprocess
 def test_script_runs_without_numba(tmp_path):
     r = _run_script("extra", tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -214,6 +218,7 @@ def test_script_runs_without_numba(tmp_path):
     assert _run_script("frobnicate", tmp_path=tmp_path).returncode == 2
 
 
+@pytest.mark.subprocess
 def test_script_state_and_mark(tmp_path):
     venv = tmp_path / "venv"
     venv.mkdir()
@@ -266,6 +271,7 @@ def fake_driver(tmp_path_factory):
                                  "FAKE_CUDA_CC": ccs}
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("driver, ccs, extra, says", [
     (13000, "6.0", "cu12", "Fake GPU 0 (compute capability 6.0): CUDA 13 supports compute capability >= 7.5"),
     (12040, "7.5", "cu12", "driver supports CUDA 12.4 (CUDA 13 needs driver >= 580)"),
@@ -278,6 +284,7 @@ def test_script_reads_the_faked_driver(fake_driver, tmp_path, driver, ccs, extra
     assert r.stdout.strip() == extra and says in r.stderr, r.stderr
 
 
+@pytest.mark.subprocess
 def test_probe_reads_compute_capabilities_and_names(fake_driver, python_in_fresh_process):
     r = python_in_fresh_process("from nbkit.core.mode import probe_gpu; p = probe_gpu(); "
                                 "print(p.driver_version, p.device_count, p.compute_capabilities, p.device_names)",
@@ -286,6 +293,7 @@ def test_probe_reads_compute_capabilities_and_names(fake_driver, python_in_fresh
     assert r.stdout.strip() == "12020 2 ((6, 1), (8, 6)) ('Fake GPU 0', 'Fake GPU 1')"
 
 
+@pytest.mark.subprocess
 def test_doctor_reports_the_mismatch_it_finds(fake_driver, python_in_fresh_process):
     toolkit = sp.installed_toolkit_major()
     r = python_in_fresh_process("import nbkit; nbkit.doctor()", NBKIT_MODE="sim", **fake_driver(13000, "6.0"))
@@ -321,6 +329,7 @@ def _course_sh(*args, venv, offline=True, timeout=120):
                           timeout=timeout)
 
 
+@pytest.mark.subprocess
 def test_course_sh_does_not_reinstall_an_unchanged_environment(tmp_path):
     venv = _fake_venv(tmp_path)
     extra = _run_script("extra", tmp_path=tmp_path).stdout.strip()
@@ -330,6 +339,7 @@ def test_course_sh_does_not_reinstall_an_unchanged_environment(tmp_path):
     assert "installing" not in r.stdout + r.stderr
 
 
+@pytest.mark.subprocess
 def test_course_sh_lab_as_root_adds_allow_root(tmp_path):
     venv = _fake_venv(tmp_path)
     extra = _run_script("extra", tmp_path=tmp_path).stdout.strip()
@@ -343,6 +353,7 @@ def test_course_sh_lab_as_root_adds_allow_root(tmp_path):
         assert r.stdout.strip().endswith("jupyter lab --no-browser"), r.stdout
 
 
+@pytest.mark.subprocess
 def test_course_sh_commands():
     text = (ROOT / "course.sh").read_text()
     assert '"$VENV/bin/python" -m coursekit.learner "$@"' in text
@@ -353,6 +364,7 @@ def test_course_sh_commands():
     assert r.returncode == 2 and "lab|test|learner|execute|setup" in r.stderr
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(not os.environ.get("NBKIT_SLOW_SETUP_TEST"), reason="opt-in (NBKIT_SLOW_SETUP_TEST=1): minutes")
 def test_course_sh_setup_twice_second_time_offline(tmp_path):
     venv = tmp_path / "venv"

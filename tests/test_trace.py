@@ -348,6 +348,7 @@ def test_device_functions_and_atomics_are_traced():
     assert len(atomics) == 1 and len(atomics[0].lanes) == 32 and t.sectors_per_request("out", "atomic").tolist() == [1]
 
 
+@pytest.mark.subprocess
 def test_trace_in_gpu_mode(python_in_fresh_process):
     """GPU mode (real numba-cuda target, no device needed): the kernel's py_func runs on the simulator."""
     code = (
