@@ -335,7 +335,8 @@ def _course_sh(*args, venv, offline=True, timeout=120):
 def test_course_sh_does_not_reinstall_an_unchanged_environment(tmp_path):
     venv = _fake_venv(tmp_path)
     extra = _run_script("extra", tmp_path=tmp_path).stdout.strip()
-    sp.mark_installed(venv, (ROOT / "pyproject.toml").read_text(), extra, "torch==2.13.0")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    sp.mark_installed(venv, pyproject, extra, sp.pinned_torch(pyproject))
     r = _course_sh("setup", venv=venv)
     assert r.returncode == 0, r.stderr
     assert "installing" not in r.stdout + r.stderr
@@ -345,7 +346,8 @@ def test_course_sh_does_not_reinstall_an_unchanged_environment(tmp_path):
 def test_course_sh_lab_as_root_adds_allow_root(tmp_path):
     venv = _fake_venv(tmp_path)
     extra = _run_script("extra", tmp_path=tmp_path).stdout.strip()
-    sp.mark_installed(venv, (ROOT / "pyproject.toml").read_text(), extra, "torch==2.13.0")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    sp.mark_installed(venv, pyproject, extra, sp.pinned_torch(pyproject))
     r = _course_sh("lab", "--no-browser", venv=venv)
     assert r.returncode == 0, r.stderr
     if os.geteuid() == 0:
