@@ -20,16 +20,16 @@ from pathlib import Path
 if not __package__:  # run as a file: coursekit/ heads sys.path; keep its modules from shadowing the standard library
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import hashlib  # noqa: E402
-import importlib.metadata  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import subprocess  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Sequence  # noqa: E402
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import re
+import subprocess
+from dataclasses import dataclass
+from typing import Sequence
 
 if __package__:
     from nbkit.core.mode import GpuProbe, probe_gpu

@@ -8,9 +8,9 @@ from pathlib import Path
 
 os.environ.setdefault("NBKIT_MODE", "sim")
 
-import pytest  # noqa: E402
+import pytest
 
-import nbkit  # noqa: E402,F401  - first, so test modules may import numba.cuda freely
+import nbkit  # noqa: F401  - first, so test modules may import numba.cuda freely
 
 ROOT = Path(__file__).resolve().parent.parent
 # How a passing exercise check ends: the PTX proves float32, or, without numba-cuda's compiler, it says it could not.

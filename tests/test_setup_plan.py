@@ -134,7 +134,7 @@ def local_index(tmp_path):
     files: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
+        def do_GET(self):
             if self.path.rstrip("/").endswith("/torch"):
                 body = "".join(f'<a href="/files/{f}">{f}</a><br>' for f in files).encode()
                 self.send_response(200)
