@@ -1,6 +1,5 @@
 """Tests run in simulator mode unless NBKIT_MODE says otherwise (set before nbkit imports numba)."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,10 +10,11 @@ os.environ.setdefault("NBKIT_MODE", "sim")
 import pytest
 
 import nbkit  # noqa: F401  - first, so test modules may import numba.cuda freely
+from nbkit.perf.compiler import compiler_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 # How a passing exercise check ends: the PTX proves float32, or, without numba-cuda's compiler, it says it could not.
-FLOAT32_NOTE = ("float32 throughout (checked in the PTX: no .f64 instruction)." if importlib.util.find_spec("numba_cuda")
+FLOAT32_NOTE = ("float32 throughout (checked in the PTX: no .f64 instruction)." if compiler_missing() is None
                 else "float32 was not checked: numba-cuda's compiler is not installed here (e.g. macOS).")
 
 
@@ -26,6 +26,11 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, timeout=300)
 
 
+# The compiler tier: tests that compile kernels with numba-cuda's compiler (to PTX, cubins); skipped where it is
+# missing (pytest_collection_modifyitems below).
+needs_compiler = pytest.mark.compiler
+
+
 @pytest.fixture
 def python_in_fresh_process():
     return run_python
@@ -33,9 +38,9 @@ def python_in_fresh_process():
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Skip the `compiler` tier where numba-cuda (the compiler) is absent, e.g. on macOS: one rule, not one per file."""
-    if importlib.util.find_spec("numba_cuda") is not None:
+    reason = compiler_missing()
+    if reason is None:
         return
-    skip = pytest.mark.skip(reason="numba-cuda's compiler is not installed (e.g. macOS)")
     for item in items:
         if item.get_closest_marker("compiler"):
-            item.add_marker(skip)
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import needs_compiler
 from numba import cuda, float32
 
 from nbkit.checks import (
@@ -293,9 +294,6 @@ def blur3_guard_one_too_many(x, out):
     i = cuda.grid(1)
     if i < x.size - 1:  # should be x.size - 2 = out.size
         out[i] = (x[i] + float32(2) * x[i + 1] + x[i + 2]) / float32(4)
-
-
-needs_compiler = pytest.mark.compiler  # the PTX check: skipped where numba-cuda is absent (conftest.py)
 
 
 @needs_compiler

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import needs_compiler
 from numba import cuda, float32
 
 from nbkit.checks import (
@@ -15,9 +16,6 @@ from nbkit.checks import (
 )
 
 T = 8  # the exercises' tile width
-
-needs_compiler = pytest.mark.compiler  # the PTX check: skipped where numba-cuda is absent (conftest.py)
-
 
 def needs_tracer():
     return pytest.importorskip("nbkit.tracer", reason="the memory-access tracer (nbkit.tracer) is not in this checkout")

@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT
 
 from coursekit import setup_plan as sp
+from nbkit.core import compat
 
 pytestmark = pytest.mark.subprocess
 
@@ -101,7 +102,7 @@ def test_changed_pyproject_installs_again_without_build_isolation_and_records_it
     assert [c.split(" ", 1)[1] for c in _calls(venv, "pip install")] == [
         "-m pip install --quiet setuptools>=77", f"-m pip install --quiet --no-build-isolation -e .[test,lab,{extra}]"]
     assert sp.install_state(venv, PYPROJECT, extra, PIN) == "current"
-    assert json.loads((venv / sp.STAMP).read_text())["torch"] == PIN
+    assert json.loads((venv / compat.STAMP).read_text())["torch"] == PIN
 
 
 @pytest.mark.parametrize("installed, installs_torch", [
@@ -183,8 +184,8 @@ def test_setup_twice_second_time_offline(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "installing" not in second.stdout + second.stderr
     # A changed pyproject.toml installs again, still offline: no build isolation, dependencies already there.
-    stamp = json.loads((venv / sp.STAMP).read_text())
-    (venv / sp.STAMP).write_text(json.dumps({**stamp, "fingerprint": "old"}))
+    stamp = json.loads((venv / compat.STAMP).read_text())
+    (venv / compat.STAMP).write_text(json.dumps({**stamp, "fingerprint": "old"}))
     third = _course_sh("setup", venv=venv)
     assert third.returncode == 0, third.stderr
     assert "pyproject.toml changed since the last set-up: installing again" in third.stdout

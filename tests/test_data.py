@@ -123,3 +123,11 @@ def test_load_uses_a_real_archive_when_present(tmp_path, monkeypatch):
     data.make_synthetic_archive(tmp_path / data.ARCHIVE, per_batch=5, n_test=5)
     with pytest.raises(DataError, match="does not have the published MD5"):
         data.load()
+
+
+def test_default_data_folder_is_the_repositorys(monkeypatch):
+    """Without NBKIT_DATA, downloads land in data/ at the top of the course (git-ignored), not inside the package."""
+    from pathlib import Path
+
+    monkeypatch.delenv("NBKIT_DATA", raising=False)
+    assert data.data_dir() == Path(__file__).resolve().parent.parent / "data"

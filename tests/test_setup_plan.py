@@ -1,4 +1,5 @@
-"""course.sh's set-up decisions (coursekit/setup_plan.py), with faked drivers, GPUs, indexes and environments.
+"""course.sh's set-up decisions (coursekit/setup_plan.py and the CUDA compatibility rules it loads,
+nbkit/core/compat.py), with faked drivers, GPUs, indexes and environments.
 
 No GPU is needed: the CUDA driver is faked twice, as numbers handed to the decision functions and as a small
 C library named libcuda.so.1 that answers the driver calls nbkit.core.mode makes through ctypes.
@@ -18,6 +19,7 @@ import pytest
 from conftest import ROOT
 
 from coursekit import setup_plan as sp
+from nbkit.core import compat
 from nbkit.core.mode import GpuProbe
 
 SCRIPT = str(ROOT / "coursekit" / "setup_plan.py")
@@ -38,23 +40,23 @@ SCRIPT = str(ROOT / "coursekit" / "setup_plan.py")
     (13000, [(3, 7)], "cu13", True),          # Kepler: no toolkit numba-cuda supports
 ])
 def test_extra_follows_driver_and_compute_capability(driver, ccs, extra, warns):
-    choice = sp.choose_extra(driver, ccs)
+    choice = compat.choose_extra(driver, ccs)
     assert choice.extra == extra, choice
     assert (choice.warning is not None) == warns, choice
 
 
 def test_the_warnings_say_what_to_do():
-    assert "driver >= 525" in sp.choose_extra(11080, [(7, 5)]).warning
-    assert "NBKIT_MODE=sim" in sp.choose_extra(13000, [(3, 7)], ["Tesla K80"]).warning
-    assert "Tesla K80 (compute capability 3.7)" in sp.choose_extra(13000, [(3, 7)], ["Tesla K80"]).warning
-    reason = sp.choose_extra(13000, [(8, 0), (6, 0)], ["A100", "P100"]).reason
+    assert "driver >= 525" in compat.choose_extra(11080, [(7, 5)]).warning
+    assert "NBKIT_MODE=sim" in compat.choose_extra(13000, [(3, 7)], ["Tesla K80"]).warning
+    assert "Tesla K80 (compute capability 3.7)" in compat.choose_extra(13000, [(3, 7)], ["Tesla K80"]).warning
+    reason = compat.choose_extra(13000, [(8, 0), (6, 0)], ["A100", "P100"]).reason
     assert "P100 (compute capability 6.0)" in reason and ">= 7.5" in reason
 
 
 def test_extra_can_be_forced_and_a_bad_value_is_refused():
-    assert sp.choose_extra(13000, [(9, 0)], forced="cu12").extra == "cu12"
+    assert compat.choose_extra(13000, [(9, 0)], forced="cu12").extra == "cu12"
     with pytest.raises(ValueError, match="NBKIT_CUDA='cu11' is not understood: expected one of cu12, cu13"):
-        sp.choose_extra(13000, [(9, 0)], forced="cu11")
+        compat.choose_extra(13000, [(9, 0)], forced="cu11")
 
 
 def _probe(driver, ccs, names=None):
@@ -63,8 +65,8 @@ def _probe(driver, ccs, names=None):
 
 
 def test_extra_from_a_probe_ignores_a_driver_without_devices():
-    assert sp.choose_for(GpuProbe(True, 0, 12020, "0 CUDA device(s) found")).extra == "cu13"
-    assert sp.choose_for(_probe(12020, [(7, 5)])).extra == "cu12"
+    assert compat.choose_for(GpuProbe(True, 0, 12020, "0 CUDA device(s) found")).extra == "cu13"
+    assert compat.choose_for(_probe(12020, [(7, 5)])).extra == "cu12"
 
 
 # --- nbkit.doctor(): mismatches and the command that fixes them -------------------------------------------------------
@@ -73,7 +75,7 @@ CU13_WHEELS = {"cuda-toolkit": "13.5.0", "nvidia-nvvm": "13.5.37", "nvidia-cuda-
 
 
 def test_doctor_names_a_driver_too_old_for_cuda_13_with_the_fix():
-    [problem] = sp.diagnose(_probe(12040, [(7, 5)], ["Tesla T4"]), 13, "/venv/bin/python", installed=CU13_WHEELS)
+    [problem] = compat.diagnose(_probe(12040, [(7, 5)], ["Tesla T4"]), 13, "/venv/bin/python", installed=CU13_WHEELS)
     assert "set up for CUDA 13, which needs driver >= 580" in problem and "supports CUDA 12.4" in problem
     # Only the CUDA 13 wheels that are installed are removed (not the 12.x nvrtc, not the missing cccl).
     assert problem.endswith("Fix: /venv/bin/python -m pip uninstall -y cuda-toolkit nvidia-nvvm nvidia-cuda-runtime "
@@ -81,13 +83,13 @@ def test_doctor_names_a_driver_too_old_for_cuda_13_with_the_fix():
 
 
 def test_doctor_names_a_gpu_too_old_for_cuda_13():
-    [problem] = sp.diagnose(_probe(13000, [(6, 0)], ["Tesla P100-PCIE-16GB"]), 13, "python", installed={})
+    [problem] = compat.diagnose(_probe(13000, [(6, 0)], ["Tesla P100-PCIE-16GB"]), 13, "python", installed={})
     assert "Tesla P100-PCIE-16GB has compute capability 6.0; CUDA 13 supports >= 7.5" in problem
     assert problem.endswith('Fix: python -m pip install "numba-cuda[cu12]>=0.21"')
 
 
 def test_doctor_in_a_course_venv_points_to_course_sh():
-    [problem] = sp.diagnose(_probe(12040, [(7, 5)]), 13, "python", in_course_venv=True)
+    [problem] = compat.diagnose(_probe(12040, [(7, 5)]), 13, "python", in_course_venv=True)
     assert "Fix: bash course.sh setup" in problem
 
 
@@ -95,15 +97,15 @@ def test_doctor_in_a_course_venv_points_to_course_sh():
     (12020, [(6, 0)], 12), (13000, [(9, 0)], 12), (13000, [(9, 0)], 13), (13000, [(7, 5), (8, 6)], 13),
 ])
 def test_doctor_finds_nothing_wrong_in_working_set_ups(driver, ccs, toolkit):
-    assert sp.diagnose(_probe(driver, ccs), toolkit) == []
+    assert compat.diagnose(_probe(driver, ccs), toolkit) == []
 
 
 def test_doctor_names_old_drivers_kepler_gpus_and_missing_bindings():
-    assert "update the NVIDIA driver" in sp.diagnose(_probe(11080, [(7, 5)]), 12)[0]
-    assert "NBKIT_MODE=sim" in sp.diagnose(_probe(13000, [(3, 7)]), 13)[0]
+    assert "update the NVIDIA driver" in compat.diagnose(_probe(11080, [(7, 5)]), 12)[0]
+    assert "NBKIT_MODE=sim" in compat.diagnose(_probe(13000, [(3, 7)]), 13)[0]
     if sys.platform.startswith("linux"):
-        assert 'pip install "numba-cuda[cu12]>=0.21"' in sp.diagnose(_probe(12020, [(7, 5)]), None, "python")[0]
-    assert sp.diagnose(GpuProbe(False, 0, None, "no driver"), 13) == []
+        assert 'pip install "numba-cuda[cu12]>=0.21"' in compat.diagnose(_probe(12020, [(7, 5)]), None, "python")[0]
+    assert compat.diagnose(GpuProbe(False, 0, None, "no driver"), 13) == []
 
 
 # --- PyTorch: CPU-only index on a GPU-less Linux, with a fast fallback -----------------------------------------------
@@ -185,7 +187,7 @@ def test_install_state_follows_pyproject_and_choices(tmp_path):
     assert sp.install_state(tmp_path, text + "\n# edited\n", "cu13", "torch==2.13.0") == "changed"
     assert sp.install_state(tmp_path, text, "cu13", "torch==2.14.0") == "changed"
     assert sp.install_state(tmp_path, text, "cu12", "torch==2.13.0") == "switch"
-    (tmp_path / sp.STAMP).write_text("{not json")
+    (tmp_path / compat.STAMP).write_text("{not json")
     assert sp.install_state(tmp_path, text, "cu13", "torch==2.13.0") == "new"
 
 
@@ -224,7 +226,7 @@ def test_script_state_and_mark(tmp_path):
     venv.mkdir()
     assert _run_script("state", str(venv), "cu13", "torch==2.13.0", tmp_path=tmp_path).stdout.strip() == "new"
     assert _run_script("mark", str(venv), "cu13", "torch==2.13.0", tmp_path=tmp_path).returncode == 0
-    assert json.loads((venv / sp.STAMP).read_text())["extra"] == "cu13"
+    assert json.loads((venv / compat.STAMP).read_text())["extra"] == "cu13"
     assert _run_script("state", str(venv), "cu13", "torch==2.13.0", tmp_path=tmp_path).stdout.strip() == "current"
 
 
@@ -295,14 +297,14 @@ def test_probe_reads_compute_capabilities_and_names(fake_driver, python_in_fresh
 
 @pytest.mark.subprocess
 def test_doctor_reports_the_mismatch_it_finds(fake_driver, python_in_fresh_process):
-    toolkit = sp.installed_toolkit_major()
+    toolkit = compat.installed_toolkit_major()
     r = python_in_fresh_process("import nbkit; nbkit.doctor()", NBKIT_MODE="sim", **fake_driver(13000, "6.0"))
     assert r.returncode == 0, r.stderr
     if toolkit is not None and toolkit >= 13:
         assert "set-up check       : PROBLEM" in r.stdout, r.stdout
         assert "Fake GPU 0 has compute capability 6.0; CUDA 13 supports >= 7.5. Fix: " in r.stdout
         # nbkit.core.doctor names course.sh's set-up where this environment was made by course.sh (it has the stamp).
-        fix = "bash course.sh setup" if (Path(sys.prefix) / sp.STAMP).exists() else 'pip install "numba-cuda[cu12]>=0.21"'
+        fix = "bash course.sh setup" if (Path(sys.prefix) / compat.STAMP).exists() else 'pip install "numba-cuda[cu12]>=0.21"'
         assert fix in r.stdout, r.stdout
     else:
         assert "set-up check       : OK" in r.stdout, r.stdout

@@ -19,7 +19,6 @@ import inspect
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import types
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 
 from nbkit.core.launch import launch, static_shared_bytes
 from nbkit.core.source import python_function
+from nbkit.perf.compiler import compiler_missing, run_in_gpu_mode
 
 
 class CheckFailed(AssertionError):
@@ -384,11 +384,11 @@ def show_launch_picture(run: KernelRun, output: int = 0, index: tuple[int, ...] 
 
 
 _PTX_SCRIPT = r"""
-import json, math, os, sys
-os.environ["NBKIT_MODE"] = "gpu"
+import json, math, sys
 import nbkit
 import numpy as np
 from numba import cuda, float32, float64, int32, int64
+from nbkit.perf.ptx import f64_instructions
 request = json.loads(sys.stdin.read())
 namespace = {"cuda": cuda, "math": math, "np": np, "numpy": np, "float32": float32, "float64": float64,
              "int32": int32, "int64": int64, **request["constants"]}
@@ -396,25 +396,10 @@ exec(compile(request["source"], "<learner>", "exec"), namespace)
 fn = namespace[request["name"]]
 fn = getattr(fn, "py_func", fn)
 ptx, _ = cuda.compile_ptx(fn, request["signature"], cc=(7, 5))
-print(json.dumps([line.strip() for line in ptx.splitlines() if ".f64" in line]))
+print(json.dumps(f64_instructions(ptx)))
 """
 
 _ptx_cache: dict[tuple[str, str], tuple[bool | None, str]] = {}
-
-
-def _numba_cuda_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("numba_cuda") is not None
-
-
-def _is_f64_instruction(line: str) -> bool:
-    """True for a PTX instruction whose opcode works on .f64 (add.f64, cvt.f64.f32, fma.rn.f64), not for a
-    declaration such as ``.reg .f64 %fd<20>;`` or a directive."""
-    words = line.strip().split()
-    if words and words[0].startswith("@"):  # a predicate guard: @%p1 add.f64 ...
-        words = words[1:]
-    return bool(words) and not words[0].startswith(".") and ".f64" in words[0]
 
 
 def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
@@ -425,7 +410,7 @@ def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
     Runs in a fresh process: numba fixes its target (GPU or simulator) once per process.
     """
     func = python_function(kernel)
-    if not _numba_cuda_installed():
+    if compiler_missing():
         return None, "float32 was not checked: numba-cuda's compiler is not installed here (e.g. macOS)."
     try:
         source = textwrap.dedent(inspect.getsource(func))
@@ -438,11 +423,8 @@ def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
                  if isinstance(func.__globals__.get(name), (int, float, bool)) and not isinstance(
                      func.__globals__.get(name), np.generic)}
     request = json.dumps({"source": source, "name": func.__name__, "signature": signature, "constants": constants})
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM",)}
-    env["NBKIT_MODE"] = "gpu"
     try:
-        proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT], input=request, capture_output=True, text=True,
-                              env=env, timeout=180)
+        proc = run_in_gpu_mode(["-c", _PTX_SCRIPT], input=request, timeout=180)
     except subprocess.TimeoutExpired:
         return None, "float32 was not checked: compiling to PTX took too long."
     if proc.returncode != 0:
@@ -450,8 +432,7 @@ def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
         result: tuple[bool | None, str] = (None, f"float32 was not checked: the kernel could not be compiled on its "
                                                  f"own for {signature} ({last}).")
     else:
-        lines = [" ".join(line.split()) for line in json.loads(proc.stdout.strip().splitlines()[-1])
-                 if _is_f64_instruction(line)]
+        lines = json.loads(proc.stdout.strip().splitlines()[-1])
         if lines:
             result = (False, f"the PTX of your kernel contains {len(lines)} float64 instruction(s), e.g. "
                              f"`{lines[0]}`: something promotes the arithmetic to float64 (up to 64x slower on "

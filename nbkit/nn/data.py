@@ -39,7 +39,7 @@ class DataError(RuntimeError):
 
 def data_dir() -> Path:
     """``$NBKIT_DATA`` if set, else ``data/`` at the top of the course."""
-    return Path(os.environ.get("NBKIT_DATA", Path(__file__).resolve().parent.parent / "data"))
+    return Path(os.environ.get("NBKIT_DATA", Path(__file__).resolve().parents[2] / "data"))
 
 
 def md5sum(path: Path) -> str:
