@@ -16,8 +16,6 @@ cd "$(dirname "$0")"
 
 VENV=${NBKIT_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-# torch is pinned here, not in pyproject.toml (which states a range): an unpinned `torch` may pull a multi-GB CUDA build.
-TORCH_REQ="torch==2.13.0"
 
 plan() { "$VENV/bin/python" coursekit/setup_plan.py "$@"; }
 
@@ -30,7 +28,9 @@ make_venv() {
 
 setup() {
     [ -x "$VENV/bin/python" ] || make_venv
-    local py="$VENV/bin/python" extra state torch_args
+    local py="$VENV/bin/python" extra state torch_args TORCH_REQ
+    # torch is pinned (an unpinned `torch` may pull a multi-GB CUDA build), in pyproject.toml's [tool.nbkit] table.
+    TORCH_REQ=$(plan torch-req)
     extra=$(plan extra)
     state=$(plan state "$VENV" "$extra" "$TORCH_REQ")
     case "$state" in

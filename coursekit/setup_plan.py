@@ -4,6 +4,7 @@ Run as a file with any Python >= 3.10 (standard library and ctypes only; ``nbkit
 numba, so this is never run as ``python -m coursekit.setup_plan``)::
 
     python3 coursekit/setup_plan.py extra          # cu12 or cu13: the numba-cuda extra for this driver and GPU
+    python3 coursekit/setup_plan.py torch-req      # torch==X.Y.Z: the pin in pyproject.toml's [tool.nbkit]
     python3 coursekit/setup_plan.py torch-args PY TORCH      # pip arguments for TORCH (e.g. torch==2.13.0)
     python3 coursekit/setup_plan.py state VENV EXTRA TORCH   # current | new | changed | switch
     python3 coursekit/setup_plan.py mark VENV EXTRA TORCH    # record a finished install
@@ -21,13 +22,14 @@ from pathlib import Path
 if not __package__:  # run as a file: coursekit/ heads sys.path; keep its modules from shadowing the standard library
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import hashlib  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
-from typing import Sequence  # noqa: E402
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import re
+import subprocess
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,6 +48,18 @@ else:  # load nbkit/core/mode.py and compat.py (standard library only) without r
     GpuProbe, probe_gpu = _mode.GpuProbe, _mode.probe_gpu
 
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def pinned_torch(pyproject_text: str) -> str:
+    """``torch==X.Y.Z`` from pyproject.toml's ``[tool.nbkit] torch = "X.Y.Z"``, the one place torch is pinned.
+
+    Read with a regular expression, not tomllib: this file runs before anything is installed, on Python 3.10 too.
+    """
+    table = re.search(r"^\[tool\.nbkit\][ \t]*$(.*?)(?=^\[|\Z)", pyproject_text, re.M | re.S)
+    version = table and re.search(r'^torch[ \t]*=[ \t]*"([^"]+)"', table.group(1), re.M)
+    if not version:
+        raise ValueError('pyproject.toml has no [tool.nbkit] table with torch = "X.Y.Z" (the torch course.sh installs)')
+    return f"torch=={version.group(1)}"
 
 
 # --- PyTorch ----------------------------------------------------------------------------------------------------
@@ -158,9 +172,12 @@ def mark_installed(venv: Path, pyproject_text: str, extra: str, torch_requiremen
 # --- Command line (used by course.sh) ----------------------------------------------------------------------------
 def main(argv: Sequence[str], probe: GpuProbe | None = None) -> int:
     usage = __doc__.split("::", 1)[1].split("The CUDA compatibility rules", 1)[0].rstrip()
-    if not argv or argv[0] not in ("extra", "torch-args", "state", "mark"):
+    if not argv or argv[0] not in ("extra", "torch-req", "torch-args", "state", "mark"):
         print(f"usage:{usage}", file=sys.stderr)
         return 2
+    if list(argv) == ["torch-req"]:  # before the GPU probe: the pin is the same on every machine
+        print(pinned_torch((ROOT / "pyproject.toml").read_text()))
+        return 0
     probe = probe if probe is not None else probe_gpu()
     command, args = argv[0], list(argv[1:])
     if command == "extra":

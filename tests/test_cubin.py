@@ -12,7 +12,7 @@ from nbkit.perf import cubin
 from nbkit.perf.compiler import compiler_missing
 
 REASON = compiler_missing() or cubin.tools_available()
-pytestmark = pytest.mark.skipif(bool(REASON), reason=REASON)
+pytestmark = [pytest.mark.compiler, pytest.mark.skipif(bool(REASON), reason=REASON)]
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ def test_the_registry_finds_kernels_by_itself():
     assert "nbkit.kernels.vector.vector_add" in names
 
 
+@needs_compiler
 @pytest.mark.parametrize("spec", NBKIT_KERNELS, ids=lambda s: s.name)
 def test_nbkit_kernel_compiles_for_every_architecture(reports, spec):
     mine = reports[spec.name]
@@ -48,12 +49,14 @@ def test_nbkit_kernel_compiles_for_every_architecture(reports, spec):
     assert not failures, "\n".join(failures)
 
 
+@needs_compiler
 def test_a_float64_literal_in_a_float32_kernel_fails(reports):
     bad = reports["ptx_fixtures.float64_literal_unmarked"]
     assert len(bad) == 3 and not any(r["ok"] for r in bad)
     assert all("float64 instruction(s)" in r["problems"][0] and "float32(0.5)" in r["problems"][0] for r in bad)
 
 
+@needs_compiler
 def test_the_float64_demonstration_really_shows_float64(reports):
     assert all(r["ok"] and r["f64_lines"] > 0 for r in reports["nbkit.kernels.precision.half_square_float64_literal"])
     assert all(r["ok"] and r["f64_lines"] == 0 for r in reports["nbkit.kernels.precision.half_square_float32"])
@@ -61,6 +64,7 @@ def test_the_float64_demonstration_really_shows_float64(reports):
     assert not any(r["ok"] for r in fake) and "without any float64 instruction" in fake[0]["problems"][0]
 
 
+@needs_compiler
 def test_a_float64_kernel_may_use_float64(reports):
     assert all(r["ok"] and r["f64_lines"] > 0 for r in reports["ptx_fixtures.float64_kernel"])
 
@@ -114,6 +118,7 @@ def test_float64_instructions_in_real_ptx():
                                                                      "st.global.f64"]
 
 
+@needs_compiler
 def test_shared_memory_in_ptx_matches_the_source_reading(reports):
     tile = reports["ptx_fixtures.tile_copy"]
     assert all(r["ok"] and r["shared_bytes"] == 8 * 8 * 4 for r in tile)
@@ -121,12 +126,14 @@ def test_shared_memory_in_ptx_matches_the_source_reading(reports):
 
 # ---- the resource test: ptxas's report, read from the cubin nvJitLink builds ----
 
+@needs_compiler
 def test_every_kernel_reports_registers_from_ptxas(reports):
     for spec in NBKIT_KERNELS:
         if not spec.device:
             assert all(r["registers"] and 0 < r["registers"] <= 255 for r in reports[spec.name]), spec.name
 
 
+@needs_compiler
 def test_a_kernel_that_spills_fails_with_the_spill_bytes(reports):
     bad = reports["ptx_fixtures.forced_spill"]
     assert len(bad) == 3 and not any(r["ok"] for r in bad)
@@ -137,6 +144,7 @@ def test_a_kernel_that_spills_fails_with_the_spill_bytes(reports):
     assert all(r["ok"] and r["spill_bytes"] > 0 for r in allowed)
 
 
+@needs_compiler
 def test_a_launch_that_cannot_reach_its_stated_occupancy_fails(reports):
     # 48 KiB shared + 256 threads: 1 block/SM on sm_75 (64 KiB) = 25%, 3 on sm_80 (164 KiB) = 37.5%,
     # 4 on sm_90 (228 KiB) = 50%; stated minimum 50%.
@@ -147,6 +155,7 @@ def test_a_launch_that_cannot_reach_its_stated_occupancy_fails(reports):
     assert all(r["ok"] for r in reports["ptx_fixtures.shared_hog_honest"])
 
 
+@needs_compiler
 def test_the_tiled_matmul_keeps_its_registered_occupancy(reports):
     tiled = reports["nbkit.kernels.matmul.matmul_tiled_kernel"]
     assert all(r["ok"] and r["occupancy"] >= 0.5 and r["shared_bytes"] == 2 * 16 * 16 * 4 for r in tiled)

@@ -183,7 +183,7 @@ def likely_cause(got: np.ndarray, causes: Sequence[tuple[object, str]], rtol: fl
                     return message
             elif np.shape(alternative) == got.shape and np.allclose(got, alternative, rtol=rtol, atol=atol):
                 return message
-        except Exception:  # noqa: BLE001 - a diagnosis that cannot be computed is simply not offered
+        except Exception:  # noqa: BLE001, S112 - a diagnosis that cannot be computed is simply not offered
             continue
     return ""
 

@@ -234,7 +234,7 @@ def _static_shared_bytes(fn: Callable) -> int:
             shape = eval(compile(ast.Expression(shape_node), "<shape>", "eval"), namespace)  # noqa: S307
             dtype = eval(compile(ast.Expression(dtype_node), "<dtype>", "eval"), namespace)  # noqa: S307
             itemsize = np.dtype(str(dtype) if not isinstance(dtype, type) else dtype).itemsize
-        except Exception:  # noqa: BLE001 - not a constant we can evaluate: leave it to the compiler
+        except Exception:  # noqa: BLE001, S112 - not a constant we can evaluate: leave it to the compiler
             continue
         count = math.prod(shape) if isinstance(shape, tuple) else int(shape)
         if count > 0:  # shape 0 declares dynamic shared memory, sized at launch

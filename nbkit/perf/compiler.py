@@ -29,7 +29,7 @@ def compiler_missing() -> str | None:
     return None
 
 
-def run_in_gpu_mode(args: Sequence[str], *, input: str | None = None, capture: bool = True,
+def run_in_gpu_mode(args: Sequence[str], *, input: str | None = None, capture: bool = True,  # noqa: A002 - as in subprocess.run
                     timeout: float | None = None, path: Sequence[str] = ()) -> subprocess.CompletedProcess:
     """Run ``python ARGS`` in a fresh process with ``NBKIT_MODE=gpu``, where numba's real CUDA target (and its
     compiler) is active; no GPU is needed to compile.
