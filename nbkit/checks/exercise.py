@@ -62,6 +62,7 @@ from nbkit.checks._core import (
     run_kernel,
     say_not_solved,
 )
+from nbkit.core.launch import blocks_for
 
 Shape = tuple[int, ...]
 Dim = int | tuple[int, ...]
@@ -92,6 +93,16 @@ class Case:
     def threads(self) -> int:
         """Threads in the whole launch (grid times block)."""
         return int(np.prod(self.grid)) * int(np.prod(self.block))
+
+
+def square_grid(rows: int, cols: int, block: tuple[int, int]) -> tuple[int, int]:
+    """A square grid of ``block``s with at least max(rows, cols) threads along both x and y.
+
+    A check launched on it accepts every 2-D mapping of threads to a (rows, cols) output: x along the columns
+    or along the rows, with or without a grid-stride loop; the surplus threads test the guard.
+    """
+    side = max(blocks_for(rows, block[1]), blocks_for(cols, block[0]))
+    return side, side
 
 
 def _dim_text(dim: Dim) -> str:
@@ -148,11 +159,19 @@ class Attempt:
         return ~np.isclose(self.got, self.want, rtol=self.rtol, atol=self.atol, equal_nan=True)
 
     @functools.cached_property
+    def _race_scan(self) -> tuple[list | None, bool]:
+        fresh = [np.zeros(shape, dtype) for shape, dtype in zip(self.run.out_shapes, self.run.dtypes)]
+        return find_races(self.run.kernel, self.case.grid, self.case.block, *self.run.inputs, *fresh, *self.run.extra)
+
+    @property
     def races(self) -> list | None:
-        """Shared-memory races of this launch, found by the tracer (None when it cannot run)."""
-        fresh = [np.zeros(self.run.out_shapes[k], self.run.dtypes[k]) for k in range(len(self.run.out_shapes))]
-        return find_races(self.run.kernel, self.case.grid, self.case.block, *self.run.inputs, *fresh,
-                          *self.run.extra)[0]
+        """Shared-memory races of this launch, found by the tracer on a fresh run (None when it cannot run)."""
+        return self._race_scan[0]
+
+    @property
+    def uses_shared_memory(self) -> bool:
+        """Whether the kernel uses shared memory (seen by the tracer, or from its static allocation)."""
+        return self._race_scan[1]
 
 
 # --------------------------------------------------------------------------------------------------
