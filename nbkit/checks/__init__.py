@@ -33,12 +33,12 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
 def exercises() -> dict[str, object]:
     """Every exercise declared as an object (:mod:`nbkit.checks.exercise`), by number: for programs that run
     them on many answers (mutation tests, varied inputs)."""
-    from nbkit.checks.exercise import KernelExercise
+    from nbkit.checks.exercise import Exercise
 
     found = {}
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if module.name.startswith("nb"):
             for value in vars(importlib.import_module(f"{__name__}.{module.name}")).values():
-                if isinstance(value, KernelExercise):
+                if isinstance(value, Exercise):
                     found[value.number] = value
     return found

@@ -39,6 +39,7 @@ their shapes are the output shapes.
 
 from __future__ import annotations
 
+import abc
 import functools
 import types
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from typing import Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
+from nbkit.checks._answers import call_answer, shape_of, unpack
 from nbkit.checks._core import (
     SENTINEL,
     UNWRITTEN,
@@ -74,15 +76,17 @@ class Case:
 
     ``case.n`` reads ``case.sizes["n"]``. Adding a case to an exercise (another shape, fewer threads than
     items, a grid that does not divide the size) needs no other change: the inputs and the reference are
-    computed from the sizes.
+    computed from the sizes. ``data`` gives a case's inputs as they are instead (a worked example, values a
+    generator would rarely draw); a function exercise's case has no grid or block.
     """
 
-    grid: Dim
-    block: Dim
+    grid: Dim | None = None
+    block: Dim | None = None
     sizes: Mapping[str, int] = field(default_factory=dict)
+    data: Mapping[str, object] | None = None
 
     def __getattr__(self, name: str) -> int:
-        if name.startswith("__") or name == "sizes":
+        if name.startswith("__") or name in ("sizes", "data"):
             raise AttributeError(name)
         try:
             return self.sizes[name]
@@ -123,10 +127,10 @@ class Attempt:
     outputs of the launch by name.
     """
 
-    exercise: KernelExercise
+    exercise: Exercise
     case: Case
     inputs: dict[str, object]
-    run: KernelRun
+    run: KernelRun | None
     output: str
     got: np.ndarray
     want: np.ndarray
@@ -270,15 +274,139 @@ class _Progress:
 
 
 # --------------------------------------------------------------------------------------------------
-# the kernel exercise
+# what every exercise shares
 
 
 def _parameters(call: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in call[call.index("(") + 1:call.rindex(")")].split(",") if p.strip())
 
 
+class Exercise(abc.ABC):
+    """The engine shared by :class:`KernelExercise` and :class:`FunctionExercise`: cases, causes, verdict.
+
+    A subclass is a dataclass with the fields ``number``, ``task``, ``call``, ``outputs``, ``inputs``,
+    ``reference``, ``cases``, ``success``, ``causes``, ``rtol``, ``atol``, ``seed``, ``proofs`` and defines
+    :meth:`attempt` (run the answer on one case).
+    """
+
+    number: str
+    task: str
+    call: str
+    outputs: tuple[str, ...]
+    inputs: Callable[[np.random.Generator, Case], Mapping[str, object]]
+    reference: Callable[..., object]
+    cases: tuple[Case, ...]
+    success: str | Callable[[types.SimpleNamespace], str]
+    causes: tuple[Cause, ...]
+    rtol: float
+    atol: float
+    seed: int
+    proofs: Mapping[str, Callable[[Attempt], str]]
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The learner's parameters, in order."""
+        return _parameters(self.call)
+
+    def case_inputs(self, case: Case, rng: np.random.Generator) -> dict[str, object]:
+        """The inputs of one case: its fixed ``data``, or what ``inputs(rng, case)`` makes."""
+        return dict(case.data) if case.data is not None else dict(self.inputs(rng, case))
+
+    def expected(self, inputs: Mapping[str, object]) -> dict[str, np.ndarray]:
+        """The reference's outputs for ``inputs``, by output name, in float64."""
+        result = self.reference(**inputs)
+        arrays = result if isinstance(result, tuple) else (result,)
+        if len(arrays) != len(self.outputs):
+            raise ValueError(f"exercise {self.number}: the reference returned {len(arrays)} arrays for the outputs "
+                             f"{self.outputs}")
+        return {name: np.asarray(a, dtype=np.float64) for name, a in zip(self.outputs, arrays)}
+
+    @abc.abstractmethod
+    def attempt(self, answer: object, case: Case, rng: np.random.Generator, progress: _Progress) -> list[Attempt]:
+        """Run ``answer`` on one case: the attempts (one per output), not yet compared; fail on a broken run."""
+
+    def diagnose(self, attempt: Attempt) -> Cause | None:
+        """The first cause of the table that holds for this (wrong) attempt, or None."""
+        for cause in self.causes:
+            if cause.output not in (None, attempt.output):
+                continue
+            try:
+                if cause.holds(attempt):
+                    return cause
+            except Exception:  # noqa: BLE001 - a diagnosis that cannot be computed is simply not offered
+                continue
+        return None
+
+    def _compare(self, attempt: Attempt, progress: _Progress) -> None:
+        """Fail, naming the first wrong element and the cause, unless the attempt's output is right."""
+        progress.stage = f"output {attempt.output}"
+        try:
+            got = np.asarray(attempt.got, dtype=np.float64)
+        except (TypeError, ValueError):
+            got = None  # compare() says what is wrong with it
+        if got is not None and got.shape == attempt.want.shape and first_wrong(got, attempt.want, self.rtol,
+                                                                                  self.atol) is None:
+            return
+        cause = progress.cause = self.diagnose(attempt)
+        message = cause.text(attempt) if cause else ""
+        compare(attempt.output, attempt.got, attempt.want, rtol=self.rtol, atol=self.atol,
+                causes=[(lambda got: True, message)] if message else [], run=attempt.run)
+
+    def run(self, answer: object, cases: Sequence[Case] | None = None, *, pictures: bool = False) -> Verdict:
+        """Run the exercise on ``answer`` (all ``cases``, by default the declared ones) and return the verdict.
+
+        Prints nothing. ``pictures=True`` lets a failure draw the launch picture (a notebook, via :meth:`check`).
+        """
+        if is_stub(answer):
+            return not_solved_verdict(self.number, self.task)
+        progress = _Progress()
+        try:
+            if pictures:
+                return self._run(answer, cases, progress)
+            with no_pictures():
+                return self._run(answer, cases, progress)
+        except NotImplementedError:
+            return not_solved_verdict(self.number, self.task)
+        except CheckFailed as exc:
+            return Verdict("failed", str(exc), progress.stage, progress.cause, progress.case)
+
+    def _phrases(self, answer: object, last: Attempt, progress: _Progress) -> dict[str, str]:
+        """The proofs' phrases for the ✓ message (each proof may fail instead)."""
+        phrases = {}
+        for name, proof in self.proofs.items():
+            progress.stage = f"proof {name}"
+            phrases[name] = proof(last)
+        return phrases
+
+    def _run(self, answer: object, cases: Sequence[Case] | None, progress: _Progress) -> Verdict:
+        rng = np.random.default_rng(self.seed)
+        last: list[Attempt] = []
+        every: list[types.SimpleNamespace] = []
+        for case in (self.cases if cases is None else cases):
+            progress.stage, progress.case, progress.cause = "call", case, None
+            last = self.attempt(answer, case, rng, progress)
+            for attempt in last:
+                self._compare(attempt, progress)
+            fields = {**case.sizes, **last[0].inputs, "got": last[0].outputs, "want": last[0].wants}
+            if case.grid is not None:
+                fields.update(grid=_dim_text(case.grid), block=_dim_text(case.block), threads=case.threads)
+            every.append(types.SimpleNamespace(**fields))
+        phrases = self._phrases(answer, last[0], progress)
+        fields = types.SimpleNamespace(**vars(every[-1]), cases=every, **phrases)
+        text = self.success(fields) if callable(self.success) else self.success.format_map(vars(fields))
+        return Verdict("passed", "✓ " + text)
+
+    def check(self, answer: object, cases: Sequence[Case] | None = None) -> None:
+        """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed` (with a picture)."""
+        self.run(answer, cases, pictures=True).report()
+
+
+# --------------------------------------------------------------------------------------------------
+# the kernel exercise
+
+
 @dataclass(frozen=True)
-class KernelExercise:
+class KernelExercise(Exercise):
     """A kernel exercise, declared: what the learner writes, on which data and launches, and what is right.
 
     * ``number``, ``task``: "03.1", "write the kernel row_sum(M, out)" (the "not solved yet" line uses them);
@@ -297,7 +425,8 @@ class KernelExercise:
       its phrase is ``{float32}`` in the ✓ message;
     * ``success``: the ✓ message, a ``str.format`` template or a function of the same fields (a namespace):
       the last case's sizes and inputs, ``grid``, ``block`` (as "4x4"), ``threads`` (the launch's total),
-      ``cases`` (those fields for every case, in order), the proofs' phrases and ``float32``.
+      ``got`` and ``want`` (dicts of the outputs by name), ``cases`` (those fields for every case, in order),
+      the proofs' phrases and ``float32``.
     """
 
     number: str
@@ -324,38 +453,24 @@ class KernelExercise:
             raise ValueError(f"exercise {self.number}: the outputs {self.outputs} must be contiguous parameters of "
                              f"{self.call}")
 
-    # -- the parts of the call
-    @property
-    def parameters(self) -> tuple[str, ...]:
-        return _parameters(self.call)
-
     def _split(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(inputs before the outputs, parameters after them)."""
         params = self.parameters
         first = params.index(self.outputs[0])
         return params[:first], params[first + len(self.outputs):]
 
-    def expected(self, inputs: Mapping[str, object]) -> dict[str, np.ndarray]:
-        """The reference's outputs for ``inputs``, by output name, in float64."""
-        result = self.reference(**inputs)
-        arrays = result if isinstance(result, tuple) else (result,)
-        if len(arrays) != len(self.outputs):
-            raise ValueError(f"exercise {self.number}: the reference returned {len(arrays)} arrays for the outputs "
-                             f"{self.outputs}")
-        return {name: np.asarray(a, dtype=np.float64) for name, a in zip(self.outputs, arrays)}
-
-    # -- running
-    def attempt(self, kernel: object, case: Case, rng: np.random.Generator) -> list[Attempt]:
+    def attempt(self, kernel: object, case: Case, rng: np.random.Generator, progress: _Progress) -> list[Attempt]:
         """Launch ``kernel`` on one case; the attempts (one per output), not yet compared.
 
         Fails (:class:`CheckFailed`) when the launch itself goes wrong: parameters, a crash, a stray write.
         """
-        inputs = dict(self.inputs(rng, case))
+        inputs = self.case_inputs(case, rng)
         before, after = self._split()
         missing = [p for p in (*before, *after) if p not in inputs]
         if missing:
             raise ValueError(f"exercise {self.number}: inputs() gave no value for {missing}")
         wants = self.expected(inputs)
+        progress.stage = "launch"
         run = run_kernel(kernel, case.grid, case.block, [inputs[p] for p in before],
                          [wants[o].shape for o in self.outputs], extra=tuple(inputs[p] for p in after),
                          dtypes=self.out_dtypes, output_names=self.outputs,
@@ -364,68 +479,70 @@ class KernelExercise:
         return [Attempt(self, case, inputs, run, name, outputs[name], wants[name], outputs, wants)
                 for name in self.outputs]
 
-    def diagnose(self, attempt: Attempt) -> Cause | None:
-        """The first cause of the table that holds for this (wrong) attempt, or None."""
-        for cause in self.causes:
-            if cause.output not in (None, attempt.output):
-                continue
-            try:
-                if cause.holds(attempt):
-                    return cause
-            except Exception:  # noqa: BLE001 - a diagnosis that cannot be computed is simply not offered
-                continue
-        return None
-
-    def _compare(self, attempt: Attempt, progress: _Progress) -> None:
-        """Fail, naming the first wrong element and the cause, unless the attempt's output is right."""
-        progress.stage = f"output {attempt.output}"
-        if first_wrong(attempt.got, attempt.want, self.rtol, self.atol) is None:
-            return
-        cause = progress.cause = self.diagnose(attempt)
-        message = cause.text(attempt) if cause else ""
-        compare(attempt.output, attempt.got, attempt.want, rtol=self.rtol, atol=self.atol,
-                causes=[(lambda got: True, message)] if message else [], run=attempt.run)
-
-    def run(self, kernel: object, cases: Sequence[Case] | None = None, *, pictures: bool = False) -> Verdict:
-        """Run the exercise on ``kernel`` (all ``cases``, by default the declared ones) and return the verdict.
-
-        Prints nothing. ``pictures=True`` lets a failure draw the launch picture (a notebook, via :meth:`check`).
-        """
-        if is_stub(kernel):
-            return not_solved_verdict(self.number, self.task)
-        progress = _Progress()
-        try:
-            if pictures:
-                return self._run(kernel, cases, progress)
-            with no_pictures():
-                return self._run(kernel, cases, progress)
-        except NotImplementedError:
-            return not_solved_verdict(self.number, self.task)
-        except CheckFailed as exc:
-            return Verdict("failed", str(exc), progress.stage, progress.cause, progress.case)
-
-    def _run(self, kernel: object, cases: Sequence[Case] | None, progress: _Progress) -> Verdict:
-        rng = np.random.default_rng(self.seed)
-        last: list[Attempt] = []
-        every: list[types.SimpleNamespace] = []
-        for case in (self.cases if cases is None else cases):
-            progress.stage, progress.case = "launch", case
-            last = self.attempt(kernel, case, rng)
-            for attempt in last:
-                self._compare(attempt, progress)
-            every.append(types.SimpleNamespace(**{**case.sizes, **last[0].inputs, "grid": _dim_text(case.grid),
-                                                  "block": _dim_text(case.block), "threads": case.threads}))
-        phrases = {}
-        for name, proof in self.proofs.items():
-            progress.stage = f"proof {name}"
-            phrases[name] = proof(last[0])
+    def _phrases(self, kernel: object, last: Attempt, progress: _Progress) -> dict[str, str]:
+        phrases = super()._phrases(kernel, last, progress)
         if self.float32:
             progress.stage = "float32"
             phrases["float32"] = require_float32(kernel, self.float32)
-        fields = types.SimpleNamespace(**vars(every[-1]), cases=every, **phrases)
-        text = self.success(fields) if callable(self.success) else self.success.format_map(vars(fields))
-        return Verdict("passed", "✓ " + text)
+        return phrases
 
-    def check(self, kernel: object, cases: Sequence[Case] | None = None) -> None:
-        """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed` (with a picture)."""
-        self.run(kernel, cases, pictures=True).report()
+
+# --------------------------------------------------------------------------------------------------
+# the function exercise (NumPy)
+
+
+Hint = Callable[[BaseException, str, Mapping[str, object], Callable], str]
+
+
+@dataclass(frozen=True)
+class FunctionExercise(Exercise):
+    """A Python/NumPy function exercise, declared like a :class:`KernelExercise` but called, not launched.
+
+    ``call`` names the function's parameters (all inputs, passed in that order from the ``inputs`` dict);
+    ``outputs`` names what it returns: one name for a single value, several for a tuple (a wrong count is
+    its own verdict). Cases need no grid or block (``Case(sizes=...)``, or ``Case(data=...)`` for a worked
+    example). Besides the fields of :class:`KernelExercise` (no ``float32``):
+
+    * ``shapes``: for an output whose shape is wrong, what its shape means (a string, or a function of the
+      attempt, which sees the wrong ``got``), added to "x has shape (3, 2), expected (2, 3): ...";
+    * ``hint``: added to the verdict when the function raises: a string, or ``hint(exc, line, inputs, fn)``
+      of the exception, the learner's line that raised, the inputs and the function ('' for none).
+    """
+
+    number: str
+    task: str
+    call: str
+    outputs: tuple[str, ...]
+    inputs: Callable[[np.random.Generator, Case], Mapping[str, object]]
+    reference: Callable[..., object]
+    cases: tuple[Case, ...]
+    success: str | Callable[[types.SimpleNamespace], str]
+    causes: tuple[Cause, ...] = ()
+    rtol: float = 1e-9
+    atol: float = 1e-12
+    seed: int = 0
+    proofs: Mapping[str, Callable[[Attempt], str]] = field(default_factory=dict)
+    shapes: Mapping[str, str | Callable[[Attempt], str]] = field(default_factory=dict)
+    hint: str | Hint = ""
+
+    def attempt(self, fn: object, case: Case, rng: np.random.Generator, progress: _Progress) -> list[Attempt]:
+        """Call ``fn`` on one case (copies of the inputs); the attempts, shapes checked, values not yet compared."""
+        inputs = self.case_inputs(case, rng)
+        wants = self.expected(inputs)
+        hint = self.hint if isinstance(self.hint, str) else (
+            lambda exc, line: self.hint(exc, line, inputs, fn))  # type: ignore[operator]
+        result = call_answer(fn, *[inputs[p] for p in self.parameters], call=self.call, hint=hint)
+        got = unpack(result, self.outputs, self.call) if len(self.outputs) > 1 else (result,)
+        outputs = dict(zip(self.outputs, got))
+        attempts = [Attempt(self, case, inputs, None, name, outputs[name], wants[name], outputs, wants)
+                    for name in self.outputs]
+        for a in attempts:
+            progress.stage = f"shape {a.output}"
+            meaning = self.shapes.get(a.output, "")
+            if np.shape(a.got) != a.want.shape:
+                shape_of(a.output, a.got, a.want.shape, meaning(a) if callable(meaning) else meaning)
+            try:  # the causes see an array; what cannot be one is told by compare()
+                a.got = outputs[a.output] = np.asarray(a.got, dtype=np.float64)
+            except (TypeError, ValueError):
+                pass
+        return attempts
