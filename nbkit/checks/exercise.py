@@ -281,6 +281,11 @@ def _parameters(call: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in call[call.index("(") + 1:call.rindex(")")].split(",") if p.strip())
 
 
+def _words(success: str | Callable[[types.SimpleNamespace], str], fields: types.SimpleNamespace) -> str:
+    """The ✓ message: a ``str.format`` template filled from ``fields``, or a function of them."""
+    return success(fields) if callable(success) else success.format_map(vars(fields))
+
+
 class Exercise(abc.ABC):
     """The engine shared by :class:`KernelExercise` and :class:`FunctionExercise`: cases, causes, verdict.
 
@@ -357,18 +362,25 @@ class Exercise(abc.ABC):
 
         Prints nothing. ``pictures=True`` lets a failure draw the launch picture (a notebook, via :meth:`check`).
         """
+        return self.evaluate(answer, cases, pictures=pictures)[0]
+
+    def evaluate(self, answer: object, cases: Sequence[Case] | None = None, *,
+                 pictures: bool = False) -> tuple[Verdict, types.SimpleNamespace | None]:
+        """:meth:`run`, and for a pass the fields of the ✓ message too (an :class:`ExerciseGroup` words its own)."""
         if is_stub(answer):
-            return not_solved_verdict(self.number, self.task)
+            return not_solved_verdict(self.number, self.task), None
         progress = _Progress()
         try:
             if pictures:
-                return self._run(answer, cases, progress)
-            with no_pictures():
-                return self._run(answer, cases, progress)
+                fields = self._run(answer, cases, progress)
+            else:
+                with no_pictures():
+                    fields = self._run(answer, cases, progress)
         except NotImplementedError:
-            return not_solved_verdict(self.number, self.task)
+            return not_solved_verdict(self.number, self.task), None
         except CheckFailed as exc:
-            return Verdict("failed", str(exc), progress.stage, progress.cause, progress.case)
+            return Verdict("failed", str(exc), progress.stage, progress.cause, progress.case), None
+        return Verdict("passed", "✓ " + _words(self.success, fields)), fields
 
     def _phrases(self, answer: object, last: Attempt, progress: _Progress) -> dict[str, str]:
         """The proofs' phrases for the ✓ message (each proof may fail instead)."""
@@ -378,7 +390,7 @@ class Exercise(abc.ABC):
             phrases[name] = proof(last)
         return phrases
 
-    def _run(self, answer: object, cases: Sequence[Case] | None, progress: _Progress) -> Verdict:
+    def _run(self, answer: object, cases: Sequence[Case] | None, progress: _Progress) -> types.SimpleNamespace:
         rng = np.random.default_rng(self.seed)
         last: list[Attempt] = []
         every: list[types.SimpleNamespace] = []
@@ -392,9 +404,7 @@ class Exercise(abc.ABC):
                 fields.update(grid=_dim_text(case.grid), block=_dim_text(case.block), threads=case.threads)
             every.append(types.SimpleNamespace(**fields))
         phrases = self._phrases(answer, last[0], progress)
-        fields = types.SimpleNamespace(**vars(every[-1]), cases=every, **phrases)
-        text = self.success(fields) if callable(self.success) else self.success.format_map(vars(fields))
-        return Verdict("passed", "✓ " + text)
+        return types.SimpleNamespace(**vars(every[-1]), cases=every, **phrases)
 
     def check(self, answer: object, cases: Sequence[Case] | None = None) -> None:
         """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed` (with a picture)."""
@@ -436,7 +446,7 @@ class KernelExercise(Exercise):
     inputs: Callable[[np.random.Generator, Case], Mapping[str, object]]
     reference: Callable[..., object]
     cases: tuple[Case, ...]
-    success: str | Callable[[types.SimpleNamespace], str]
+    success: str | Callable[[types.SimpleNamespace], str] = ""
     causes: tuple[Cause, ...] = ()
     rtol: float = 1e-6
     atol: float = 0.0
@@ -516,7 +526,7 @@ class FunctionExercise(Exercise):
     inputs: Callable[[np.random.Generator, Case], Mapping[str, object]]
     reference: Callable[..., object]
     cases: tuple[Case, ...]
-    success: str | Callable[[types.SimpleNamespace], str]
+    success: str | Callable[[types.SimpleNamespace], str] = ""
     causes: tuple[Cause, ...] = ()
     rtol: float = 1e-9
     atol: float = 1e-12
@@ -546,3 +556,43 @@ class FunctionExercise(Exercise):
             except (TypeError, ValueError):
                 pass
         return attempts
+
+
+# --------------------------------------------------------------------------------------------------
+# an exercise in several parts
+
+
+@dataclass(frozen=True)
+class ExerciseGroup:
+    """An exercise whose answer has several pieces (a forward and a backward kernel), each declared as a part.
+
+    ``check(*answers)`` takes one answer per part, in order. If any piece is still a stub the whole
+    exercise is "not solved yet" (with the group's number and task); otherwise the parts run in order and
+    the first failure is the verdict. The ✓ message is the group's: ``success`` gets ``parts``, the fields
+    of each part's ✓ message (see :class:`KernelExercise`), in order. Parts need no ``success`` of their own.
+    """
+
+    number: str
+    task: str
+    parts: tuple[Exercise, ...]
+    success: str | Callable[[types.SimpleNamespace], str]
+
+    def run(self, *answers: object, pictures: bool = False) -> Verdict:
+        """The verdict on the answers (one per part), printing nothing."""
+        if len(answers) != len(self.parts):
+            raise TypeError(f"exercise {self.number} takes {len(self.parts)} answers, got {len(answers)}")
+        if any(is_stub(a) for a in answers):
+            return not_solved_verdict(self.number, self.task)
+        fields = []
+        for part, answer in zip(self.parts, answers):
+            verdict, part_fields = part.evaluate(answer, pictures=pictures)
+            if verdict.status == "not solved":
+                return not_solved_verdict(self.number, self.task)
+            if not verdict.passed:
+                return verdict
+            fields.append(part_fields)
+        return Verdict("passed", "✓ " + _words(self.success, types.SimpleNamespace(parts=fields)))
+
+    def check(self, *answers: object) -> None:
+        """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed`."""
+        self.run(*answers, pictures=True).report()
