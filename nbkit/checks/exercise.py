@@ -2,9 +2,11 @@
 
 An exercise check used to be a procedure that wired the launch, the comparison, the diagnoses and the ✓
 line by hand. Here an exercise is *described* instead (GPU-Puzzles style: inputs, spec, launch, check),
-and :meth:`KernelExercise.run` does the wiring once for all of them. Because the description is data,
-a program can use it too: it can run an exercise on any kernel and get a :class:`Verdict` back instead
-of printed text (mutation testing), or run it on other cases (varied shapes and launches).
+and one engine (:class:`Exercise`) does the wiring once for all of them: :class:`KernelExercise` for a
+kernel, :class:`FunctionExercise` for a NumPy function, :class:`ExerciseGroup` for an exercise answered by
+several pieces (forward and backward kernels). Because the description is data, a program can use it too:
+it can run an exercise on any answer and get a :class:`Verdict` back instead of printed text (mutation
+testing), or run it on other cases (varied shapes and launches).
 
 Declaring a kernel exercise (see ``nbkit/checks/README.md`` for more)::
 
@@ -53,6 +55,7 @@ from nbkit.checks._core import (
     UNWRITTEN,
     CheckFailed,
     KernelRun,
+    call_parameters,
     compare,
     find_races,
     first_wrong,
@@ -66,7 +69,6 @@ from nbkit.checks._core import (
 )
 from nbkit.core.launch import blocks_for
 
-Shape = tuple[int, ...]
 Dim = int | tuple[int, ...]
 
 
@@ -82,10 +84,10 @@ class Case:
 
     grid: Dim | None = None
     block: Dim | None = None
-    sizes: Mapping[str, int] = field(default_factory=dict)
+    sizes: Mapping[str, int | float] = field(default_factory=dict)
     data: Mapping[str, object] | None = None
 
-    def __getattr__(self, name: str) -> int:
+    def __getattr__(self, name: str) -> int | float:
         if name.startswith("__") or name in ("sizes", "data"):
             raise AttributeError(name)
         try:
@@ -120,7 +122,7 @@ def _dim_text(dim: Dim) -> str:
 
 @dataclass
 class Attempt:
-    """One case of one kernel, as a cause's predicate and message see it.
+    """One case of one answer, as a cause's predicate and message see it (``run`` is None for a function).
 
     ``attempt.x`` reads the input ``x`` (then a size of the case); ``got`` is the learner's output being
     compared (named ``output``), ``want`` the reference's, in float64. ``outputs`` and ``wants`` hold all
@@ -217,7 +219,6 @@ NEVER_WRITTEN = Cause(lambda a: bool(a.never_written.any()), UNWRITTEN)
 """Some elements still hold the sentinel: too few threads, a guard too strict, a loop that stops early."""
 
 
-
 def summed_into_output(message: str) -> Cause:
     """The kernel summed into its output directly, which starts as the sentinel: ``got == want + SENTINEL``."""
     return equals(lambda a: a.want + SENTINEL, message)
@@ -235,7 +236,8 @@ class Verdict:
     """The outcome of running an exercise on an answer, without printing anything.
 
     ``message`` is the line the learner would see (✓, ✗ or ◻ first). For a failure, ``stage`` says where
-    it was found ("launch", "output <name>", "proof <name>", "float32"), ``cause`` is the :class:`Cause`
+    it was found ("call", "launch", "shape <name>", "output <name>", "proof <name>", "float32"), ``cause`` is
+    the :class:`Cause`
     that was named (None when the mistake has no name) and ``case`` the case that failed.
     """
 
@@ -277,10 +279,6 @@ class _Progress:
 # what every exercise shares
 
 
-def _parameters(call: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in call[call.index("(") + 1:call.rindex(")")].split(",") if p.strip())
-
-
 def _words(success: str | Callable[[types.SimpleNamespace], str], fields: types.SimpleNamespace) -> str:
     """The ✓ message: a ``str.format`` template filled from ``fields``, or a function of them."""
     return success(fields) if callable(success) else success.format_map(vars(fields))
@@ -311,7 +309,7 @@ class Exercise(abc.ABC):
     @property
     def parameters(self) -> tuple[str, ...]:
         """The learner's parameters, in order."""
-        return _parameters(self.call)
+        return call_parameters(self.call)
 
     def case_inputs(self, case: Case, rng: np.random.Generator) -> dict[str, object]:
         """The inputs of one case: its fixed ``data``, or what ``inputs(rng, case)`` makes."""
@@ -456,7 +454,7 @@ class KernelExercise(Exercise):
     out_dtypes: tuple[type, ...] | None = None
 
     def __post_init__(self) -> None:
-        params = _parameters(self.call)
+        params = call_parameters(self.call)
         positions = [params.index(o) for o in self.outputs if o in params]
         if not positions or len(positions) != len(self.outputs) or positions != list(
                 range(positions[0], positions[0] + len(positions))):
