@@ -14,6 +14,8 @@ Rules the checks keep (the course's "checks never lie"):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
 import json
@@ -22,7 +24,7 @@ import subprocess
 import textwrap
 import types
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -90,12 +92,21 @@ def is_stub(obj: object) -> bool:
     return any("NotImplementedError" in code.co_names for code in _code_objects(obj))
 
 
-def not_solved(number: str, task: str) -> None:
-    """Say in one line that exercise ``number`` has not been attempted (raise under nbgrader's grader)."""
-    message = f"◻ Exercise {number} not solved yet: {task} in the cell above, then run this cell again."
+def not_solved_message(number: str, task: str) -> str:
+    """The one line that says exercise ``number`` has not been attempted yet."""
+    return f"◻ Exercise {number} not solved yet: {task} in the cell above, then run this cell again."
+
+
+def say_not_solved(message: str) -> None:
+    """Print the "not solved yet" line; under nbgrader's grader raise :class:`NotSolved` (zero points) instead."""
     if os.environ.get("NBGRADER_EXECUTION"):
         raise NotSolved(message)
     print(message)
+
+
+def not_solved(number: str, task: str) -> None:
+    """Say in one line that exercise ``number`` has not been attempted (raise under nbgrader's grader)."""
+    say_not_solved(not_solved_message(number, task))
 
 
 def exercise(number: str, task: str) -> Callable[[Callable], Callable]:
@@ -278,9 +289,14 @@ def _parameter_names(kernel: object) -> list[str] | None:
         return None
 
 
+def call_parameters(call: str) -> tuple[str, ...]:
+    """The parameter names of a call written as ``"name(a, b, out)"``."""
+    return tuple(p.strip() for p in call[call.index("(") + 1:call.rindex(")")].split(",") if p.strip())
+
+
 def check_parameters(kernel: object, call: str) -> None:
     """Fail when the kernel's parameters cannot match ``call`` ("name(a, b, out)"): wrong count or a permutation."""
-    expected = [p.strip() for p in call[call.index("(") + 1:call.rindex(")")].split(",") if p.strip()]
+    expected = list(call_parameters(call))
     names = _parameter_names(kernel)
     if names is None:
         return
@@ -296,17 +312,38 @@ def never_written(run: KernelRun, k: int = 0) -> np.ndarray:
     return run.outputs[k] == np.asarray(SENTINEL, dtype=run.outputs[k].dtype)
 
 
+UNWRITTEN = ("some elements were never written (they still hold the sentinel -7): too few threads, a guard that is "
+             "too strict (< n - 1, or the wrong dimension), or a grid-stride loop that stops early.")
+
+
 def unwritten_cause(run: KernelRun, k: int = 0) -> tuple[object, str]:
     """A ``compare`` cause: some elements were never written (too few threads, or a guard too strict)."""
     def check(got: np.ndarray) -> bool:
         return bool(never_written(run, k).any())
 
-    return check, ("some elements were never written (they still hold the sentinel -7): too few threads, a guard "
-                   "that is too strict (< n - 1, or the wrong dimension), or a grid-stride loop that stops early.")
+    return check, UNWRITTEN
+
+
+_pictures_allowed = contextvars.ContextVar("nbkit_check_pictures_allowed", default=True)
+
+
+@contextlib.contextmanager
+def no_pictures() -> Iterator[None]:
+    """Inside this block no launch picture is drawn: for checks run by a program (mutation tests), not a learner."""
+    token = _pictures_allowed.set(False)
+    try:
+        yield
+    finally:
+        _pictures_allowed.reset(token)
 
 
 def pictures_wanted() -> bool:
-    """Pictures appear in a notebook (a Jupyter kernel), not in pytest; NBKIT_CHECK_PICTURES=1/0 overrides."""
+    """Pictures appear in a notebook (a Jupyter kernel), not in pytest; NBKIT_CHECK_PICTURES=1/0 overrides.
+
+    Never inside :func:`no_pictures`.
+    """
+    if not _pictures_allowed.get():
+        return False
     forced = os.environ.get("NBKIT_CHECK_PICTURES")
     if forced is not None:
         return forced == "1"
