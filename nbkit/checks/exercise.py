@@ -338,7 +338,7 @@ class Exercise(abc.ABC):
             try:
                 if cause.holds(attempt):
                     return cause
-            except Exception:  # noqa: BLE001 - a diagnosis that cannot be computed is simply not offered
+            except Exception:  # noqa: BLE001, S112 - a diagnosis that cannot be computed is simply not offered
                 continue
         return None
 
