@@ -52,6 +52,7 @@ from nbkit.checks._core import (
     CheckFailed,
     KernelRun,
     compare,
+    fail,
     find_races,
     first_wrong,
     is_stub,
@@ -212,8 +213,9 @@ class Verdict:
     """The outcome of running an exercise on an answer, without printing anything.
 
     ``message`` is the line the learner would see (✓, ✗ or ◻ first). For a failure, ``stage`` says where
-    it was found ("launch", "output <name>", "proof <name>", "float32"), ``cause`` is the :class:`Cause`
-    that was named (None when the mistake has no name) and ``case`` the case that failed.
+    it was found ("launch", "before <name>" (a ``before`` cause), "output <name>", "proof <name>",
+    "float32"), ``cause`` is the :class:`Cause` that was named (None when the mistake has no name) and
+    ``case`` the case that failed. A pass keeps the fields its ✓ message was made from in ``fields``.
     """
 
     status: Status
@@ -221,6 +223,7 @@ class Verdict:
     stage: str = ""
     cause: Cause | None = None
     case: Case | None = None
+    fields: types.SimpleNamespace | None = None
 
     @property
     def passed(self) -> bool:
@@ -278,7 +281,14 @@ class KernelExercise:
       its phrase is ``{float32}`` in the ✓ message;
     * ``success``: the ✓ message, a ``str.format`` template or a function of the same fields (a namespace):
       the last case's sizes and inputs, ``grid``, ``block`` (as "4x4"), ``threads`` (the launch's total),
-      ``cases`` (those fields for every case, in order), the proofs' phrases and ``float32``.
+      ``cases`` (those fields for every case, in order), the proofs' phrases and ``float32``;
+    * ``before``: causes tried on every attempt *before* the comparison, whether the output is right or
+      not; the first that holds is the whole verdict ("✗ " + its message, no "is wrong at"): a requirement
+      the output cannot show (no ``cuda.syncthreads()`` at all) or a mistake whose message stands alone;
+    * ``frame(message, stage, case)``: rewrites the message of a failure in a case (e.g. adds which launch
+      or which step of a sequence it was); None: unchanged;
+    * ``explain_launch(message, case, inputs, kernel)``: when the launch itself fails (a crash, an access
+      out of bounds, a stray write), returns the message with the likely cause added; None: unchanged.
     """
 
     number: str
@@ -296,6 +306,9 @@ class KernelExercise:
     proofs: Mapping[str, Callable[[Attempt], str]] = field(default_factory=dict)
     float32: str | None = None
     out_dtypes: tuple[type, ...] | None = None
+    before: tuple[Cause, ...] = ()
+    frame: Callable[[str, str, Case], str] | None = None
+    explain_launch: Callable[[str, Case, Mapping[str, object], object], str] | None = None
 
     def __post_init__(self) -> None:
         params = _parameters(self.call)
@@ -337,10 +350,15 @@ class KernelExercise:
         if missing:
             raise ValueError(f"exercise {self.number}: inputs() gave no value for {missing}")
         wants = self.expected(inputs)
-        run = run_kernel(kernel, case.grid, case.block, [inputs[p] for p in before],
-                         [wants[o].shape for o in self.outputs], extra=tuple(inputs[p] for p in after),
-                         dtypes=self.out_dtypes, output_names=self.outputs,
-                         initial=[inputs.get(o) for o in self.outputs], call=self.call)
+        try:
+            run = run_kernel(kernel, case.grid, case.block, [inputs[p] for p in before],
+                             [wants[o].shape for o in self.outputs], extra=tuple(inputs[p] for p in after),
+                             dtypes=self.out_dtypes, output_names=self.outputs,
+                             initial=[inputs.get(o) for o in self.outputs], call=self.call)
+        except CheckFailed as exc:
+            if self.explain_launch is None:
+                raise
+            raise CheckFailed(self.explain_launch(str(exc), case, inputs, kernel)) from None
         outputs = dict(zip(self.outputs, run.outputs))
         return [Attempt(self, case, inputs, run, name, outputs[name], wants[name], outputs, wants)
                 for name in self.outputs]
@@ -356,6 +374,20 @@ class KernelExercise:
             except Exception:  # noqa: BLE001 - a diagnosis that cannot be computed is simply not offered
                 continue
         return None
+
+    def _refuse(self, attempt: Attempt, progress: _Progress) -> None:
+        """Fail with the message alone when one of the ``before`` causes holds for this attempt."""
+        progress.stage = f"before {attempt.output}"
+        for cause in self.before:
+            if cause.output not in (None, attempt.output):
+                continue
+            try:
+                holds = cause.holds(attempt)
+            except Exception:  # noqa: BLE001 - a diagnosis that cannot be computed is simply not offered
+                continue
+            if holds:
+                progress.cause = cause
+                fail(cause.text(attempt), attempt.run)
 
     def _compare(self, attempt: Attempt, progress: _Progress) -> None:
         """Fail, naming the first wrong element and the cause, unless the attempt's output is right."""
@@ -383,7 +415,10 @@ class KernelExercise:
         except NotImplementedError:
             return not_solved_verdict(self.number, self.task)
         except CheckFailed as exc:
-            return Verdict("failed", str(exc), progress.stage, progress.cause, progress.case)
+            message = str(exc)
+            if self.frame is not None and progress.case is not None:
+                message = self.frame(message, progress.stage, progress.case)
+            return Verdict("failed", message, progress.stage, progress.cause, progress.case)
 
     def _run(self, kernel: object, cases: Sequence[Case] | None, progress: _Progress) -> Verdict:
         rng = np.random.default_rng(self.seed)
@@ -392,6 +427,8 @@ class KernelExercise:
         for case in (self.cases if cases is None else cases):
             progress.stage, progress.case = "launch", case
             last = self.attempt(kernel, case, rng)
+            for attempt in last:
+                self._refuse(attempt, progress)
             for attempt in last:
                 self._compare(attempt, progress)
             every.append(types.SimpleNamespace(**{**case.sizes, **last[0].inputs, "grid": _dim_text(case.grid),
@@ -405,8 +442,61 @@ class KernelExercise:
             phrases["float32"] = require_float32(kernel, self.float32)
         fields = types.SimpleNamespace(**vars(every[-1]), cases=every, **phrases)
         text = self.success(fields) if callable(self.success) else self.success.format_map(vars(fields))
-        return Verdict("passed", "✓ " + text)
+        return Verdict("passed", "✓ " + text, fields=fields)
 
     def check(self, kernel: object, cases: Sequence[Case] | None = None) -> None:
         """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed` (with a picture)."""
         self.run(kernel, cases, pictures=True).report()
+
+
+# --------------------------------------------------------------------------------------------------
+# several kernels, one exercise
+
+
+@dataclass(frozen=True)
+class KernelGroup:
+    """One exercise in which the learner writes several kernels, e.g. a forward and a backward pass.
+
+    * ``number``, ``task``: as for :class:`KernelExercise`; "not solved yet" as soon as one kernel is a stub;
+    * ``parts``: one :class:`KernelExercise` per kernel, in the order the check takes the kernels, run in that
+      order (each with its own proofs and float32); a part's ``number`` is the group's number and its name,
+      ``"05.1 forward"``, so that it can be run alone too;
+    * ``success``: the ✓ message, a template or a function of a namespace with each part's fields under its
+      name (``{forward.n}``) and ``float32``: the parts' PTX phrase, said once when they agree, else per part.
+    """
+
+    number: str
+    task: str
+    parts: tuple[KernelExercise, ...]
+    success: str | Callable[[types.SimpleNamespace], str]
+
+    def _name(self, part: KernelExercise) -> str:
+        return part.number.removeprefix(self.number).strip()
+
+    def run(self, *kernels: object, pictures: bool = False) -> Verdict:
+        """Run every part on its kernel and return one verdict; prints nothing."""
+        if len(kernels) != len(self.parts):
+            raise TypeError(f"exercise {self.number} takes {len(self.parts)} kernels, got {len(kernels)}")
+        if any(is_stub(k) for k in kernels):
+            return not_solved_verdict(self.number, self.task)
+        fields: dict[str, object] = {}
+        phrases: dict[str, str] = {}
+        for part, kernel in zip(self.parts, kernels):
+            verdict = part.run(kernel, pictures=pictures)
+            if verdict.status == "not solved":
+                return not_solved_verdict(self.number, self.task)
+            if not verdict.passed:
+                return verdict
+            fields[self._name(part)] = verdict.fields
+            if part.float32:
+                phrases[self._name(part)] = verdict.fields.float32
+        if phrases:
+            fields["float32"] = next(iter(phrases.values())) if len(set(phrases.values())) == 1 else "; ".join(
+                f"{name}: {phrase}" for name, phrase in phrases.items())
+        namespace = types.SimpleNamespace(**fields)
+        text = self.success(namespace) if callable(self.success) else self.success.format_map(fields)
+        return Verdict("passed", "✓ " + text, fields=namespace)
+
+    def check(self, *kernels: object) -> None:
+        """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed` (with a picture)."""
+        self.run(*kernels, pictures=True).report()
