@@ -285,6 +285,7 @@ class KernelExercise:
     * ``before``: causes tried on every attempt *before* the comparison, whether the output is right or
       not; the first that holds is the whole verdict ("✗ " + its message, no "is wrong at"): a requirement
       the output cannot show (no ``cuda.syncthreads()`` at all) or a mistake whose message stands alone;
+    * ``names``: how a wrong-output message names an output, e.g. ``{"y": "forward y"}`` (default: its name);
     * ``frame(message, stage, case)``: rewrites the message of a failure in a case (e.g. adds which launch
       or which step of a sequence it was); None: unchanged;
     * ``explain_launch(message, case, inputs, kernel)``: when the launch itself fails (a crash, an access
@@ -307,6 +308,7 @@ class KernelExercise:
     float32: str | None = None
     out_dtypes: tuple[type, ...] | None = None
     before: tuple[Cause, ...] = ()
+    names: Mapping[str, str] = field(default_factory=dict)
     frame: Callable[[str, str, Case], str] | None = None
     explain_launch: Callable[[str, Case, Mapping[str, object], object], str] | None = None
 
@@ -396,7 +398,7 @@ class KernelExercise:
             return
         cause = progress.cause = self.diagnose(attempt)
         message = cause.text(attempt) if cause else ""
-        compare(attempt.output, attempt.got, attempt.want, rtol=self.rtol, atol=self.atol,
+        compare(self.names.get(attempt.output, attempt.output), attempt.got, attempt.want, rtol=self.rtol, atol=self.atol,
                 causes=[(lambda got: True, message)] if message else [], run=attempt.run)
 
     def run(self, kernel: object, cases: Sequence[Case] | None = None, *, pictures: bool = False) -> Verdict:

@@ -31,7 +31,8 @@ LEAKY_RELU = KernelGroup(
     parts=(
         KernelExercise(
             number="05.1 forward", task="write the kernel leaky_relu_forward", call="leaky_relu_forward(x, y, slope)",
-            outputs=("y",), inputs=_leaky_inputs, reference=lambda x, slope, **_: np.where(x > 0, x, slope * x),
+            outputs=("y",), names={"y": "forward y"}, inputs=_leaky_inputs,
+            reference=lambda x, slope, **_: np.where(x > 0, x, slope * x),
             cases=_LEAKY_CASES, rtol=1e-6, atol=1e-12, seed=51,
             causes=(
                 equals(lambda a: np.maximum(a.x, 0),
@@ -43,7 +44,8 @@ LEAKY_RELU = KernelGroup(
         ),
         KernelExercise(
             number="05.1 backward", task="write the kernel leaky_relu_backward",
-            call="leaky_relu_backward(dout, x, dx, slope)", outputs=("dx",), inputs=_leaky_inputs,
+            call="leaky_relu_backward(dout, x, dx, slope)", outputs=("dx",), names={"dx": "backward dx"},
+            inputs=_leaky_inputs,
             reference=lambda dout, x, slope: np.where(x > 0, dout, slope * dout),
             cases=_LEAKY_CASES, rtol=1e-6, atol=1e-12, seed=51,
             causes=(

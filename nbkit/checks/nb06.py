@@ -65,14 +65,14 @@ AVGPOOL = KernelGroup(
     parts=(
         KernelExercise(
             number="06.1 forward", task="write the kernel avgpool_forward(x, y)", call="avgpool_forward(x, y)",
-            outputs=("y",), inputs=_avgpool_inputs, reference=_avgpool_forward,
+            outputs=("y",), names={"y": "forward y"}, inputs=_avgpool_inputs, reference=_avgpool_forward,
             cases=(_pool_case(*_AVG_SHAPE, over="outputs"),), rtol=1e-5, atol=1e-6, seed=61,
             before=(equals(lambda a: 4 * a.want, "forward returns the sum of each window: divide by 4 for the average."),),
             success="average pooling forward is correct on x of shape {x.shape}.",
         ),
         KernelExercise(
             number="06.1 backward", task="write the kernel avgpool_backward(dy, dx)", call="avgpool_backward(dy, dx)",
-            outputs=("dx",), inputs=_avgpool_inputs, reference=_avgpool_backward,
+            outputs=("dx",), names={"dx": "backward dx"}, inputs=_avgpool_inputs, reference=_avgpool_backward,
             cases=(_pool_case(*_AVG_SHAPE, over="pixels"),), rtol=1e-5, atol=1e-6, seed=61,
             before=(
                 equals(lambda a: 4 * a.want, "backward passes dy unchanged: each of the 4 inputs contributed 1/4 of the "
