@@ -132,11 +132,11 @@ class Attempt:
 
     @property
     def rtol(self) -> float:
-        return self.exercise.rtol
+        return self.exercise.tolerance(self.output)[0]
 
     @property
     def atol(self) -> float:
-        return self.exercise.atol
+        return self.exercise.tolerance(self.output)[1]
 
     @property
     def never_written(self) -> np.ndarray:
@@ -285,6 +285,9 @@ class KernelExercise:
     * ``before``: causes tried on every attempt *before* the comparison, whether the output is right or
       not; the first that holds is the whole verdict ("✗ " + its message, no "is wrong at"): a requirement
       the output cannot show (no ``cuda.syncthreads()`` at all) or a mistake whose message stands alone;
+    * ``tolerances``: ``{output: (rtol, atol)}`` for an output compared otherwise than the others (``(0, 0)``
+      for an input the kernel must leave untouched); ``order``: the order the outputs are compared in, when
+      one output feeds the others (compare a momentum buffer before the parameter it updates);
     * ``names``: how a wrong-output message names an output, e.g. ``{"y": "forward y"}`` (default: its name);
     * ``frame(message, stage, case)``: rewrites the message of a failure in a case (e.g. adds which launch
       or which step of a sequence it was); None: unchanged;
@@ -309,6 +312,8 @@ class KernelExercise:
     out_dtypes: tuple[type, ...] | None = None
     before: tuple[Cause, ...] = ()
     names: Mapping[str, str] = field(default_factory=dict)
+    tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    order: tuple[str, ...] | None = None
     frame: Callable[[str, str, Case], str] | None = None
     explain_launch: Callable[[str, Case, Mapping[str, object], object], str] | None = None
 
@@ -330,6 +335,10 @@ class KernelExercise:
         params = self.parameters
         first = params.index(self.outputs[0])
         return params[:first], params[first + len(self.outputs):]
+
+    def tolerance(self, output: str) -> tuple[float, float]:
+        """(rtol, atol) of ``output``'s comparison (and of its :func:`equals` causes)."""
+        return self.tolerances.get(output, (self.rtol, self.atol))
 
     def expected(self, inputs: Mapping[str, object]) -> dict[str, np.ndarray]:
         """The reference's outputs for ``inputs``, by output name, in float64."""
@@ -365,9 +374,9 @@ class KernelExercise:
         return [Attempt(self, case, inputs, run, name, outputs[name], wants[name], outputs, wants)
                 for name in self.outputs]
 
-    def diagnose(self, attempt: Attempt) -> Cause | None:
-        """The first cause of the table that holds for this (wrong) attempt, or None."""
-        for cause in self.causes:
+    def diagnose(self, attempt: Attempt, causes: Sequence[Cause] | None = None) -> Cause | None:
+        """The first cause of the table (or of ``causes``) that holds for this attempt, or None."""
+        for cause in self.causes if causes is None else causes:
             if cause.output not in (None, attempt.output):
                 continue
             try:
@@ -380,25 +389,20 @@ class KernelExercise:
     def _refuse(self, attempt: Attempt, progress: _Progress) -> None:
         """Fail with the message alone when one of the ``before`` causes holds for this attempt."""
         progress.stage = f"before {attempt.output}"
-        for cause in self.before:
-            if cause.output not in (None, attempt.output):
-                continue
-            try:
-                holds = cause.holds(attempt)
-            except Exception:  # noqa: BLE001 - a diagnosis that cannot be computed is simply not offered
-                continue
-            if holds:
-                progress.cause = cause
-                fail(cause.text(attempt), attempt.run)
+        cause = self.diagnose(attempt, self.before)
+        if cause is not None:
+            progress.cause = cause
+            fail(cause.text(attempt), attempt.run)
 
     def _compare(self, attempt: Attempt, progress: _Progress) -> None:
         """Fail, naming the first wrong element and the cause, unless the attempt's output is right."""
         progress.stage = f"output {attempt.output}"
-        if first_wrong(attempt.got, attempt.want, self.rtol, self.atol) is None:
+        if first_wrong(attempt.got, attempt.want, attempt.rtol, attempt.atol) is None:
             return
         cause = progress.cause = self.diagnose(attempt)
         message = cause.text(attempt) if cause else ""
-        compare(self.names.get(attempt.output, attempt.output), attempt.got, attempt.want, rtol=self.rtol, atol=self.atol,
+        compare(self.names.get(attempt.output, attempt.output), attempt.got, attempt.want, rtol=attempt.rtol,
+                atol=attempt.atol,
                 causes=[(lambda got: True, message)] if message else [], run=attempt.run)
 
     def run(self, kernel: object, cases: Sequence[Case] | None = None, *, pictures: bool = False) -> Verdict:
@@ -429,9 +433,10 @@ class KernelExercise:
         for case in (self.cases if cases is None else cases):
             progress.stage, progress.case = "launch", case
             last = self.attempt(kernel, case, rng)
-            for attempt in last:
+            ordered = sorted(last, key=lambda a: self.order.index(a.output)) if self.order else last
+            for attempt in ordered:
                 self._refuse(attempt, progress)
-            for attempt in last:
+            for attempt in ordered:
                 self._compare(attempt, progress)
             every.append(types.SimpleNamespace(**{**case.sizes, **last[0].inputs, "grid": _dim_text(case.grid),
                                                   "block": _dim_text(case.block), "threads": case.threads}))
