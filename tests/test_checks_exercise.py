@@ -5,7 +5,7 @@ import pytest
 from numba import cuda
 
 from nbkit.checks import CheckFailed, NotSolved, exercises
-from nbkit.checks.exercise import NEVER_WRITTEN, Case, Cause, KernelExercise, equals
+from nbkit.checks.exercise import NEVER_WRITTEN, Case, Cause, ExerciseGroup, FunctionExercise, KernelExercise, equals
 from nbkit.checks.nb03 import AXPY_GRID_STRIDE, ROW_SUM
 
 
@@ -115,3 +115,50 @@ def test_every_converted_exercise_is_listed_with_its_cases():
     found = exercises()
     assert found["03.1"] is ROW_SUM and found["03.3"] is AXPY_GRID_STRIDE
     assert len(AXPY_GRID_STRIDE.cases) == 4 and all(c.threads < 1000 for c in AXPY_GRID_STRIDE.cases[:3])
+
+
+@cuda.jit
+def triple_right(x, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = x[i] * 3
+
+
+TRIPLE = KernelExercise(
+    number="99.5", task="write triple", call="triple(x, out)", outputs=("out",), inputs=DOUBLE.inputs,
+    reference=lambda x: 3 * x.astype(np.float64), cases=(Case(grid=1, block=64, sizes={"n": 40}),))
+BOTH = ExerciseGroup(number="99.6", task="write the kernels double and triple", parts=(DOUBLE, TRIPLE),
+                     success=lambda f: f"both right, on {f.parts[0].n} and {f.parts[1].n} values.")
+
+
+def test_a_group_runs_its_parts_in_order_and_words_its_own_verdict(capsys):
+    assert BOTH.run(double_right, triple_right).message == "✓ both right, on 50 and 40 values."
+    wrong = BOTH.run(double_right, double_right)
+    assert wrong.status == "failed" and "out is wrong" in wrong.message
+    assert BOTH.run(double_triples, double_stub).message.startswith("◻ Exercise 99.6 not solved yet: write the kernels")
+    assert capsys.readouterr().out == ""
+    assert exercises()["03.1"] is ROW_SUM
+
+
+SQUARES = FunctionExercise(
+    number="99.7", task="write squares(v)", call="squares(v)", outputs=("s", "total"),
+    inputs=lambda rng, c: {"v": rng.standard_normal(c.n)},
+    reference=lambda v: (v**2, (v**2).sum()),
+    cases=(Case(sizes={"n": 6}), Case(data={"v": np.array([1.0, -2.0])})),
+    shapes={"s": "one square per element."},
+    hint=lambda exc, line, inputs, fn: f"v has {inputs['v'].size} elements.",
+    causes=(equals(lambda a: 2 * a.v, "you doubled instead of squaring.", output="s"),),
+    success=lambda f: f"squares right; on the example: {f.cases[-1].got['s'].tolist()}.",
+)
+
+
+def test_a_function_exercise_calls_unpacks_and_explains_shapes():
+    assert SQUARES.run(lambda v: (v * v, float(np.sum(v * v)))).message == "✓ squares right; on the example: [1.0, 4.0]."
+    doubled = SQUARES.run(lambda v: (2 * v, 0.0))
+    assert doubled.cause is SQUARES.causes[0] and doubled.stage == "output s"
+    assert "must return a tuple (s, total)" in SQUARES.run(lambda v: v * v).message
+    short = SQUARES.run(lambda v: (v[:-1] ** 2, 0.0))
+    assert short.stage == "shape s" and short.message.endswith("expected (6,): one square per element.")
+    raised = SQUARES.run(lambda v: (v @ np.ones(3), 0.0))
+    assert raised.stage == "call" and raised.message.endswith("v has 6 elements.")
+    assert SQUARES.run(lambda v: (v * v, float(v @ v) + 1)).message.startswith("✗ total is wrong")

@@ -32,13 +32,14 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
 
 def exercises() -> dict[str, object]:
     """Every exercise declared as an object (:mod:`nbkit.checks.exercise`), by number: for programs that run
-    them on many answers (mutation tests, varied inputs)."""
-    from nbkit.checks.exercise import KernelExercise
+    them on many answers (mutation tests, varied inputs). An exercise in parts is listed as its group."""
+    from nbkit.checks.exercise import Exercise, ExerciseGroup
 
-    found = {}
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if module.name.startswith("nb"):
-            for value in vars(importlib.import_module(f"{__name__}.{module.name}")).values():
-                if isinstance(value, KernelExercise):
-                    found[value.number] = value
+    values = [value for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)
+              if module.name.startswith("nb")
+              for value in vars(importlib.import_module(f"{__name__}.{module.name}")).values()]
+    groups = [v for v in values if isinstance(v, ExerciseGroup)]
+    parts = {id(part) for group in groups for part in group.parts}
+    found = {v.number: v for v in values if isinstance(v, Exercise) and id(v) not in parts}
+    found.update((group.number, group) for group in groups)
     return found

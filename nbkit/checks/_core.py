@@ -293,9 +293,14 @@ def _parameter_names(kernel: object) -> list[str] | None:
         return None
 
 
+def call_parameters(call: str) -> tuple[str, ...]:
+    """The parameter names of a call written as ``"name(a, b, out)"``."""
+    return tuple(p.strip() for p in call[call.index("(") + 1:call.rindex(")")].split(",") if p.strip())
+
+
 def check_parameters(kernel: object, call: str) -> None:
     """Fail when the kernel's parameters cannot match ``call`` ("name(a, b, out)"): wrong count or a permutation."""
-    expected = [p.strip() for p in call[call.index("(") + 1:call.rindex(")")].split(",") if p.strip()]
+    expected = list(call_parameters(call))
     names = _parameter_names(kernel)
     if names is None:
         return

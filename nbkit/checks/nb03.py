@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbkit.checks.exercise import NEVER_WRITTEN, Attempt, Case, Cause, KernelExercise, equals, summed_into_output
+from nbkit.checks.exercise import (
+    NEVER_WRITTEN,
+    Attempt,
+    Case,
+    Cause,
+    KernelExercise,
+    equals,
+    square_grid,
+    summed_into_output,
+)
 from nbkit.core.launch import blocks_for
-
-
-def _square_grid(rows: int, cols: int, block: tuple[int, int]) -> Case:
-    """Blocks of ``block`` threads covering max(rows, cols) threads along both x and y: any 2-D mapping fits."""
-    side = max(blocks_for(rows, block[1]), blocks_for(cols, block[0]))
-    return Case(grid=(side, side), block=block, sizes={"rows": rows, "cols": cols})
-
 
 ROW_SUM = KernelExercise(
     number="03.1", task="write the kernel row_sum(M, out)", call="row_sum(M, out)", outputs=("out",),
@@ -50,7 +52,7 @@ TRANSPOSE = KernelExercise(
     reference=lambda M: M.T,
     # 13 and 29 need 2 and 4 blocks of 8: a guard or an index that mixes up the dimensions misses elements or
     # writes outside out; 1024 threads for 377 elements, so the guard must stop the rest
-    cases=(_square_grid(13, 29, (8, 8)),),
+    cases=(Case(grid=square_grid(13, 29, (8, 8)), block=(8, 8), sizes={"rows": 13, "cols": 29}),),
     rtol=0, atol=0, seed=32,
     causes=(
         NEVER_WRITTEN,

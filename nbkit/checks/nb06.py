@@ -12,8 +12,8 @@ from nbkit.checks.exercise import (
     Attempt,
     Case,
     Cause,
+    ExerciseGroup,
     KernelExercise,
-    KernelGroup,
     equals,
     summed_into_output,
 )
@@ -60,18 +60,17 @@ def _inside_right(a: Attempt) -> bool:
 
 _AVG_SHAPE = (2, 3, 7, 9)  # odd: the last row and column are dropped, and their gradient is 0
 
-AVGPOOL = KernelGroup(
+AVGPOOL = ExerciseGroup(
     number="06.1", task="write the kernels avgpool_forward and avgpool_backward",
     parts=(
         KernelExercise(
-            number="06.1 forward", task="write the kernel avgpool_forward(x, y)", call="avgpool_forward(x, y)",
+            number="06.1", task="write the kernel avgpool_forward(x, y)", call="avgpool_forward(x, y)",
             outputs=("y",), names={"y": "forward y"}, inputs=_avgpool_inputs, reference=_avgpool_forward,
             cases=(_pool_case(*_AVG_SHAPE, over="outputs"),), rtol=1e-5, atol=1e-6, seed=61,
             before=(equals(lambda a: 4 * a.want, "forward returns the sum of each window: divide by 4 for the average."),),
-            success="average pooling forward is correct on x of shape {x.shape}.",
         ),
         KernelExercise(
-            number="06.1 backward", task="write the kernel avgpool_backward(dy, dx)", call="avgpool_backward(dy, dx)",
+            number="06.1", task="write the kernel avgpool_backward(dy, dx)", call="avgpool_backward(dy, dx)",
             outputs=("dx",), names={"dx": "backward dx"}, inputs=_avgpool_inputs, reference=_avgpool_backward,
             cases=(_pool_case(*_AVG_SHAPE, over="pixels"),), rtol=1e-5, atol=1e-6, seed=61,
             before=(
@@ -80,8 +79,6 @@ AVGPOOL = KernelGroup(
                 Cause(_inside_right, "the dropped last row/column must get gradient 0 (they never entered a window); "
                                      "was it written at all?"),
             ),
-            success="average pooling backward is correct on x of shape {x.shape}, including the dropped odd row and "
-                    "column.",
         ),
     ),
     success="average pooling forward and backward are correct, including the dropped odd row and column.",
@@ -176,11 +173,11 @@ def _not_a_max(a: Attempt) -> str:
 
 _MP_SHAPE = (2, 3, 7, 9)
 
-MAXPOOL = KernelGroup(
+MAXPOOL = ExerciseGroup(
     number="06.2", task="write the kernels maxpool_forward(x, y) and maxpool_backward(x, dy, dx)",
     parts=(
         KernelExercise(
-            number="06.2 forward", task="write the kernel maxpool_forward(x, y)", call="maxpool_forward(x, y)",
+            number="06.2", task="write the kernel maxpool_forward(x, y)", call="maxpool_forward(x, y)",
             outputs=("y",), inputs=_maxpool_inputs, reference=lambda x, dy: maxpool_first_max_reference(x, dy)[0],
             cases=(_pool_case(*_MP_SHAPE, over="outputs"),), rtol=0, atol=0, seed=63,
             causes=(
@@ -194,10 +191,9 @@ MAXPOOL = KernelGroup(
                 equals(lambda a: _windows(a.x)[..., 0], "only the first element of each window is taken: compare all "
                                                         "four."),
             ),
-            success="max-pool forward is correct on a {x.shape} input.",
         ),
         KernelExercise(
-            number="06.2 backward", task="write the kernel maxpool_backward(x, dy, dx)",
+            number="06.2", task="write the kernel maxpool_backward(x, dy, dx)",
             call="maxpool_backward(x, dy, dx)", outputs=("dx",), inputs=_maxpool_inputs,
             reference=lambda x, dy: maxpool_first_max_reference(x, dy)[1],
             cases=(_pool_case(*_MP_SHAPE, over="pixels"),), rtol=0, atol=0, seed=63,
@@ -218,7 +214,6 @@ MAXPOOL = KernelGroup(
                       "and column."),
                 Cause(lambda a: bool(_not_a_max(a)), _not_a_max),
             ),
-            success="max-pool backward is correct on a {x.shape} input, with PyTorch's rule on ties.",
         ),
     ),
     success="max-pool forward and backward are correct on a (2, 3, 7, 9) input, with PyTorch's rule on ties of two, "
