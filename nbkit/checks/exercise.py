@@ -607,6 +607,8 @@ class FunctionExercise(Exercise):
             meaning = self.shapes.get(a.output, "")
             if np.shape(a.got) != a.want.shape:
                 shape_of(a.output, a.got, a.want.shape, meaning(a) if callable(meaning) else meaning)
+            if a.got is None:  # np.asarray(None, float) is nan: keep None, so that a cause can say "returned None"
+                continue
             try:  # the causes see an array; what cannot be one is told by compare()
                 a.got = outputs[a.output] = np.asarray(a.got, dtype=np.float64)
             except (TypeError, ValueError):
