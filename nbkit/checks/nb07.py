@@ -1,4 +1,10 @@
-"""Checks for notebook 07 (training): the SGD-momentum kernel, a layer, and a training loop."""
+"""Checks for notebook 07 (training): the SGD-momentum kernel, a layer, and a training loop.
+
+07.1 is declared (:data:`SGD_MOMENTUM`, :mod:`nbkit.checks.exercise`). 07.2 and 07.3 stay procedures: their
+answers are a class and a loop that change state (a layer keeps its forward output for backward; a loop
+updates a model and its optimizer), so what is checked is a sequence of calls and the state they leave, not
+the value one call returns.
+"""
 
 from __future__ import annotations
 

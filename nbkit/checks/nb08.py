@@ -1,4 +1,10 @@
-"""Checks of notebook 08's exercises: your ReLU kernels inside LeNet, the feature-map shapes, and accuracy."""
+"""Checks of notebook 08's exercises: your ReLU kernels inside LeNet, the feature-map shapes, and accuracy.
+
+The ReLU kernels alone are declared (:data:`RELU_KERNELS`). The rest stay procedures: LeNet trained beside
+PyTorch compares losses, not kernel outputs; ``feature_shapes`` returns shapes (tuples of different lengths,
+each with its own hint), not numbers; ``accuracy`` is judged also by how it calls back ``logits_of`` (batch
+sizes, every image once), not only by what it returns.
+"""
 
 from __future__ import annotations
 

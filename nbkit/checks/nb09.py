@@ -4,6 +4,10 @@ The first two run the learner's kernel twice: once as a normal launch (outputs i
 buffers, so stray writes are caught) and once under the memory-access tracer (:mod:`nbkit.tracer`),
 which measures what the verdict claims: sectors per warp request, bank conflicts, shared-memory races.
 The tracer's numbers are a MODEL of the memory system without caches; the check says so.
+
+Both are declared (:data:`SCALE_ADD`, :data:`PADDED_TRANSPOSE`): the tracer's measurements are their proofs.
+09.3 stays a procedure: every block size that reaches the highest MODEL occupancy is right, so there is no
+single reference to compare with.
 """
 
 from __future__ import annotations

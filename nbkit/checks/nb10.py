@@ -1,4 +1,10 @@
-"""Checks for notebook 10 (data-parallel training): one ring step, and the time of an all-reduce on a link."""
+"""Checks for notebook 10 (data-parallel training): one ring step, and the time of an all-reduce on a link.
+
+10.2 is declared (:data:`ALLREDUCE_SECONDS`). 10.1 stays a procedure: its verdicts are worded per step
+("p=3, step 1: likely cause: ...", a wrong shape as "with p=3 ranks and chunks of 1, expected ..."), and its
+last test calls the answer p - 1 times in a chain (after the reduce-scatter rank r holds the full sum of
+chunk r + 1), which a case with one reference does not express.
+"""
 
 from __future__ import annotations
 
