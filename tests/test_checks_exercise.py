@@ -162,3 +162,12 @@ def test_a_function_exercise_calls_unpacks_and_explains_shapes():
     raised = SQUARES.run(lambda v: (v @ np.ones(3), 0.0))
     assert raised.stage == "call" and raised.message.endswith("v has 6 elements.")
     assert SQUARES.run(lambda v: (v * v, float(v @ v) + 1)).message.startswith("✗ total is wrong")
+
+
+def test_a_cause_can_say_which_earlier_cases_were_right():
+    right_before = Cause(lambda a: bool(a.earlier), lambda a: f"right for n = {a.earlier[0].n}, wrong for n = {a.n}.")
+    ex = KernelExercise(number="99.8", task="t", call="double(x, out)", outputs=("out",), inputs=DOUBLE.inputs,
+                        reference=DOUBLE.reference, cases=DOUBLE.cases, causes=(right_before,), success="ok")
+    small, too_few = Case(grid=1, block=32, sizes={"n": 20}), Case(grid=1, block=32, sizes={"n": 40})
+    assert ex.run(double_right, [small, too_few]).message.endswith("right for n = 20, wrong for n = 40.")
+    assert ex.run(double_right, [too_few]).cause is None  # nothing came out right before: no such claim

@@ -127,7 +127,8 @@ class Attempt:
 
     ``attempt.x`` reads the input ``x`` (then a size of the case); ``got`` is the learner's output being
     compared (named ``output``), ``want`` the reference's, in float64. ``outputs`` and ``wants`` hold all
-    outputs of the launch by name.
+    outputs of the launch by name; ``earlier`` the cases of this run that came out right before this one
+    (for "right for K = 16, wrong for K = 21").
     """
 
     exercise: Exercise
@@ -139,6 +140,7 @@ class Attempt:
     want: np.ndarray
     outputs: dict[str, np.ndarray]
     wants: dict[str, np.ndarray]
+    earlier: tuple[Case, ...] = ()
 
     def __getattr__(self, name: str) -> object:
         if name.startswith("__") or name in ("inputs", "case"):
@@ -427,14 +429,17 @@ class Exercise(abc.ABC):
         rng = np.random.default_rng(self.seed)
         last: list[Attempt] = []
         every: list[types.SimpleNamespace] = []
+        done: list[Case] = []
         for case in (self.cases if cases is None else cases):
             progress.stage, progress.case, progress.cause = "call", case, None
             last = self.attempt(answer, case, rng, progress)
             ordered = sorted(last, key=lambda a: self.order.index(a.output)) if self.order else last
             for attempt in ordered:
+                attempt.earlier = tuple(done)
                 self._refuse(attempt, progress)
             for attempt in ordered:
                 self._compare(attempt, progress)
+            done.append(case)
             fields = {**case.sizes, **last[0].inputs, "got": last[0].outputs, "want": last[0].wants}
             if case.grid is not None:
                 fields.update(grid=_dim_text(case.grid), block=_dim_text(case.block), threads=case.threads)

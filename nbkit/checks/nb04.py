@@ -185,9 +185,19 @@ def check_matmul_a_bt_tiled(kernel, tile: int = TILE) -> None:
     MATMUL_A_BT_TILED.check(kernel, _a_bt_cases(tile))
 
 
+def _whole_k(a: Attempt) -> int | None:
+    """K of a case of this run that came out right with whole tiles along K (None if there was none)."""
+    return next((c.K for c in a.earlier if c.K % c.tile == 0), None)
+
+
+def _partial(a: Attempt) -> bool:
+    """Wrong with a partial tile along K, right before with whole tiles."""
+    return a.K % a.tile != 0 and _whole_k(a) is not None
+
+
 def _right_for(a: Attempt) -> str:
-    return (f"it is right when K is a multiple of the tile (K = {a.K - a.K % a.tile}) and wrong for K = {a.K}, where "
-            "the last step along K has a partial tile. ")
+    return (f"it is right when K is a multiple of the tile (K = {_whole_k(a)}) and wrong for K = {a.K}, where the "
+            "last step along K has a partial tile. ")
 
 
 def _whole_tiles_only(a: Attempt) -> np.ndarray:
@@ -200,10 +210,6 @@ def _stale_slots(a: Attempt) -> np.ndarray:
     whole = a.K - a.K % a.tile
     lo = whole - a.tile + a.K % a.tile
     return a.want + a.A[lo:whole].T.astype(np.float64) @ a.B[lo:whole]
-
-
-def _partial(a: Attempt) -> bool:
-    return a.K % a.tile != 0
 
 
 def _at_b_cases(tile: int) -> tuple[Case, ...]:
