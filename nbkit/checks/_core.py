@@ -233,6 +233,9 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
                call: str | None = None) -> KernelRun:
     """Launch ``kernel(*inputs, *outputs, *extra)`` with each output a view into a padded device buffer.
 
+    Arrays among ``inputs`` and ``extra`` are copied to the device first (``extra`` holds the parameters
+    after the outputs, e.g. the inputs of a kernel whose output comes first).
+
     Outputs start as the sentinel (or ``initial``); after the launch a changed sentinel anywhere in the
     padding means a thread wrote outside the array: a missing or wrong bounds guard. In the simulator an
     out-of-bounds access raises IndexError, reported the same way. ``call`` (e.g. ``"saxpy(alpha, x, y, out)"``)
@@ -255,10 +258,11 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
         buffers.append(d)
         views.append(d[PAD:PAD + size].reshape(shape) if len(shape) > 1 else d[PAD:PAD + size])
     d_inputs = [cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in inputs]
+    d_extra = [cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in extra]
     run = KernelRun(kernel, griddim, blockdim, list(inputs), [], tuple(extra), names,
                     tuple(tuple(sh) for sh in out_shapes), tuple(dtypes))
     try:
-        launch(kernel, griddim, blockdim, *d_inputs, *views, *extra)
+        launch(kernel, griddim, blockdim, *d_inputs, *views, *d_extra)
     except IndexError as exc:
         if "scalar" in str(exc):
             fail(f"your kernel indexed a scalar parameter ({exc}): the parameters are probably in another order "

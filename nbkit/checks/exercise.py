@@ -57,6 +57,7 @@ from nbkit.checks._core import (
     KernelRun,
     call_parameters,
     compare,
+    fail,
     find_races,
     first_wrong,
     is_stub,
@@ -150,11 +151,11 @@ class Attempt:
 
     @property
     def rtol(self) -> float:
-        return self.exercise.rtol
+        return self.exercise.tolerance(self.output)[0]
 
     @property
     def atol(self) -> float:
-        return self.exercise.atol
+        return self.exercise.tolerance(self.output)[1]
 
     @property
     def never_written(self) -> np.ndarray:
@@ -238,9 +239,9 @@ class Verdict:
     """The outcome of running an exercise on an answer, without printing anything.
 
     ``message`` is the line the learner would see (✓, ✗ or ◻ first). For a failure, ``stage`` says where
-    it was found ("call", "launch", "shape <name>", "output <name>", "proof <name>", "float32"), ``cause`` is
-    the :class:`Cause`
-    that was named (None when the mistake has no name) and ``case`` the case that failed.
+    it was found ("call", "launch", "shape <name>", "before <name>" (a ``before`` cause), "output <name>",
+    "proof <name>", "float32"), ``cause`` is the :class:`Cause` that was named (None when the mistake has
+    no name) and ``case`` the case that failed.
     """
 
     status: Status
@@ -290,8 +291,22 @@ class Exercise(abc.ABC):
     """The engine shared by :class:`KernelExercise` and :class:`FunctionExercise`: cases, causes, verdict.
 
     A subclass is a dataclass with the fields ``number``, ``task``, ``call``, ``outputs``, ``inputs``,
-    ``reference``, ``cases``, ``success``, ``causes``, ``rtol``, ``atol``, ``seed``, ``proofs`` and defines
-    :meth:`attempt` (run the answer on one case).
+    ``reference``, ``cases``, ``success``, ``causes``, ``rtol``, ``atol``, ``seed``, ``proofs`` and the
+    optional refinements below, and defines :meth:`attempt` (run the answer on one case).
+
+    Optional fields, for checks that need more than inputs, reference and causes:
+
+    * ``before``: causes tried on every attempt *before* the comparison, whether the output is right or not;
+      the first that holds is the whole verdict ("✗ " + its message, without "x is wrong at ..."): a
+      requirement the output cannot show (no ``cuda.syncthreads()`` at all), or a mistake whose message
+      stands alone ("forward returns the sum of each window");
+    * ``names``: how a wrong-output message names an output, e.g. ``{"y": "forward y"}`` (default: its name);
+    * ``tolerances``: ``{output: (rtol, atol)}`` for an output compared otherwise than the others (``(0, 0)``
+      for an array the kernel must leave untouched);
+    * ``order``: the order the outputs are compared in, when one feeds another (a momentum buffer before the
+      parameter it updates); default: ``outputs``;
+    * ``frame(message, stage, case)``: rewrites the message of a failure (e.g. says which launch, or which step
+      of a sequence, it happened in); ``stage`` is the verdict's stage, ``case`` the case running then.
     """
 
     number: str
@@ -307,6 +322,11 @@ class Exercise(abc.ABC):
     atol: float
     seed: int
     proofs: Mapping[str, Callable[[Attempt], str]]
+    before: tuple[Cause, ...]
+    names: Mapping[str, str]
+    tolerances: Mapping[str, tuple[float, float]]
+    order: tuple[str, ...] | None
+    frame: Callable[[str, str, Case], str] | None
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -330,9 +350,13 @@ class Exercise(abc.ABC):
     def attempt(self, answer: object, case: Case, rng: np.random.Generator, progress: _Progress) -> list[Attempt]:
         """Run ``answer`` on one case: the attempts (one per output), not yet compared; fail on a broken run."""
 
-    def diagnose(self, attempt: Attempt) -> Cause | None:
-        """The first cause of the table that holds for this (wrong) attempt, or None."""
-        for cause in self.causes:
+    def tolerance(self, output: str) -> tuple[float, float]:
+        """(rtol, atol) of ``output``'s comparison (and of its :func:`equals` causes)."""
+        return self.tolerances.get(output, (self.rtol, self.atol))
+
+    def diagnose(self, attempt: Attempt, causes: Sequence[Cause] | None = None) -> Cause | None:
+        """The first cause of the table (or of ``causes``) that holds for this attempt, or None."""
+        for cause in self.causes if causes is None else causes:
             if cause.output not in (None, attempt.output):
                 continue
             try:
@@ -342,6 +366,14 @@ class Exercise(abc.ABC):
                 continue
         return None
 
+    def _refuse(self, attempt: Attempt, progress: _Progress) -> None:
+        """Fail with the message alone when one of the ``before`` causes holds for this attempt."""
+        progress.stage = f"before {attempt.output}"
+        cause = self.diagnose(attempt, self.before)
+        if cause is not None:
+            progress.cause = cause
+            fail(cause.text(attempt), attempt.run)
+
     def _compare(self, attempt: Attempt, progress: _Progress) -> None:
         """Fail, naming the first wrong element and the cause, unless the attempt's output is right."""
         progress.stage = f"output {attempt.output}"
@@ -349,13 +381,13 @@ class Exercise(abc.ABC):
             got = np.asarray(attempt.got, dtype=np.float64)
         except (TypeError, ValueError):
             got = None  # compare() says what is wrong with it
-        if got is not None and got.shape == attempt.want.shape and first_wrong(got, attempt.want, self.rtol,
-                                                                                  self.atol) is None:
+        if got is not None and got.shape == attempt.want.shape and first_wrong(got, attempt.want, attempt.rtol,
+                                                                                  attempt.atol) is None:
             return
         cause = progress.cause = self.diagnose(attempt)
         message = cause.text(attempt) if cause else ""
-        compare(attempt.output, attempt.got, attempt.want, rtol=self.rtol, atol=self.atol,
-                causes=[(lambda got: True, message)] if message else [], run=attempt.run)
+        compare(self.names.get(attempt.output, attempt.output), attempt.got, attempt.want, rtol=attempt.rtol,
+                atol=attempt.atol, causes=[(lambda got: True, message)] if message else [], run=attempt.run)
 
     def run(self, answer: object, cases: Sequence[Case] | None = None, *, pictures: bool = False) -> Verdict:
         """Run the exercise on ``answer`` (all ``cases``, by default the declared ones) and return the verdict.
@@ -379,7 +411,10 @@ class Exercise(abc.ABC):
         except NotImplementedError:
             return not_solved_verdict(self.number, self.task), None
         except CheckFailed as exc:
-            return Verdict("failed", str(exc), progress.stage, progress.cause, progress.case), None
+            message = str(exc)
+            if self.frame is not None and progress.case is not None:
+                message = self.frame(message, progress.stage, progress.case)
+            return Verdict("failed", message, progress.stage, progress.cause, progress.case), None
         return Verdict("passed", "✓ " + _words(self.success, fields)), fields
 
     def _phrases(self, answer: object, last: Attempt, progress: _Progress) -> dict[str, str]:
@@ -398,8 +433,11 @@ class Exercise(abc.ABC):
         for case in (self.cases if cases is None else cases):
             progress.stage, progress.case, progress.cause = "call", case, None
             last = self.attempt(answer, case, rng, progress)
-            for attempt in last:
+            ordered = sorted(last, key=lambda a: self.order.index(a.output)) if self.order else last
+            for attempt in ordered:
                 attempt.earlier = tuple(done)
+                self._refuse(attempt, progress)
+            for attempt in ordered:
                 self._compare(attempt, progress)
             done.append(case)
             fields = {**case.sizes, **last[0].inputs, "got": last[0].outputs, "want": last[0].wants}
@@ -439,7 +477,11 @@ class KernelExercise(Exercise):
     * ``success``: the ✓ message, a ``str.format`` template or a function of the same fields (a namespace):
       the last case's sizes and inputs, ``grid``, ``block`` (as "4x4"), ``threads`` (the launch's total),
       ``got`` and ``want`` (dicts of the outputs by name), ``cases`` (those fields for every case, in order),
-      the proofs' phrases and ``float32``.
+      the proofs' phrases and ``float32``;
+    * ``explain_launch(message, case, inputs, kernel)``: when the launch itself fails (a crash, an access
+      out of bounds, a stray write), returns the message with the likely cause added;
+    * the optional fields every exercise may have (see :class:`Exercise`): ``before``, ``names``,
+      ``tolerances``, ``order``, ``frame``.
     """
 
     number: str
@@ -457,6 +499,12 @@ class KernelExercise(Exercise):
     proofs: Mapping[str, Callable[[Attempt], str]] = field(default_factory=dict)
     float32: str | None = None
     out_dtypes: tuple[type, ...] | None = None
+    explain_launch: Callable[[str, Case, Mapping[str, object], object], str] | None = None
+    before: tuple[Cause, ...] = ()
+    names: Mapping[str, str] = field(default_factory=dict)
+    tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    order: tuple[str, ...] | None = None
+    frame: Callable[[str, str, Case], str] | None = None
 
     def __post_init__(self) -> None:
         params = call_parameters(self.call)
@@ -484,10 +532,15 @@ class KernelExercise(Exercise):
             raise ValueError(f"exercise {self.number}: inputs() gave no value for {missing}")
         wants = self.expected(inputs)
         progress.stage = "launch"
-        run = run_kernel(kernel, case.grid, case.block, [inputs[p] for p in before],
-                         [wants[o].shape for o in self.outputs], extra=tuple(inputs[p] for p in after),
-                         dtypes=self.out_dtypes, output_names=self.outputs,
-                         initial=[inputs.get(o) for o in self.outputs], call=self.call)
+        try:
+            run = run_kernel(kernel, case.grid, case.block, [inputs[p] for p in before],
+                             [wants[o].shape for o in self.outputs], extra=tuple(inputs[p] for p in after),
+                             dtypes=self.out_dtypes, output_names=self.outputs,
+                             initial=[inputs.get(o) for o in self.outputs], call=self.call)
+        except CheckFailed as exc:
+            if self.explain_launch is None:
+                raise
+            raise CheckFailed(self.explain_launch(str(exc), case, inputs, kernel)) from None
         outputs = dict(zip(self.outputs, run.outputs))
         return [Attempt(self, case, inputs, run, name, outputs[name], wants[name], outputs, wants)
                 for name in self.outputs]
@@ -514,7 +567,7 @@ class FunctionExercise(Exercise):
     ``call`` names the function's parameters (all inputs, passed in that order from the ``inputs`` dict);
     ``outputs`` names what it returns: one name for a single value, several for a tuple (a wrong count is
     its own verdict). Cases need no grid or block (``Case(sizes=...)``, or ``Case(data=...)`` for a worked
-    example). Besides the fields of :class:`KernelExercise` (no ``float32``):
+    example). Besides the fields of :class:`KernelExercise` (no ``float32``, no ``explain_launch``):
 
     * ``shapes``: for an output whose shape is wrong, what its shape means (a string, or a function of the
       attempt, which sees the wrong ``got``), added to "x has shape (3, 2), expected (2, 3): ...";
@@ -537,6 +590,11 @@ class FunctionExercise(Exercise):
     proofs: Mapping[str, Callable[[Attempt], str]] = field(default_factory=dict)
     shapes: Mapping[str, str | Callable[[Attempt], str]] = field(default_factory=dict)
     hint: str | Hint = ""
+    before: tuple[Cause, ...] = ()
+    names: Mapping[str, str] = field(default_factory=dict)
+    tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    order: tuple[str, ...] | None = None
+    frame: Callable[[str, str, Case], str] | None = None
 
     def attempt(self, fn: object, case: Case, rng: np.random.Generator, progress: _Progress) -> list[Attempt]:
         """Call ``fn`` on one case (copies of the inputs); the attempts, shapes checked, values not yet compared."""
@@ -554,6 +612,8 @@ class FunctionExercise(Exercise):
             meaning = self.shapes.get(a.output, "")
             if np.shape(a.got) != a.want.shape:
                 shape_of(a.output, a.got, a.want.shape, meaning(a) if callable(meaning) else meaning)
+            if a.got is None:  # np.asarray(None, float) is nan: keep None, so that a cause can say "returned None"
+                continue
             try:  # the causes see an array; what cannot be one is told by compare()
                 a.got = outputs[a.output] = np.asarray(a.got, dtype=np.float64)
             except (TypeError, ValueError):
