@@ -320,14 +320,6 @@ UNWRITTEN = ("some elements were never written (they still hold the sentinel -7)
              "too strict (< n - 1, or the wrong dimension), or a grid-stride loop that stops early.")
 
 
-def unwritten_cause(run: KernelRun, k: int = 0) -> tuple[object, str]:
-    """A ``compare`` cause: some elements were never written (too few threads, or a guard too strict)."""
-    def check(got: np.ndarray) -> bool:
-        return bool(never_written(run, k).any())
-
-    return check, UNWRITTEN
-
-
 _pictures_allowed = contextvars.ContextVar("nbkit_check_pictures_allowed", default=True)
 
 
