@@ -20,8 +20,6 @@ cd "$(dirname "$0")"
 
 VENV=${NBKIT_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-# torch is pinned here, not in pyproject.toml (which states a range): an unpinned `torch` may pull a multi-GB CUDA build.
-TORCH_REQ="torch==2.13.0"
 
 NUMBA_VENV=${NBKIT_NUMBA_VENV:-.venv-numba}
 
@@ -37,7 +35,9 @@ make_venv() {
 
 setup() {
     [ -x "$VENV/bin/python" ] || make_venv
-    local py="$VENV/bin/python" extra state torch_args
+    local py="$VENV/bin/python" extra state torch_args TORCH_REQ
+    # torch is pinned (an unpinned `torch` may pull a multi-GB CUDA build), in pyproject.toml's [tool.nbkit] table.
+    TORCH_REQ=$(plan torch-req)
     extra=$(plan extra)
     state=$(plan state "$VENV" "$extra" "$TORCH_REQ")
     case "$state" in
@@ -68,17 +68,18 @@ except m.PackageNotFoundError: pass')" != "${TORCH_REQ#torch==}" ]; then
 }
 
 # The numba-only environment: pyproject.toml's packages less numba-cuda (coursekit/numba_only.py says which), the
-# same torch pin, nbkit itself editable without its dependencies (they would bring numba-cuda back). Like setup, a
-# stamp makes a second call install nothing.
+# same torch pin, nbkit itself editable without its dependencies (they would bring numba-cuda back). Like setup,
+# a stamp makes a second call install nothing.
 setup_numba_only() {
     setup
-    local py="$NUMBA_VENV/bin/python" torch_args
+    local py="$NUMBA_VENV/bin/python" torch_args torch_req
+    torch_req=$(plan torch-req)
     [ -x "$py" ] || VENV=$NUMBA_VENV make_venv
-    [ "$(numba_only state "$NUMBA_VENV" "$TORCH_REQ")" = current ] && return
+    [ "$(numba_only state "$NUMBA_VENV" "$torch_req")" = current ] && return
     echo "course.sh: installing the numba-only environment $NUMBA_VENV (no numba-cuda: numba's built-in simulator)"
-    torch_args=$(plan torch-args "$py" "$TORCH_REQ")
+    torch_args=$(plan torch-args "$py" "$torch_req")
     # shellcheck disable=SC2086  # torch_args is empty or "--index-url URL"
-    "$py" -m pip install --quiet $torch_args "$TORCH_REQ"
+    "$py" -m pip install --quiet $torch_args "$torch_req"
     numba_only requirements > "$NUMBA_VENV/numba-only-requirements.txt"
     "$py" -m pip install --quiet "setuptools>=77" -r "$NUMBA_VENV/numba-only-requirements.txt"
     "$py" -m pip install --quiet --no-build-isolation --no-deps -e .
@@ -86,7 +87,7 @@ setup_numba_only() {
         echo "course.sh: numba-cuda got into $NUMBA_VENV; it must not be there" >&2
         exit 1
     fi
-    numba_only mark "$NUMBA_VENV" "$TORCH_REQ"
+    numba_only mark "$NUMBA_VENV" "$torch_req"
 }
 
 # pytest-xdist: one worker per core (NBKIT_TEST_WORKERS overrides, 0 = none); --dist loadfile keeps every

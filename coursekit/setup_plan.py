@@ -4,11 +4,14 @@ Run as a file with any Python >= 3.10 (standard library and ctypes only; ``nbkit
 numba, so this is never run as ``python -m coursekit.setup_plan``)::
 
     python3 coursekit/setup_plan.py extra          # cu12 or cu13: the numba-cuda extra for this driver and GPU
+    python3 coursekit/setup_plan.py torch-req      # torch==X.Y.Z: the pin in pyproject.toml's [tool.nbkit]
     python3 coursekit/setup_plan.py torch-args PY TORCH      # pip arguments for TORCH (e.g. torch==2.13.0)
     python3 coursekit/setup_plan.py state VENV EXTRA TORCH   # current | new | changed | switch
     python3 coursekit/setup_plan.py mark VENV EXTRA TORCH    # record a finished install
 
-``nbkit.doctor()`` uses :func:`diagnose` to name a driver/GPU/toolkit mismatch with the command that fixes it.
+The CUDA compatibility rules (which extra fits a driver and GPU) live in ``nbkit/core/compat.py``, which this file
+loads by its path; the doctor (``nbkit.doctor()``) uses them too. This file keeps the installer's logic: PyTorch's
+index, the stamp that says what was installed, the command line.
 """
 
 from __future__ import annotations
@@ -19,106 +22,44 @@ from pathlib import Path
 if not __package__:  # run as a file: coursekit/ heads sys.path; keep its modules from shadowing the standard library
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import hashlib  # noqa: E402
-import importlib.metadata  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Sequence  # noqa: E402
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import re
+import subprocess
+from typing import Sequence
 
-if __package__:
-    from nbkit.core.mode import GpuProbe, probe_gpu
-else:  # load nbkit/core/mode.py (standard library only) without running nbkit/__init__.py
-    _mode_path = Path(__file__).resolve().parent.parent / "nbkit" / "core" / "mode.py"
-    _spec = importlib.util.spec_from_file_location("_nbkit_mode", _mode_path)
-    _mode = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = _mode  # dataclasses look their module up in sys.modules
-    _spec.loader.exec_module(_mode)
-    GpuProbe, probe_gpu = _mode.GpuProbe, _mode.probe_gpu
-
-# --- What each CUDA toolkit needs (cuDriverGetVersion reports the newest CUDA version the driver supports) ----------
-# Driver: CUDA 13.x needs a driver >= 580, CUDA 12.x one >= 525 (the driver then reports 13000+ / 12000+).
-#   NVIDIA, CUDA Compatibility, "Minor Version Compatibility", Table 1:
-#   https://docs.nvidia.com/deploy/cuda-compatibility/minor-version-compatibility.html
-#   (exact minima: CUDA 12 525.60.13 Linux / 527.41 Windows; CUDA 13 580.65 Linux / 580.88 Windows, from
-#   https://nvidia.github.io/cuda-python/cuda-core/latest/install.html)
-#   A CUDA 12.9 toolkit on a driver that reports 12.2 works through minor version compatibility, which
-#   numba-cuda provides with nvJitLink: https://nvidia.github.io/numba-cuda/user/minor_version_compatibility.html
-# GPU: numba-cuda supports "for CUDA 12 ... Compute Capabilities 5.0 to 12.1 ..., and for CUDA 13 ... 7.5 to 12.1"
-#   (https://nvidia.github.io/numba-cuda/user/installation.html): CUDA 13 dropped Maxwell, Pascal and Volta
-#   (https://developer.nvidia.com/blog/navigating-gpu-architecture-support-a-guide-for-nvidia-cuda-developers).
-CUDA13_MIN_DRIVER_REPORT, CUDA13_MIN_DRIVER = 13000, "580"
-CUDA12_MIN_DRIVER_REPORT, CUDA12_MIN_DRIVER = 12000, "525"
-CUDA13_MIN_CC = (7, 5)
-CUDA12_MIN_CC = (5, 0)
-EXTRAS = ("cu12", "cu13")
-DEFAULT_EXTRA = "cu13"  # without a GPU: numba-cuda still compiles kernels to PTX (python -m nbkit.perf.ptx)
-FORCE_VAR = "NBKIT_CUDA"  # NBKIT_CUDA=cu12 or cu13 overrides the choice
-
-# Wheels that numba-cuda[cu13] adds (cuda-toolkit[cccl,cudart,nvrtc,nvvm]==13.*, nvidia-nvjitlink 13). They must go
-# when switching to cu12: cuda-pathfinder finds CUDA 13's libraries first when both are installed.
-CUDA13_TOOLKIT_WHEELS = ("cuda-toolkit", "nvidia-cuda-cccl", "nvidia-cuda-runtime", "nvidia-cuda-nvrtc",
-                         "nvidia-nvvm", "nvidia-nvjitlink")
-NUMBA_CUDA_REQ = "numba-cuda[{extra}]>=0.21"
-
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-STAMP = "nbkit-setup.json"  # in the virtual environment: what was installed, from which pyproject.toml
 ROOT = Path(__file__).resolve().parent.parent
 
+if __package__:
+    from nbkit.core import compat
+    from nbkit.core.mode import GpuProbe, probe_gpu
+else:  # load nbkit/core/mode.py and compat.py (standard library only) without running nbkit/__init__.py
+    def _load(name: str):
+        spec = importlib.util.spec_from_file_location(f"_nbkit_{name}", ROOT / "nbkit" / "core" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up in sys.modules
+        spec.loader.exec_module(module)
+        return module
 
-def cuda_version(report: int | None) -> str:
-    """13000 -> '13.0' (the driver's cuDriverGetVersion value)."""
-    return "unknown" if not report else f"{report // 1000}.{(report % 1000) // 10}"
+    _mode, compat = _load("mode"), _load("compat")
+    GpuProbe, probe_gpu = _mode.GpuProbe, _mode.probe_gpu
 
-
-def _cc(cc: tuple[int, int]) -> str:
-    return f"{cc[0]}.{cc[1]}"
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The numba-cuda extra for this machine; ``warning`` is set when no CUDA toolkit can use its GPU."""
-
-    extra: str
-    reason: str
-    warning: str | None = None
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
-def choose_extra(driver_report: int | None, capabilities: Sequence[tuple[int, int]],
-                 names: Sequence[str] = (), forced: str | None = None) -> Choice:
-    """cu13 where driver and every GPU support CUDA 13, cu12 where only CUDA 12 fits, cu13 without a GPU."""
-    if forced:
-        if forced not in EXTRAS:
-            raise ValueError(f"{FORCE_VAR}={forced!r} is not understood: expected one of {', '.join(EXTRAS)}.")
-        return Choice(forced, f"forced by {FORCE_VAR}={forced}")
-    if driver_report is None or not capabilities:
-        return Choice(DEFAULT_EXTRA, "no NVIDIA GPU found: CUDA 13 (kernels still compile to PTX; the simulator runs them)")
-    oldest = min(capabilities)
-    gpu = names[capabilities.index(oldest)] if len(names) == len(capabilities) else "the GPU"
-    what = f"{gpu} (compute capability {_cc(oldest)})"
-    if oldest < CUDA12_MIN_CC:
-        return Choice(DEFAULT_EXTRA, f"{what} is older than any CUDA toolkit numba-cuda supports",
-                      f"{what} is not supported by CUDA 12 (needs >= {_cc(CUDA12_MIN_CC)}) or CUDA 13: "
-                      "run the course on the simulator (NBKIT_MODE=sim).")
-    if driver_report < CUDA12_MIN_DRIVER_REPORT:
-        return Choice("cu12", f"the driver supports only CUDA {cuda_version(driver_report)}",
-                      f"the NVIDIA driver supports only CUDA {cuda_version(driver_report)}; numba-cuda needs CUDA 12 "
-                      f"(driver >= {CUDA12_MIN_DRIVER}) or 13 (>= {CUDA13_MIN_DRIVER}). Update the driver; until then "
-                      "use the simulator (NBKIT_MODE=sim).")
-    if driver_report < CUDA13_MIN_DRIVER_REPORT:
-        return Choice("cu12", f"{what}, driver supports CUDA {cuda_version(driver_report)} "
-                              f"(CUDA 13 needs driver >= {CUDA13_MIN_DRIVER})")
-    if oldest < CUDA13_MIN_CC:
-        return Choice("cu12", f"{what}: CUDA 13 supports compute capability >= {_cc(CUDA13_MIN_CC)}, CUDA 12 does")
-    return Choice("cu13", f"{what}, driver supports CUDA {cuda_version(driver_report)}")
+def pinned_torch(pyproject_text: str) -> str:
+    """``torch==X.Y.Z`` from pyproject.toml's ``[tool.nbkit] torch = "X.Y.Z"``, the one place torch is pinned.
 
-
-def choose_for(probe: GpuProbe, forced: str | None = None) -> Choice:
-    return choose_extra(probe.driver_version, probe.compute_capabilities if probe.usable else (),
-                        probe.device_names, forced)
+    Read with a regular expression, not tomllib: this file runs before anything is installed, on Python 3.10 too.
+    """
+    table = re.search(r"^\[tool\.nbkit\][ \t]*$(.*?)(?=^\[|\Z)", pyproject_text, re.M | re.S)
+    version = table and re.search(r'^torch[ \t]*=[ \t]*"([^"]+)"', table.group(1), re.M)
+    if not version:
+        raise ValueError('pyproject.toml has no [tool.nbkit] table with torch = "X.Y.Z" (the torch course.sh installs)')
+    return f"torch=={version.group(1)}"
 
 
 # --- PyTorch ----------------------------------------------------------------------------------------------------
@@ -205,7 +146,7 @@ def fingerprint(pyproject_text: str, *keys: str) -> str:
 
 def read_stamp(venv: Path) -> dict:
     try:
-        return json.loads((Path(venv) / STAMP).read_text())
+        return json.loads((Path(venv) / compat.STAMP).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -225,79 +166,23 @@ def install_state(venv: Path, pyproject_text: str, extra: str, torch_requirement
 def mark_installed(venv: Path, pyproject_text: str, extra: str, torch_requirement: str) -> None:
     stamp = {"fingerprint": fingerprint(pyproject_text, extra, torch_requirement), "extra": extra,
              "torch": torch_requirement}
-    (Path(venv) / STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
-
-
-# --- The doctor's check of the installed toolkit -------------------------------------------------------------------
-def _installed(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def installed_toolkit_major() -> int | None:
-    """CUDA major version numba-cuda is set up for: that of cuda-bindings (12.x or 13.x), None without it."""
-    version = _installed("cuda-bindings")
-    return int(version.split(".")[0]) if version else None
-
-
-def switch_to_cu12_command(python: str, in_course_venv: bool, installed: dict[str, str | None] | None = None) -> str:
-    """The exact command that replaces numba-cuda's CUDA 13 set-up with CUDA 12 in this environment."""
-    if in_course_venv:
-        return f"bash course.sh setup   (or {FORCE_VAR}=cu12 bash course.sh setup): it rebuilds the environment for CUDA 12"
-    installed = installed if installed is not None else {name: _installed(name) for name in CUDA13_TOOLKIT_WHEELS}
-    remove = [name for name, version in installed.items() if version and version.split(".")[0] == "13"]
-    install = f'{python} -m pip install "{NUMBA_CUDA_REQ.format(extra="cu12")}"'
-    return (f"{python} -m pip uninstall -y {' '.join(remove)} && {install}" if remove else install)
-
-
-def diagnose(probe: GpuProbe, toolkit_major: int | None, python: str = "python",
-             in_course_venv: bool = False, installed: dict[str, str | None] | None = None) -> list[str]:
-    """Each mismatch between driver, GPUs and installed CUDA toolkit, with the command that fixes it."""
-    if not probe.usable or not probe.compute_capabilities:
-        return []
-    problems = []
-    report = probe.driver_version or 0
-    oldest = min(probe.compute_capabilities)
-    names = probe.device_names if len(probe.device_names) == len(probe.compute_capabilities) else ()
-    gpu = names[probe.compute_capabilities.index(oldest)] if names else "the GPU"
-    if oldest < CUDA12_MIN_CC:
-        problems.append(f"{gpu} has compute capability {_cc(oldest)}; numba-cuda needs >= {_cc(CUDA12_MIN_CC)} "
-                        "(CUDA 12). Fix: use the simulator: NBKIT_MODE=sim (set it before starting Python).")
-        return problems
-    if toolkit_major is None:
-        if sys.platform.startswith("linux") or sys.platform.startswith("win"):
-            extra = choose_for(probe).extra
-            problems.append(f"numba-cuda's CUDA libraries (cuda-bindings) are not installed. Fix: "
-                            f'{python} -m pip install "{NUMBA_CUDA_REQ.format(extra=extra)}"')
-        return problems
-    if report < CUDA12_MIN_DRIVER_REPORT:
-        problems.append(f"the NVIDIA driver supports only CUDA {cuda_version(report)}; numba-cuda needs CUDA 12 "
-                        f"(driver >= {CUDA12_MIN_DRIVER}) or 13 (driver >= {CUDA13_MIN_DRIVER}). Fix: update the "
-                        "NVIDIA driver (https://www.nvidia.com/drivers); until then NBKIT_MODE=sim.")
-        return problems
-    if toolkit_major >= 13 and report < CUDA13_MIN_DRIVER_REPORT:
-        problems.append(f"numba-cuda is set up for CUDA {toolkit_major}, which needs driver >= {CUDA13_MIN_DRIVER}, "
-                        f"but this driver supports CUDA {cuda_version(report)}. Fix: "
-                        + switch_to_cu12_command(python, in_course_venv, installed))
-    if toolkit_major >= 13 and oldest < CUDA13_MIN_CC:
-        problems.append(f"{gpu} has compute capability {_cc(oldest)}; CUDA {toolkit_major} supports "
-                        f">= {_cc(CUDA13_MIN_CC)}. Fix: " + switch_to_cu12_command(python, in_course_venv, installed))
-    return problems
+    (Path(venv) / compat.STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
 
 
 # --- Command line (used by course.sh) ----------------------------------------------------------------------------
 def main(argv: Sequence[str], probe: GpuProbe | None = None) -> int:
-    usage = __doc__.split("::", 1)[1].split("``nbkit.core.doctor", 1)[0].rstrip()
-    if not argv or argv[0] not in ("extra", "torch-args", "state", "mark"):
+    usage = __doc__.split("::", 1)[1].split("The CUDA compatibility rules", 1)[0].rstrip()
+    if not argv or argv[0] not in ("extra", "torch-req", "torch-args", "state", "mark"):
         print(f"usage:{usage}", file=sys.stderr)
         return 2
+    if list(argv) == ["torch-req"]:  # before the GPU probe: the pin is the same on every machine
+        print(pinned_torch((ROOT / "pyproject.toml").read_text()))
+        return 0
     probe = probe if probe is not None else probe_gpu()
     command, args = argv[0], list(argv[1:])
     if command == "extra":
         try:
-            choice = choose_for(probe, os.environ.get(FORCE_VAR, "").strip().lower() or None)
+            choice = compat.choose_for(probe, os.environ.get(compat.FORCE_VAR, "").strip().lower() or None)
         except ValueError as exc:
             print(f"course.sh: {exc}", file=sys.stderr)
             return 2

@@ -9,11 +9,11 @@ from __future__ import annotations
 from nbkit.core.mode import MODE, Mode, ModeError, select_mode  # noqa: F401 - importing nbkit.core.mode decides MODE, first
 
 # isort: split
-from nbkit.core.doctor import doctor  # noqa: E402
-from nbkit.core.launch import LaunchConfigError, blocks_for, check_launch, launch  # noqa: E402
-from nbkit.core.registry import kernel, registered_kernels  # noqa: E402
-from nbkit.core.source import show  # noqa: E402
-from nbkit.core.timing import Timing, time_it  # noqa: E402
+from nbkit.core.doctor import doctor
+from nbkit.core.launch import LaunchConfigError, blocks_for, check_launch, launch
+from nbkit.core.registry import kernel, registered_kernels
+from nbkit.core.source import show
+from nbkit.core.timing import Timing, time_it
 
 __all__ = [
     "MODE",

@@ -1,10 +1,10 @@
 """Exercise checks of notebook 04: each passes correct answers (other mappings too) and names wrong ones."""
 
-import importlib.util
 import sys
 
 import numpy as np
 import pytest
+from conftest import needs_compiler
 from numba import cuda, float32
 
 from nbkit.checks import (
@@ -16,10 +16,6 @@ from nbkit.checks import (
 )
 
 T = 8  # the exercises' tile width
-
-needs_compiler = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
-                                    reason="numba-cuda's compiler is needed for the PTX")
-
 
 def needs_tracer():
     return pytest.importorskip("nbkit.tracer", reason="the memory-access tracer (nbkit.tracer) is not in this checkout")
@@ -101,7 +97,7 @@ def test_transposed_matmul_check_names_the_mistake():
         check_transposed_matmul(at_b_sums_over_m)
     with pytest.raises(CheckFailed, match=r"C is wrong at .*C\[0, 1\]"):
         check_transposed_matmul(at_b_wrong_index)
-    with pytest.raises(CheckFailed, match="never written|outside an array|past the end"):
+    with pytest.raises(CheckFailed, match="a thread accessed an element outside an array"):
         check_transposed_matmul(at_b_guard_swapped)
 
 
@@ -162,7 +158,7 @@ def test_bias_grad_check(capsys):
         check_bias_grad(bias_grad_mean)
     with pytest.raises(CheckFailed, match=r"accumulated into db\[j\] directly"):
         check_bias_grad(bias_grad_into_output)
-    with pytest.raises(CheckFailed, match="outside an array|past the end"):
+    with pytest.raises(CheckFailed, match="a thread accessed an element outside an array"):
         check_bias_grad(bias_grad_unguarded)
 
 

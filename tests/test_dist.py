@@ -106,6 +106,7 @@ def test_bad_configurations_fail_before_any_process_starts():
 TOL = 1e-6  # float32: the parameters (|w| < 0.6) after 3 SGD steps; observed differences are ~1e-8
 
 
+@pytest.mark.multiprocess
 def test_two_ranks_at_batch_b_equal_one_process_at_batch_2b():
     cfgs = [dist.RunConfig(model=m, batch=4, steps=3, timeout_s=60) for m in ("course", "torch")]
     t0 = time.perf_counter()
@@ -120,6 +121,7 @@ def test_two_ranks_at_batch_b_equal_one_process_at_batch_2b():
         assert not np.allclose(ranks[0]["losses"], ranks[1]["losses"])  # ... though they saw different data
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("fault, expected", [
     ("raise", r"rank 1 of 2 failed: RuntimeError: injected fault on rank 1 at step 1"),
     ("exit", r"rank 1 of 2 died: it exited with code 3"),
@@ -133,6 +135,7 @@ def test_a_failing_rank_stops_the_run_and_is_named(fault, expected):
     assert time.perf_counter() - t0 < 90  # start-up + a few seconds: the surviving rank does not wait for gloo's timeout
 
 
+@pytest.mark.multiprocess
 def test_torchrun_launch_line():
     port = dist.free_port()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",

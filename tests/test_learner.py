@@ -71,6 +71,7 @@ def test_every_notebook_has_its_exercises_marked():
     assert sum(counts.values()) >= 28
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_learner_copy_runs_top_to_bottom_and_every_check_says_not_solved(path, tmp_path, monkeypatch):
     from nbclient import NotebookClient

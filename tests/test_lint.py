@@ -1,4 +1,4 @@
-"""The test command also lints: ruff, configured in pyproject.toml, over nbkit and tests."""
+"""The test command also lints: ruff, configured in pyproject.toml, over nbkit, coursekit and tests."""
 
 import shutil
 import subprocess
@@ -8,6 +8,7 @@ import pytest
 from conftest import ROOT
 
 
+@pytest.mark.subprocess
 def test_ruff_finds_nothing():
     try:
         import ruff  # noqa: F401 - the PyPI package ships the binary
@@ -16,6 +17,6 @@ def test_ruff_finds_nothing():
         if shutil.which("ruff") is None:
             pytest.skip("ruff is not installed (it comes with the [test] extra)")
         command = ["ruff"]
-    result = subprocess.run([*command, "check", "--no-cache", "nbkit", "tests"], cwd=ROOT, capture_output=True,
+    result = subprocess.run([*command, "check", "--no-cache", "nbkit", "coursekit", "tests"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

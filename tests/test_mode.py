@@ -4,6 +4,8 @@ import pytest
 
 from nbkit.core.mode import probe_gpu
 
+pytestmark = pytest.mark.subprocess  # each test starts a fresh interpreter: numba's target is fixed per process
+
 
 def test_forced_simulator(python_in_fresh_process):
     r = python_in_fresh_process("import nbkit, numba.cuda as c; print(nbkit.MODE.name, c.jit.__module__)",

@@ -29,6 +29,7 @@ def _cell(nb, grade_id: str):
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
+@pytest.mark.subprocess
 def test_generate_assignment_and_autograde_full_and_partial_marks(tmp_path, monkeypatch):
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI

@@ -12,7 +12,8 @@ Sources:
 
 import pytest
 
-from nbkit.perf.occupancy import ARCHS, arch, occupancy, occupancy_by_block_size
+from nbkit.core import hw
+from nbkit.perf.occupancy import LIMITS, arch, occupancy, occupancy_by_block_size
 
 
 def test_best_practices_guide_37_registers():  # [BPG]
@@ -62,7 +63,13 @@ def test_configurations_that_cannot_launch_have_zero_blocks():
 def test_unknown_architecture_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown architecture 'sm_61'; known: sm_70, sm_75, sm_80"):
         occupancy("sm_61", 128, 32)
-    assert arch((8, 6)) is arch("8.6") is arch("sm_86") is ARCHS["sm_86"]
+    assert arch((8, 6)) is arch("8.6") is arch("86") is arch("sm_86") is LIMITS["sm_86"]
+    with pytest.raises(ValueError, match="not an architecture: 'sm80'"):
+        arch("sm80")
+
+
+def test_every_architecture_the_course_checks_has_limits():
+    assert set(hw.ARCHS) <= set(LIMITS)
 
 
 def test_bad_sizes_are_refused():

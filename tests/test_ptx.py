@@ -4,31 +4,26 @@ Compiling needs numba's real CUDA target, while the tests run in the simulator, 
 once in a subprocess with NBKIT_MODE=gpu. New kernels join by registering with ``@nbkit.kernel``.
 """
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_compiler
 
-from nbkit.core.registry import registered_kernels
+from nbkit.core import hw
+from nbkit.kernels import all_kernels
+from nbkit.perf.compiler import compiler_missing, run_in_gpu_mode
+from nbkit.perf.ptx import f64_instructions
 
 HERE = Path(__file__).resolve().parent
-ARCHS = {"sm_75", "sm_80", "sm_90"}
-
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
-                                reason="numba-cuda (with its CUDA compiler) is not installed, e.g. on macOS")
+ARCHS = set(hw.ARCHS)
 
 
 @pytest.fixture(scope="module")
 def reports():
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    env["NBKIT_MODE"] = "gpu"
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
-    r = subprocess.run([sys.executable, "-m", "nbkit.perf.ptx", "--json", "--module", "ptx_fixtures"],
-                       capture_output=True, text=True, env=env, timeout=900)
+    if compiler_missing():
+        pytest.skip(compiler_missing())
+    r = run_in_gpu_mode(["-m", "nbkit.perf.ptx", "--json", "--module", "ptx_fixtures"], path=[str(HERE)], timeout=900)
     assert r.stdout, f"nbkit.perf.ptx printed nothing; stderr:\n{r.stderr}"
     by_name = {}
     for rep in json.loads(r.stdout.splitlines()[-1]):
@@ -36,7 +31,7 @@ def reports():
     return by_name
 
 
-NBKIT_KERNELS = [spec for spec in registered_kernels() if spec.name.startswith("nbkit.")]
+NBKIT_KERNELS = [spec for spec in all_kernels() if spec.name.startswith("nbkit.")]
 
 
 def test_the_registry_finds_kernels_by_itself():
@@ -44,6 +39,7 @@ def test_the_registry_finds_kernels_by_itself():
     assert "nbkit.kernels.vector.vector_add" in names
 
 
+@needs_compiler
 @pytest.mark.parametrize("spec", NBKIT_KERNELS, ids=lambda s: s.name)
 def test_nbkit_kernel_compiles_for_every_architecture(reports, spec):
     mine = reports[spec.name]
@@ -53,23 +49,76 @@ def test_nbkit_kernel_compiles_for_every_architecture(reports, spec):
     assert not failures, "\n".join(failures)
 
 
+@needs_compiler
 def test_a_float64_literal_in_a_float32_kernel_fails(reports):
     bad = reports["ptx_fixtures.float64_literal_unmarked"]
     assert len(bad) == 3 and not any(r["ok"] for r in bad)
-    assert all(".f64 line(s)" in r["problems"][0] and "float32(0.5)" in r["problems"][0] for r in bad)
+    assert all("float64 instruction(s)" in r["problems"][0] and "float32(0.5)" in r["problems"][0] for r in bad)
 
 
+@needs_compiler
 def test_the_float64_demonstration_really_shows_float64(reports):
     assert all(r["ok"] and r["f64_lines"] > 0 for r in reports["nbkit.kernels.precision.half_square_float64_literal"])
     assert all(r["ok"] and r["f64_lines"] == 0 for r in reports["nbkit.kernels.precision.half_square_float32"])
     fake = reports["ptx_fixtures.float32_marked_as_demo"]
-    assert not any(r["ok"] for r in fake) and "without any .f64" in fake[0]["problems"][0]
+    assert not any(r["ok"] for r in fake) and "without any float64 instruction" in fake[0]["problems"][0]
 
 
+@needs_compiler
 def test_a_float64_kernel_may_use_float64(reports):
     assert all(r["ok"] and r["f64_lines"] > 0 for r in reports["ptx_fixtures.float64_kernel"])
 
 
+def test_float64_instructions_are_told_from_declarations_and_comments():
+    ptx = """
+    .param .f64 _Z5scale_param_2
+    .reg .f64 \t%fd<4>;
+    // mul.f64 in a comment
+    \tcvt.f64.f32 \t%fd1, %f1;
+    @%p1 add.f64 %fd2, %fd1, 0d3FB999999999999A;  // guarded
+    mov.b64 %rd1, %fd1;
+    cvt.rn.f32.f64 %f2, %fd3;
+    $L__BB0_2:
+    """
+    assert f64_instructions(ptx) == ["cvt.f64.f32 %fd1, %f1;", "@%p1 add.f64 %fd2, %fd1, 0d3FB999999999999A;",
+                                     "cvt.rn.f32.f64 %f2, %fd3;"]
+
+
+_REAL_PTX = """
+import json
+import nbkit
+from numba import cuda
+from nbkit.perf.compiler import compile_ptx
+from nbkit.kernels.precision import half_square_float32, half_square_float64_literal
+
+def scale(x, out, a):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = x[i] * a
+
+sig = "void(float32[::1], float32[::1])"
+print(json.dumps([compile_ptx(half_square_float64_literal.py_func, sig, "sm_80"),
+                  compile_ptx(half_square_float32.py_func, sig, "sm_80"),
+                  compile_ptx(scale, "void(float64[::1], float64[::1], float64)", "sm_75")]))
+"""
+
+
+@needs_compiler
+def test_float64_instructions_in_real_ptx():
+    r = run_in_gpu_mode(["-c", _REAL_PTX], timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    literal, clean, scale = json.loads(r.stdout.splitlines()[-1])
+    # 0.5 * x * x: x widened, two float64 products, narrowed back; the .reg declaration is not counted
+    assert ".reg .f64" in literal
+    assert [line.split()[0] for line in f64_instructions(literal)] == ["cvt.f64.f32", "mul.f64", "mul.f64", "cvt.rn.f32.f64"]
+    assert f64_instructions(clean) == [] and ".f64" not in clean
+    # a float64 kernel: its .param .f64 declaration is left out, loading that parameter is an instruction
+    assert ".param .f64" in scale
+    assert [line.split()[0] for line in f64_instructions(scale)] == ["ld.param.f64", "ld.global.f64", "mul.f64",
+                                                                     "st.global.f64"]
+
+
+@needs_compiler
 def test_shared_memory_in_ptx_matches_the_source_reading(reports):
     tile = reports["ptx_fixtures.tile_copy"]
     assert all(r["ok"] and r["shared_bytes"] == 8 * 8 * 4 for r in tile)
@@ -77,12 +126,14 @@ def test_shared_memory_in_ptx_matches_the_source_reading(reports):
 
 # ---- the resource test: ptxas's report, read from the cubin nvJitLink builds ----
 
+@needs_compiler
 def test_every_kernel_reports_registers_from_ptxas(reports):
     for spec in NBKIT_KERNELS:
         if not spec.device:
             assert all(r["registers"] and 0 < r["registers"] <= 255 for r in reports[spec.name]), spec.name
 
 
+@needs_compiler
 def test_a_kernel_that_spills_fails_with_the_spill_bytes(reports):
     bad = reports["ptx_fixtures.forced_spill"]
     assert len(bad) == 3 and not any(r["ok"] for r in bad)
@@ -93,6 +144,7 @@ def test_a_kernel_that_spills_fails_with_the_spill_bytes(reports):
     assert all(r["ok"] and r["spill_bytes"] > 0 for r in allowed)
 
 
+@needs_compiler
 def test_a_launch_that_cannot_reach_its_stated_occupancy_fails(reports):
     # 48 KiB shared + 256 threads: 1 block/SM on sm_75 (64 KiB) = 25%, 3 on sm_80 (164 KiB) = 37.5%,
     # 4 on sm_90 (228 KiB) = 50%; stated minimum 50%.
@@ -103,6 +155,7 @@ def test_a_launch_that_cannot_reach_its_stated_occupancy_fails(reports):
     assert all(r["ok"] for r in reports["ptx_fixtures.shared_hog_honest"])
 
 
+@needs_compiler
 def test_the_tiled_matmul_keeps_its_registered_occupancy(reports):
     tiled = reports["nbkit.kernels.matmul.matmul_tiled_kernel"]
     assert all(r["ok"] and r["occupancy"] >= 0.5 and r["shared_bytes"] == 2 * 16 * 16 * 4 for r in tiled)

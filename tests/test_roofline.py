@@ -4,9 +4,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pytest  # noqa: E402
+import pytest
 
-from nbkit.perf import roofline as rl  # noqa: E402
+from nbkit.perf import roofline as rl
 
 
 def test_matmul_formulas_by_hand():

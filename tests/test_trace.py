@@ -6,14 +6,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from numba import cuda, float32, float64  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from numba import cuda, float32, float64
 
-from nbkit.core.launch import LaunchConfigError  # noqa: E402
-from nbkit.tracer import TraceError, TraceIndexError, trace  # noqa: E402
-from nbkit.tracer.plots import plot_reads, plot_warp_request, plot_write_map  # noqa: E402
+from nbkit.core.launch import LaunchConfigError
+from nbkit.tracer import TraceError, TraceIndexError, trace
+from nbkit.tracer.plots import plot_reads, plot_warp_request, plot_write_map
 
 # ---------------------------------------------------------------- global memory: sectors per warp request
 
@@ -391,6 +391,7 @@ def test_device_functions_and_atomics_are_traced():
     assert len(atomics) == 1 and len(atomics[0].lanes) == 32 and t.sectors_per_request("out", "atomic").tolist() == [1]
 
 
+@pytest.mark.subprocess
 def test_trace_in_gpu_mode(python_in_fresh_process):
     """GPU mode (real numba-cuda target, no device needed): the kernel's py_func runs on the simulator."""
     code = (

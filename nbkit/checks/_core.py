@@ -14,22 +14,23 @@ Rules the checks keep (the course's "checks never lie"):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import inspect
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import types
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from nbkit.core.launch import launch, static_shared_bytes
-from nbkit.core.simulator import compiler_installed
 from nbkit.core.source import python_function
+from nbkit.perf.compiler import compiler_missing, run_in_gpu_mode
 
 
 class CheckFailed(AssertionError):
@@ -91,12 +92,21 @@ def is_stub(obj: object) -> bool:
     return any("NotImplementedError" in code.co_names for code in _code_objects(obj))
 
 
-def not_solved(number: str, task: str) -> None:
-    """Say in one line that exercise ``number`` has not been attempted (raise under nbgrader's grader)."""
-    message = f"◻ Exercise {number} not solved yet: {task} in the cell above, then run this cell again."
+def not_solved_message(number: str, task: str) -> str:
+    """The one line that says exercise ``number`` has not been attempted yet."""
+    return f"◻ Exercise {number} not solved yet: {task} in the cell above, then run this cell again."
+
+
+def say_not_solved(message: str) -> None:
+    """Print the "not solved yet" line; under nbgrader's grader raise :class:`NotSolved` (zero points) instead."""
     if os.environ.get("NBGRADER_EXECUTION"):
         raise NotSolved(message)
     print(message)
+
+
+def not_solved(number: str, task: str) -> None:
+    """Say in one line that exercise ``number`` has not been attempted (raise under nbgrader's grader)."""
+    say_not_solved(not_solved_message(number, task))
 
 
 def exercise(number: str, task: str) -> Callable[[Callable], Callable]:
@@ -184,7 +194,7 @@ def likely_cause(got: np.ndarray, causes: Sequence[tuple[object, str]], rtol: fl
                     return message
             elif np.shape(alternative) == got.shape and np.allclose(got, alternative, rtol=rtol, atol=atol):
                 return message
-        except Exception:  # noqa: BLE001 - a diagnosis that cannot be computed is simply not offered
+        except Exception:  # noqa: BLE001, S112 - a diagnosis that cannot be computed is simply not offered
             continue
     return ""
 
@@ -223,6 +233,9 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
                call: str | None = None) -> KernelRun:
     """Launch ``kernel(*inputs, *outputs, *extra)`` with each output a view into a padded device buffer.
 
+    Arrays among ``inputs`` and ``extra`` are copied to the device first (``extra`` holds the parameters
+    after the outputs, e.g. the inputs of a kernel whose output comes first).
+
     Outputs start as the sentinel (or ``initial``); after the launch a changed sentinel anywhere in the
     padding means a thread wrote outside the array: a missing or wrong bounds guard. In the simulator an
     out-of-bounds access raises IndexError, reported the same way. ``call`` (e.g. ``"saxpy(alpha, x, y, out)"``)
@@ -245,10 +258,11 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
         buffers.append(d)
         views.append(d[PAD:PAD + size].reshape(shape) if len(shape) > 1 else d[PAD:PAD + size])
     d_inputs = [cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in inputs]
+    d_extra = [cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in extra]
     run = KernelRun(kernel, griddim, blockdim, list(inputs), [], tuple(extra), names,
                     tuple(tuple(sh) for sh in out_shapes), tuple(dtypes))
     try:
-        launch(kernel, griddim, blockdim, *d_inputs, *views, *extra)
+        launch(kernel, griddim, blockdim, *d_inputs, *views, *d_extra)
     except IndexError as exc:
         if "scalar" in str(exc):
             fail(f"your kernel indexed a scalar parameter ({exc}): the parameters are probably in another order "
@@ -279,9 +293,14 @@ def _parameter_names(kernel: object) -> list[str] | None:
         return None
 
 
+def call_parameters(call: str) -> tuple[str, ...]:
+    """The parameter names of a call written as ``"name(a, b, out)"``."""
+    return tuple(p.strip() for p in call[call.index("(") + 1:call.rindex(")")].split(",") if p.strip())
+
+
 def check_parameters(kernel: object, call: str) -> None:
     """Fail when the kernel's parameters cannot match ``call`` ("name(a, b, out)"): wrong count or a permutation."""
-    expected = [p.strip() for p in call[call.index("(") + 1:call.rindex(")")].split(",") if p.strip()]
+    expected = list(call_parameters(call))
     names = _parameter_names(kernel)
     if names is None:
         return
@@ -297,17 +316,30 @@ def never_written(run: KernelRun, k: int = 0) -> np.ndarray:
     return run.outputs[k] == np.asarray(SENTINEL, dtype=run.outputs[k].dtype)
 
 
-def unwritten_cause(run: KernelRun, k: int = 0) -> tuple[object, str]:
-    """A ``compare`` cause: some elements were never written (too few threads, or a guard too strict)."""
-    def check(got: np.ndarray) -> bool:
-        return bool(never_written(run, k).any())
+UNWRITTEN = ("some elements were never written (they still hold the sentinel -7): too few threads, a guard that is "
+             "too strict (< n - 1, or the wrong dimension), or a grid-stride loop that stops early.")
 
-    return check, ("some elements were never written (they still hold the sentinel -7): too few threads, a guard "
-                   "that is too strict (< n - 1, or the wrong dimension), or a grid-stride loop that stops early.")
+
+_pictures_allowed = contextvars.ContextVar("nbkit_check_pictures_allowed", default=True)
+
+
+@contextlib.contextmanager
+def no_pictures() -> Iterator[None]:
+    """Inside this block no launch picture is drawn: for checks run by a program (mutation tests), not a learner."""
+    token = _pictures_allowed.set(False)
+    try:
+        yield
+    finally:
+        _pictures_allowed.reset(token)
 
 
 def pictures_wanted() -> bool:
-    """Pictures appear in a notebook (a Jupyter kernel), not in pytest; NBKIT_CHECK_PICTURES=1/0 overrides."""
+    """Pictures appear in a notebook (a Jupyter kernel), not in pytest; NBKIT_CHECK_PICTURES=1/0 overrides.
+
+    Never inside :func:`no_pictures`.
+    """
+    if not _pictures_allowed.get():
+        return False
     forced = os.environ.get("NBKIT_CHECK_PICTURES")
     if forced is not None:
         return forced == "1"
@@ -385,11 +417,11 @@ def show_launch_picture(run: KernelRun, output: int = 0, index: tuple[int, ...] 
 
 
 _PTX_SCRIPT = r"""
-import json, math, os, sys
-os.environ["NBKIT_MODE"] = "gpu"
+import json, math, sys
 import nbkit
 import numpy as np
 from numba import cuda, float32, float64, int32, int64
+from nbkit.perf.ptx import f64_instructions
 request = json.loads(sys.stdin.read())
 namespace = {"cuda": cuda, "math": math, "np": np, "numpy": np, "float32": float32, "float64": float64,
              "int32": int32, "int64": int64, **request["constants"]}
@@ -397,35 +429,26 @@ exec(compile(request["source"], "<learner>", "exec"), namespace)
 fn = namespace[request["name"]]
 fn = getattr(fn, "py_func", fn)
 ptx, _ = cuda.compile_ptx(fn, request["signature"], cc=(7, 5))
-print(json.dumps([line.strip() for line in ptx.splitlines() if ".f64" in line]))
+print(json.dumps(f64_instructions(ptx)))
 """
 
 _ptx_cache: dict[tuple[str, str], tuple[bool | None, str]] = {}
 
 
-def _is_f64_instruction(line: str) -> bool:
-    """True for a PTX instruction whose opcode works on .f64 (add.f64, cvt.f64.f32, fma.rn.f64), not for a
-    declaration such as ``.reg .f64 %fd<20>;`` or a directive."""
-    words = line.strip().split()
-    if words and words[0].startswith("@"):  # a predicate guard: @%p1 add.f64 ...
-        words = words[1:]
-    return bool(words) and not words[0].startswith(".") and ".f64" in words[0]
-
-
 def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
     """Compile the learner's kernel to PTX with the real CUDA compiler and look for float64 instructions.
 
-    Returns (True, message) when the PTX has no ``.f64``, (False, message) when it has, and (None, why)
+    Returns (True, phrase) when the PTX has no ``.f64``, (False, message) when it has, and (None, phrase)
     when it could not be checked (no numba-cuda, e.g. macOS, or a source that cannot be compiled alone).
     Runs in a fresh process: numba fixes its target (GPU or simulator) once per process.
     """
     func = python_function(kernel)
-    if not compiler_installed():
-        return None, "float32 was not checked: numba-cuda's compiler is not installed here (e.g. macOS)."
+    if compiler_missing():
+        return None, "float32 was not checked: numba-cuda's compiler is not installed here (e.g. macOS)"
     try:
         source = textwrap.dedent(inspect.getsource(func))
     except (OSError, TypeError):
-        return None, "float32 was not checked: the kernel's source code could not be read."
+        return None, "float32 was not checked: the kernel's source code could not be read"
     key = (source, signature)
     if key in _ptx_cache:
         return _ptx_cache[key]
@@ -433,20 +456,16 @@ def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
                  if isinstance(func.__globals__.get(name), (int, float, bool)) and not isinstance(
                      func.__globals__.get(name), np.generic)}
     request = json.dumps({"source": source, "name": func.__name__, "signature": signature, "constants": constants})
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM",)}
-    env["NBKIT_MODE"] = "gpu"
     try:
-        proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT], input=request, capture_output=True, text=True,
-                              env=env, timeout=180)
+        proc = run_in_gpu_mode(["-c", _PTX_SCRIPT], input=request, timeout=180)
     except subprocess.TimeoutExpired:
-        return None, "float32 was not checked: compiling to PTX took too long."
+        return None, "float32 was not checked: compiling to PTX took too long"
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1][:300]
         result: tuple[bool | None, str] = (None, f"float32 was not checked: the kernel could not be compiled on its "
-                                                 f"own for {signature} ({last}).")
+                                                 f"own for {signature} ({last})")
     else:
-        lines = [" ".join(line.split()) for line in json.loads(proc.stdout.strip().splitlines()[-1])
-                 if _is_f64_instruction(line)]
+        lines = json.loads(proc.stdout.strip().splitlines()[-1])
         if lines:
             result = (False, f"the PTX of your kernel contains {len(lines)} float64 instruction(s), e.g. "
                              f"`{lines[0]}`: something promotes the arithmetic to float64 (up to 64x slower on "

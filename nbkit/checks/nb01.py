@@ -11,69 +11,84 @@ import re
 
 import numpy as np
 
-from nbkit.checks._answers import call_answer, shape_of, unpack
-from nbkit.checks._core import compare, exercise, passed
+from nbkit.checks.exercise import Attempt, Case, Cause, FunctionExercise, equals
 from nbkit.nn import reference as ref
 
 RTOL, ATOL = 1e-9, 1e-12  # float64 answers: any loop order or vectorised form agrees far closer than this
 
 
-@exercise("01.1", "write tanh_backward(dout, y)")
+def _tanh_inputs(rng: np.random.Generator, case: Case) -> dict[str, np.ndarray]:
+    x = rng.standard_normal((case.rows, case.cols)) * 2
+    return {"y": np.tanh(x), "dout": rng.standard_normal((case.rows, case.cols))}
+
+
+TANH_BACKWARD = FunctionExercise(
+    number="01.1", task="write tanh_backward(dout, y)", call="tanh_backward(dout, y)", outputs=("dx",),
+    inputs=_tanh_inputs, reference=ref.tanh_backward, cases=(Case(sizes={"rows": 4, "cols": 5}),), seed=11,
+    causes=(
+        equals(lambda a: 1 - a.y**2, "you returned tanh'(x) = 1 - y² but forgot to multiply by the upstream "
+                                     "gradient dout."),
+        equals(lambda a: a.dout * (1 - np.tanh(a.y) ** 2), "fn receives y = tanh(x), not x: use 1 - y², not "
+                                                           "1 - tanh(y)²."),
+        equals(lambda a: a.dout * (1 - a.y), "tanh'(x) is 1 - tanh(x)², so 1 - y², not 1 - y."),
+        equals(lambda a: a.dout * (1 + a.y * a.y), "tanh'(x) = 1 - y²: the sign of y² is wrong."),
+    ),
+    success="tanh backward is dout * (1 - y²): correct.",
+)
+
+
 def check_tanh_backward(fn) -> None:
     """Exercise 01.1: ``fn(dout, y)`` returns ∂L/∂x for ``y = tanh(x)``, given the upstream gradient."""
-    r = np.random.default_rng(11)
-    x = r.standard_normal((4, 5)) * 2
-    y, dout = np.tanh(x), r.standard_normal((4, 5))
-    got = call_answer(fn, dout, y, call="tanh_backward(dout, y)")
-    compare("dx", got, ref.tanh_backward(dout, y), rtol=RTOL, atol=ATOL, causes=[
-        (1 - y**2, "you returned tanh'(x) = 1 - y² but forgot to multiply by the upstream gradient dout."),
-        (dout * (1 - np.tanh(y) ** 2), "fn receives y = tanh(x), not x: use 1 - y², not 1 - tanh(y)²."),
-        (dout * (1 - y), "tanh'(x) is 1 - tanh(x)², so 1 - y², not 1 - y."),
-        (dout * (1 + y * y), "tanh'(x) = 1 - y²: the sign of y² is wrong."),
-    ])
-    passed("tanh backward is dout * (1 - y²): correct.")
+    TANH_BACKWARD.check(fn)
 
 
 # ---------------------------------------------------------------------------------------------- 01.2
 
+_ACCUMULATE = ("you assigned (=) where the formula sums (+=): only the last term of the sum is left. Start from "
+               "zeros and add every term.")
 
-@exercise("01.2", "write dense_backward_loops(dZ, A, W) with explicit loops over the indices")
+DENSE_BACKWARD = FunctionExercise(
+    number="01.2", task="write dense_backward_loops(dZ, A, W) with explicit loops over the indices",
+    call="dense_backward_loops(dZ, A, W)", outputs=("dA", "dW", "db"),
+    inputs=lambda rng, c: {"A": rng.standard_normal((c.N, c.n_in)), "W": rng.standard_normal((c.n_out, c.n_in)),
+                           "dZ": rng.standard_normal((c.N, c.n_out))},
+    reference=lambda dZ, A, W: ref.dense_backward(dZ, A, W),
+    cases=(Case(sizes={"N": 5, "n_in": 4, "n_out": 3}),), seed=12,
+    shapes={
+        "dA": lambda a: f"a gradient has the shape of its variable, here A: (N, n_in) = {a.want.shape}. dA[n, k] = "
+                        "Σ_j dZ[n, j] W[j, k].",
+        "dW": lambda a: f"a gradient has the shape of its variable, here W: (n_out, n_in) = {a.want.shape}. dW[j, k] = "
+                        "Σ_n dZ[n, j] A[n, k]; A.T @ dZ (the colleague's first bug) is its transpose.",
+        "db": lambda a: f"one entry per output feature, (n_out,) = {a.want.shape}: db[j] = Σ_n dZ[n, j] sums over the "
+                        "batch (axis 0); summing over the features (axis 1, the colleague's second bug) gives one "
+                        "entry per sample.",
+    },
+    causes=(
+        equals(lambda a: a.dZ[:, -1:] * a.W[-1], "dA[n, k] = Σ_j dZ[n, j] W[j, k] sums over every output j: "
+               + _ACCUMULATE, output="dA"),
+        equals(lambda a: a.dZ @ a.W / a.N, "dA is not averaged: each sample's dA[n] comes from its own dZ[n] (no 1/N).",
+               output="dA"),
+        equals(lambda a: np.outer(a.dZ[-1], a.A[-1]), "dW[j, k] = Σ_n dZ[n, j] A[n, k] sums over the whole batch: "
+               + _ACCUMULATE, output="dW"),
+        equals(lambda a: a.want / a.N, "you divided by N: dZ already carries the loss's 1/N (if it has one); dW just "
+                                       "sums over samples.", output="dW"),
+        equals(lambda a: np.outer(a.dZ[0], a.A[0]), "only sample 0 contributed: dW[j, k] sums over all N samples.",
+               output="dW"),
+        equals(lambda a: a.dZ[-1], "db[j] = Σ_n dZ[n, j] sums over the whole batch: " + _ACCUMULATE, output="db"),
+        equals(lambda a: a.want / a.N, "you divided by N: db sums dZ over the batch (any 1/N is already in dZ).",
+               output="db"),
+    ),
+    success="dA[n, k] = Σ_j dZ[n, j] W[j, k], dW[j, k] = Σ_n dZ[n, j] A[n, k], db[j] = Σ_n dZ[n, j]: all three "
+            "correct on N={N}, n_in={n_in}, n_out={n_out}. Vectorised: dA = dZ @ W, dW = dZ.T @ A, db = dZ.sum(0).",
+)
+
+
 def check_dense_backward(fn) -> None:
     """Exercise 01.2: ``fn(dZ, A, W)`` returns ``(dA, dW, db)`` for ``Z = A Wᵀ + b`` (samples as rows).
 
     Written by index (loops) or vectorised, any order of summation passes.
     """
-    r = np.random.default_rng(12)
-    N, n_in, n_out = 5, 4, 3
-    A, W, dZ = r.standard_normal((N, n_in)), r.standard_normal((n_out, n_in)), r.standard_normal((N, n_out))
-    call = "dense_backward_loops(dZ, A, W)"
-    dA, dW, db = unpack(call_answer(fn, dZ, A, W, call=call), ("dA", "dW", "db"), call)
-    want_dA, want_dW, want_db = ref.dense_backward(dZ, A, W)
-    shape_of("dA", dA, want_dA.shape, "a gradient has the shape of its variable, here A: (N, n_in) = "
-             f"{want_dA.shape}. dA[n, k] = Σ_j dZ[n, j] W[j, k].")
-    shape_of("dW", dW, want_dW.shape, "a gradient has the shape of its variable, here W: (n_out, n_in) = "
-             f"{want_dW.shape}. dW[j, k] = Σ_n dZ[n, j] A[n, k]; A.T @ dZ (the colleague's first bug) is its "
-             "transpose.")
-    shape_of("db", db, want_db.shape, f"one entry per output feature, (n_out,) = {want_db.shape}: db[j] = Σ_n dZ[n, j] "
-             "sums over the batch (axis 0); summing over the features (axis 1, the colleague's second bug) gives "
-             "one entry per sample.")
-    accumulate = ("you assigned (=) where the formula sums (+=): only the last term of the sum is left. Start from "
-                  "zeros and add every term.")
-    compare("dA", dA, want_dA, rtol=RTOL, atol=ATOL, causes=[
-        (dZ[:, -1:] * W[-1], "dA[n, k] = Σ_j dZ[n, j] W[j, k] sums over every output j: " + accumulate),
-        (dZ @ W / N, "dA is not averaged: each sample's dA[n] comes from its own dZ[n] (no 1/N)."),
-    ])
-    compare("dW", dW, want_dW, rtol=RTOL, atol=ATOL, causes=[
-        (np.outer(dZ[-1], A[-1]), "dW[j, k] = Σ_n dZ[n, j] A[n, k] sums over the whole batch: " + accumulate),
-        (want_dW / N, "you divided by N: dZ already carries the loss's 1/N (if it has one); dW just sums over samples."),
-        (np.outer(dZ[0], A[0]), "only sample 0 contributed: dW[j, k] sums over all N samples."),
-    ])
-    compare("db", db, want_db, rtol=RTOL, atol=ATOL, causes=[
-        (dZ[-1], "db[j] = Σ_n dZ[n, j] sums over the whole batch: " + accumulate),
-        (want_db / N, "you divided by N: db sums dZ over the batch (any 1/N is already in dZ)."),
-    ])
-    passed(f"dA[n, k] = Σ_j dZ[n, j] W[j, k], dW[j, k] = Σ_n dZ[n, j] A[n, k], db[j] = Σ_n dZ[n, j]: all three "
-           f"correct on N={N}, n_in={n_in}, n_out={n_out}. Vectorised: dA = dZ @ W, dW = dZ.T @ A, db = dZ.sum(0).")
+    DENSE_BACKWARD.check(fn)
 
 
 # ---------------------------------------------------------------------------------------------- 01.3
@@ -84,39 +99,46 @@ def _softmax(z: np.ndarray, axis: int = 1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _softmax_causes(logits: np.ndarray, labels: np.ndarray, want: np.ndarray) -> list:
-    N, C = logits.shape
-    P = _softmax(logits)
-    Y = np.eye(C)[labels]
-    columns = P.copy()
-    columns[:, labels] -= 1  # p[:, labels] -= 1: every row loses 1 at *every* label of the batch
-    rows = P.copy()
-    if labels.max() < N:
-        rows[labels] -= 1  # p[labels] -= 1: labels used as row numbers
+def _one_per_row(a: Attempt, rows: bool) -> np.ndarray:
+    """What subtracting 1 with the labels as columns of every row (``p[:, labels] -= 1``) or as row numbers
+    (``p[labels] -= 1``) gives, divided by N."""
+    N = a.logits.shape[0]
+    p = _softmax(a.logits)
+    if rows:
+        if a.labels.max() >= N:
+            return np.full_like(p, np.nan)  # that mistake would raise IndexError here, reported as such
+        p[a.labels] -= 1
     else:
-        rows[:] = np.nan  # that mistake would raise IndexError here, reported as such
-    return [
-        (lambda got: np.isnan(got[0]).any() or np.isinf(got[0]).any(),
-         "your softmax overflowed: row 0 has logits up to 1000 and exp(1000) is inf (float64 overflows above 709), "
-         "so p = inf / inf = nan. Subtract each row's maximum before exp: p does not change, and the largest "
-         "exponent is exp(0) = 1."),
-        (lambda got: not np.isfinite(got).all(),
-         "some rows came out nan or inf: subtract each row's *own* maximum (z.max(axis=1, keepdims=True)). With "
-         "one maximum for the whole batch, a row far below it underflows to exp(...) = 0 everywhere, and 0 / 0 = nan."),
-        (want * N, f"you forgot to divide by the batch size N = {N}: the loss is the mean over the batch, so "
-                   "δ = (p - y) / N."),
-        (-want, "the sign is flipped: ∂ℓ/∂z = p - y, not y - p."),
-        (P / N, "you forgot to subtract the one-hot label y: δ = (p - y) / N."),
-        (columns / N,
-         "p[:, labels] -= 1 subtracts 1 in every row at *all* the batch's labels. Row n must lose 1 only at its own "
-         "label: p[np.arange(N), labels] -= 1, or subtract the one-hot y = np.eye(C)[labels]."),
-        (rows / N,
-         "p[labels] -= 1 uses the labels as row numbers. Row n must lose 1 at column labels[n]: "
-         "p[np.arange(N), labels] -= 1, or subtract the one-hot y = np.eye(C)[labels]."),
-        ((_softmax(logits, axis=0) - Y) / N,
-         "your softmax normalises over the batch (axis 0). Each sample's probabilities sum to 1 over its classes: "
-         "axis=1, keepdims=True."),
-    ]
+        p[:, a.labels] -= 1  # every row loses 1 at *every* label of the batch
+    return p / N
+
+
+SOFTMAX_CAUSES = (
+    Cause(lambda a: np.isnan(a.got[0]).any() or np.isinf(a.got[0]).any(),
+          "your softmax overflowed: row 0 has logits up to 1000 and exp(1000) is inf (float64 overflows above 709), "
+          "so p = inf / inf = nan. Subtract each row's maximum before exp: p does not change, and the largest "
+          "exponent is exp(0) = 1."),
+    Cause(lambda a: not np.isfinite(a.got).all(),
+          "some rows came out nan or inf: subtract each row's *own* maximum (z.max(axis=1, keepdims=True)). With "
+          "one maximum for the whole batch, a row far below it underflows to exp(...) = 0 everywhere, and 0 / 0 = nan."),
+    equals(lambda a: a.want * a.logits.shape[0],
+           lambda a: f"you forgot to divide by the batch size N = {a.logits.shape[0]}: the loss is the mean over the "
+                     "batch, so δ = (p - y) / N."),
+    equals(lambda a: -a.want, "the sign is flipped: ∂ℓ/∂z = p - y, not y - p."),
+    equals(lambda a: _softmax(a.logits) / a.logits.shape[0], "you forgot to subtract the one-hot label y: δ = (p - y) / N."),
+    equals(lambda a: _one_per_row(a, rows=False),
+           "p[:, labels] -= 1 subtracts 1 in every row at *all* the batch's labels. Row n must lose 1 only at its own "
+           "label: p[np.arange(N), labels] -= 1, or subtract the one-hot y = np.eye(C)[labels]."),
+    equals(lambda a: _one_per_row(a, rows=True),
+           "p[labels] -= 1 uses the labels as row numbers. Row n must lose 1 at column labels[n]: "
+           "p[np.arange(N), labels] -= 1, or subtract the one-hot y = np.eye(C)[labels]."),
+    equals(lambda a: (_softmax(a.logits, axis=0) - np.eye(a.logits.shape[1])[a.labels]) / a.logits.shape[0],
+           "your softmax normalises over the batch (axis 0). Each sample's probabilities sum to 1 over its classes: "
+           "axis=1, keepdims=True."),
+    Cause(lambda a: np.allclose(a.got, a.want, rtol=1e-5, atol=1e-8),
+          "agrees to about 1e-6 only: you computed in float32; this exercise is in float64, where any correct form "
+          "agrees to 1e-9 (look for logits.astype(np.float32) or a float32 array)."),
+)
 
 
 _LABELS_HINT = ("labels holds class indices, shape (N,), not one-hot vectors: build y = np.eye(C)[labels], or "
@@ -140,7 +162,33 @@ def _softmax_error_hint(exc: BaseException, line: str, labels_name: str = "label
     return ""
 
 
-@exercise("01.3", "write softmax_xent_backward(logits, labels)")
+def _labels_name(fn: object) -> str:
+    """What the answer calls its second parameter (the labels), for the hints."""
+    try:
+        return list(inspect.signature(fn).parameters)[1]
+    except (TypeError, ValueError, IndexError):
+        return "labels"
+
+
+SOFTMAX_XENT_BACKWARD = FunctionExercise(
+    number="01.3", task="write softmax_xent_backward(logits, labels)", call="softmax_xent_backward(logits, labels)",
+    outputs=("dlogits",),
+    inputs=lambda rng, c: {"logits": rng.standard_normal((c.N, c.C)) * 3, "labels": np.array([3, 0, 6, 3, 1])},
+    reference=ref.softmax_cross_entropy_backward,
+    cases=(
+        Case(sizes={"N": 5, "C": 7}),  # ordinary logits
+        Case(data={"logits": np.array([[1000.0, 0, -1000, 3, 999, -5, 2],  # a softmax without max-subtraction overflows
+                                       [2.0, 1, 0.1, -1, 0.5, 0, -2],
+                                       [-800.0, -805, -790, -801, -799, -850, -795]]),
+                   "labels": np.array([4, 0, 2])}),
+    ),
+    seed=13,
+    hint=lambda exc, line, inputs, fn: _softmax_error_hint(exc, line, _labels_name(fn)),
+    causes=SOFTMAX_CAUSES,
+    success="δ = (softmax(z) - y) / N is correct, and stays finite for logits of ±1000 (the max-subtraction works).",
+)
+
+
 def check_softmax_xent_backward(fn) -> None:
     """Exercise 01.3: ``fn(logits, labels)`` returns ∂L/∂logits for the mean softmax cross-entropy.
 
@@ -148,27 +196,7 @@ def check_softmax_xent_backward(fn) -> None:
     large as ±1000, where a softmax without max-subtraction overflows. Any stable float64 form passes
     (max-subtraction, exp of log-softmax via log-sum-exp, loops).
     """
-    r = np.random.default_rng(13)
-    cases = [
-        ("ordinary logits", r.standard_normal((5, 7)) * 3, np.array([3, 0, 6, 3, 1])),
-        ("large logits", np.array([[1000.0, 0, -1000, 3, 999, -5, 2],
-                                   [2.0, 1, 0.1, -1, 0.5, 0, -2],
-                                   [-800.0, -805, -790, -801, -799, -850, -795]]), np.array([4, 0, 2])),
-    ]
-    try:
-        labels_name = list(inspect.signature(fn).parameters)[1]
-    except (TypeError, ValueError, IndexError):
-        labels_name = "labels"
-    for _, logits, labels in cases:
-        got = call_answer(fn, logits, labels, call="softmax_xent_backward(logits, labels)",
-                          hint=lambda exc, line: _softmax_error_hint(exc, line, labels_name))
-        want = ref.softmax_cross_entropy_backward(logits, labels)
-        causes = _softmax_causes(logits, labels, want)
-        causes.append((lambda g, want=want: np.allclose(g, want, rtol=1e-5, atol=1e-8),
-                       "agrees to about 1e-6 only: you computed in float32; this exercise is in float64, where any "
-                       "correct form agrees to 1e-9 (look for logits.astype(np.float32) or a float32 array)."))
-        compare("dlogits", got, want, rtol=RTOL, atol=ATOL, causes=causes)
-    passed("δ = (softmax(z) - y) / N is correct, and stays finite for logits of ±1000 (the max-subtraction works).")
+    SOFTMAX_XENT_BACKWARD.check(fn)
 
 
 # ---------------------------------------------------------------------------------------------- 01.4
@@ -183,41 +211,65 @@ def _conv_dw(dout: np.ndarray, x: np.ndarray, KH: int, KW: int, OH: int, OW: int
     return dw
 
 
-@exercise("01.4", "write conv2d_weight_grad(dout, x, KH, KW) with explicit loops")
+def _dw_shape_meaning(a: Attempt) -> str:
+    shape = np.shape(a.got)
+    if shape == (a.C, a.F, a.KH, a.KW):
+        return "w is (F, C, KH, KW): output channels first, as in PyTorch."
+    if shape == (a.F, a.C, a.KW, a.KH):
+        return "the kernel's height KH comes before its width KW."
+    return "a gradient has the shape of its variable, here w: (F, C, KH, KW)."
+
+
+def _last_term(a: Attempt) -> np.ndarray:
+    """What "dw[f, c, p, q] = ..." inside the loops leaves: the last term, at n = N-1, i = OH-1, j = OW-1."""
+    OH, OW = a.H - a.KH + 1, a.W - a.KW + 1
+    return a.dout[-1, :, -1, -1][:, None, None, None] * a.x[-1, :, OH - 1:OH - 1 + a.KH, OW - 1:OW - 1 + a.KW][None]
+
+
+def _cut(a: Attempt, rows: int, cols: int, samples: int | None = None) -> np.ndarray:
+    """dw with the loops over the output stopping ``rows``/``cols`` short, over the first ``samples`` samples."""
+    return _conv_dw(a.dout[:samples], a.x[:samples], a.KH, a.KW, a.H - a.KH + 1 - rows, a.W - a.KW + 1 - cols)
+
+
+CONV2D_WEIGHT_GRAD = FunctionExercise(
+    number="01.4", task="write conv2d_weight_grad(dout, x, KH, KW) with explicit loops",
+    call="conv2d_weight_grad(dout, x, KH, KW)", outputs=("dw",),
+    inputs=lambda rng, c: {"x": rng.standard_normal((c.N, c.C, c.H, c.W)),
+                           "dout": rng.standard_normal((c.N, c.F, c.H - c.KH + 1, c.W - c.KW + 1)),
+                           "KH": c.KH, "KW": c.KW},
+    reference=lambda dout, x, KH, KW: ref.conv2d_backward(dout, x, np.zeros((dout.shape[1], x.shape[1], KH, KW)))[1],
+    # a 3 x 2 kernel (not square) over 7 x 8: every swapped index, flipped kernel or loop bound off by one differs
+    cases=(Case(sizes={"N": 2, "C": 3, "H": 7, "W": 8, "F": 4, "KH": 3, "KW": 2}),),
+    seed=14,
+    hint=lambda exc, line, inputs, fn: (f"Here x is (N, C, H, W) = {inputs['x'].shape}, dout is (N, F, H-KH+1, "
+                                        f"W-KW+1) = {inputs['dout'].shape}."),
+    shapes={"dw": _dw_shape_meaning},
+    causes=(
+        equals(lambda a: a.want[:, :, ::-1, ::-1],
+               "your dw is the true one flipped in both directions: you computed a convolution. Deep-learning "
+               "'convolution' is a cross-correlation, y[n, f, i, j] = Σ x[n, c, i+p, j+q] w[f, c, p, q], "
+               "so dw[f, c, p, q] = Σ_{n, i, j} dout[n, f, i, j] x[n, c, i+p, j+q]."),
+        equals(lambda a: _cut(a, 1, 1), lambda a: f"your loops over the output stop one short: the output has "
+                                                  f"H - KH + 1 = {a.H - a.KH + 1} rows and W - KW + 1 = "
+                                                  f"{a.W - a.KW + 1} columns."),
+        equals(lambda a: _cut(a, 1, 0), lambda a: f"your loop over output rows stops one short: there are "
+                                                  f"H - KH + 1 = {a.H - a.KH + 1}."),
+        equals(lambda a: _cut(a, 0, 1), lambda a: f"your loop over output columns stops one short: there are "
+                                                  f"W - KW + 1 = {a.W - a.KW + 1}."),
+        equals(lambda a: a.want / a.N, "you divided by N: dw sums over the batch (any 1/N of the loss is already in "
+                                       "dout)."),
+        equals(lambda a: _cut(a, 0, 0, samples=1), "only sample 0 contributed: dw sums over all N samples."),
+        equals(_last_term, "you assigned (=) where the formula sums (+=): only the last term (n, i, j) is left."),
+    ),
+    success="dw[f, c, p, q] = Σ_(n, i, j) dout[n, f, i, j] x[n, c, i+p, j+q] is correct for x {x.shape} and a "
+            "{KH}x{KW} kernel: the weight gradient correlates the input with the output gradient.",
+)
+
+
 def check_conv2d_weight_grad(fn) -> None:
     """Exercise 01.4: ``fn(dout, x, KH, KW)`` returns ∂L/∂w, shape (F, C, KH, KW), for a stride-1 conv2d.
 
     x is (N, C, H, W) = (2, 3, 7, 8), the kernel 3 x 2 (not square), so the output is 5 x 7 and every
     swapped index, flipped kernel or loop bound off by one gives different numbers.
     """
-    r = np.random.default_rng(14)
-    N, C, H, W, F, KH, KW = 2, 3, 7, 8, 4, 3, 2
-    OH, OW = H - KH + 1, W - KW + 1
-    x, dout = r.standard_normal((N, C, H, W)), r.standard_normal((N, F, OH, OW))
-    got = call_answer(fn, dout, x, KH, KW, call="conv2d_weight_grad(dout, x, KH, KW)",
-                      hint=f"Here x is (N, C, H, W) = {x.shape}, dout is (N, F, H-KH+1, W-KW+1) = {dout.shape}.")
-    want = ref.conv2d_backward(dout, x, np.zeros((F, C, KH, KW)))[1]
-    shape = np.shape(got)
-    if shape == (C, F, KH, KW):
-        shape_of("dw", got, want.shape, "w is (F, C, KH, KW): output channels first, as in PyTorch.")
-    if shape == (F, C, KW, KH):
-        shape_of("dw", got, want.shape, "the kernel's height KH comes before its width KW.")
-    shape_of("dw", got, want.shape, "a gradient has the shape of its variable, here w: (F, C, KH, KW).")
-    # what "dw[f, c, p, q] = ..." inside the loops leaves: the last term, at n = N-1, i = OH-1, j = OW-1
-    last = dout[-1, :, -1, -1][:, None, None, None] * x[-1, :, OH - 1:OH - 1 + KH, OW - 1:OW - 1 + KW][None]
-    compare("dw", got, want, rtol=RTOL, atol=ATOL, causes=[
-        (want[:, :, ::-1, ::-1], "your dw is the true one flipped in both directions: you computed a convolution. Deep-learning "
-                                 "'convolution' is a cross-correlation, y[n, f, i, j] = Σ x[n, c, i+p, j+q] w[f, c, p, q], "
-                                 "so dw[f, c, p, q] = Σ_{n, i, j} dout[n, f, i, j] x[n, c, i+p, j+q]."),
-        (_conv_dw(dout, x, KH, KW, OH - 1, OW - 1), f"your loops over the output stop one short: the output has "
-                                                    f"H - KH + 1 = {OH} rows and W - KW + 1 = {OW} columns."),
-        (_conv_dw(dout, x, KH, KW, OH - 1, OW), f"your loop over output rows stops one short: there are "
-                                                f"H - KH + 1 = {OH}."),
-        (_conv_dw(dout, x, KH, KW, OH, OW - 1), f"your loop over output columns stops one short: there are "
-                                                f"W - KW + 1 = {OW}."),
-        (want / N, "you divided by N: dw sums over the batch (any 1/N of the loss is already in dout)."),
-        (_conv_dw(dout[:1], x[:1], KH, KW, OH, OW), "only sample 0 contributed: dw sums over all N samples."),
-        (last, "you assigned (=) where the formula sums (+=): only the last term (n, i, j) is left."),
-    ])
-    passed(f"dw[f, c, p, q] = Σ_(n, i, j) dout[n, f, i, j] x[n, c, i+p, j+q] is correct for x {x.shape} and a "
-           f"{KH}x{KW} kernel: the weight gradient correlates the input with the output gradient.")
+    CONV2D_WEIGHT_GRAD.check(fn)

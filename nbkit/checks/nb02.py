@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from nbkit.checks._answers import call_answer, shape_of, unpack
-from nbkit.checks._core import compare, exercise, fail, passed
+from nbkit.checks._core import compare, exercise, passed
+from nbkit.checks.exercise import Attempt, Case, FunctionExercise, equals
 
 # The article's example (seed 000, §4.2): one sample as a row, W (out, in), L = ½ Σ (a - y)².
 X0 = np.array([[1.0, 2.0, 3.0]])
@@ -22,82 +23,115 @@ def _relu_layer_step(X, Y, W, b, lr):
     return W - lr * dW, b - lr * db, dW, db, Z
 
 
-@exercise("02.1", "write gradient_descent_step(X, Y, W, b, lr)")
+def _step(a: Attempt) -> tuple:
+    return _relu_layer_step(a.X, a.Y, a.W, a.b, a.lr)
+
+
+def _delta_without_mask(a: Attempt) -> np.ndarray:
+    return np.maximum(_step(a)[4], 0) - a.Y
+
+
+GRADIENT_DESCENT_STEP = FunctionExercise(
+    number="02.1", task="write gradient_descent_step(X, Y, W, b, lr)", call="gradient_descent_step(X, Y, W, b, lr)",
+    outputs=("W_new", "b_new"),
+    inputs=lambda rng, c: {"X": rng.standard_normal((c.N, c.n_in)), "Y": rng.standard_normal((c.N, c.n_out)),
+                           "W": rng.standard_normal((c.n_out, c.n_in)), "b": rng.standard_normal(c.n_out) - 0.5,
+                           "lr": c.lr},
+    reference=lambda X, Y, W, b, lr: _relu_layer_step(X, Y, W, b, lr)[:2],
+    cases=(
+        Case(data={"X": X0, "Y": Y0, "W": W0, "b": B0, "lr": 0.01}),  # the article's example: every unit active
+        Case(sizes={"N": 5, "n_in": 3, "n_out": 4, "lr": 0.1}),  # a batch where some units are off (z < 0)
+    ),
+    seed=21,
+    shapes={"W_new": lambda a: f"the new W has the shape of W, {a.W.shape}; dW = δᵀ X (δ is (N, out)), not Xᵀ δ.",
+            "b_new": lambda a: f"the new b has the shape of b, {a.b.shape}: db = δ summed over the batch (axis 0)."},
+    causes=(
+        equals(lambda a: a.W + a.lr * _step(a)[2], "you stepped uphill: gradient descent subtracts, "
+                                                   "θ ← θ - lr · ∂L/∂θ.", output="W_new"),
+        equals(lambda a: a.W - a.lr * (_delta_without_mask(a).T @ a.X),
+               "you left out ReLU'(z): a unit that is off (z ≤ 0) passes no gradient, so δ = (a - y) ⊙ [z > 0].",
+               output="W_new"),
+        equals(lambda a: a.W - a.lr * _step(a)[2] / len(a.X),
+               lambda a: f"you divided by N = {len(a.X)}: this loss is ½ Σ (a - y)², a sum, not a mean.",
+               output="W_new"),
+        equals(lambda a: a.W, "W did not change: return the updated W_new = W - lr * dW.", output="W_new"),
+        equals(lambda a: a.W - _step(a)[2], "the learning rate is missing: W_new = W - lr * dW.", output="W_new"),
+        equals(lambda a: a.b + a.lr * _step(a)[3], "you stepped uphill: b ← b - lr · ∂L/∂b.", output="b_new"),
+        equals(lambda a: a.b - a.lr * _delta_without_mask(a).sum(0), "you left out ReLU'(z) in δ for b.",
+               output="b_new"),
+        equals(lambda a: a.b - a.lr * _step(a)[3] / len(a.X),
+               lambda a: f"you divided by N = {len(a.X)}: the loss is a sum, not a mean.", output="b_new"),
+        equals(lambda a: a.b, "b did not change: the bias takes a step too, b_new = b - lr * db.", output="b_new"),
+    ),
+    success=lambda f: (f"one step with lr = 0.01 turns W into {np.round(f.cases[0].want['W_new'], 6).tolist()} and b "
+                       f"into {np.round(f.cases[0].want['b_new'], 6).tolist()}; correct on the article's example and "
+                       "on a batch with inactive units."),
+)
+
+
 def check_gradient_descent_step(fn) -> None:
     """Exercise 02.1: one gradient-descent step of the article's ReLU layer, returning ``(W_new, b_new)``.
 
     Checked on the article's numbers (every unit active) and on a batch of 5 samples, 4 outputs, where
     some units are off (z < 0): there the ReLU's derivative matters, and the batch sum too.
     """
-    r = np.random.default_rng(21)
-    cases = [("the article's example, lr = 0.01", X0, Y0, W0, B0, 0.01),
-             ("a batch of 5 with some units off, lr = 0.1", r.standard_normal((5, 3)), r.standard_normal((5, 4)),
-              r.standard_normal((4, 3)), r.standard_normal(4) - 0.5, 0.1)]
-    call = "gradient_descent_step(X, Y, W, b, lr)"
-    for label, X, Y, W, b, lr in cases:
-        W_new, b_new = unpack(call_answer(fn, X, Y, W, b, lr, call=call), ("W_new", "b_new"), call)
-        want_W, want_b, dW, db, Z = _relu_layer_step(X, Y, W, b, lr)
-        shape_of("W_new", W_new, W.shape, f"the new W has the shape of W, {W.shape}; dW = δᵀ X (δ is (N, out)), "
-                 "not Xᵀ δ.")
-        shape_of("b_new", b_new, b.shape, f"the new b has the shape of b, {b.shape}: db = δ summed over the batch "
-                 "(axis 0).")
-        delta_nomask = np.maximum(Z, 0) - Y
-        causes_W = [
-            (W + lr * dW, "you stepped uphill: gradient descent subtracts, θ ← θ - lr · ∂L/∂θ."),
-            (W - lr * (delta_nomask.T @ X), "you left out ReLU'(z): a unit that is off (z ≤ 0) passes no gradient, "
-                                            "so δ = (a - y) ⊙ [z > 0]."),
-            (W - lr * dW / len(X), f"you divided by N = {len(X)}: this loss is ½ Σ (a - y)², a sum, not a mean."),
-            (W, "W did not change: return the updated W_new = W - lr * dW."),
-            (W - dW, "the learning rate is missing: W_new = W - lr * dW."),
-        ]
-        compare("W_new", W_new, want_W, rtol=1e-9, atol=1e-12, causes=causes_W)
-        compare("b_new", b_new, want_b, rtol=1e-9, atol=1e-12, causes=[
-            (b + lr * db, "you stepped uphill: b ← b - lr · ∂L/∂b."),
-            (b - lr * delta_nomask.sum(0), "you left out ReLU'(z) in δ for b."),
-            (b - lr * db / len(X), f"you divided by N = {len(X)}: the loss is a sum, not a mean."),
-            (b, "b did not change: the bias takes a step too, b_new = b - lr * db."),
-        ])
-    W1, b1, _, _, _ = _relu_layer_step(X0, Y0, W0, B0, 0.01)
-    passed(f"one step with lr = 0.01 turns W into {np.round(W1, 6).tolist()} and b into {np.round(b1, 6).tolist()}; "
-           "correct on the article's example and on a batch with inactive units.")
+    GRADIENT_DESCENT_STEP.check(fn)
 
 
 # ------------------------------------------------------------------------------------------------ 02.2
 
 
-@exercise("02.2", "write hidden_delta(delta2, W2, Z1)")
+def _hidden_delta_inputs(rng: np.random.Generator, c: Case) -> dict[str, np.ndarray]:
+    inputs = {"delta2": rng.standard_normal((c.N, c.out)), "W2": rng.standard_normal((c.out, c.hidden)),
+              "Z1": rng.standard_normal((c.N, c.hidden))}
+    inputs["Z1"][1, 2] = 0.0  # ReLU'(0) = 0, as in PyTorch
+    return inputs
+
+
+def _delta1_shape_meaning(a: Attempt) -> str:
+    if np.shape(a.got) == a.delta2.shape:
+        return ("that is the shape of δ₂, but δ₁ has the shape of Z₁. That is the article's error: it wrote "
+                "δ₁ = δ₂ · ReLU'(Z₂), staying at the output layer. Going back through a layer multiplies by its "
+                "weights (δ₂ W₂ in rows, W₂ᵀ δ₂ in columns), then by the derivative of the *earlier* activation, "
+                "ReLU'(Z₁).")
+    return "δ₁ = ∂L/∂Z₁ has the shape of Z₁, (N, hidden)."
+
+
+HIDDEN_DELTA = FunctionExercise(
+    number="02.2", task="write hidden_delta(delta2, W2, Z1)", call="hidden_delta(delta2, W2, Z1)", outputs=("δ₁",),
+    inputs=_hidden_delta_inputs,
+    reference=lambda delta2, W2, Z1: (delta2 @ W2) * (Z1 > 0),
+    cases=(
+        Case(sizes={"N": 4, "hidden": 5, "out": 3}),  # W₂ and its transpose cannot be confused
+        Case(data={"delta2": np.array([[0.1, 0.4]]), "W2": np.array([[0.2, -0.1], [-0.1, 0.1]]),
+                   "Z1": np.array([[15.0, 34.0]])}),  # section 3's two-layer example
+    ),
+    seed=22,
+    rtol=1e-9, atol=1e-12,
+    hint=lambda exc, line, inputs, fn: (f"Shapes: delta2 {inputs['delta2'].shape} (N, out), W2 {inputs['W2'].shape} "
+                                        f"(out, hidden), Z1 {inputs['Z1'].shape}; in rows, going back through the "
+                                        "layer is delta2 @ W2."),
+    shapes={"δ₁": _delta1_shape_meaning},
+    causes=(
+        equals(lambda a: a.delta2 @ a.W2, "you left out ReLU'(Z₁): hidden units that were off in the forward pass "
+                                          "(z₁ ≤ 0) pass no gradient."),
+        equals(lambda a: (a.delta2 @ a.W2) * (a.Z1 >= 0), "ReLU'(0) is taken as 0 (as in PyTorch), so use Z1 > 0, not "
+                                                          "Z1 >= 0: element [1, 2] has z₁ = 0 exactly."),
+        equals(lambda a: -(a.delta2 @ a.W2) * (a.Z1 > 0), "the sign is flipped: δ₁ = (δ₂ W₂) ⊙ ReLU'(Z₁)."),
+    ),
+    success=lambda f: (f"δ₁ = (δ₂ W₂) ⊙ ReLU'(Z₁) is correct. On section 3's two-layer example it gives δ₁ = "
+                       f"{np.round(f.cases[-1].got['δ₁'][0], 6).tolist()} (by hand: (-0.02, 0.03)); the article's "
+                       "δ₂ · ReLU'(Z₂) has the wrong shape and skips the weights."),
+)
+
+
 def check_hidden_delta(fn) -> None:
     """Exercise 02.2: δ₁ = (δ₂ W₂) ⊙ ReLU'(Z₁), samples as rows: the step the article got wrong.
 
-    Checked on a batch of 4 with 5 hidden and 3 output units (so that W₂ and its transpose cannot be
-    confused), with some hidden units off and one exactly at z = 0 (ReLU'(0) = 0, as in PyTorch).
+    Checked on a batch of 4 with 5 hidden and 3 output units, with some hidden units off and one exactly at
+    z = 0 (ReLU'(0) = 0, as in PyTorch), then on section 3's two-layer example, whose result the ✓ line shows.
     """
-    r = np.random.default_rng(22)
-    N, hidden, out = 4, 5, 3
-    delta2, W2, Z1 = r.standard_normal((N, out)), r.standard_normal((out, hidden)), r.standard_normal((N, hidden))
-    Z1[1, 2] = 0.0
-    call = "hidden_delta(delta2, W2, Z1)"
-    got = call_answer(fn, delta2, W2, Z1, call=call,
-                      hint=f"Shapes: delta2 {delta2.shape} (N, out), W2 {W2.shape} (out, hidden), Z1 {Z1.shape}; "
-                           "in rows, going back through the layer is delta2 @ W2.")
-    if np.shape(got) == delta2.shape:
-        fail(f"δ₁ has shape {np.shape(got)}, the shape of δ₂, but must have the shape of Z₁, {Z1.shape}. That is the "
-             "article's error: it wrote δ₁ = δ₂ · ReLU'(Z₂), staying at the output layer. Going back through a layer "
-             "multiplies by its weights (δ₂ W₂ in rows, W₂ᵀ δ₂ in columns), then by the derivative of the *earlier* "
-             "activation, ReLU'(Z₁).")
-    shape_of("δ₁", got, Z1.shape, "δ₁ = ∂L/∂Z₁ has the shape of Z₁, (N, hidden).")
-    back = delta2 @ W2
-    compare("δ₁", got, back * (Z1 > 0), rtol=1e-9, atol=1e-12, causes=[
-        (back, "you left out ReLU'(Z₁): hidden units that were off in the forward pass (z₁ ≤ 0) pass no gradient."),
-        (back * (Z1 >= 0), "ReLU'(0) is taken as 0 (as in PyTorch), so use Z1 > 0, not Z1 >= 0: element [1, 2] has "
-                           "z₁ = 0 exactly."),
-        (-back * (Z1 > 0), "the sign is flipped: δ₁ = (δ₂ W₂) ⊙ ReLU'(Z₁)."),
-    ])
-    example = np.asarray(call_answer(fn, np.array([[0.1, 0.4]]), np.array([[0.2, -0.1], [-0.1, 0.1]]),
-                                     np.array([[15.0, 34.0]]), call=call), dtype=float)
-    passed(f"δ₁ = (δ₂ W₂) ⊙ ReLU'(Z₁) is correct. On section 3's two-layer example it gives δ₁ = "
-           f"{np.round(example[0], 6).tolist()} (by hand: (-0.02, 0.03)); the article's δ₂ · ReLU'(Z₂) has the wrong "
-           "shape and skips the weights.")
+    HIDDEN_DELTA.check(fn)
 
 
 # ------------------------------------------------------------------------------------------------ 02.3

@@ -4,65 +4,76 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbkit.checks._core import SENTINEL, compare, exercise, passed, require_float32, run_kernel, unwritten_cause
+from nbkit.checks.exercise import (
+    NEVER_WRITTEN,
+    Attempt,
+    Case,
+    Cause,
+    KernelExercise,
+    equals,
+    square_grid,
+    summed_into_output,
+)
 from nbkit.core.launch import blocks_for
 
-
-@exercise("03.1", "write the kernel row_sum(M, out)")
-def check_row_sum(kernel, rows: int = 37, cols: int = 13, threads: int = 32) -> None:
-    """Exercise 03.1: ``kernel(M, out)`` with one thread per row writes ``out[r] = sum of row r``.
-
-    Launched with ``blocks_for(rows, 32)`` blocks of 32 threads over a (37, 13) float32 matrix: 64
-    threads for 37 rows, so the guard matters, and 13 columns, so a column sum is told apart.
-    """
-    M = np.random.default_rng(31).standard_normal((rows, cols)).astype(np.float32)
-    run = run_kernel(kernel, blocks_for(rows, threads), threads, [M], [(rows,)], output_names=("out",),
-                     call="row_sum(M, out)")
-    want = M.sum(axis=1, dtype=np.float64)
-    col_sums = np.full(rows, np.nan)
-    col_sums[:cols] = M.sum(axis=0)[:rows]
-    compare("out", run.outputs[0], want, rtol=1e-5, atol=1e-5, run=run, causes=[
-        (lambda got: np.allclose(got[:cols], col_sums[:cols], rtol=1e-5, atol=1e-5),
-         "out[i] holds the sum of column i: a row sum runs along the second index, M[r, j] for j in range(M.shape[1])."),
-        (want / cols, "out[r] is the mean of row r: the exercise asks for the sum (do not divide by the row length)."),
-        (want - M[:, -1], "the last column is missing from every sum: range(M.shape[1]) already stops at the last "
-                          "column (range(M.shape[1] - 1) stops one too early)."),
-        (want + SENTINEL, "you accumulated into out[r] directly, which starts with whatever the memory held "
-                                  "(-7 here): sum into a local variable acc = float32(0), then write out[r] = acc once."),
-        unwritten_cause(run),
-    ])
-    passed(f"row sums of a {rows}x{cols} matrix are correct ({blocks_for(rows, threads)} blocks of {threads} threads).")
+ROW_SUM = KernelExercise(
+    number="03.1", task="write the kernel row_sum(M, out)", call="row_sum(M, out)", outputs=("out",),
+    inputs=lambda rng, c: {"M": rng.standard_normal((c.rows, c.cols)).astype(np.float32)},
+    reference=lambda M: M.sum(axis=1, dtype=np.float64),
+    # 64 threads for 37 rows, so the guard matters; 13 columns, so a column sum is told apart
+    cases=(Case(grid=blocks_for(37, 32), block=32, sizes={"rows": 37, "cols": 13}),),
+    rtol=1e-5, atol=1e-5, seed=31,
+    causes=(
+        Cause(lambda a: np.allclose(a.got[:min(a.rows, a.cols)], a.M.sum(axis=0)[:min(a.rows, a.cols)], rtol=1e-5,
+                                    atol=1e-5),
+              "out[i] holds the sum of column i: a row sum runs along the second index, M[r, j] for j in "
+              "range(M.shape[1])."),
+        equals(lambda a: a.want / a.cols,
+               "out[r] is the mean of row r: the exercise asks for the sum (do not divide by the row length)."),
+        equals(lambda a: a.want - a.M[:, -1],
+               "the last column is missing from every sum: range(M.shape[1]) already stops at the last column "
+               "(range(M.shape[1] - 1) stops one too early)."),
+        summed_into_output("you accumulated into out[r] directly, which starts with whatever the memory held (-7 "
+                           "here): sum into a local variable acc = float32(0), then write out[r] = acc once."),
+        NEVER_WRITTEN,
+    ),
+    success="row sums of a {rows}x{cols} matrix are correct ({grid} blocks of {block} threads).",
+)
 
 
-@exercise("03.2", "write the kernel transpose(M, out)")
-def check_transpose(kernel, rows: int = 13, cols: int = 29, block: tuple[int, int] = (8, 8)) -> None:
+def check_row_sum(kernel) -> None:
+    """Exercise 03.1: ``kernel(M, out)`` with one thread per row writes ``out[r] = sum of row r``."""
+    ROW_SUM.check(kernel)
+
+
+TRANSPOSE = KernelExercise(
+    number="03.2", task="write the kernel transpose(M, out)", call="transpose(M, out)", outputs=("out",),
+    inputs=lambda rng, c: {"M": rng.standard_normal((c.rows, c.cols)).astype(np.float32)},
+    reference=lambda M: M.T,
+    # 13 and 29 need 2 and 4 blocks of 8: a guard or an index that mixes up the dimensions misses elements or
+    # writes outside out; 1024 threads for 377 elements, so the guard must stop the rest
+    cases=(Case(grid=square_grid(13, 29, (8, 8)), block=(8, 8), sizes={"rows": 13, "cols": 29}),),
+    rtol=0, atol=0, seed=32,
+    causes=(
+        NEVER_WRITTEN,
+        Cause(lambda a: np.array_equal(np.sort(a.got.ravel()), np.sort(a.M.ravel())),
+              lambda a: "every value of M is in out, but some at the wrong place: out[j, i] must receive M[i, j] (out "
+                        f"has shape (cols, rows) = ({a.cols}, {a.rows}); the row index of out is the column index of "
+                        "M)."),
+    ),
+    success="out = Mᵀ for M of shape {M.shape} ({grid} blocks of {block} threads, {threads} threads for {M.size} "
+            "elements: the guard stopped the rest).",
+)
+
+
+def check_transpose(kernel) -> None:
     """Exercise 03.2: ``kernel(M, out)`` writes ``out[j, i] = M[i, j]`` for M (13, 29) and out (29, 13).
 
-    Any thread-to-data mapping is right, and this check accepts them all: the launch has blocks of 8×8
-    threads and enough of them to cover ``max(rows, cols)`` threads along *both* x and y, so thread x may run
-    along the columns of M or along its rows, and a 2-D grid-stride loop works too. The extra threads
-    (1024 for 377 elements) must be stopped by the guard. 13 and 29 need 2 and 4 blocks of 8: a guard or an
-    index that mixes up the two dimensions misses elements or writes outside ``out``.
+    Any thread-to-data mapping is right, and this check accepts them all: the launch covers
+    ``max(rows, cols)`` threads along *both* x and y, so thread x may run along the columns of M or along
+    its rows, and a 2-D grid-stride loop works too.
     """
-    M = np.random.default_rng(32).standard_normal((rows, cols)).astype(np.float32)
-    side = max(blocks_for(rows, block[1]), blocks_for(cols, block[0]))
-    grid = (side, side)
-    run = run_kernel(kernel, grid, block, [M], [(cols, rows)], output_names=("out",), call="transpose(M, out)")
-    got = run.outputs[0]
-    compare("out", got, M.T, rtol=0, atol=0, run=run, causes=[
-        unwritten_cause(run),
-        (lambda g: np.array_equal(np.sort(g.ravel()), np.sort(M.ravel())),
-         "every value of M is in out, but some at the wrong place: out[j, i] must receive M[i, j] (out has shape "
-         "(cols, rows) = (29, 13); the row index of out is the column index of M)."),
-    ])
-    passed(f"out = Mᵀ for M of shape {M.shape} ({grid[0]}x{grid[1]} blocks of {block[0]}x{block[1]} threads, "
-           f"{side * side * block[0] * block[1]} threads for {M.size} elements: the guard stopped the rest).")
-
-
-def _axpy_configs() -> list[tuple[int, int, int]]:
-    # (elements, blocks, threads per block): fewer threads than elements, always >= 2 blocks (a stride of
-    # blockDim.x would then revisit elements), grid sizes that do not divide n, and one grid larger than n.
-    return [(1000, 2, 32), (1000, 3, 64), (1000, 7, 32), (45, 2, 32)]
+    TRANSPOSE.check(kernel)
 
 
 def _update_count_cause(times: np.ndarray, setting: str, total: int, threads: int, blocks: int) -> str:
@@ -97,67 +108,86 @@ def _update_count_cause(times: np.ndarray, setting: str, total: int, threads: in
                    f"i + {total}, i + {2 * total}, ... and together the threads leave no gap.")
 
 
-@exercise("03.3", "write the kernel axpy(a, x, y) with a grid-stride loop")
+def _update_counts(a: Attempt) -> np.ndarray:
+    """How many times each element of y was updated: y is updated in place, so (y - y0) / (a x) counts."""
+    with np.errstate(all="ignore"):
+        return np.rint((a.got.astype(np.float64) - a.y) / (a.a * a.x.astype(np.float64)))
+
+
+def _updated_unevenly(a: Attempt) -> bool:
+    times = _update_counts(a)
+    return bool((times != 1).any()) and np.allclose(a.got, a.y + times * (a.a * a.x.astype(np.float64)), rtol=a.rtol,
+                                                    atol=a.atol)
+
+
+def _uneven_message(a: Attempt) -> str:
+    c = a.case
+    setting = f"{c.n} elements, {c.grid} blocks of {c.block} threads = {c.threads} threads"
+    return _update_count_cause(_update_counts(a), setting, c.threads, c.block, c.grid)
+
+
+AXPY_GRID_STRIDE = KernelExercise(
+    number="03.3", task="write the kernel axpy(a, x, y) with a grid-stride loop", call="axpy(a, x, y)",
+    outputs=("y",),
+    inputs=lambda rng, c: {"a": np.float32(2.0),
+                           "x": (rng.uniform(0.5, 1.5, c.n) * rng.choice([-1.0, 1.0], c.n)).astype(np.float32),
+                           "y": rng.standard_normal(c.n).astype(np.float32)},
+    reference=lambda a, x, y: a.astype(np.float64) * x + y,
+    # fewer threads than elements, always >= 2 blocks (a stride of blockDim.x would then revisit elements),
+    # grid sizes that do not divide n, and one grid larger than n
+    cases=tuple(Case(grid=blocks, block=threads, sizes={"n": n})
+                for n, blocks, threads in [(1000, 2, 32), (1000, 3, 64), (1000, 7, 32), (45, 2, 32)]),
+    rtol=1e-5, atol=1e-5, seed=33,
+    causes=(
+        equals(lambda a: a.a * a.x, "y[i] = a * x[i] overwrites y: axpy adds to the old value, y[i] = a * x[i] + y[i]."),
+        equals(lambda a: a.x + a.a * a.y, "a multiplies y instead of x: y[i] = a * x[i] + y[i]."),
+        Cause(_updated_unevenly, _uneven_message),
+    ),
+    success=lambda f: ("axpy with a grid-stride loop is correct for every launch ("
+                       + ", ".join(f"{c.threads} threads for {c.n}" for c in f.cases)
+                       + " elements): each element was updated exactly once."),
+)
+
+
 def check_axpy_grid_stride(kernel) -> None:
     """Exercise 03.3: ``kernel(a, x, y)`` does ``y[i] = a * x[i] + y[i]`` in place, for any grid.
 
-    Launched four times: 1000 elements with 64, 192 and 224 threads (2, 3 and 7 blocks), and 45 elements
-    with 64 threads. Because y is updated *in place*, the number of times each element was updated can be
-    read from the result: a kernel that handles only its own first element leaves y unchanged past the
-    grid's width (0 updates), one that strides by ``blockDim.x`` (or starts at ``threadIdx.x``) updates
-    elements several times. Both are named, with the element and the count.
+    Because y is updated *in place*, the number of times each element was updated can be read from the
+    result: a kernel that handles only its own first element leaves y unchanged past the grid's width (0
+    updates), one that strides by ``blockDim.x`` (or starts at ``threadIdx.x``) updates elements several
+    times. Both are named, with the element and the count.
     """
-    r = np.random.default_rng(33)
-    a = np.float32(2.0)
-    shown = []
-    for n, blocks, threads in _axpy_configs():
-        x = (r.uniform(0.5, 1.5, n) * r.choice([-1.0, 1.0], n)).astype(np.float32)
-        y0 = r.standard_normal(n).astype(np.float32)
-        run = run_kernel(kernel, blocks, threads, [a, x], [(n,)], initial=[y0], output_names=("y",),
-                         call="axpy(a, x, y)")
-        got = run.outputs[0]
-        want = a.astype(np.float64) * x + y0
-        total = blocks * threads
-        with np.errstate(all="ignore"):
-            times = np.rint((got.astype(np.float64) - y0) / (a * x.astype(np.float64)))
-        setting = f"{n} elements, {blocks} blocks of {threads} threads = {total} threads"
-        compare("y", got, want, rtol=1e-5, atol=1e-5, run=run, causes=[
-            (a * x, "y[i] = a * x[i] overwrites y: axpy adds to the old value, y[i] = a * x[i] + y[i]."),
-            (x + a * y0, "a multiplies y instead of x: y[i] = a * x[i] + y[i]."),
-            (lambda g, t=times: bool((t != 1).any()) and np.allclose(g, y0 + t * (a * x.astype(np.float64)),
-                                                                     rtol=1e-5, atol=1e-5),
-             _update_count_cause(times, setting, total, threads, blocks)),
-        ])
-        shown.append(f"{total} threads for {n}")
-    passed("axpy with a grid-stride loop is correct for every launch (" + ", ".join(shown) + " elements): "
-           "each element was updated exactly once.")
+    AXPY_GRID_STRIDE.check(kernel)
 
 
-@exercise("03.4", "write the kernel blur3(x, out) in float32")
-def check_blur3(kernel, n: int = 300, threads: int = 64) -> None:
+BLUR3 = KernelExercise(
+    number="03.4", task="write the kernel blur3(x, out) in float32", call="blur3(x, out)", outputs=("out",),
+    inputs=lambda rng, c: {"x": rng.standard_normal(c.n).astype(np.float32)},
+    reference=lambda x: (x[:-2].astype(np.float64) + 2 * x[1:-1].astype(np.float64) + x[2:]) / 4,
+    cases=(Case(grid=blocks_for(298, 64), block=64, sizes={"n": 300}),),  # out has n - 2 elements
+    rtol=1e-5, atol=1e-6, seed=34,
+    causes=(
+        Cause(lambda a: np.allclose(a.got[1:], a.want[:-1], rtol=a.rtol, atol=a.atol),
+              "out[i] is centred on x[i] (it reads x[i-1], x[i], x[i+1]); here the window starts at x[i]: out[i] uses "
+              "x[i], x[i+1], x[i+2], since out is 2 shorter than x."),
+        equals(lambda a: 4 * a.want, "the weighted sum is not divided by 4: the weights 1, 2, 1 sum to 4."),
+        equals(lambda a: (a.x[:-2].astype(np.float64) + a.x[1:-1] + a.x[2:]) / 3,
+               "out[i] is the plain mean of three values: the middle one has weight 2, "
+               "out[i] = (x[i] + 2 x[i+1] + x[i+2]) / 4."),
+        NEVER_WRITTEN,
+    ),
+    float32="void(float32[::1], float32[::1])",
+    success="the [1, 2, 1] / 4 blur of {n} values is correct; {float32}.",
+)
+
+
+def check_blur3(kernel) -> None:
     """Exercise 03.4: ``kernel(x, out)`` writes ``out[i] = (x[i] + 2 x[i+1] + x[i+2]) / 4``, all in float32.
 
-    ``out`` has ``n - 2`` elements (a "valid" window: no padding). Launched with ``blocks_for(n - 2, 64)``
-    blocks of 64 threads. Then the kernel is compiled to PTX for float32 arrays: a Python literal in the
-    arithmetic (``0.25 * x[i]``, ``2 * x[i+1]``, ``/ 4``) makes Numba compute in float64, which shows up as
-    ``.f64`` instructions, and the check says so. (Whether a literal promotes is read from the PTX, never
-    guessed: a lone ``/ 4`` or ``* 0.5`` may be narrowed back to float32 by the compiler, a chain is not.)
+    ``out`` has ``n - 2`` elements (a "valid" window: no padding). The kernel is then compiled to PTX for
+    float32 arrays: a Python literal in the arithmetic (``0.25 * x[i]``, ``2 * x[i+1]``, ``/ 4``) makes Numba
+    compute in float64, which shows up as ``.f64`` instructions, and the check says so. (Whether a literal
+    promotes is read from the PTX, never guessed: a lone ``/ 4`` or ``* 0.5`` may be narrowed back to float32
+    by the compiler, a chain is not.)
     """
-    x = np.random.default_rng(34).standard_normal(n).astype(np.float32)
-    m = n - 2
-    run = run_kernel(kernel, blocks_for(m, threads), threads, [x], [(m,)], output_names=("out",),
-                     call="blur3(x, out)")
-    x64 = x.astype(np.float64)
-    total = x64[:-2] + 2 * x64[1:-1] + x64[2:]
-    want = total / 4
-    compare("out", run.outputs[0], want, rtol=1e-5, atol=1e-6, run=run, causes=[
-        (lambda g: np.allclose(g[1:], want[:-1], rtol=1e-5, atol=1e-6),
-         "out[i] is centred on x[i] (it reads x[i-1], x[i], x[i+1]); here the window starts at x[i]: out[i] uses "
-         "x[i], x[i+1], x[i+2], since out is 2 shorter than x."),
-        (total, "the weighted sum is not divided by 4: the weights 1, 2, 1 sum to 4."),
-        ((x64[:-2] + x64[1:-1] + x64[2:]) / 3, "out[i] is the plain mean of three values: the middle one has "
-                                               "weight 2, out[i] = (x[i] + 2 x[i+1] + x[i+2]) / 4."),
-        unwritten_cause(run),
-    ])
-    ok = require_float32(kernel, "void(float32[::1], float32[::1])")
-    passed(f"the [1, 2, 1] / 4 blur of {n} values is correct; {ok}.")
+    BLUR3.check(kernel)

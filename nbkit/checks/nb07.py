@@ -1,4 +1,10 @@
-"""Checks for notebook 07 (training): the SGD-momentum kernel, a layer, and a training loop."""
+"""Checks for notebook 07 (training): the SGD-momentum kernel, a layer, and a training loop.
+
+07.1 is declared (:data:`SGD_MOMENTUM`, :mod:`nbkit.checks.exercise`). 07.2 and 07.3 stay procedures: their
+answers are a class and a loop that change state (a layer keeps its forward output for backward; a loop
+updates a model and its optimizer), so what is checked is a sequence of calls and the state they leave, not
+the value one call returns.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,8 @@ import copy
 import numpy as np
 
 from nbkit.checks._answers import call_answer
-from nbkit.checks._core import CheckFailed, compare, exercise, fail, passed, require_float32, run_kernel
+from nbkit.checks._core import compare, exercise, fail, passed
+from nbkit.checks.exercise import Attempt, Case, Cause, KernelExercise, equals
 from nbkit.core.launch import blocks_for
 
 # ---------------------------------------------------------------------------------------------- 07.1
@@ -26,109 +33,125 @@ SGD_RUNS = (
 )
 
 
-def _buf_causes(g, b_prev, p_prev, lr, mu, tau, wd, first):
-    g_eff = g + wd * p_prev
-    causes = []
-    if first:
-        causes += [
-            ((1 - tau) * g_eff, "on the first step PyTorch sets buf = g, without the (1 - dampening) factor: "
-                                "test first_step and start the buffer at the gradient."),
-            (-lr * g_eff, "your buffer holds -lr·g: that is the textbook convention v = μv - lr·g, p += v. PyTorch "
-                          "keeps v = μv + (1 - dampening)·g and subtracts lr·v from p; the two agree only while lr "
-                          "never changes, and the buffer (saved in checkpoints) differs."),
-            (g, "weight decay is missing: g = grad + weight_decay · param, before the momentum."),
-        ]
-    else:
-        causes += [
-            (mu * b_prev - lr * g_eff, "your buffer holds v = μv - lr·g, the textbook convention. PyTorch keeps "
-                                       "v = μv + (1 - dampening)·g and subtracts lr·v from p."),
-            (mu * b_prev + g_eff, "dampening is missing: v = μ·v + (1 - dampening)·g."),
-            (mu * b_prev + (1 - tau) * g, "weight decay is missing: g = grad + weight_decay · param, before the momentum."),
-            (mu * b_prev + (1 - tau) * g + wd * p_prev,
-             "weight decay must be added to the gradient before momentum and dampening: g = grad + wd * param, "
-             "then v = μ·v + (1 - dampening)·g (your buffer adds wd·param after the (1 - dampening) factor)."),
-            (mu * b_prev + (1 - mu) * g_eff, "that is an exponential moving average (Adam's first moment); SGD "
-                                             "uses v = μ·v + (1 - dampening)·g."),
-            (g_eff, "the buffer does not carry over: v = μ·v + (1 - dampening)·g after the first step (is first_step "
-                    "read correctly?)."),
-            ((1 - tau) * g_eff + mu * 0, "the old buffer is ignored: v = μ·v + (1 - dampening)·g reads buf first."),
-        ]
-    return causes
+def _torch_sgd_step(param, grad, buf, lr, momentum, dampening, weight_decay, first_step, **_) -> tuple:
+    """(param, grad, buf) after one step of ``torch.optim.SGD`` from this state: the reference."""
+    import torch
+
+    tp = torch.tensor(np.array(param, dtype=np.float32), requires_grad=True)
+    opt = torch.optim.SGD([tp], lr=float(lr), momentum=float(momentum), dampening=float(dampening),
+                          weight_decay=float(weight_decay))
+    if not first_step:  # PyTorch's first step sets buf = g; later steps read the buffer
+        opt.state[tp]["momentum_buffer"] = torch.tensor(np.array(buf, dtype=np.float32))
+    tp.grad = torch.tensor(np.array(grad, dtype=np.float32))
+    opt.step()
+    return tp.detach().numpy().copy(), grad, opt.state[tp]["momentum_buffer"].numpy().copy()
+
+
+def _sgd_inputs(rng: np.random.Generator, c: Case) -> dict[str, object]:
+    """The state before step ``c.step`` of run ``c.run``: PyTorch's, from the run's own random parameter and
+    gradients (each case is made alone, so the run's data comes from its own generator)."""
+    cfg = SGD_RUNS[c.run]
+    r = np.random.default_rng((72, c.run))
+    state = {"param": r.standard_normal(c.n).astype(np.float32), "buf": np.zeros(c.n, np.float32)}
+    for k in range(c.step + 1):
+        state.update(grad=r.standard_normal(c.n).astype(np.float32), lr=np.float32(cfg["lrs"][k]),
+                     momentum=np.float32(cfg["momentum"]), dampening=np.float32(cfg["dampening"]),
+                     weight_decay=np.float32(cfg["weight_decay"]), first_step=np.int32(k == 0))
+        if k < c.step:
+            state["param"], _, state["buf"] = _torch_sgd_step(**state)
+    return state
+
+
+def _sgd_case(run: int, step: int, n: int = 101, threads: int = 32) -> Case:
+    return Case(grid=blocks_for(n, threads), block=threads, sizes={"n": n, "run": run, "step": step})
+
+
+def _g(a: Attempt) -> np.ndarray:
+    """The gradient with weight decay, as PyTorch uses it: g = grad + weight_decay * param."""
+    return a.grad + a.weight_decay * a.param
+
+
+def _buf_cause(first: bool, mistake, message: str) -> Cause:
+    """A mistake in the momentum buffer, on the first step (first=True) or on a later one."""
+    same = equals(mistake, message, output="buf")
+    return Cause(lambda a: bool(a.first_step) == first and same.holds(a), message, output="buf")
+
+
+def _partly(a: Attempt) -> bool:
+    """Some elements changed, others still hold their old value."""
+    same = a.got == a.inputs[a.output]
+    return bool(same.any() and not same.all())
 
 
 _PARTLY = ("some elements were updated and others not: too few threads for the array, or a bounds guard that is "
            "too strict (a grid-stride loop must run while i < param.size).")
+_TEXTBOOK = ("your buffer holds v = μv - lr·g, the textbook convention. PyTorch keeps v = μv + (1 - dampening)·g and "
+             "subtracts lr·v from p.")
 
 
-def _partly(before: np.ndarray):
-    """A cause predicate: some elements changed, others still hold their old value."""
-    def check(got: np.ndarray) -> bool:
-        same = got == before
-        return bool(same.any() and not same.all())
-
-    return check
+def _step_context(message: str, stage: str, c: Case) -> str:
+    """A failure during the runs says which step of which run it was."""
+    if stage == "float32":
+        return message
+    return f"✗ step {c.step + 1} of the run with {SGD_RUNS[c.run]['label']}: {message[2:]}"
 
 
-def _with_context(context: str, check, *args, **kwargs) -> None:
-    try:
-        check(*args, **kwargs)
-    except CheckFailed as exc:
-        raise CheckFailed(f"✗ {context}: {str(exc)[2:]}") from None
+SGD_MOMENTUM = KernelExercise(
+    number="07.1", task=f"write the kernel {SGD_CALL}", call=SGD_CALL, outputs=("param", "grad", "buf"),
+    inputs=_sgd_inputs, reference=_torch_sgd_step,
+    cases=tuple(_sgd_case(run, step) for run, cfg in enumerate(SGD_RUNS) for step in range(len(cfg["lrs"]))),
+    rtol=1e-5, atol=1e-6, tolerances={"grad": (0, 0)}, order=("grad", "buf", "param"),
+    causes=(
+        Cause(lambda a: True, "your kernel wrote into grad; it must only read it (keep g in a local variable).",
+              output="grad"),
+        Cause(_partly, _PARTLY, output="buf"),
+        _buf_cause(True, lambda a: (1 - a.dampening) * _g(a), "on the first step PyTorch sets buf = g, without the "
+                   "(1 - dampening) factor: test first_step and start the buffer at the gradient."),
+        _buf_cause(True, lambda a: -a.lr * _g(a), "your buffer holds -lr·g: that is the textbook convention v = μv - "
+                   "lr·g, p += v. PyTorch keeps v = μv + (1 - dampening)·g and subtracts lr·v from p; the two agree "
+                   "only while lr never changes, and the buffer (saved in checkpoints) differs."),
+        _buf_cause(True, lambda a: a.grad, "weight decay is missing: g = grad + weight_decay · param, before the "
+                                           "momentum."),
+        _buf_cause(False, lambda a: a.momentum * a.buf - a.lr * _g(a), _TEXTBOOK),
+        _buf_cause(False, lambda a: a.momentum * a.buf + _g(a), "dampening is missing: v = μ·v + (1 - dampening)·g."),
+        _buf_cause(False, lambda a: a.momentum * a.buf + (1 - a.dampening) * a.grad,
+                   "weight decay is missing: g = grad + weight_decay · param, before the momentum."),
+        _buf_cause(False, lambda a: a.momentum * a.buf + (1 - a.dampening) * a.grad + a.weight_decay * a.param,
+                   "weight decay must be added to the gradient before momentum and dampening: g = grad + wd * param, "
+                   "then v = μ·v + (1 - dampening)·g (your buffer adds wd·param after the (1 - dampening) factor)."),
+        _buf_cause(False, lambda a: a.momentum * a.buf + (1 - a.momentum) * _g(a),
+                   "that is an exponential moving average (Adam's first moment); SGD uses v = μ·v + (1 - dampening)·g."),
+        _buf_cause(False, _g, "the buffer does not carry over: v = μ·v + (1 - dampening)·g after the first step (is "
+                              "first_step read correctly?)."),
+        _buf_cause(False, lambda a: (1 - a.dampening) * _g(a), "the old buffer is ignored: v = μ·v + (1 - dampening)·g "
+                                                               "reads buf first."),
+        Cause(_partly, _PARTLY, output="param"),
+        equals(lambda a: a.param, "param did not change: p -= lr · v.", output="param"),
+        equals(lambda a: a.param - a.lr * _g(a), "you stepped with the gradient, not the momentum buffer: p -= lr · v.",
+               output="param"),
+        equals(lambda a: a.param + a.lr * a.wants["buf"], "the step goes the wrong way: p -= lr · v.", output="param"),
+        equals(lambda a: a.param - a.wants["buf"], "the learning rate is missing: p -= lr · v.", output="param"),
+        equals(lambda a: a.param + a.wants["buf"], "p += v belongs to the textbook convention v = μv - lr·g; PyTorch's "
+                                                   "is p -= lr · v.", output="param"),
+    ),
+    frame=_step_context,
+    float32=SGD_SIGNATURE,
+    success=lambda f: (f"your kernel matches torch.optim.SGD (parameter and momentum buffer) after each of "
+                       f"{len(SGD_RUNS[0]['lrs'])} steps, in two runs (weight decay; a changing learning rate with "
+                       f"dampening and weight decay), {f.n} elements with {f.grid} blocks of {f.block} threads; "
+                       f"{f.float32}."),
+)
 
 
-@exercise("07.1", f"write the kernel {SGD_CALL}")
-def check_sgd_momentum(kernel, n: int = 101, threads: int = 32) -> None:
+def check_sgd_momentum(kernel) -> None:
     """Exercise 07.1: one SGD-with-momentum step per launch, checked against ``torch.optim.SGD`` step by step.
 
     ``param`` and ``buf`` are updated in place, ``grad`` only read; ``first_step`` is 1 on the first step
-    (the buffer then holds zeros). Any thread mapping passes (one thread per element, grid-stride). The
-    parameter and the momentum buffer are compared with PyTorch's after every step, and float32 is
-    checked in the PTX.
+    (the buffer then holds zeros). Any thread mapping passes (one thread per element, grid-stride): 101
+    elements, blocks of 32 threads. The gradient, the momentum buffer and the parameter are compared with
+    PyTorch's after every step (each step starts from PyTorch's state), and float32 is checked in the PTX.
     """
-    import torch
-
-    r = np.random.default_rng(72)
-    grid = blocks_for(n, threads)
-    for cfg in SGD_RUNS:
-        p0 = r.standard_normal(n).astype(np.float32)
-        tp = torch.tensor(p0.copy(), requires_grad=True)
-        opt = torch.optim.SGD([tp], lr=cfg["lrs"][0], momentum=cfg["momentum"], dampening=cfg["dampening"],
-                              weight_decay=cfg["weight_decay"])
-        param, buf = p0.copy(), np.zeros(n, dtype=np.float32)
-        for k, lr in enumerate(cfg["lrs"]):
-            g = r.standard_normal(n).astype(np.float32)
-            opt.param_groups[0]["lr"] = lr
-            tp.grad = torch.from_numpy(g.copy())
-            opt.step()
-            want_p, want_b = tp.detach().numpy().copy(), opt.state[tp]["momentum_buffer"].numpy().copy()
-            extra = (np.float32(lr), np.float32(cfg["momentum"]), np.float32(cfg["dampening"]),
-                     np.float32(cfg["weight_decay"]), np.int32(k == 0))
-            context = f"step {k + 1} of the run with {cfg['label']}"
-            try:
-                run = run_kernel(kernel, grid, threads, [], [(n,), (n,), (n,)], extra=extra,
-                                 initial=[param, g, buf], output_names=("param", "grad", "buf"), call=SGD_CALL)
-            except CheckFailed as exc:
-                raise CheckFailed(f"✗ {context}: {str(exc)[2:]}") from None
-            got_p, got_g, got_b = run.outputs
-            _with_context(context, compare, "grad", got_g, g, rtol=0, atol=0, run=run, causes=[
-                (lambda got: True, "your kernel wrote into grad; it must only read it (keep g in a local variable).")])
-            _with_context(context, compare, "buf", got_b, want_b, rtol=1e-5, atol=1e-6, run=run, causes=[
-                (_partly(buf), _PARTLY),
-                *_buf_causes(g, buf, param, lr, cfg["momentum"], cfg["dampening"], cfg["weight_decay"], k == 0)])
-            _with_context(context, compare, "param", got_p, want_p, rtol=1e-5, atol=1e-6, run=run, causes=[
-                (_partly(param), _PARTLY),
-                (param, "param did not change: p -= lr · v."),
-                (param - lr * (g + cfg["weight_decay"] * param), "you stepped with the gradient, not the momentum "
-                                                                 "buffer: p -= lr · v."),
-                (param + lr * want_b, "the step goes the wrong way: p -= lr · v."),
-                (param - want_b, "the learning rate is missing: p -= lr · v."),
-                (param + want_b, "p += v belongs to the textbook convention v = μv - lr·g; PyTorch's is p -= lr · v."),
-            ])
-            param, buf = got_p.copy(), got_b.copy()
-    f32 = require_float32(kernel, SGD_SIGNATURE)
-    passed(f"your kernel matches torch.optim.SGD (parameter and momentum buffer) after each of {len(SGD_RUNS[0]['lrs'])} "
-           f"steps, in two runs (weight decay; a changing learning rate with dampening and weight decay), {n} elements with "
-           f"{grid} blocks of {threads} threads; {f32}.")
+    SGD_MOMENTUM.check(kernel)
 
 
 # ---------------------------------------------------------------------------------------------- 07.2

@@ -1,10 +1,19 @@
-"""Checks of notebook 08's exercises: your ReLU kernels inside LeNet, the feature-map shapes, and accuracy."""
+"""Checks of notebook 08's exercises: your ReLU kernels inside LeNet, the feature-map shapes, and accuracy.
+
+The ReLU kernels alone are declared (:data:`RELU_KERNELS`). The rest stay procedures: LeNet trained beside
+PyTorch compares losses, not kernel outputs; ``feature_shapes`` returns shapes (tuples of different lengths,
+each with its own hint), not numbers; ``accuracy`` is judged also by how it calls back ``logits_of`` (batch
+sizes, every image once), not only by what it returns.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from nbkit.checks._core import CheckFailed, compare, exercise, fail, passed
+from nbkit.checks.exercise import Case, Cause, ExerciseGroup, KernelExercise
+from nbkit.core.launch import blocks_for, threads_1d
+from nbkit.nn import reference as ref
 
 __all__ = ["CheckFailed", "check_accuracy", "check_feature_shapes", "check_relu_in_lenet", "relu_backend"]
 
@@ -42,26 +51,55 @@ def relu_backend(forward_kernel, backward_kernel, base=None):
                    relu_backward=relu_backward)
 
 
+def _relu_inputs(rng: np.random.Generator, c: Case) -> dict[str, object]:
+    """Awkward values: -0, 0 and ±1e-30 (ReLU'(0) = 0, as in PyTorch), an odd length."""
+    x = np.array([-2.0, -0.0, 0.0, 1e-30, 3.5, -1e-30, 7.0, -7.0] * 13, dtype=np.float32)[:c.n]
+    return {"x": x, "dout": np.linspace(-1, 1, c.n).astype(np.float32)}
+
+
+_RELU_CASES = (Case(grid=blocks_for(101, threads_1d(101)), block=threads_1d(101), sizes={"n": 101}),)
+
+RELU_KERNELS = ExerciseGroup(
+    number="08.1", task="the two ReLU kernels my_relu_forward_kernel and my_relu_backward_kernel",
+    parts=(
+        KernelExercise(
+            number="08.1", task="the kernel my_relu_forward_kernel(x, y)", call="my_relu_forward_kernel(x, y)",
+            outputs=("y",), names={"y": "relu_forward(x)"}, inputs=_relu_inputs,
+            reference=lambda x, dout: ref.relu_forward(x.astype(np.float64)), cases=_RELU_CASES, rtol=0, atol=0,
+        ),
+        KernelExercise(
+            number="08.1", task="the kernel my_relu_backward_kernel(dout, x, dx)",
+            call="my_relu_backward_kernel(dout, x, dx)", outputs=("dx",), names={"dx": "relu_backward(dout, x)"},
+            inputs=_relu_inputs, reference=lambda x, dout: ref.relu_backward(dout.astype(np.float64), x),
+            cases=_RELU_CASES, rtol=0, atol=0,
+            before=(
+                Cause(lambda a: np.allclose(a.got, a.dout * (a.x >= 0)) and not np.allclose(a.got, a.want),
+                      "relu_backward passes the gradient where x == 0; PyTorch (and the course) use ReLU'(0) = 0: "
+                      "compare with x > 0, not x >= 0."),
+            ),
+        ),
+    ),
+    success=lambda f: f"your ReLU kernels are exact on {f.parts[0].n} awkward values (±0, ±1e-30, an odd length).",
+)
+
+
 @exercise("08.1", "the two ReLU kernels my_relu_forward_kernel and my_relu_backward_kernel")
 def check_relu_in_lenet(forward_kernel, backward_kernel, steps: int = 2) -> None:
-    """Your ReLU kernels alone on awkward values, then inside LeNet, trained beside PyTorch step for step."""
+    """Your ReLU kernels alone on awkward values (declared: :data:`RELU_KERNELS`), then inside LeNet, trained
+    beside PyTorch step for step.
+
+    The LeNet run stays a procedure: the kernels are launched by the network (through :func:`relu_backend`)
+    on whatever activations it makes, and what is compared is the loss of each training step with PyTorch's,
+    not an output of the kernels.
+    """
     import torch
 
     from nbkit.nn import lenet
-    from nbkit.nn import reference as ref
 
+    verdict = RELU_KERNELS.run(forward_kernel, backward_kernel, pictures=True)
+    if not verdict.passed:
+        return verdict.report()
     ops = relu_backend(forward_kernel, backward_kernel)
-    x = np.array([-2.0, -0.0, 0.0, 1e-30, 3.5, -1e-30, 7.0, -7.0] * 13, dtype=np.float32)[:101]  # odd length
-    dout = np.linspace(-1, 1, x.size).astype(np.float32)
-    got = ops.to_host(ops.relu_forward(ops.asarray(x)))
-    compare("relu_forward(x)", got, ref.relu_forward(x.astype(np.float64)), rtol=0, atol=0)
-    got = ops.to_host(ops.relu_backward(ops.asarray(dout), ops.asarray(x)))
-    want = ref.relu_backward(dout.astype(np.float64), x)
-    if np.allclose(got, dout * (x >= 0)) and not np.allclose(got, want):
-        fail("relu_backward passes the gradient where x == 0; PyTorch (and the course) use ReLU'(0) = 0: "
-             "compare with x > 0, not x >= 0.")
-    compare("relu_backward(dout, x)", got, want, rtol=0, atol=0)
-
     model, opt, tmodel, topt = lenet.twins(ops, seed=8)
     r = np.random.default_rng(8)
     for step in range(steps):

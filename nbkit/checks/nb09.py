@@ -4,13 +4,18 @@ The first two run the learner's kernel twice: once as a normal launch (outputs i
 buffers, so stray writes are caught) and once under the memory-access tracer (:mod:`nbkit.tracer`),
 which measures what the verdict claims: sectors per warp request, bank conflicts, shared-memory races.
 The tracer's numbers are a MODEL of the memory system without caches; the check says so.
+
+Both are declared (:data:`SCALE_ADD`, :data:`PADDED_TRANSPOSE`): the tracer's measurements are their proofs.
+09.3 stays a procedure: every block size that reaches the highest MODEL occupancy is right, so there is no
+single reference to compare with.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from nbkit.checks._core import compare, exercise, fail, passed, run_kernel, unwritten_cause
+from nbkit.checks._core import exercise, fail, passed
+from nbkit.checks.exercise import NEVER_WRITTEN, Attempt, Case, Cause, KernelExercise, equals
 from nbkit.core.launch import blocks_for
 
 # A warp's 32 consecutive float32 are 128 bytes: 4 sectors of 32 bytes when aligned, 5 when not.
@@ -60,10 +65,40 @@ def _require_coalesced(t, what: str, run=None) -> tuple[float, int]:
 
 
 # --------------------------------------------------------------------------------------------------
-# 09.1 coalescing
+# 09.1 coalesced scale-add
 
-@exercise("09.1", "write the kernel scale_add(A, B, alpha, out) with coalesced accesses")
-def check_coalesced_scale_add(kernel, M: int = 40, N: int = 96) -> None:
+
+def _coalesced(a: Attempt) -> str:
+    """The tracer's sectors per warp request of the learner's launch, as the ✓ phrase; fails when not coalesced."""
+    out = np.zeros(a.got.shape, np.float32)
+    mean, worst = _require_coalesced(_trace(a.run.kernel, a.case.grid, a.case.block, a.A, a.B, a.alpha, out),
+                                     "your kernel's output")
+    return f"coalesced: {mean:.2f} sectors per warp request on average, {worst} at most"
+
+
+SCALE_ADD = KernelExercise(
+    number="09.1", task="write the kernel scale_add(A, B, alpha, out) with coalesced accesses",
+    call="scale_add(A, B, alpha, out)", outputs=("out",),
+    inputs=lambda rng, c: {"A": rng.standard_normal((c.M, c.N)).astype(np.float32),
+                           "B": rng.standard_normal((c.M, c.N)).astype(np.float32), "alpha": np.float32(1.5)},
+    reference=lambda A, B, alpha: alpha * A.astype(np.float64) + B,
+    # the grid is smaller than the matrix: every thread loops (grid-stride) in both directions
+    cases=(Case(grid=(2, 2), block=(32, 8), sizes={"M": 40, "N": 96}),),
+    rtol=1e-5, atol=1e-5, seed=91,
+    causes=(
+        equals(lambda a: a.alpha * a.B.astype(np.float64) + a.A, "alpha multiplies B instead of A."),
+        Cause(lambda a: np.allclose(a.got[:, :min(a.M, a.N)], a.want[:, :min(a.M, a.N)], rtol=1e-5, atol=1e-5),
+              "the columns beyond the first M are missing: a loop over columns stops at the number of rows "
+              "(out.shape[0] where out.shape[1] is meant)."),
+        NEVER_WRITTEN,
+    ),
+    proofs={"coalesced": _coalesced},
+    success="out = alpha A + B is correct ({M}x{N}, grid-stride over a (2, 2) grid of (32, 8) blocks) and {coalesced} "
+            "(tracer; MODEL, no caches), against 32 for the strided kernel.",
+)
+
+
+def check_coalesced_scale_add(kernel) -> None:
     """Exercise 09.1: ``out = alpha A + B`` for (M, N) float32 matrices, launched with grid (2, 2) of (32, 8).
 
     The grid is smaller than the matrix on purpose: every thread loops (grid-stride) in both directions.
@@ -71,56 +106,18 @@ def check_coalesced_scale_add(kernel, M: int = 40, N: int = 96) -> None:
     multiple of 32 so that the 32 lanes of a warp run their loops equally often: the tracer groups a warp's
     accesses into requests by how often each lane executed an access site (see nbkit.tracer).
     """
-    r = np.random.default_rng(91)
-    A = r.standard_normal((M, N)).astype(np.float32)
-    B = r.standard_normal((M, N)).astype(np.float32)
-    alpha = np.float32(1.5)
-    grid, block = (2, 2), (32, 8)
-    run = run_kernel(kernel, grid, block, [A, B, alpha], [(M, N)], output_names=("out",),
-                     call="scale_add(A, B, alpha, out)")
-    want = alpha * A.astype(np.float64) + B
-    compare("out", run.outputs[0], want, rtol=1e-5, atol=1e-5, run=run, causes=[
-        (alpha * B.astype(np.float64) + A, "alpha multiplies B instead of A."),
-        (lambda got: np.allclose(got[:, :min(M, N)], want[:, :min(M, N)], rtol=1e-5, atol=1e-5),
-         "the columns beyond the first M are missing: a loop over columns stops at the number of rows "
-         "(out.shape[0] where out.shape[1] is meant)."),
-        unwritten_cause(run),
-    ])
-    out = np.zeros((M, N), np.float32)
-    t = _trace(kernel, grid, block, A, B, alpha, out)
-    mean, worst = _require_coalesced(t, "your kernel's output")
-    passed(f"out = alpha A + B is correct ({M}x{N}, grid-stride over a (2, 2) grid of (32, 8) blocks) and "
-           f"coalesced: {mean:.2f} sectors per warp request on average, {worst} at most (tracer; MODEL, "
-           f"no caches), against 32 for the strided kernel.")
+    SCALE_ADD.check(kernel)
 
 
 # --------------------------------------------------------------------------------------------------
 # 09.2 padded tile
 
-@exercise("09.2", "write the kernel transpose_padded(A, B) with a shared tile free of bank conflicts")
-def check_padded_transpose(kernel, M: int = 33, N: int = 45, tile: int = 32, rows: int = 8) -> None:
-    """Exercise 09.2: ``B = Aᵀ`` through a shared tile, launched like nbkit.kernels.transpose's kernels.
+_TILE, _ROWS = 32, 8
 
-    Block (32, 8), grid (ceil(N / 32), ceil(M / 32)). Checked: the transpose (first wrong index), then by the
-    tracer: shared memory is used, no n-way bank conflict (n > 1), no shared-memory race (missing
-    ``cuda.syncthreads``), and coalesced global reads and writes.
-    """
-    r = np.random.default_rng(92)
-    A = r.standard_normal((M, N)).astype(np.float32)
-    grid, block = (blocks_for(N, tile), blocks_for(M, tile)), (tile, rows)
-    run = run_kernel(kernel, grid, block, [A], [(N, M)], output_names=("B",), call="transpose_padded(A, B)")
-    compare("B", run.outputs[0], A.T, rtol=0, atol=0, run=run, causes=[
-        # the first tile only: past it, an untransposed tile read lands in another block's place
-        (lambda got: np.array_equal(got[:min(M, N, tile), :min(M, N, tile)], A[:min(M, N, tile), :min(M, N, tile)]),
-         "B holds A itself, not its transpose: the tile is read the way it was written (tile[ty, tx]); read it "
-         "transposed (tile[tx, ty + r])."),
-        (lambda got: bool(_trace(kernel, grid, block, A, np.zeros((N, M), np.float32)).races()),
-         "threads of a block race on the shared tile: the tracer saw a thread read a tile element that another "
-         "thread writes with no barrier between. Add cuda.syncthreads() between filling the tile and reading it."),
-        unwritten_cause(run),
-    ])
-    B = np.zeros((N, M), np.float32)
-    t = _trace(kernel, grid, block, A, B)
+
+def _tile_proof(a: Attempt) -> str:
+    """The tracer's measurements of the shared tile and the global requests, as the ✓ phrase; fails on a problem."""
+    t = _trace(a.run.kernel, a.case.grid, a.case.block, a.A, np.zeros(a.got.shape, np.float32))
     ways = t.bank_conflicts()
     if ways.size == 0:
         fail("B is correct, but your kernel never touched shared memory: this exercise stages the tile in "
@@ -135,13 +132,48 @@ def check_padded_transpose(kernel, M: int = 33, N: int = 45, tile: int = 32, row
         fail(f"B is correct, but the shared tile has a {worst.bank_ways}-way bank conflict ({int((ways > 1).sum())} "
              f"of {ways.size} shared requests conflict; measured by the tracer): the {worst.op} of {worst.array} at "
              f"line {worst.site.line} puts {worst.bank_ways} different 4-byte words of one warp request in the same "
-             f"bank. Likely cause: a tile of {tile} float32 per row is 128 bytes, so a tile column lies in one "
+             f"bank. Likely cause: a tile of {_TILE} float32 per row is 128 bytes, so a tile column lies in one "
              f"bank; pad each row by one element: cuda.shared.array((TILE, TILE_PAD), float32) "
              f"with TILE_PAD = TILE + 1 defined next to TILE (numba needs a constant shape).")
     mean, worst_spr = _require_coalesced(t, "your transpose")
-    passed(f"B = Aᵀ is correct ({M}x{N}), the shared tile has no bank conflict ({ways.size} shared requests, all "
-           f"1-way), no race between barriers, and global requests are coalesced ({mean:.2f} sectors per request, "
-           f"{worst_spr} at most). Measured by the tracer: a MODEL without caches.")
+    return (f"the shared tile has no bank conflict ({ways.size} shared requests, all 1-way), no race between barriers, "
+            f"and global requests are coalesced ({mean:.2f} sectors per request, {worst_spr} at most)")
+
+
+def _first_tile_untransposed(a: Attempt) -> bool:
+    """The first tile holds A itself (past it, an untransposed tile read lands in another block's place)."""
+    k = min(a.M, a.N, _TILE)
+    return np.array_equal(a.got[:k, :k], a.A[:k, :k])
+
+
+PADDED_TRANSPOSE = KernelExercise(
+    number="09.2", task="write the kernel transpose_padded(A, B) with a shared tile free of bank conflicts",
+    call="transpose_padded(A, B)", outputs=("B",),
+    inputs=lambda rng, c: {"A": rng.standard_normal((c.M, c.N)).astype(np.float32)},
+    reference=lambda A: A.T,
+    cases=(Case(grid=(blocks_for(45, _TILE), blocks_for(33, _TILE)), block=(_TILE, _ROWS), sizes={"M": 33, "N": 45}),),
+    rtol=0, atol=0, seed=92,
+    causes=(
+        Cause(_first_tile_untransposed, "B holds A itself, not its transpose: the tile is read the way it was written "
+                                        "(tile[ty, tx]); read it transposed (tile[tx, ty + r])."),
+        Cause(lambda a: bool(a.races), "threads of a block race on the shared tile: the tracer saw a thread read a tile "
+                                       "element that another thread writes with no barrier between. Add "
+                                       "cuda.syncthreads() between filling the tile and reading it."),
+        NEVER_WRITTEN,
+    ),
+    proofs={"tile": _tile_proof},
+    success="B = Aᵀ is correct ({M}x{N}), {tile}. Measured by the tracer: a MODEL without caches.",
+)
+
+
+def check_padded_transpose(kernel) -> None:
+    """Exercise 09.2: ``B = Aᵀ`` through a shared tile, launched like nbkit.kernels.transpose's kernels.
+
+    Block (32, 8), grid (ceil(N / 32), ceil(M / 32)) for A of shape (33, 45). Checked: the transpose (first
+    wrong index), then by the tracer: shared memory is used, no shared-memory race (missing
+    ``cuda.syncthreads``), no n-way bank conflict (n > 1), and coalesced global reads and writes.
+    """
+    PADDED_TRANSPOSE.check(kernel)
 
 
 # --------------------------------------------------------------------------------------------------

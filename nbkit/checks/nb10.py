@@ -1,10 +1,17 @@
-"""Checks for notebook 10 (data-parallel training): one ring step, and the time of an all-reduce on a link."""
+"""Checks for notebook 10 (data-parallel training): one ring step, and the time of an all-reduce on a link.
+
+10.2 is declared (:data:`ALLREDUCE_SECONDS`). 10.1 stays a procedure: its verdicts are worded per step
+("p=3, step 1: likely cause: ...", a wrong shape as "with p=3 ranks and chunks of 1, expected ..."), and its
+last test calls the answer p - 1 times in a chain (after the reduce-scatter rank r holds the full sum of
+chunk r + 1), which a case with one reference does not express.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from nbkit.checks._core import CheckFailed, compare, exercise, fail, passed
+from nbkit.checks.exercise import Attempt, Case, Cause, FunctionExercise
 from nbkit.nn.dist import all_gather_step, reduce_scatter_step, ring_allreduce_time
 
 
@@ -74,42 +81,87 @@ def check_reduce_scatter_step(fn) -> None:
            "chunk (r+1) mod p.")
 
 
-@exercise("10.2", "allreduce_seconds(n_params, bytes_per_param, p, bandwidth_GBps, latency_us)")
+def _number(value: object) -> bool:
+    """Whether ``float(value)`` works: the answer is a number of seconds."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _seconds_call(a: Attempt) -> str:
+    return (f"allreduce_seconds(n_params={a.n_params}, bytes_per_param={a.bytes_per_param}, p={a.p}, "
+            f"bandwidth_GBps={a.bandwidth_GBps}, latency_us={a.latency_us}) = {float(a.got):.6g} s, expected "
+            f"{float(a.want):.6g} s")
+
+
+def _ring(a: Attempt, nbytes: float, bandwidth: float, latency: float) -> float:
+    return ring_allreduce_time(nbytes, a.p, bandwidth, latency)
+
+
+# The usual mistakes: what each computes, from the case's inputs (bandwidth in GB/s, latency in µs).
+_SECONDS_MISTAKES = {
+    "bandwidth given in GB/s was used as GiB/s (2^30)":
+        lambda a: _ring(a, a.n_params * a.bytes_per_param, a.bandwidth_GBps * 2**30, a.latency_us * 1e-6),
+    "the factor 2 is missing: a ring all-reduce is a reduce-scatter AND an all-gather":
+        lambda a: _ring(a, a.n_params * a.bytes_per_param, a.bandwidth_GBps * 1e9, a.latency_us * 1e-6) / 2,
+    "each rank sends 2(p-1)/p of the gradient, not 2(p-1) times all of it":
+        lambda a: 2 * (a.p - 1) * a.latency_us * 1e-6 + 2 * (a.p - 1) * a.n_params * a.bytes_per_param / (
+            a.bandwidth_GBps * 1e9),
+    "the latency is paid once per step: 2(p-1) times, not once":
+        lambda a: a.latency_us * 1e-6 + 2 * (a.p - 1) / a.p * a.n_params * a.bytes_per_param / (a.bandwidth_GBps * 1e9),
+    "the latency is in microseconds: multiply by 1e-6":
+        lambda a: _ring(a, a.n_params * a.bytes_per_param, a.bandwidth_GBps * 1e9, a.latency_us),
+    "bytes were divided by a bandwidth in bits (GB/s is bytes)":
+        lambda a: _ring(a, a.n_params * a.bytes_per_param, a.bandwidth_GBps * 1e9 / 8, a.latency_us * 1e-6),
+    "the number of parameters was used instead of bytes (multiply by bytes_per_param)":
+        lambda a: _ring(a, a.n_params, a.bandwidth_GBps * 1e9, a.latency_us * 1e-6),
+}
+
+
+def _mistake(cause: str) -> Cause:
+    """A wrong time that equals what the mistake computes (where the mistake changes the time at all)."""
+    value = _SECONDS_MISTAKES[cause]
+
+    def holds(a: Attempt) -> bool:
+        wrong = not np.isclose(float(a.got), float(a.want), rtol=a.rtol, atol=a.atol)
+        return wrong and value(a) != float(a.want) and bool(np.isclose(float(a.got), value(a), rtol=a.rtol,
+                                                                           atol=a.atol))
+
+    return Cause(holds, lambda a: f"{_seconds_call(a)}. Likely cause: {cause}.")
+
+
+_SECONDS_CASES = ((62_006, 4, 2, 32.0, 0.0), (25_557_032, 4, 8, 300.0, 0.0), (25_557_032, 2, 4, 450.0, 5.0),
+                  (1_000_000, 4, 3, 32.0, 10.0), (7, 4, 1, 32.0, 5.0))
+
+ALLREDUCE_SECONDS = FunctionExercise(
+    number="10.2", task="allreduce_seconds(n_params, bytes_per_param, p, bandwidth_GBps, latency_us)",
+    call="allreduce_seconds(n_params, bytes_per_param, p, bandwidth_GBps, latency_us)", outputs=("seconds",),
+    inputs=lambda rng, c: dict(c.sizes),
+    reference=lambda n_params, bytes_per_param, p, bandwidth_GBps, latency_us: ring_allreduce_time(
+        n_params * bytes_per_param, p, bandwidth_GBps * 1e9, latency_us * 1e-6),
+    # 1 to 8 ranks, PCIe and NVLink bandwidths, with and without latency
+    cases=tuple(Case(sizes=dict(zip(("n_params", "bytes_per_param", "p", "bandwidth_GBps", "latency_us"), c)))
+                for c in _SECONDS_CASES),
+    rtol=1e-9, atol=1e-15,
+    # every wrong time is worded as the call and its two values; the table names the mistake where it can
+    before=(
+        Cause(lambda a: not _number(a.got),
+              lambda a: f"allreduce_seconds({a.n_params}, {a.bytes_per_param}, {a.p}, {a.bandwidth_GBps}, "
+                        f"{a.latency_us}) returned {a.got!r}: expected a number of seconds."),
+        *(_mistake(cause) for cause in _SECONDS_MISTAKES),
+        Cause(lambda a: not np.isclose(float(a.got), float(a.want), rtol=a.rtol, atol=a.atol),
+              lambda a: f"{_seconds_call(a)} = 2(p-1)·latency + 2(p-1)/p · n·b / bandwidth."),
+    ),
+    success=lambda f: (f"allreduce_seconds matches the ring model on {len(f.cases)} cases (1 to 8 ranks, PCIe and "
+                       "NVLink bandwidths, with and without latency)."),
+)
+
+
 def check_allreduce_seconds(fn) -> None:
     """Exercise 10.2: MODEL time of a ring all-reduce: 2(p-1) latency + 2(p-1)/p * bytes / bandwidth.
 
     ``bandwidth_GBps`` in GB/s (10^9 bytes per second, one direction), ``latency_us`` in microseconds.
     """
-    cases = [(62_006, 4, 2, 32.0, 0.0), (25_557_032, 4, 8, 300.0, 0.0), (25_557_032, 2, 4, 450.0, 5.0),
-             (1_000_000, 4, 3, 32.0, 10.0), (7, 4, 1, 32.0, 5.0)]
-    for n, b, p, bw, lat in cases:
-        want = ring_allreduce_time(n * b, p, bw * 1e9, lat * 1e-6)
-        got = fn(n, b, p, bw, lat)
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            fail(f"allreduce_seconds({n}, {b}, {p}, {bw}, {lat}) returned {got!r}: expected a number of seconds.")
-        if np.isclose(got, want, rtol=1e-9, atol=1e-15):
-            continue
-        nbytes = n * b
-        causes = {
-            "bandwidth given in GB/s was used as GiB/s (2^30)": ring_allreduce_time(nbytes, p, bw * 2**30, lat * 1e-6),
-            "the factor 2 is missing: a ring all-reduce is a reduce-scatter AND an all-gather":
-                ring_allreduce_time(nbytes, p, bw * 1e9, lat * 1e-6) / 2,
-            "each rank sends 2(p-1)/p of the gradient, not 2(p-1) times all of it":
-                2 * (p - 1) * lat * 1e-6 + 2 * (p - 1) * nbytes / (bw * 1e9),
-            "the latency is paid once per step: 2(p-1) times, not once":
-                lat * 1e-6 + 2 * (p - 1) / p * nbytes / (bw * 1e9),
-            "the latency is in microseconds: multiply by 1e-6": ring_allreduce_time(nbytes, p, bw * 1e9, lat),
-            "bytes were divided by a bandwidth in bits (GB/s is bytes)": ring_allreduce_time(nbytes, p, bw * 1e9 / 8, lat * 1e-6),
-            "the number of parameters was used instead of bytes (multiply by bytes_per_param)":
-                ring_allreduce_time(n, p, bw * 1e9, lat * 1e-6),
-        }
-        for cause, value in causes.items():
-            if want != value and np.isclose(got, value, rtol=1e-9, atol=1e-15):
-                fail(f"allreduce_seconds(n_params={n}, bytes_per_param={b}, p={p}, bandwidth_GBps={bw}, "
-                     f"latency_us={lat}) = {got:.6g} s, expected {want:.6g} s. Likely cause: {cause}.")
-        fail(f"allreduce_seconds(n_params={n}, bytes_per_param={b}, p={p}, bandwidth_GBps={bw}, latency_us={lat}) "
-             f"= {got:.6g} s, expected {want:.6g} s = 2(p-1)·latency + 2(p-1)/p · n·b / bandwidth.")
-    passed("allreduce_seconds matches the ring model on 5 cases (1 to 8 ranks, PCIe and NVLink bandwidths, with and "
-           "without latency).")
+    ALLREDUCE_SECONDS.check(fn)

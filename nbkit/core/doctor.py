@@ -7,7 +7,8 @@ import platform
 import sys
 from pathlib import Path
 
-from coursekit import setup_plan
+from nbkit.core import compat
+from nbkit.core.hw import sm_name
 from nbkit.core.mode import MODE
 
 
@@ -16,10 +17,6 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def _cuda_version(number: int | None) -> str:
-    return "unknown" if not number else f"{number // 1000}.{(number % 1000) // 10}"
 
 
 def report() -> str:
@@ -31,7 +28,7 @@ def report() -> str:
         f"  why                : {mode.reason}",
         f"  CUDA driver        : {'found' if mode.probe.driver_found else 'not found'}"
         f" ({mode.probe.detail})"
-        + (f"; driver supports CUDA {_cuda_version(mode.probe.driver_version)}" if mode.probe.driver_version else ""),
+        + (f"; driver supports CUDA {compat.cuda_version(mode.probe.driver_version)}" if mode.probe.driver_version else ""),
     ]
     if mode.name == "gpu" and mode.probe.usable:
         try:
@@ -51,15 +48,15 @@ def report() -> str:
             runtime = f"unknown ({type(exc).__name__})"
         lines += [
             f"  GPU                : {name}",
-            f"  compute capability : {cc[0]}.{cc[1]} (sm_{cc[0]}{cc[1]})",
+            f"  compute capability : {cc[0]}.{cc[1]} ({sm_name(tuple(cc))})",
             f"  CUDA runtime       : {runtime}",
         ]
     elif mode.name == "gpu":
         lines.append("  GPU                : none found; kernels can be compiled (e.g. to PTX) but not launched")
     else:
         lines.append("  GPU                : not used (simulator)")
-    problems = setup_plan.diagnose(mode.probe, setup_plan.installed_toolkit_major(), sys.executable,
-                                   in_course_venv=(Path(sys.prefix) / setup_plan.STAMP).exists())
+    problems = compat.diagnose(mode.probe, compat.installed_toolkit_major(), sys.executable,
+                               in_course_venv=(Path(sys.prefix) / compat.STAMP).exists())
     verdict = ("PROBLEM" if problems else "OK (driver, GPU and installed CUDA toolkit agree)" if mode.probe.usable
                else "no GPU, nothing to check")
     lines.append(f"  set-up check       : {verdict}")

@@ -15,13 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-# Limits shared by every compute capability from 5.0 to 9.0 (CUDA C Programming Guide, table
-# "Technical Specifications per Compute Capability").
-MAX_THREADS_PER_BLOCK = 1024
-MAX_BLOCK_DIM = (1024, 1024, 64)
-MAX_GRID_DIM = (2**31 - 1, 65535, 65535)
-MAX_STATIC_SHARED_BYTES = 48 * 1024  # per block; more needs dynamic shared memory and an opt-in
-WARP_SIZE = 32
+from nbkit.core.hw import MAX_BLOCK_DIM, MAX_GRID_DIM, MAX_STATIC_SHARED_BYTES, MAX_THREADS_PER_BLOCK, WARP_SIZE
 
 Dims = int | Sequence[int]
 
@@ -240,7 +234,7 @@ def _static_shared_bytes(fn: Callable) -> int:
             shape = eval(compile(ast.Expression(shape_node), "<shape>", "eval"), namespace)  # noqa: S307
             dtype = eval(compile(ast.Expression(dtype_node), "<dtype>", "eval"), namespace)  # noqa: S307
             itemsize = np.dtype(str(dtype) if not isinstance(dtype, type) else dtype).itemsize
-        except Exception:  # noqa: BLE001 - not a constant we can evaluate: leave it to the compiler
+        except Exception:  # noqa: BLE001, S112 - not a constant we can evaluate: leave it to the compiler
             continue
         count = math.prod(shape) if isinstance(shape, tuple) else int(shape)
         if count > 0:  # shape 0 declares dynamic shared memory, sized at launch

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from typing import Callable
 
@@ -83,14 +81,10 @@ def kernel(*signatures: str, device: bool = False, expect_f64: bool = False, nam
     return register
 
 
-def registered_kernels(load_all: bool = True) -> list[KernelSpec]:
-    """Every registered kernel; with ``load_all`` first import every module of :mod:`nbkit.kernels` so none is missed.
+def registered_kernels() -> list[KernelSpec]:
+    """Every kernel registered so far, by name: those of the modules imported until now.
 
-    Only the kernels are scanned: listing them must not import plotting, notebooks or torch.
+    :func:`nbkit.kernels.all_kernels` first imports every kernel module, so that none is missed (this layer
+    does not know the kernels above it).
     """
-    if load_all:
-        import nbkit.kernels
-
-        for info in pkgutil.iter_modules(nbkit.kernels.__path__, prefix="nbkit.kernels."):
-            importlib.import_module(info.name)
     return sorted(_REGISTRY.values(), key=lambda spec: spec.name)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import importlib.util
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,8 +30,8 @@ import numpy as np
 
 SUPPORTED = "numba-cuda 0.30 (on numba 0.68) or numba 0.68's built-in CUDA simulator"
 
-__all__ = ["SUPPORTED", "SimulatorInternalsError", "Internals", "internals", "which", "compiler_installed",
-           "as_dtype", "device_array_memory", "simulated_kernel", "is_simulated_kernel", "launch_context"]
+__all__ = ["SUPPORTED", "SimulatorInternalsError", "Internals", "internals", "which", "as_dtype", "device_array_memory",
+           "simulated_kernel", "is_simulated_kernel", "launch_context"]
 
 
 class SimulatorInternalsError(RuntimeError):
@@ -44,11 +43,6 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def compiler_installed() -> bool:
-    """Whether numba-cuda (the CUDA compiler: PTX, cubins) is installed, whichever simulator runs the kernels."""
-    return importlib.util.find_spec("numba_cuda") is not None
 
 
 def _numba_cuda_loaded() -> bool:

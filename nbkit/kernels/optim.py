@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from numba import cuda, float32
 
-from nbkit.core.launch import MAX_GRID_DIM, blocks_for, launch, threads_1d
+from nbkit.core.hw import MAX_GRID_DIM
+from nbkit.core.launch import blocks_for, launch, threads_1d
 from nbkit.core.mode import MODE
 from nbkit.core.registry import kernel
 

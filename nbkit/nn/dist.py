@@ -529,7 +529,7 @@ def _watch(ctx, world: int, limit: float, grace: float = 3.0) -> None:
             continue
         if os.access(ctx.error_files[r], os.R_OK):
             with open(ctx.error_files[r], "rb") as fh:
-                trace = pickle.load(fh)  # written by torch.multiprocessing in our own child: a traceback string
+                trace = pickle.load(fh)  # noqa: S301 - our own child wrote it (torch.multiprocessing): a traceback string
             last = [line for line in trace.strip().splitlines() if line.strip()][-1].strip()
             last = re.sub(r"\[[^\]]*\.(cc|cpp|h):\d+\] ", "", last)  # gloo's source location
             cut = last.find(". ", 40)
@@ -620,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
                     timed_steps=args.timed_steps, timeout_s=args.timeout)
     try:
         out = run_rank([cfg], rank, world, "env://", int(os.environ.get("LOCAL_RANK", 0)))[0]
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure of this rank: print it, exit 1, and torchrun names the rank
         traceback.print_exc()
         return 1
     digest = sum(float(np.abs(p).sum()) for p in out["params"])

@@ -28,10 +28,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbkit.core.hw import ARCHS, sm_name
 from nbkit.core.mode import MODE
-from nbkit.core.registry import KernelSpec, registered_kernels
-
-ARCHS: tuple[str, ...] = ("sm_75", "sm_80", "sm_90")
+from nbkit.core.registry import KernelSpec
+from nbkit.kernels import all_kernels
+from nbkit.perf.compiler import compile_ptx, run_in_gpu_mode
 
 
 class ToolMissing(RuntimeError):
@@ -77,16 +78,10 @@ def tools_available() -> str:
     return ""
 
 
-def _sm(cc) -> str:
-    from nbkit.perf.occupancy import arch
-
-    return arch(cc).name
-
-
 def ptx_to_cubin(ptx: str, cc="sm_80", max_registers: int | None = None) -> tuple[bytes, str]:
     """Compile PTX to a cubin with nvJitLink; returns the cubin and ptxas's verbose report (the info log)."""
     nvj = _nvjitlink()
-    options = [f"-arch={_sm(cc)}", "-Xptxas=-v", "-verbose"]  # ptxas's report, then the linker's
+    options = [f"-arch={sm_name(cc)}", "-Xptxas=-v", "-verbose"]  # ptxas's report, then the linker's
     if max_registers:
         options.append(f"-maxrregcount={int(max_registers)}")  # what numba passes for cuda.jit(max_registers=...)
     handle = nvj.create(len(options), options)
@@ -98,7 +93,7 @@ def ptx_to_cubin(ptx: str, cc="sm_80", max_registers: int | None = None) -> tupl
         except nvj.nvJitLinkError as exc:
             log = bytearray(nvj.get_error_log_size(handle))
             nvj.get_error_log(handle, log)
-            raise RuntimeError(f"nvJitLink could not compile the PTX for {_sm(cc)}: {exc}\n{log.decode(errors='replace')}")
+            raise RuntimeError(f"nvJitLink could not compile the PTX for {sm_name(cc)}: {exc}\n{log.decode(errors='replace')}")
         info = bytearray(nvj.get_info_log_size(handle))
         nvj.get_info_log(handle, info)
         cubin = bytearray(nvj.get_linked_cubin_size(handle))
@@ -338,10 +333,7 @@ _CACHE: dict[tuple[str, str, str], Build] = {}
 
 
 def _compile_here(spec: KernelSpec, signature: str, cc: str) -> dict:
-    from nbkit.perf.ptx import compile_ptx
-
-    a = int(cc[3:-1]), int(cc[-1])
-    ptx = compile_ptx(spec.py_func, signature, a, spec.device)
+    ptx = compile_ptx(spec.py_func, signature, cc, spec.device)
     cubin, log = ptx_to_cubin(ptx, cc, spec.max_registers)
     return {"name": spec.name, "signature": signature, "cc": cc, "log": log,
             "cubin": base64.b64encode(cubin).decode()}
@@ -360,7 +352,7 @@ def _spec_of(kernel, modules: tuple[str, ...] = ()) -> KernelSpec:
 
     for module in modules:
         importlib.import_module(module)
-    specs = registered_kernels()
+    specs = all_kernels()
     if isinstance(kernel, KernelSpec):
         return kernel
     if isinstance(kernel, str):
@@ -383,9 +375,9 @@ def build(kernels=None, archs=ARCHS, modules: tuple[str, ...] = ()) -> list[Buil
     reason = tools_available()
     if reason:
         raise ToolMissing(reason)
-    specs = registered_kernels() if kernels is None else [_spec_of(k, modules) for k in kernels]
+    specs = all_kernels() if kernels is None else [_spec_of(k, modules) for k in kernels]
     specs = [s for s in specs if not s.device]
-    ccs = [_sm(cc) for cc in archs]
+    ccs = [sm_name(cc) for cc in archs]
     wanted = [(s.name, sig, cc) for s in specs for sig in s.signatures for cc in ccs]
     missing = [w for w in wanted if w not in _CACHE]
     if missing:
@@ -401,18 +393,14 @@ def build(kernels=None, archs=ARCHS, modules: tuple[str, ...] = ()) -> list[Buil
 
 
 def _compile_in_subprocess(names: list[str], ccs: list[str], modules: tuple[str, ...]) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    env["NBKIT_MODE"] = "gpu"
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [root, *sys.path, env.get("PYTHONPATH", "")] if p)
-    args = [sys.executable, "-m", "nbkit.perf.cubin", "--records"]
+    args = ["-m", "nbkit.perf.cubin", "--records"]
     for n in names:
         args += ["--kernel", n]
     for cc in ccs:
         args += ["--arch", cc]
     for m in modules:
         args += ["--module", m]
-    r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+    r = run_in_gpu_mode(args, timeout=900)
     if r.returncode != 0 or not r.stdout.strip():
         raise RuntimeError(f"compiling in a fresh process (NBKIT_MODE=gpu) failed:\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -425,7 +413,7 @@ def _one(kernel, cc, signature: str | None) -> Build:
     sig = signature or spec.signatures[0]
     if sig not in spec.signatures:
         raise ValueError(f"{spec.name} has no registered signature {sig!r}; registered: {spec.signatures}")
-    cc = _sm(cc)
+    cc = sm_name(cc)
     if (spec.name, sig, cc) not in _CACHE:
         build([spec], archs=(cc,))
     return _CACHE[(spec.name, sig, cc)]
@@ -473,7 +461,7 @@ def sass_counts(kernel, cc="sm_80", signature: str | None = None) -> SassCounts:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kernel", action="append", default=[], help="registered kernel name (default: all)")
-    parser.add_argument("--arch", action="append", default=[], help="e.g. sm_80 (default: sm_75, sm_80, sm_90)")
+    parser.add_argument("--arch", action="append", default=[], help=f"e.g. sm_80 (default: {', '.join(ARCHS)})")
     parser.add_argument("--module", action="append", default=[], help="also import this module (it may register kernels)")
     parser.add_argument("--records", action="store_true", help="print one JSON list of raw records (used internally)")
     parser.add_argument("--sass", action="store_true", help="print the SASS and its counts (first signature)")
@@ -486,8 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.records:
         if MODE.is_simulator:
             raise SystemExit("--records needs NBKIT_MODE=gpu (the real CUDA target; no GPU is needed)")
-        specs = [_spec_of(k) for k in args.kernel] if args.kernel else registered_kernels()
-        print(json.dumps([_compile_here(s, sig, _sm(cc)) for s in specs if not s.device
+        specs = [_spec_of(k) for k in args.kernel] if args.kernel else all_kernels()
+        print(json.dumps([_compile_here(s, sig, sm_name(cc)) for s in specs if not s.device
                           for sig in s.signatures for cc in archs]))
         return 0
     builds = build(args.kernel or None, archs, tuple(args.module))

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-WARP_SIZE = 32
-MAX_THREADS_PER_BLOCK = 1024
+from nbkit.core.hw import MAX_THREADS_PER_BLOCK, WARP_SIZE, Arch, sm_name
 
 
 @dataclass(frozen=True)
@@ -44,13 +43,9 @@ class ArchLimits:
     shared_allocation_unit: int = 128  # bytes
     reserved_shared_per_block: int = 0  # bytes the driver keeps per block (cc >= 8.0: 1 KiB)
 
-    @property
-    def cc(self) -> tuple[int, int]:
-        return int(self.name[3:-1]), int(self.name[-1])
-
 
 KIB = 1024
-ARCHS: dict[str, ArchLimits] = {a.name: a for a in (
+LIMITS: dict[str, ArchLimits] = {a.name: a for a in (  # by nbkit.core.hw.sm_name
     ArchLimits("sm_70", "V100", 64, 32, shared_per_sm=96 * KIB, max_shared_per_block=96 * KIB, shared_allocation_unit=256),
     ArchLimits("sm_75", "T4", 32, 16, shared_per_sm=64 * KIB, max_shared_per_block=64 * KIB, shared_allocation_unit=256),
     ArchLimits("sm_80", "A100", 64, 32, shared_per_sm=164 * KIB, max_shared_per_block=163 * KIB,
@@ -64,18 +59,14 @@ ARCHS: dict[str, ArchLimits] = {a.name: a for a in (
 )}
 
 
-def arch(cc: str | tuple[int, int] | ArchLimits) -> ArchLimits:
-    """The limits for ``cc`` given as ``"sm_80"``, ``"8.0"``, ``"80"`` or ``(8, 0)``."""
+def arch(cc: Arch | ArchLimits) -> ArchLimits:
+    """The limits for ``cc`` given as ``"sm_80"``, ``"8.0"``, ``"80"`` or ``(8, 0)`` (see :func:`nbkit.core.hw.sm_name`)."""
     if isinstance(cc, ArchLimits):
         return cc
-    if isinstance(cc, tuple) and len(cc) == 2:
-        key = f"sm_{cc[0]}{cc[1]}"
-    else:
-        text = str(cc).strip().lower().replace("compute_", "sm_")
-        key = "sm_" + text.replace(".", "") if not text.startswith("sm_") else text
-    if key not in ARCHS:
-        raise ValueError(f"unknown architecture {cc!r}; known: {', '.join(ARCHS)} (also written '8.0' or (8, 0))")
-    return ARCHS[key]
+    key = sm_name(cc)
+    if key not in LIMITS:
+        raise ValueError(f"unknown architecture {key!r}; known: {', '.join(LIMITS)} (also written '8.0' or (8, 0))")
+    return LIMITS[key]
 
 
 def _round_up(x: int, unit: int) -> int:
@@ -107,7 +98,8 @@ class Occupancy:
                 f"{self.shared_bytes_per_block} B shared/block)")
 
 
-def occupancy(cc, threads_per_block: int, registers_per_thread: int, shared_bytes_per_block: int = 0) -> Occupancy:
+def occupancy(cc: Arch | ArchLimits, threads_per_block: int, registers_per_thread: int,
+              shared_bytes_per_block: int = 0) -> Occupancy:
     """Active blocks, warps and occupancy per SM, and what limits them, by the occupancy calculator's rules.
 
     ``shared_bytes_per_block`` is static plus dynamic shared memory of one block. A configuration that
@@ -147,7 +139,7 @@ def occupancy(cc, threads_per_block: int, registers_per_thread: int, shared_byte
                      blocks * warps_per_block, a.max_warps_per_sm, limits, limited_by)
 
 
-def occupancy_by_block_size(cc, registers_per_thread: int, shared_bytes_per_block: int = 0,
+def occupancy_by_block_size(cc: Arch | ArchLimits, registers_per_thread: int, shared_bytes_per_block: int = 0,
                             block_sizes=tuple(range(32, 1025, 32))) -> list[Occupancy]:
     """Occupancy for each block size at a fixed register count and shared memory (for a plot vs block size)."""
     return [occupancy(cc, n, registers_per_thread, shared_bytes_per_block) for n in block_sizes]

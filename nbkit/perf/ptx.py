@@ -1,10 +1,11 @@
 """Prove, with no GPU present, that every nbkit kernel compiles for real hardware.
 
-``numba.cuda.compile_ptx`` runs the whole CUDA compiler (NVVM) on the CPU. This module compiles
-every registered kernel (see :mod:`nbkit.core.registry`) for several compute capabilities and checks the
-PTX: a float32 kernel must not contain a single ``.f64`` instruction (a stray ``0.5`` literal or a
-``math`` call on a float64 makes a consumer GPU run at 1/64 speed), and its static shared memory
-must match what :func:`nbkit.core.launch.static_shared_bytes` reads from the source.
+``numba.cuda.compile_ptx`` runs the whole CUDA compiler (NVVM) on the CPU (see :mod:`nbkit.perf.compiler`).
+This module compiles every registered kernel (see :func:`nbkit.kernels.all_kernels`) for the architectures in
+:data:`nbkit.core.hw.ARCHS` and checks the PTX: a float32 kernel must not contain a single float64
+instruction (see :func:`f64_instructions`; a stray ``0.5`` literal or a ``math`` call on a float64 makes a
+consumer GPU run at 1/64 speed), and its static shared memory must match what
+:func:`nbkit.core.launch.static_shared_bytes` reads from the source.
 
 It is also a resource test: each kernel's PTX is compiled on to a cubin by nvJitLink (see
 :mod:`nbkit.perf.cubin`), and ptxas's own report must show no register spills (unless the kernel is
@@ -19,35 +20,23 @@ fresh process with ``NBKIT_MODE=gpu`` (no GPU is needed to compile).
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import json
-import os
 import re
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
-from nbkit.core.launch import MAX_STATIC_SHARED_BYTES, static_shared_bytes
+from nbkit.core.hw import ARCHS, MAX_STATIC_SHARED_BYTES, Arch, sm_name
+from nbkit.core.launch import static_shared_bytes
 from nbkit.core.mode import MODE
-from nbkit.core.registry import KernelSpec, registered_kernels
-
-ARCHS: tuple[tuple[int, int], ...] = ((7, 5), (8, 0), (9, 0))  # Turing, Ampere, Hopper
+from nbkit.core.registry import KernelSpec
+from nbkit.kernels import all_kernels
+from nbkit.perf.compiler import compile_ptx, run_in_gpu_mode
+from nbkit.perf.cubin import parse_ptxas_report, ptx_to_cubin, tools_available
+from nbkit.perf.occupancy import occupancy
 
 _SHARED_DECL = re.compile(r"^\s*(?:\.visible\s+|\.extern\s+)?\.shared\s+\.align\s+\d+\s+\.b8\s+\S+?\[(\d*)\]", re.M)
-_F64 = re.compile(r"\.f64\b")
-
-
-@functools.lru_cache(maxsize=None)
-def compile_ptx(py_func, signature: str, cc: tuple[int, int], device: bool = False) -> str:
-    """PTX text for one kernel and one signature, compiled for compute capability ``cc`` (cached per process)."""
-    from numba import cuda
-
-    if MODE.is_simulator:
-        raise RuntimeError("PTX needs the real CUDA target; the simulator is active. "
-                           "Run in a fresh process with NBKIT_MODE=gpu (no GPU is needed to compile).")
-    ptx, _ = cuda.compile_ptx(py_func, signature, device=device, cc=cc)
-    return ptx
 
 
 def readable(ptx: str) -> str:
@@ -61,9 +50,21 @@ def readable(ptx: str) -> str:
     return "\n".join(keep)
 
 
-def f64_lines(ptx: str) -> list[str]:
-    """Instructions and registers in the PTX that use float64."""
-    return [line.strip() for line in ptx.splitlines() if _F64.search(line)]
+def f64_instructions(ptx: str) -> list[str]:
+    """The PTX instructions whose opcode has a float64 type (``mul.f64``, ``cvt.f64.f32``, ``@%p1 add.f64``,
+    ``ld.param.f64``), whitespace collapsed, one per line.
+
+    Declarations (``.reg .f64 %fd<5>;``, ``.param .f64 ...``), other directives and comments are left out:
+    they cost nothing at run time, and numba may declare float64 registers that no instruction uses.
+    """
+    found = []
+    for line in ptx.splitlines():
+        code = line.split("//", 1)[0]
+        words = code.split()
+        opcode = words[1] if words and words[0].startswith("@") and len(words) > 1 else words[0] if words else ""
+        if not opcode.startswith(".") and "f64" in opcode.split(".")[1:]:
+            found.append(" ".join(words))
+    return found
 
 
 def ptx_shared_bytes(ptx: str) -> int:
@@ -79,18 +80,15 @@ class KernelReport:
     ok: bool
     problems: list[str] = field(default_factory=list)
     shared_bytes: int = 0
-    f64_lines: int = 0
+    f64_lines: int = 0  # PTX lines that are float64 instructions (see f64_instructions)
     registers: int | None = None  # from ptxas's report (None: not compiled to a cubin)
     spill_bytes: int | None = None  # spill stores + spill loads
     stack_bytes: int | None = None
     occupancy: float | None = None  # MODEL, for the registered block size
 
 
-def resource_problems(spec: KernelSpec, cc: tuple[int, int], ptx: str, report: KernelReport) -> list[str]:
+def resource_problems(spec: KernelSpec, cc: Arch, ptx: str, report: KernelReport) -> list[str]:
     """Compile the PTX to a cubin, record ptxas's figures in ``report`` and list the resource problems."""
-    from nbkit.perf.cubin import parse_ptxas_report, ptx_to_cubin
-    from nbkit.perf.occupancy import occupancy
-
     _, log = ptx_to_cubin(ptx, cc, spec.max_registers)
     res = next(iter(parse_ptxas_report(log).values()))
     report.registers, report.stack_bytes = res.registers, res.stack_bytes
@@ -110,10 +108,8 @@ def resource_problems(spec: KernelSpec, cc: tuple[int, int], ptx: str, report: K
     return problems
 
 
-def check_spec(spec: KernelSpec, archs: tuple[tuple[int, int], ...] = ARCHS) -> list[KernelReport]:
+def check_spec(spec: KernelSpec, archs: Sequence[Arch] = ARCHS) -> list[KernelReport]:
     """Compile one kernel for every signature and architecture, and list what is wrong with each."""
-    from nbkit.perf.cubin import tools_available
-
     reports = []
     source_shared = None if spec.device else static_shared_bytes(spec.py_func)
     cubins = not spec.device and not tools_available()
@@ -121,18 +117,18 @@ def check_spec(spec: KernelSpec, archs: tuple[tuple[int, int], ...] = ARCHS) -> 
         for cc in archs:
             problems: list[str] = []
             shared = n_f64 = 0
-            report = KernelReport(spec.name, signature, f"sm_{cc[0]}{cc[1]}", True)
+            report = KernelReport(spec.name, signature, sm_name(cc), True)
             try:
                 ptx = compile_ptx(spec.py_func, signature, cc, spec.device)
             except Exception as exc:  # noqa: BLE001 - report any compiler error as a failure
                 problems.append(f"does not compile: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
             else:
-                bad = f64_lines(ptx)
+                bad = f64_instructions(ptx)
                 n_f64 = len(bad)
                 if spec.expect_f64 and not bad:
-                    problems.append("this demonstration of float64 promotion compiles without any .f64 line")
+                    problems.append("this demonstration of float64 promotion compiles without any float64 instruction")
                 elif spec.float32_only and bad and not spec.expect_f64:
-                    problems.append(f"float32 kernel contains {len(bad)} .f64 line(s), e.g. {bad[:3]}: look for "
+                    problems.append(f"float32 kernel contains {len(bad)} float64 instruction(s), e.g. {bad[:3]}: look for "
                                     "literals mixed with float32 values, like 0.5 (write float32(0.5)) or "
                                     "max(x, 0) (write max(x, float32(0))), or float64 math")
                 shared = ptx_shared_bytes(ptx)
@@ -151,13 +147,13 @@ def check_spec(spec: KernelSpec, archs: tuple[tuple[int, int], ...] = ARCHS) -> 
     return reports
 
 
-def check_all(extra_modules: tuple[str, ...] = (), archs: tuple[tuple[int, int], ...] = ARCHS,
+def check_all(extra_modules: tuple[str, ...] = (), archs: Sequence[Arch] = ARCHS,
               only: str = "") -> list[KernelReport]:
     """Check every registered kernel whose name starts with ``only``, after importing ``extra_modules``."""
     for module in extra_modules:
         importlib.import_module(module)
     reports = []
-    for spec in registered_kernels():
+    for spec in all_kernels():
         if spec.name.startswith(only):
             reports.extend(check_spec(spec, archs))
     return reports
@@ -171,21 +167,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", metavar="PREFIX", help="check only kernels whose name starts with this")
     args = parser.parse_args(argv)
     if MODE.is_simulator:
-        env = dict(os.environ, NBKIT_MODE="gpu")
-        env.pop("NUMBA_ENABLE_CUDASIM", None)
         argv = sys.argv[1:] if argv is None else argv
-        return subprocess.run([sys.executable, "-m", "nbkit.perf.ptx", *argv], env=env).returncode
+        return run_in_gpu_mode(["-m", "nbkit.perf.ptx", *argv], capture=False).returncode
     if args.show:
         for module in args.module:
             importlib.import_module(module)
-        matches = [s for s in registered_kernels() if s.name == args.show or s.name.endswith("." + args.show)]
+        matches = [s for s in all_kernels() if s.name == args.show or s.name.endswith("." + args.show)]
         if len(matches) != 1:
             print(f"no single registered kernel is called {args.show!r}; known: "
-                  f"{', '.join(s.name for s in registered_kernels())}", file=sys.stderr)
+                  f"{', '.join(s.name for s in all_kernels())}", file=sys.stderr)
             return 2
         spec = matches[0]
         print(f"// PTX of {spec.name} for {spec.signatures[0]}, sm_80 (names shortened, parameters left out)")
-        print(readable(compile_ptx(spec.py_func, spec.signatures[0], (8, 0), spec.device)))
+        print(readable(compile_ptx(spec.py_func, spec.signatures[0], "sm_80", spec.device)))
         return 0
     reports = check_all(tuple(args.module), only=args.only)
     if args.json:

@@ -33,7 +33,7 @@ module), :mod:`~nbkit.tracer.runner` (blocks on the simulator's threads), :mod:`
 The simulator's internals are reached only through :mod:`nbkit.core.simulator`.
 """
 
-from nbkit.tracer.analysis import Race, Site, Trace, WriteMap
+from nbkit.tracer.analysis import Race, Trace, WriteMap
 from nbkit.tracer.launch import trace
 from nbkit.tracer.memory import (
     BANK_BYTES,
@@ -45,7 +45,7 @@ from nbkit.tracer.memory import (
     SPACES,
     WARP_SIZE,
 )
-from nbkit.tracer.record import ArrayInfo, TraceError, TraceIndexError
+from nbkit.tracer.record import ArrayInfo, Site, TraceError, TraceIndexError
 from nbkit.tracer.requests import Request
 
 __all__ = ["Trace", "TraceError", "TraceIndexError", "Request", "Race", "WriteMap", "Site", "ArrayInfo", "trace",

@@ -16,24 +16,12 @@ from typing import Iterable
 import numpy as np
 
 from nbkit.tracer.memory import ATOMIC, OPS, READ, SECTOR_BYTES, SPACES, WARP_SIZE, WRITE
-from nbkit.tracer.record import ArrayInfo, Recorder, flat_indices
+from nbkit.tracer.record import ArrayInfo, Recorder, Site, flat_indices
 from nbkit.tracer.requests import Request, RequestTable
 
 _REC_DTYPE = np.dtype([("block", np.int32), ("thread", np.int32), ("warp", np.int32), ("array", np.int16),
                        ("element", np.int64), ("op", np.int8), ("site", np.int32), ("epoch", np.int32),
                        ("seq", np.int64)])
-
-
-@dataclass(frozen=True)
-class Site:
-    """One access site: a subscript in the source (file, line, function)."""
-
-    file: str
-    line: int
-    function: str
-
-    def __str__(self) -> str:
-        return f"{self.function}:{self.line}"
 
 
 @dataclass(frozen=True)
@@ -218,7 +206,7 @@ class Trace:
     def _requests_table(self) -> RequestTable:
         """The one table of warp requests, built on first use."""
         if self._req is None:
-            self._req = RequestTable(self.records, self.arrays)
+            self._req = RequestTable(self.records, self.arrays, self.sites, self.block_index)
         return self._req
 
     def _req_mask(self, space: str | None, array: str | None, op: str | None) -> np.ndarray:
@@ -239,7 +227,7 @@ class Trace:
     def requests(self, space: str | None = None, array: str | None = None, op: str | None = None) -> list[Request]:
         """The warp-wide requests, optionally only of one space ('global'/'shared'), array or op."""
         q = self._requests_table()
-        return [Request(self, q, int(i)) for i in np.flatnonzero(self._req_mask(space, array, op))]
+        return [Request(q, int(i)) for i in np.flatnonzero(self._req_mask(space, array, op))]
 
     def sectors_per_request(self, array: str | None = None, op: str | None = None) -> np.ndarray:
         """32-byte sectors touched by each global-memory warp request (4 for 32 consecutive float32)."""

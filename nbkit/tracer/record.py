@@ -1,4 +1,5 @@
-"""Recording: the proxies a traced kernel sees instead of its arrays, and the log they append to.
+"""Recording: the proxies a traced kernel sees instead of its arrays, the log they append to, and what a record
+names (an array, a source site).
 
 Why: the hot path of tracing is one element access of one simulated thread; it must stay a NumPy access plus
 one tuple appended to a list. Everything else (element numbers, sites, requests) is worked out afterwards,
@@ -57,6 +58,18 @@ class ArrayInfo:
         """``out[37]`` or ``sA[0, 6]``."""
         idx = np.unravel_index(int(flat), self.shape) if self.shape else ()
         return f"{self.name}[{', '.join(str(int(i)) for i in idx)}]"
+
+
+@dataclass(frozen=True)
+class Site:
+    """One access site: a subscript in the source (file, line, function)."""
+
+    file: str
+    line: int
+    function: str
+
+    def __str__(self) -> str:
+        return f"{self.function}:{self.line}"
 
 
 class Recorder:

@@ -7,22 +7,20 @@ per-request view and the totals cannot disagree.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import numpy as np
 
 from nbkit.tracer import memory
 from nbkit.tracer.memory import OPS, SPACES, WARP_SIZE
-
-if TYPE_CHECKING:
-    from nbkit.tracer.analysis import Site, Trace
-    from nbkit.tracer.record import ArrayInfo
+from nbkit.tracer.record import ArrayInfo, Site
 
 
 class RequestTable:
     """The warp requests of one trace. A request is the n-th execution of one access site (of one array, one op)
     by the active lanes of one warp: lanes are grouped by how often each executed the site.
 
+    Built from a trace's ``records``, ``arrays``, ``sites`` and ``block_index``, which it keeps for the views.
     Per record: ``rid`` (its request) and ``addr`` (byte address). Per request (``count`` of them): ``block``,
     ``warp``, ``site``, ``array``, ``op``, ``n``, ``space`` (index into SPACES), ``nlanes`` (active lanes),
     ``sectors`` (distinct 32-byte sectors), ``bytes_used`` (distinct elements x itemsize) and ``ways`` (n-way
@@ -30,7 +28,9 @@ class RequestTable:
     ``sector_ids[sector_bounds[i]:sector_bounds[i + 1]]`` its sectors.
     """
 
-    def __init__(self, records: np.ndarray, arrays: list[ArrayInfo]):
+    def __init__(self, records: np.ndarray, arrays: list[ArrayInfo], sites: list[Site],
+                 block_index: Callable[[int], tuple[int, ...]]):
+        self.records, self.arrays, self.sites, self.block_index = records, arrays, sites, block_index
         r = records
         nrec = len(r)
         # n-th execution of (site, array, op) by each thread
@@ -90,15 +90,14 @@ class Request:
     A view of row ``index`` of its trace's :class:`RequestTable`: every field is read from there.
     """
 
-    __slots__ = ("_trace", "_table", "index")
+    __slots__ = ("_table", "index")
 
-    def __init__(self, trace: Trace, table: RequestTable, index: int):
-        self._trace = trace
+    def __init__(self, table: RequestTable, index: int):
         self._table = table
         self.index = index
 
     def _info(self) -> ArrayInfo:
-        return self._trace.arrays[int(self._table.array[self.index])]
+        return self._table.arrays[int(self._table.array[self.index])]
 
     def _rows(self) -> np.ndarray:
         q = self._table
@@ -118,11 +117,11 @@ class Request:
 
     @property
     def site(self) -> Site:
-        return self._trace.sites[int(self._table.site[self.index])]
+        return self._table.sites[int(self._table.site[self.index])]
 
     @property
     def block(self) -> tuple[int, ...]:
-        return self._trace.block_index(int(self._table.block[self.index]))
+        return self._table.block_index(int(self._table.block[self.index]))
 
     @property
     def warp(self) -> int:
@@ -135,12 +134,12 @@ class Request:
     @property
     def lanes(self) -> np.ndarray:
         """Active lane ids (0-31), one per record, in lane order."""
-        return self._trace.records["thread"][self._rows()] % WARP_SIZE
+        return self._table.records["thread"][self._rows()] % WARP_SIZE
 
     @property
     def elements(self) -> np.ndarray:
         """C-order flat element index accessed by each lane."""
-        return self._trace.records["element"][self._rows()]
+        return self._table.records["element"][self._rows()]
 
     @property
     def addresses(self) -> np.ndarray:

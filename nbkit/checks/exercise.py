@@ -1,0 +1,661 @@
+"""Exercises declared as data: one object per exercise, one generic check that runs it.
+
+An exercise check used to be a procedure that wired the launch, the comparison, the diagnoses and the ✓
+line by hand. Here an exercise is *described* instead (GPU-Puzzles style: inputs, spec, launch, check),
+and one engine (:class:`Exercise`) does the wiring once for all of them: :class:`KernelExercise` for a
+kernel, :class:`FunctionExercise` for a NumPy function, :class:`ExerciseGroup` for an exercise answered by
+several pieces (forward and backward kernels). Because the description is data, a program can use it too:
+it can run an exercise on any answer and get a :class:`Verdict` back instead of printed text (mutation
+testing), or run it on other cases (varied shapes and launches).
+
+Declaring a kernel exercise (see ``nbkit/checks/README.md`` for more)::
+
+    SAXPY = KernelExercise(
+        number="00.1", task="write the kernel saxpy(alpha, x, y, out)",
+        call="saxpy(alpha, x, y, out)",          # the learner's parameters, in order
+        outputs=("out",),                         # which of them the kernel writes
+        inputs=lambda rng, case: {"alpha": np.float32(2.5),
+                                  "x": rng.standard_normal(case.n).astype(np.float32),
+                                  "y": rng.standard_normal(case.n).astype(np.float32)},
+        reference=lambda alpha, x, y: alpha * x.astype(np.float64) + y,
+        cases=(Case(grid=3, block=128, sizes={"n": 300}),),
+        rtol=1e-6, atol=1e-6,
+        causes=(
+            NEVER_WRITTEN,
+            equals(lambda a: a.x + a.alpha * a.y, "alpha multiplies y instead of x: ..."),
+        ),
+        float32="void(float32, float32[::1], float32[::1], float32[::1])",
+        success="saxpy is correct on {n} elements ...; {float32}.",
+    )
+
+    def check_saxpy(kernel) -> None:      # the public name and signature the notebooks call
+        SAXPY.check(kernel)
+
+The parameters of ``call`` before the outputs are the inputs, those after them are passed last (e.g. a
+scalar ``slope``); every non-output parameter must be a key of the ``inputs`` dictionary. An output that
+is also in that dictionary starts with that value (an in-place update, ``axpy(a, x, y)``); the others
+start as the sentinel, so a never-written element is seen. The reference is called with the inputs as
+keyword arguments and returns the expected outputs in float64 (one array, or a tuple in ``outputs`` order);
+their shapes are the output shapes.
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import types
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from nbkit.checks._answers import call_answer, shape_of, unpack
+from nbkit.checks._core import (
+    SENTINEL,
+    UNWRITTEN,
+    CheckFailed,
+    KernelRun,
+    call_parameters,
+    compare,
+    fail,
+    find_races,
+    first_wrong,
+    is_stub,
+    never_written,
+    no_pictures,
+    not_solved_message,
+    require_float32,
+    run_kernel,
+    say_not_solved,
+)
+from nbkit.core.launch import blocks_for
+
+Dim = int | tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One launch of an exercise: the sizes its inputs are made with, and the grid and block.
+
+    ``case.n`` reads ``case.sizes["n"]``. Adding a case to an exercise (another shape, fewer threads than
+    items, a grid that does not divide the size) needs no other change: the inputs and the reference are
+    computed from the sizes. ``data`` gives a case's inputs as they are instead (a worked example, values a
+    generator would rarely draw); a function exercise's case has no grid or block.
+    """
+
+    grid: Dim | None = None
+    block: Dim | None = None
+    sizes: Mapping[str, int | float] = field(default_factory=dict)
+    data: Mapping[str, object] | None = None
+
+    def __getattr__(self, name: str) -> int | float:
+        if name.startswith("__") or name in ("sizes", "data"):
+            raise AttributeError(name)
+        try:
+            return self.sizes[name]
+        except KeyError:
+            raise AttributeError(f"this case has no size {name!r} (it has {sorted(self.sizes)})") from None
+
+    @property
+    def threads(self) -> int:
+        """Threads in the whole launch (grid times block)."""
+        return int(np.prod(self.grid)) * int(np.prod(self.block))
+
+
+def square_grid(rows: int, cols: int, block: tuple[int, int]) -> tuple[int, int]:
+    """A square grid of ``block``s with at least max(rows, cols) threads along both x and y.
+
+    A check launched on it accepts every 2-D mapping of threads to a (rows, cols) output: x along the columns
+    or along the rows, with or without a grid-stride loop; the surplus threads test the guard.
+    """
+    side = max(blocks_for(rows, block[1]), blocks_for(cols, block[0]))
+    return side, side
+
+
+def _dim_text(dim: Dim) -> str:
+    """A grid or block as the messages write it: 3, or 4x4."""
+    return "x".join(str(d) for d in dim) if isinstance(dim, tuple) else str(dim)
+
+
+# --------------------------------------------------------------------------------------------------
+# what a cause's predicate sees
+
+
+@dataclass
+class Attempt:
+    """One case of one answer, as a cause's predicate and message see it (``run`` is None for a function).
+
+    ``attempt.x`` reads the input ``x`` (then a size of the case); ``got`` is the learner's output being
+    compared (named ``output``), ``want`` the reference's, in float64. ``outputs`` and ``wants`` hold all
+    outputs of the launch by name; ``earlier`` the cases of this run that came out right before this one
+    (for "right for K = 16, wrong for K = 21").
+    """
+
+    exercise: Exercise
+    case: Case
+    inputs: dict[str, object]
+    run: KernelRun | None
+    output: str
+    got: np.ndarray
+    want: np.ndarray
+    outputs: dict[str, np.ndarray]
+    wants: dict[str, np.ndarray]
+    earlier: tuple[Case, ...] = ()
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__") or name in ("inputs", "case"):
+            raise AttributeError(name)
+        if name in self.inputs:
+            return self.inputs[name]
+        return getattr(self.case, name)
+
+    @property
+    def rtol(self) -> float:
+        return self.exercise.tolerance(self.output)[0]
+
+    @property
+    def atol(self) -> float:
+        return self.exercise.tolerance(self.output)[1]
+
+    @property
+    def never_written(self) -> np.ndarray:
+        """Mask of ``got``'s elements that still hold the sentinel: no thread wrote them."""
+        return never_written(self.run, self.exercise.outputs.index(self.output))
+
+    @functools.cached_property
+    def wrong(self) -> np.ndarray:
+        """Mask of ``got``'s elements outside the tolerance."""
+        return ~np.isclose(self.got, self.want, rtol=self.rtol, atol=self.atol, equal_nan=True)
+
+    @functools.cached_property
+    def _race_scan(self) -> tuple[list | None, bool]:
+        fresh = [np.zeros(shape, dtype) for shape, dtype in zip(self.run.out_shapes, self.run.dtypes)]
+        return find_races(self.run.kernel, self.case.grid, self.case.block, *self.run.inputs, *fresh, *self.run.extra)
+
+    @property
+    def races(self) -> list | None:
+        """Shared-memory races of this launch, found by the tracer on a fresh run (None when it cannot run)."""
+        return self._race_scan[0]
+
+    @property
+    def uses_shared_memory(self) -> bool:
+        """Whether the kernel uses shared memory (seen by the tracer, or from its static allocation)."""
+        return self._race_scan[1]
+
+
+# --------------------------------------------------------------------------------------------------
+# causes: named mistakes, as predicates on the attempt
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A named mistake: when ``holds(attempt)`` is true for a wrong answer, ``message`` says what went wrong.
+
+    ``message`` is a string, or a function of the attempt for a message with numbers in it. ``output``
+    restricts the cause to one output (None: any). Causes are tried in order; the first that holds is
+    given, so a specific cause goes before a general one. A cause is only consulted for a wrong answer,
+    and a predicate that raises counts as "does not hold".
+    """
+
+    holds: Callable[[Attempt], bool]
+    message: str | Callable[[Attempt], str]
+    output: str | None = None
+
+    def text(self, attempt: Attempt) -> str:
+        return self.message(attempt) if callable(self.message) else self.message
+
+
+def equals(mistake: Callable[[Attempt], object], message: str | Callable[[Attempt], str],
+           output: str | None = None) -> Cause:
+    """A cause that holds when the output equals (within the exercise's tolerance) what ``mistake`` computes.
+
+    ``mistake(attempt)`` returns the output of the mistaken kernel, e.g. ``lambda a: a.x + a.alpha * a.y``.
+    """
+    def holds(a: Attempt) -> bool:
+        alternative = np.asarray(mistake(a), dtype=np.float64)
+        return alternative.shape == a.got.shape and bool(np.allclose(a.got, alternative, rtol=a.rtol, atol=a.atol))
+
+    return Cause(holds, message, output)
+
+
+NEVER_WRITTEN = Cause(lambda a: bool(a.never_written.any()), UNWRITTEN)
+"""Some elements still hold the sentinel: too few threads, a guard too strict, a loop that stops early."""
+
+
+def summed_into_output(message: str) -> Cause:
+    """The kernel summed into its output directly, which starts as the sentinel: ``got == want + SENTINEL``."""
+    return equals(lambda a: a.want + SENTINEL, message)
+
+
+# --------------------------------------------------------------------------------------------------
+# verdicts
+
+
+Status = Literal["passed", "failed", "not solved"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of running an exercise on an answer, without printing anything.
+
+    ``message`` is the line the learner would see (✓, ✗ or ◻ first). For a failure, ``stage`` says where
+    it was found ("call", "launch", "shape <name>", "before <name>" (a ``before`` cause), "output <name>",
+    "proof <name>", "float32"), ``cause`` is the :class:`Cause` that was named (None when the mistake has
+    no name) and ``case`` the case that failed.
+    """
+
+    status: Status
+    message: str
+    stage: str = ""
+    cause: Cause | None = None
+    case: Case | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def report(self) -> None:
+        """What a check cell shows: print ✓ or ◻, raise :class:`CheckFailed` (or NotSolved under nbgrader)."""
+        if self.status == "passed":
+            print(self.message)
+        elif self.status == "not solved":
+            say_not_solved(self.message)
+        else:
+            raise CheckFailed(self.message)
+
+
+def not_solved_verdict(number: str, task: str) -> Verdict:
+    """The verdict for an answer that is still the stub: one line, no traceback."""
+    return Verdict("not solved", not_solved_message(number, task))
+
+
+@dataclass
+class _Progress:
+    """Where a run is, so that a failure raised deep in the machinery gets its stage, cause and case."""
+
+    stage: str = "launch"
+    cause: Cause | None = None
+    case: Case | None = None
+
+
+# --------------------------------------------------------------------------------------------------
+# what every exercise shares
+
+
+def _words(success: str | Callable[[types.SimpleNamespace], str], fields: types.SimpleNamespace) -> str:
+    """The ✓ message: a ``str.format`` template filled from ``fields``, or a function of them."""
+    return success(fields) if callable(success) else success.format_map(vars(fields))
+
+
+class Exercise(abc.ABC):
+    """The engine shared by :class:`KernelExercise` and :class:`FunctionExercise`: cases, causes, verdict.
+
+    A subclass is a dataclass with the fields ``number``, ``task``, ``call``, ``outputs``, ``inputs``,
+    ``reference``, ``cases``, ``success``, ``causes``, ``rtol``, ``atol``, ``seed``, ``proofs`` and the
+    optional refinements below, and defines :meth:`attempt` (run the answer on one case).
+
+    Optional fields, for checks that need more than inputs, reference and causes:
+
+    * ``before``: causes tried on every attempt *before* the comparison, whether the output is right or not;
+      the first that holds is the whole verdict ("✗ " + its message, without "x is wrong at ..."): a
+      requirement the output cannot show (no ``cuda.syncthreads()`` at all), or a mistake whose message
+      stands alone ("forward returns the sum of each window");
+    * ``names``: how a wrong-output message names an output, e.g. ``{"y": "forward y"}`` (default: its name);
+    * ``tolerances``: ``{output: (rtol, atol)}`` for an output compared otherwise than the others (``(0, 0)``
+      for an array the kernel must leave untouched);
+    * ``order``: the order the outputs are compared in, when one feeds another (a momentum buffer before the
+      parameter it updates); default: ``outputs``;
+    * ``frame(message, stage, case)``: rewrites the message of a failure (e.g. says which launch, or which step
+      of a sequence, it happened in); ``stage`` is the verdict's stage, ``case`` the case running then.
+    """
+
+    number: str
+    task: str
+    call: str
+    outputs: tuple[str, ...]
+    inputs: Callable[[np.random.Generator, Case], Mapping[str, object]]
+    reference: Callable[..., object]
+    cases: tuple[Case, ...]
+    success: str | Callable[[types.SimpleNamespace], str]
+    causes: tuple[Cause, ...]
+    rtol: float
+    atol: float
+    seed: int
+    proofs: Mapping[str, Callable[[Attempt], str]]
+    before: tuple[Cause, ...]
+    names: Mapping[str, str]
+    tolerances: Mapping[str, tuple[float, float]]
+    order: tuple[str, ...] | None
+    frame: Callable[[str, str, Case], str] | None
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        """The learner's parameters, in order."""
+        return call_parameters(self.call)
+
+    def case_inputs(self, case: Case, rng: np.random.Generator) -> dict[str, object]:
+        """The inputs of one case: its fixed ``data``, or what ``inputs(rng, case)`` makes."""
+        return dict(case.data) if case.data is not None else dict(self.inputs(rng, case))
+
+    def expected(self, inputs: Mapping[str, object]) -> dict[str, np.ndarray]:
+        """The reference's outputs for ``inputs``, by output name, in float64."""
+        result = self.reference(**inputs)
+        arrays = result if isinstance(result, tuple) else (result,)
+        if len(arrays) != len(self.outputs):
+            raise ValueError(f"exercise {self.number}: the reference returned {len(arrays)} arrays for the outputs "
+                             f"{self.outputs}")
+        return {name: np.asarray(a, dtype=np.float64) for name, a in zip(self.outputs, arrays)}
+
+    @abc.abstractmethod
+    def attempt(self, answer: object, case: Case, rng: np.random.Generator, progress: _Progress) -> list[Attempt]:
+        """Run ``answer`` on one case: the attempts (one per output), not yet compared; fail on a broken run."""
+
+    def tolerance(self, output: str) -> tuple[float, float]:
+        """(rtol, atol) of ``output``'s comparison (and of its :func:`equals` causes)."""
+        return self.tolerances.get(output, (self.rtol, self.atol))
+
+    def diagnose(self, attempt: Attempt, causes: Sequence[Cause] | None = None) -> Cause | None:
+        """The first cause of the table (or of ``causes``) that holds for this attempt, or None."""
+        for cause in self.causes if causes is None else causes:
+            if cause.output not in (None, attempt.output):
+                continue
+            try:
+                if cause.holds(attempt):
+                    return cause
+            except Exception:  # noqa: BLE001, S112 - a diagnosis that cannot be computed is simply not offered
+                continue
+        return None
+
+    def _refuse(self, attempt: Attempt, progress: _Progress) -> None:
+        """Fail with the message alone when one of the ``before`` causes holds for this attempt."""
+        progress.stage = f"before {attempt.output}"
+        cause = self.diagnose(attempt, self.before)
+        if cause is not None:
+            progress.cause = cause
+            fail(cause.text(attempt), attempt.run)
+
+    def _compare(self, attempt: Attempt, progress: _Progress) -> None:
+        """Fail, naming the first wrong element and the cause, unless the attempt's output is right."""
+        progress.stage = f"output {attempt.output}"
+        try:
+            got = np.asarray(attempt.got, dtype=np.float64)
+        except (TypeError, ValueError):
+            got = None  # compare() says what is wrong with it
+        if got is not None and got.shape == attempt.want.shape and first_wrong(got, attempt.want, attempt.rtol,
+                                                                                  attempt.atol) is None:
+            return
+        cause = progress.cause = self.diagnose(attempt)
+        message = cause.text(attempt) if cause else ""
+        compare(self.names.get(attempt.output, attempt.output), attempt.got, attempt.want, rtol=attempt.rtol,
+                atol=attempt.atol, causes=[(lambda got: True, message)] if message else [], run=attempt.run)
+
+    def run(self, answer: object, cases: Sequence[Case] | None = None, *, pictures: bool = False) -> Verdict:
+        """Run the exercise on ``answer`` (all ``cases``, by default the declared ones) and return the verdict.
+
+        Prints nothing. ``pictures=True`` lets a failure draw the launch picture (a notebook, via :meth:`check`).
+        """
+        return self.evaluate(answer, cases, pictures=pictures)[0]
+
+    def evaluate(self, answer: object, cases: Sequence[Case] | None = None, *,
+                 pictures: bool = False) -> tuple[Verdict, types.SimpleNamespace | None]:
+        """:meth:`run`, and for a pass the fields of the ✓ message too (an :class:`ExerciseGroup` words its own)."""
+        if is_stub(answer):
+            return not_solved_verdict(self.number, self.task), None
+        progress = _Progress()
+        try:
+            if pictures:
+                fields = self._run(answer, cases, progress)
+            else:
+                with no_pictures():
+                    fields = self._run(answer, cases, progress)
+        except NotImplementedError:
+            return not_solved_verdict(self.number, self.task), None
+        except CheckFailed as exc:
+            message = str(exc)
+            if self.frame is not None and progress.case is not None:
+                message = self.frame(message, progress.stage, progress.case)
+            return Verdict("failed", message, progress.stage, progress.cause, progress.case), None
+        return Verdict("passed", "✓ " + _words(self.success, fields)), fields
+
+    def _phrases(self, answer: object, last: Attempt, progress: _Progress) -> dict[str, str]:
+        """The proofs' phrases for the ✓ message (each proof may fail instead)."""
+        phrases = {}
+        for name, proof in self.proofs.items():
+            progress.stage = f"proof {name}"
+            phrases[name] = proof(last)
+        return phrases
+
+    def _run(self, answer: object, cases: Sequence[Case] | None, progress: _Progress) -> types.SimpleNamespace:
+        rng = np.random.default_rng(self.seed)
+        last: list[Attempt] = []
+        every: list[types.SimpleNamespace] = []
+        done: list[Case] = []
+        for case in (self.cases if cases is None else cases):
+            progress.stage, progress.case, progress.cause = "call", case, None
+            last = self.attempt(answer, case, rng, progress)
+            ordered = sorted(last, key=lambda a: self.order.index(a.output)) if self.order else last
+            for attempt in ordered:
+                attempt.earlier = tuple(done)
+                self._refuse(attempt, progress)
+            for attempt in ordered:
+                self._compare(attempt, progress)
+            done.append(case)
+            fields = {**case.sizes, **last[0].inputs, "got": last[0].outputs, "want": last[0].wants}
+            if case.grid is not None:
+                fields.update(grid=_dim_text(case.grid), block=_dim_text(case.block), threads=case.threads)
+            every.append(types.SimpleNamespace(**fields))
+        phrases = self._phrases(answer, last[0], progress)
+        return types.SimpleNamespace(**vars(every[-1]), cases=every, **phrases)
+
+    def check(self, answer: object, cases: Sequence[Case] | None = None) -> None:
+        """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed` (with a picture)."""
+        self.run(answer, cases, pictures=True).report()
+
+
+# --------------------------------------------------------------------------------------------------
+# the kernel exercise
+
+
+@dataclass(frozen=True)
+class KernelExercise(Exercise):
+    """A kernel exercise, declared: what the learner writes, on which data and launches, and what is right.
+
+    * ``number``, ``task``: "03.1", "write the kernel row_sum(M, out)" (the "not solved yet" line uses them);
+    * ``call``: the learner's signature, ``"row_sum(M, out)"``; parameter count and order are checked first;
+    * ``outputs``: the parameters the kernel writes, contiguous in ``call``;
+    * ``inputs(rng, case)``: a dict of every other parameter (arrays, scalars) and of in-place outputs'
+      starting values; extra keys are allowed (data the causes need);
+    * ``reference(**inputs)``: the expected outputs (float64), one array or a tuple in ``outputs`` order;
+    * ``cases``: the launches (:class:`Case`), run in order; one random generator seeded with ``seed``
+      makes the inputs of all of them;
+    * ``rtol``, ``atol``: the tolerance of the comparison (and of :func:`equals` causes);
+    * ``causes``: the table of named mistakes (:class:`Cause`), tried in order on a wrong output;
+    * ``proofs``: checks run after every case came out right, in order, on the last case's attempt; each
+      returns a phrase for the ✓ message (available as ``{name}``) or fails with :func:`~_core.fail`;
+    * ``float32``: the signature to compile the kernel with to prove float32 in the PTX (None: not asked);
+      its phrase is ``{float32}`` in the ✓ message;
+    * ``success``: the ✓ message, a ``str.format`` template or a function of the same fields (a namespace):
+      the last case's sizes and inputs, ``grid``, ``block`` (as "4x4"), ``threads`` (the launch's total),
+      ``got`` and ``want`` (dicts of the outputs by name), ``cases`` (those fields for every case, in order),
+      the proofs' phrases and ``float32``;
+    * ``explain_launch(message, case, inputs, kernel)``: when the launch itself fails (a crash, an access
+      out of bounds, a stray write), returns the message with the likely cause added;
+    * the optional fields every exercise may have (see :class:`Exercise`): ``before``, ``names``,
+      ``tolerances``, ``order``, ``frame``.
+    """
+
+    number: str
+    task: str
+    call: str
+    outputs: tuple[str, ...]
+    inputs: Callable[[np.random.Generator, Case], Mapping[str, object]]
+    reference: Callable[..., object]
+    cases: tuple[Case, ...]
+    success: str | Callable[[types.SimpleNamespace], str] = ""
+    causes: tuple[Cause, ...] = ()
+    rtol: float = 1e-6
+    atol: float = 0.0
+    seed: int = 0
+    proofs: Mapping[str, Callable[[Attempt], str]] = field(default_factory=dict)
+    float32: str | None = None
+    out_dtypes: tuple[type, ...] | None = None
+    explain_launch: Callable[[str, Case, Mapping[str, object], object], str] | None = None
+    before: tuple[Cause, ...] = ()
+    names: Mapping[str, str] = field(default_factory=dict)
+    tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    order: tuple[str, ...] | None = None
+    frame: Callable[[str, str, Case], str] | None = None
+
+    def __post_init__(self) -> None:
+        params = call_parameters(self.call)
+        positions = [params.index(o) for o in self.outputs if o in params]
+        if not positions or len(positions) != len(self.outputs) or positions != list(
+                range(positions[0], positions[0] + len(positions))):
+            raise ValueError(f"exercise {self.number}: the outputs {self.outputs} must be contiguous parameters of "
+                             f"{self.call}")
+
+    def _split(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(inputs before the outputs, parameters after them)."""
+        params = self.parameters
+        first = params.index(self.outputs[0])
+        return params[:first], params[first + len(self.outputs):]
+
+    def attempt(self, kernel: object, case: Case, rng: np.random.Generator, progress: _Progress) -> list[Attempt]:
+        """Launch ``kernel`` on one case; the attempts (one per output), not yet compared.
+
+        Fails (:class:`CheckFailed`) when the launch itself goes wrong: parameters, a crash, a stray write.
+        """
+        inputs = self.case_inputs(case, rng)
+        before, after = self._split()
+        missing = [p for p in (*before, *after) if p not in inputs]
+        if missing:
+            raise ValueError(f"exercise {self.number}: inputs() gave no value for {missing}")
+        wants = self.expected(inputs)
+        progress.stage = "launch"
+        try:
+            run = run_kernel(kernel, case.grid, case.block, [inputs[p] for p in before],
+                             [wants[o].shape for o in self.outputs], extra=tuple(inputs[p] for p in after),
+                             dtypes=self.out_dtypes, output_names=self.outputs,
+                             initial=[inputs.get(o) for o in self.outputs], call=self.call)
+        except CheckFailed as exc:
+            if self.explain_launch is None:
+                raise
+            raise CheckFailed(self.explain_launch(str(exc), case, inputs, kernel)) from None
+        outputs = dict(zip(self.outputs, run.outputs))
+        return [Attempt(self, case, inputs, run, name, outputs[name], wants[name], outputs, wants)
+                for name in self.outputs]
+
+    def _phrases(self, kernel: object, last: Attempt, progress: _Progress) -> dict[str, str]:
+        phrases = super()._phrases(kernel, last, progress)
+        if self.float32:
+            progress.stage = "float32"
+            phrases["float32"] = require_float32(kernel, self.float32)
+        return phrases
+
+
+# --------------------------------------------------------------------------------------------------
+# the function exercise (NumPy)
+
+
+Hint = Callable[[BaseException, str, Mapping[str, object], Callable], str]
+
+
+@dataclass(frozen=True)
+class FunctionExercise(Exercise):
+    """A Python/NumPy function exercise, declared like a :class:`KernelExercise` but called, not launched.
+
+    ``call`` names the function's parameters (all inputs, passed in that order from the ``inputs`` dict);
+    ``outputs`` names what it returns: one name for a single value, several for a tuple (a wrong count is
+    its own verdict). Cases need no grid or block (``Case(sizes=...)``, or ``Case(data=...)`` for a worked
+    example). Besides the fields of :class:`KernelExercise` (no ``float32``, no ``explain_launch``):
+
+    * ``shapes``: for an output whose shape is wrong, what its shape means (a string, or a function of the
+      attempt, which sees the wrong ``got``), added to "x has shape (3, 2), expected (2, 3): ...";
+    * ``hint``: added to the verdict when the function raises: a string, or ``hint(exc, line, inputs, fn)``
+      of the exception, the learner's line that raised, the inputs and the function ('' for none).
+    """
+
+    number: str
+    task: str
+    call: str
+    outputs: tuple[str, ...]
+    inputs: Callable[[np.random.Generator, Case], Mapping[str, object]]
+    reference: Callable[..., object]
+    cases: tuple[Case, ...]
+    success: str | Callable[[types.SimpleNamespace], str] = ""
+    causes: tuple[Cause, ...] = ()
+    rtol: float = 1e-9
+    atol: float = 1e-12
+    seed: int = 0
+    proofs: Mapping[str, Callable[[Attempt], str]] = field(default_factory=dict)
+    shapes: Mapping[str, str | Callable[[Attempt], str]] = field(default_factory=dict)
+    hint: str | Hint = ""
+    before: tuple[Cause, ...] = ()
+    names: Mapping[str, str] = field(default_factory=dict)
+    tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    order: tuple[str, ...] | None = None
+    frame: Callable[[str, str, Case], str] | None = None
+
+    def attempt(self, fn: object, case: Case, rng: np.random.Generator, progress: _Progress) -> list[Attempt]:
+        """Call ``fn`` on one case (copies of the inputs); the attempts, shapes checked, values not yet compared."""
+        inputs = self.case_inputs(case, rng)
+        wants = self.expected(inputs)
+        hint = self.hint if isinstance(self.hint, str) else (
+            lambda exc, line: self.hint(exc, line, inputs, fn))  # type: ignore[operator]
+        result = call_answer(fn, *[inputs[p] for p in self.parameters], call=self.call, hint=hint)
+        got = unpack(result, self.outputs, self.call) if len(self.outputs) > 1 else (result,)
+        outputs = dict(zip(self.outputs, got))
+        attempts = [Attempt(self, case, inputs, None, name, outputs[name], wants[name], outputs, wants)
+                    for name in self.outputs]
+        for a in attempts:
+            progress.stage = f"shape {a.output}"
+            meaning = self.shapes.get(a.output, "")
+            if np.shape(a.got) != a.want.shape:
+                shape_of(a.output, a.got, a.want.shape, meaning(a) if callable(meaning) else meaning)
+            if a.got is None:  # np.asarray(None, float) is nan: keep None, so that a cause can say "returned None"
+                continue
+            try:  # the causes see an array; what cannot be one is told by compare()
+                a.got = outputs[a.output] = np.asarray(a.got, dtype=np.float64)
+            except (TypeError, ValueError):
+                pass
+        return attempts
+
+
+# --------------------------------------------------------------------------------------------------
+# an exercise in several parts
+
+
+@dataclass(frozen=True)
+class ExerciseGroup:
+    """An exercise whose answer has several pieces (a forward and a backward kernel), each declared as a part.
+
+    ``check(*answers)`` takes one answer per part, in order. If any piece is still a stub the whole
+    exercise is "not solved yet" (with the group's number and task); otherwise the parts run in order and
+    the first failure is the verdict. The ✓ message is the group's: ``success`` gets ``parts``, the fields
+    of each part's ✓ message (see :class:`KernelExercise`), in order. Parts need no ``success`` of their own.
+    """
+
+    number: str
+    task: str
+    parts: tuple[Exercise, ...]
+    success: str | Callable[[types.SimpleNamespace], str]
+
+    def run(self, *answers: object, pictures: bool = False) -> Verdict:
+        """The verdict on the answers (one per part), printing nothing."""
+        if len(answers) != len(self.parts):
+            raise TypeError(f"exercise {self.number} takes {len(self.parts)} answers, got {len(answers)}")
+        if any(is_stub(a) for a in answers):
+            return not_solved_verdict(self.number, self.task)
+        fields = []
+        for part, answer in zip(self.parts, answers):
+            verdict, part_fields = part.evaluate(answer, pictures=pictures)
+            if verdict.status == "not solved":
+                return not_solved_verdict(self.number, self.task)
+            if not verdict.passed:
+                return verdict
+            fields.append(part_fields)
+        return Verdict("passed", "✓ " + _words(self.success, types.SimpleNamespace(parts=fields)))
+
+    def check(self, *answers: object) -> None:
+        """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed`."""
+        self.run(*answers, pictures=True).report()
