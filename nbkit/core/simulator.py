@@ -20,6 +20,7 @@ nbkit has chosen GPU or simulator mode (the tracer uses the simulator in GPU mod
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.metadata
 import sys
 from dataclasses import dataclass
