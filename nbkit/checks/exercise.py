@@ -287,12 +287,13 @@ def _words(success: str | Callable[[types.SimpleNamespace], str], fields: types.
     return success(fields) if callable(success) else success.format_map(vars(fields))
 
 
+@dataclass(frozen=True)
 class Exercise(abc.ABC):
     """The engine shared by :class:`KernelExercise` and :class:`FunctionExercise`: cases, causes, verdict.
 
-    A subclass is a dataclass with the fields ``number``, ``task``, ``call``, ``outputs``, ``inputs``,
-    ``reference``, ``cases``, ``success``, ``causes``, ``rtol``, ``atol``, ``seed``, ``proofs`` and the
-    optional refinements below, and defines :meth:`attempt` (run the answer on one case).
+    Its fields are those every exercise declares (``number``, ``task``, ``call``, ``outputs``, ``inputs``,
+    ``reference``, ``cases``, ``success``, ``causes``, ``rtol``, ``atol``, ``seed``, ``proofs``) and the
+    optional refinements below; a subclass adds its own and defines :meth:`attempt` (run the answer on one case).
 
     Optional fields, for checks that need more than inputs, reference and causes:
 
@@ -316,17 +317,17 @@ class Exercise(abc.ABC):
     inputs: Callable[[np.random.Generator, Case], Mapping[str, object]]
     reference: Callable[..., object]
     cases: tuple[Case, ...]
-    success: str | Callable[[types.SimpleNamespace], str]
-    causes: tuple[Cause, ...]
-    rtol: float
-    atol: float
-    seed: int
-    proofs: Mapping[str, Callable[[Attempt], str]]
-    before: tuple[Cause, ...]
-    names: Mapping[str, str]
-    tolerances: Mapping[str, tuple[float, float]]
-    order: tuple[str, ...] | None
-    frame: Callable[[str, str, Case], str] | None
+    success: str | Callable[[types.SimpleNamespace], str] = ""
+    causes: tuple[Cause, ...] = ()
+    rtol: float = 1e-6
+    atol: float = 0.0
+    seed: int = 0
+    proofs: Mapping[str, Callable[[Attempt], str]] = field(default_factory=dict)
+    before: tuple[Cause, ...] = ()
+    names: Mapping[str, str] = field(default_factory=dict)
+    tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    order: tuple[str, ...] | None = None
+    frame: Callable[[str, str, Case], str] | None = None
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -484,27 +485,9 @@ class KernelExercise(Exercise):
       ``tolerances``, ``order``, ``frame``.
     """
 
-    number: str
-    task: str
-    call: str
-    outputs: tuple[str, ...]
-    inputs: Callable[[np.random.Generator, Case], Mapping[str, object]]
-    reference: Callable[..., object]
-    cases: tuple[Case, ...]
-    success: str | Callable[[types.SimpleNamespace], str] = ""
-    causes: tuple[Cause, ...] = ()
-    rtol: float = 1e-6
-    atol: float = 0.0
-    seed: int = 0
-    proofs: Mapping[str, Callable[[Attempt], str]] = field(default_factory=dict)
     float32: str | None = None
     out_dtypes: tuple[type, ...] | None = None
     explain_launch: Callable[[str, Case, Mapping[str, object], object], str] | None = None
-    before: tuple[Cause, ...] = ()
-    names: Mapping[str, str] = field(default_factory=dict)
-    tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    order: tuple[str, ...] | None = None
-    frame: Callable[[str, str, Case], str] | None = None
 
     def __post_init__(self) -> None:
         params = call_parameters(self.call)
@@ -575,26 +558,10 @@ class FunctionExercise(Exercise):
       of the exception, the learner's line that raised, the inputs and the function ('' for none).
     """
 
-    number: str
-    task: str
-    call: str
-    outputs: tuple[str, ...]
-    inputs: Callable[[np.random.Generator, Case], Mapping[str, object]]
-    reference: Callable[..., object]
-    cases: tuple[Case, ...]
-    success: str | Callable[[types.SimpleNamespace], str] = ""
-    causes: tuple[Cause, ...] = ()
-    rtol: float = 1e-9
+    rtol: float = 1e-9  # NumPy answers are float64: tighter than a float32 kernel's default
     atol: float = 1e-12
-    seed: int = 0
-    proofs: Mapping[str, Callable[[Attempt], str]] = field(default_factory=dict)
     shapes: Mapping[str, str | Callable[[Attempt], str]] = field(default_factory=dict)
     hint: str | Hint = ""
-    before: tuple[Cause, ...] = ()
-    names: Mapping[str, str] = field(default_factory=dict)
-    tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    order: tuple[str, ...] | None = None
-    frame: Callable[[str, str, Case], str] | None = None
 
     def attempt(self, fn: object, case: Case, rng: np.random.Generator, progress: _Progress) -> list[Attempt]:
         """Call ``fn`` on one case (copies of the inputs); the attempts, shapes checked, values not yet compared."""
