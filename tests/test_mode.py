@@ -127,3 +127,27 @@ def test_import_on_a_faked_unusable_gpu_runs_the_simulator_and_says_why(fake_dri
     assert name == "sim" and "simulator" in module
     lines = [line for line in r.stderr.splitlines() if line.startswith("nbkit: ")]
     assert len(lines) == 1 and why in lines[0] and "using the simulator" in lines[0], r.stderr
+
+
+# --- the doctor names the numba.cuda that is really loaded ------------------------------------------------------------
+_WITHOUT_REDIRECT = ("import sys\n"
+                     "sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != 'NumbaCudaFinder']\n")
+
+
+@pytest.mark.parametrize("redirect", [True, False], ids=["numba-cuda's", "built-in (the .pth redirect did not run)"])
+def test_doctor_names_the_numba_cuda_implementation_that_is_loaded(python_in_fresh_process, redirect):
+    import importlib.util
+
+    if importlib.util.find_spec("_numba_cuda_redirector") is None:
+        pytest.skip("numba-cuda (and its redirect) is not installed here")
+    r = python_in_fresh_process(("" if redirect else _WITHOUT_REDIRECT) + "import nbkit; nbkit.doctor()",
+                                NBKIT_MODE="sim")
+    assert r.returncode == 0, r.stderr
+    line = next(line for line in r.stdout.splitlines() if "numba.cuda is" in line)
+    if redirect:
+        assert "numba-cuda 0." in line and "numba-cuda's, redirected" in line, line
+        assert "redirect (a .pth file) did not run" not in r.stdout
+    else:
+        assert "built-in" in line and "numba's own CUDA target, not numba-cuda's" in line, line
+        assert "numba-cuda is installed, but its start-up redirect (a .pth file) did not run" in r.stdout
+        assert "restart the Python kernel" in r.stdout
