@@ -9,6 +9,9 @@
 #   bash course.sh learner  make the learners' copies of the notebooks (solutions removed) in learner/
 #   bash course.sh execute  re-execute every notebook in place (maintainers, before committing notebooks)
 #   bash course.sh setup    only set up
+#   bash course.sh gpu-check  on a machine with an NVIDIA GPU, in at most 10 minutes: the tests in GPU mode, notebooks
+#                           00 03 04 08 09 under nbval, the benchmark, torchrun with NCCL; one dated results file in
+#                           results/ (coursekit/gpu_check.py). Without a GPU it says so in one line and exits 0.
 # Set-up makes a virtual environment in .venv (override with NBKIT_VENV) from pyproject.toml. What it installs
 # is decided by coursekit/setup_plan.py (standard library only, so it runs before numba is installed):
 #   * numba-cuda[cu13] or [cu12] from the NVIDIA driver and the GPU (NBKIT_CUDA=cu12|cu13 overrides);
@@ -152,7 +155,10 @@ for path in sys.argv[1:]:
     nbformat.write(nb, path)
 PY
         ;;
+    gpu-check)
+        setup
+        exec "$VENV/bin/python" -m coursekit.gpu_check --python "$VENV/bin/python" "$@" ;;
     *)
-        echo "usage: bash course.sh lab|test|learner|execute|setup|test-numba-only [extra arguments]" >&2
+        echo "usage: bash course.sh lab|test|learner|execute|setup|test-numba-only|gpu-check [extra arguments]" >&2
         exit 2 ;;
 esac

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.subprocess
 
 PYPROJECT = (ROOT / "pyproject.toml").read_text()
 PIN = sp.pinned_torch(PYPROJECT)
-USAGE = "usage: bash course.sh lab|test|learner|execute|setup|test-numba-only [extra arguments]\n"
+USAGE = "usage: bash course.sh lab|test|learner|execute|setup|test-numba-only|gpu-check [extra arguments]\n"
 
 FAKE_PYTHON = """#!/bin/sh
 case "$1 $2" in

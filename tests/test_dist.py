@@ -101,6 +101,69 @@ def test_bad_configurations_fail_before_any_process_starts():
     assert time.perf_counter() - t0 < 5
 
 
+def test_course_model_builds_on_the_kernel_backend_and_its_forward_pass_matches_torch(monkeypatch):
+    """``backend="kernels"`` (the NCCL path) must import and run: it once imported a name that no longer existed."""
+    import torch
+
+    from nbkit.nn import lenet
+
+    made = {}
+    twins = lenet.twins
+    monkeypatch.setattr(lenet, "twins", lambda *a, **k: made.setdefault("twins", twins(*a, **k)))
+    net, torch_model = dist.lenet_pair(seed=1, backend="kernels")
+    model = made["twins"][0]
+    monkeypatch.setattr(model, "backward", lambda: None)  # forward + loss only: a backward pass takes ~30 s here
+    x, y = dist.synthetic_batch(0, 1)
+    loss = net.loss_and_grads(x, y)
+    expected = torch.nn.functional.cross_entropy(torch_model(torch.from_numpy(x)), torch.from_numpy(y))
+    assert loss == pytest.approx(float(expected.detach()), rel=1e-4)
+
+
+def test_each_nccl_rank_gets_its_own_gpu(monkeypatch):
+    """NCCL refuses two ranks on one GPU: rank r of a machine must select cuda:r, for torch and for Numba."""
+    import torch
+    from numba import cuda
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: chosen.append(("torch", i)))
+    monkeypatch.setattr(cuda, "select_device", lambda i: chosen.append(("numba", i)), raising=False)
+    assert [dist.rank_device("nccl", r) for r in range(3)] == ["cuda:0", "cuda:1", "cuda:2"]
+    assert chosen == [(lib, r) for r in range(3) for lib in ("torch", "numba")]
+    assert dist.rank_device("gloo", 3) == "cpu"
+    with pytest.raises(dist.WorldSizeError, match="local rank 4 has no GPU: this machine has 4"):
+        dist.rank_device("nccl", 4)
+
+
+def test_spawned_processes_pass_their_index_as_local_rank(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(dist, "run_rank", lambda cfgs, rank, world, init, local_rank=0: seen.append(local_rank) or [])
+    for r in range(3):
+        dist._spawned(r, 3, 1234, [dist.RunConfig(backend="nccl")], str(tmp_path))
+    assert seen == [0, 1, 2]
+
+
+def test_comm_time_waits_for_the_gpu_before_and_after_the_all_reduce(monkeypatch):
+    """comm_s on a GPU: kernels finished before the clock starts, the queued NCCL collective finished before it stops."""
+    calls = []
+
+    def log(name, value=None):
+        return lambda *a, **k: calls.append(name) or value
+
+    grads = [np.zeros(3, dtype=np.float32)]
+    net = dist.Net(log("loss and gradients", 1.0), lambda: grads, log("optimiser step"), lambda: grads)
+    monkeypatch.setattr(dist, "lenet_pair", lambda seed, backend="cpu": (net, None))
+    monkeypatch.setattr(dist, "make_bucket", log("make bucket", "bucket"))
+    monkeypatch.setattr(dist, "allreduce_mean_", log("all-reduce"))
+    monkeypatch.setattr(dist, "_sync_numba", log("numba synchronize"))
+    monkeypatch.setattr(dist, "_sync_torch", log("torch synchronize"))
+    monkeypatch.setattr(dist, "time", type("Clock", (), {"perf_counter": staticmethod(log("clock", 0.0))}))
+    step, _, _ = dist._train_course(dist.RunConfig(backend="nccl"), 0, 2, distributed=True, kernels=True)
+    step(None, None)
+    assert calls == ["loss and gradients", "numba synchronize", "clock", "make bucket", "all-reduce",
+                     "torch synchronize", "clock", "optimiser step"]
+
+
 # ---------------------------------------------------------------- part 2: real processes (loopback, bounded)
 
 TOL = 1e-6  # float32: the parameters (|w| < 0.6) after 3 SGD steps; observed differences are ~1e-8

@@ -1,6 +1,7 @@
 """nbkit picks the target before numba loads, and explains a numba imported the wrong way round."""
 
 import pytest
+from test_setup_plan import fake_driver  # noqa: F401 - the fixture of a faked libcuda.so.1
 
 from nbkit.core.mode import probe_gpu
 
@@ -76,3 +77,77 @@ def test_doctor_in_gpu_mode_without_a_device_says_so(python_in_fresh_process):
     assert r.returncode == 0, r.stderr
     assert "GPU (real CUDA target)" in r.stdout
     assert "kernels can be compiled (e.g. to PTX) but not launched" in r.stdout
+
+
+# --- auto mode on a GPU that cannot work: the simulator, and one line saying why (compat's rules) ----------------------
+def _probe(driver, ccs):
+    from nbkit.core.mode import GpuProbe
+
+    return GpuProbe(True, len(ccs), driver, f"{len(ccs)} CUDA device(s) found", tuple(ccs), ("Fake GPU",) * len(ccs))
+
+
+@pytest.mark.parametrize("driver, ccs, toolkit, name, why", [
+    (13000, [(8, 6)], 13, "gpu", None),
+    (12040, [(8, 6)], 12, "gpu", None),
+    (12040, [(6, 1)], 12, "gpu", None),
+    (13000, [(9, 0), (7, 5)], 13, "gpu", None),
+    (13000, [(3, 7)], 12, "sim", "compute capability 3.7 is older than any CUDA toolkit numba-cuda supports (>= 5.0)"),
+    (11040, [(8, 6)], 12, "sim", "the NVIDIA driver supports only CUDA 11.4; numba-cuda needs driver >= 525"),
+    (12040, [(8, 6)], 13, "sim", "installed for CUDA 13, which needs driver >= 580; this driver supports CUDA 12.4"),
+    (13000, [(9, 0), (7, 0)], 13, "sim", "supports compute capability >= 7.5; this GPU has 7.0"),
+    (12040, [(8, 6)], None, "gpu", None),  # toolkit unknown (no cuda-bindings): nothing known against the GPU
+])
+def test_auto_mode_falls_back_to_the_simulator_where_the_gpu_cannot_work(driver, ccs, toolkit, name, why):
+    from nbkit.core.mode import auto_choice
+
+    chosen, reason = auto_choice(_probe(driver, ccs), toolkit)
+    assert chosen == name, reason
+    assert reason.startswith("auto: ")
+    if why:
+        assert why in reason and "using the simulator" in reason and "NBKIT_MODE=gpu forces the GPU" in reason
+
+
+def test_auto_mode_without_a_device_is_the_simulator_whatever_the_toolkit():
+    from nbkit.core.mode import GpuProbe, auto_choice
+
+    assert auto_choice(GpuProbe(False, 0, None, "CUDA driver library (libcuda) not found"), 13) == (
+        "sim", "auto: CUDA driver library (libcuda) not found")
+
+
+@pytest.mark.parametrize("driver, ccs, why", [
+    (13000, "3.7", "compute capability 3.7 is older than any CUDA toolkit"),
+    (11080, "8.6", "the NVIDIA driver supports only CUDA 11.8"),
+])
+def test_import_on_a_faked_unusable_gpu_runs_the_simulator_and_says_why(fake_driver, python_in_fresh_process,  # noqa: F811
+                                                                         driver, ccs, why):
+    r = python_in_fresh_process("import nbkit, numba.cuda as c; print(nbkit.MODE.name, c.jit.__module__)",
+                                **fake_driver(driver, ccs))
+    assert r.returncode == 0, r.stderr
+    name, module = r.stdout.split()
+    assert name == "sim" and "simulator" in module
+    lines = [line for line in r.stderr.splitlines() if line.startswith("nbkit: ")]
+    assert len(lines) == 1 and why in lines[0] and "using the simulator" in lines[0], r.stderr
+
+
+# --- the doctor names the numba.cuda that is really loaded ------------------------------------------------------------
+_WITHOUT_REDIRECT = ("import sys\n"
+                     "sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != 'NumbaCudaFinder']\n")
+
+
+@pytest.mark.parametrize("redirect", [True, False], ids=["numba-cuda's", "built-in (the .pth redirect did not run)"])
+def test_doctor_names_the_numba_cuda_implementation_that_is_loaded(python_in_fresh_process, redirect):
+    import importlib.util
+
+    if importlib.util.find_spec("_numba_cuda_redirector") is None:
+        pytest.skip("numba-cuda (and its redirect) is not installed here")
+    r = python_in_fresh_process(("" if redirect else _WITHOUT_REDIRECT) + "import nbkit; nbkit.doctor()",
+                                NBKIT_MODE="sim")
+    assert r.returncode == 0, r.stderr
+    line = next(line for line in r.stdout.splitlines() if "numba.cuda is" in line)
+    if redirect:
+        assert "numba-cuda 0." in line and "numba-cuda's, redirected" in line, line
+        assert "redirect (a .pth file) did not run" not in r.stdout
+    else:
+        assert "built-in" in line and "numba's own CUDA target, not numba-cuda's" in line, line
+        assert "numba-cuda is installed, but its start-up redirect (a .pth file) did not run" in r.stdout
+        assert "restart the Python kernel" in r.stdout

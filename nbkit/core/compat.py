@@ -12,10 +12,18 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Protocol, Sequence
 
-if TYPE_CHECKING:
-    from nbkit.core.mode import GpuProbe
+
+class Probe(Protocol):
+    """What compat reads of a :class:`nbkit.core.mode.GpuProbe` (declared here: mode imports compat, not back)."""
+
+    @property
+    def usable(self) -> bool: ...
+
+    driver_version: int | None
+    compute_capabilities: tuple[tuple[int, int], ...]
+    device_names: tuple[str, ...]
 
 # --- What each CUDA toolkit needs (cuDriverGetVersion reports the newest CUDA version the driver supports) ----------
 # Driver: CUDA 13.x needs a driver >= 580, CUDA 12.x one >= 525 (the driver then reports 13000+ / 12000+).
@@ -91,7 +99,7 @@ def choose_extra(driver_report: int | None, capabilities: Sequence[tuple[int, in
     return Choice("cu13", f"{what}, driver supports CUDA {cuda_version(driver_report)}")
 
 
-def choose_for(probe: GpuProbe, forced: str | None = None) -> Choice:
+def choose_for(probe: Probe, forced: str | None = None) -> Choice:
     return choose_extra(probe.driver_version, probe.compute_capabilities if probe.usable else (),
                         probe.device_names, forced)
 
@@ -120,7 +128,32 @@ def switch_to_cu12_command(python: str, in_course_venv: bool, installed: dict[st
     return (f"{python} -m pip uninstall -y {' '.join(remove)} && {install}" if remove else install)
 
 
-def diagnose(probe: GpuProbe, toolkit_major: int | None, python: str = "python",
+def gpu_blocker(probe: Probe, toolkit_major: int | None) -> str | None:
+    """Why numba-cuda cannot run kernels on this machine's GPUs, or None where it can (or where nothing is known).
+
+    Used by :mod:`nbkit.core.mode`, which falls back to the simulator in auto mode rather than pick a GPU that
+    fails at the first launch. ``toolkit_major``: :func:`installed_toolkit_major` (None: not known).
+    """
+    if not probe.usable:
+        return None
+    report = probe.driver_version
+    if probe.compute_capabilities and min(probe.compute_capabilities) < CUDA12_MIN_CC:
+        return (f"compute capability {_cc(min(probe.compute_capabilities))} is older than any CUDA toolkit "
+                f"numba-cuda supports (>= {_cc(CUDA12_MIN_CC)})")
+    if report is not None and report < CUDA12_MIN_DRIVER_REPORT:
+        return (f"the NVIDIA driver supports only CUDA {cuda_version(report)}; numba-cuda needs driver >= "
+                f"{CUDA12_MIN_DRIVER} (CUDA 12)")
+    if toolkit_major is not None and toolkit_major >= 13:
+        if report is not None and report < CUDA13_MIN_DRIVER_REPORT:
+            return (f"numba-cuda is installed for CUDA {toolkit_major}, which needs driver >= {CUDA13_MIN_DRIVER}; "
+                    f"this driver supports CUDA {cuda_version(report)}")
+        if probe.compute_capabilities and min(probe.compute_capabilities) < CUDA13_MIN_CC:
+            return (f"numba-cuda is installed for CUDA {toolkit_major}, which supports compute capability >= "
+                    f"{_cc(CUDA13_MIN_CC)}; this GPU has {_cc(min(probe.compute_capabilities))}")
+    return None
+
+
+def diagnose(probe: Probe, toolkit_major: int | None, python: str = "python",
              in_course_venv: bool = False, installed: dict[str, str | None] | None = None) -> list[str]:
     """Each mismatch between driver, GPUs and installed CUDA toolkit, with the command that fixes it."""
     if not probe.usable or not probe.compute_capabilities:

@@ -7,7 +7,7 @@ import platform
 import sys
 from pathlib import Path
 
-from nbkit.core import compat
+from nbkit.core import compat, simulator
 from nbkit.core.hw import sm_name
 from nbkit.core.mode import MODE
 
@@ -17,6 +17,24 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
+
+
+def _numba_cuda_lines() -> list[str]:
+    """Which implementation ``numba.cuda`` really is, read from the loaded module, not from installed versions.
+
+    numba-cuda replaces numba's built-in CUDA target only through its ``.pth`` file, which runs when the interpreter
+    starts: installed into a running interpreter (a Colab kernel), numba-cuda is on disk but ``numba.cuda`` is
+    still numba's own.
+    """
+    loaded = simulator.which()
+    if simulator.numba_cuda_loaded():
+        return [f"  numba.cuda is      : {loaded} (numba-cuda's, redirected at interpreter start)"]
+    lines = [f"  numba.cuda is      : {loaded} (numba's own CUDA target, not numba-cuda's)"]
+    if _version("numba-cuda") != "not installed":
+        lines.append("    - numba-cuda is installed, but its start-up redirect (a .pth file) did not run in this "
+                     "interpreter, e.g. it was installed into a running Colab kernel. Fix: restart the Python "
+                     "kernel (Colab: Runtime > Restart session), then import nbkit first.")
+    return lines
 
 
 def report() -> str:
@@ -61,6 +79,7 @@ def report() -> str:
                else "no GPU, nothing to check")
     lines.append(f"  set-up check       : {verdict}")
     lines += [f"    - {problem}" for problem in problems]
+    lines += _numba_cuda_lines()
     lines += [
         f"  numba              : {_version('numba')}",
         f"  numba-cuda         : {_version('numba-cuda')}",

@@ -15,6 +15,7 @@ import ctypes
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 ENV_VAR = "NBKIT_MODE"
 MODES = ("auto", "gpu", "sim")
@@ -142,13 +143,48 @@ def _requested() -> tuple[str, str]:
     return "auto", ""
 
 
+def _compat():
+    """:mod:`nbkit.core.compat`, also where this file was loaded by its path before nbkit and numba exist
+    (``coursekit/setup_plan.py``): then compat.py is loaded the same way, since importing nbkit would import numba."""
+    if __package__:
+        from nbkit.core import compat
+
+        return compat
+    import importlib.util
+
+    name = "_nbkit_compat"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("compat.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up in sys.modules
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def auto_choice(probe: GpuProbe, toolkit_major: int | None) -> tuple[str, str]:
+    """``(name, reason)`` in auto mode: the GPU where one is found and the set-up check knows no reason it fails.
+
+    The rules are :func:`nbkit.core.compat.gpu_blocker`'s (too old a GPU or driver, a CUDA 13 toolkit on a GPU or
+    driver CUDA 13 does not support): on such a machine the first launch would fail, so auto mode runs the
+    simulator and says why. ``NBKIT_MODE=gpu`` still forces the GPU.
+    """
+    if not probe.usable:
+        return "sim", f"auto: {probe.detail}"
+    blocker = _compat().gpu_blocker(probe, toolkit_major)
+    if blocker:
+        return "sim", (f"auto: {probe.detail}, but {blocker}: using the simulator (nbkit.doctor() names the fix; "
+                       f"{ENV_VAR}=gpu forces the GPU)")
+    return "gpu", f"auto: {probe.detail}"
+
+
 def select_mode() -> Mode:
     """Decide the mode, set NUMBA_ENABLE_CUDASIM to match, and refuse a numba set up otherwise."""
     requested, reason = _requested()
     probe = probe_gpu()
     if requested == "auto":
-        name = "gpu" if probe.usable else "sim"
-        reason = f"auto: {probe.detail}"
+        name, reason = auto_choice(probe, _compat().installed_toolkit_major() if probe.usable else None)
+        if probe.usable and name == "sim":
+            print(f"nbkit: {reason}", file=sys.stderr)  # one line: a GPU is here, and this is why it is not used
     else:
         name = requested
 

@@ -31,7 +31,8 @@ import numpy as np
 
 SUPPORTED = "numba-cuda 0.30 (on numba 0.68) or numba 0.68's built-in CUDA simulator"
 
-__all__ = ["SUPPORTED", "SimulatorInternalsError", "Internals", "internals", "which", "as_dtype", "device_array_memory",
+__all__ = ["SUPPORTED", "SimulatorInternalsError", "Internals", "internals", "which", "numba_cuda_loaded", "as_dtype",
+           "device_array_memory",
            "simulated_kernel", "is_simulated_kernel", "launch_context"]
 
 
@@ -46,7 +47,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _numba_cuda_loaded() -> bool:
+def numba_cuda_loaded() -> bool:
     """Whether ``numba.cuda`` is numba-cuda's package (redirected at start-up) rather than numba's own."""
     from numba import cuda
 
@@ -55,7 +56,7 @@ def _numba_cuda_loaded() -> bool:
 
 def which() -> str:
     """The simulator ``numba.cuda`` runs, with versions, e.g. ``numba-cuda 0.30.4 (numba 0.68.1)``."""
-    if _numba_cuda_loaded():
+    if numba_cuda_loaded():
         return f"numba-cuda {_version('numba-cuda')} (numba {_version('numba')})"
     return f"numba {_version('numba')} built-in"
 

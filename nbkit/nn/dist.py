@@ -194,7 +194,7 @@ def lenet_pair(seed: int = 0, backend: str = "cpu"):
     elif backend == "kernels":
         from numba import cuda
 
-        from nbkit.nn.layers import KERNELS as ops
+        from nbkit.nn.kernel_backend import KERNEL_BACKEND as ops
         labels = cuda.to_device
     else:
         raise ValueError(f"backend must be 'cpu' or 'kernels', got {backend!r}")
@@ -320,6 +320,20 @@ def _train_torch(cfg: RunConfig, world: int, device: str, distributed: bool):
     return step, state
 
 
+def _sync_numba() -> None:
+    """Wait for every kernel Numba queued on this process's GPU."""
+    from numba import cuda
+
+    cuda.synchronize()
+
+
+def _sync_torch() -> None:
+    """Wait for every operation torch queued on this process's GPU (NCCL's collectives run on its stream)."""
+    import torch
+
+    torch.cuda.synchronize()
+
+
 def _train_course(cfg: RunConfig, rank: int, world: int, distributed: bool, kernels: bool):
     net, _ = lenet_pair(cfg.seed, "kernels" if kernels else "cpu")
     comm = [0.0]
@@ -328,13 +342,14 @@ def _train_course(cfg: RunConfig, rank: int, world: int, distributed: bool, kern
     def step(xb, yb):
         loss = net.loss_and_grads(xb, yb)
         if distributed:
+            if kernels:  # the gradient kernels must have finished before NCCL reads their output, and before
+                _sync_numba()  # the clock starts: comm_s must not include the backward pass still running
             t0 = time.perf_counter()
-            if kernels:
-                from numba import cuda
-                cuda.synchronize()  # the gradient kernels must have finished before NCCL reads their output
             if cfg.bucket and not bucket:
                 bucket.append(make_bucket(net.grads()))
             allreduce_mean_(net.grads(), world, bucket[0] if cfg.bucket else None)
+            if kernels:  # NCCL only queues the all-reduce on torch's stream: wait for it before stopping the clock
+                _sync_torch()
             comm[0] += time.perf_counter() - t0
         net.step()
         return loss
@@ -421,6 +436,27 @@ def _check_runs(cfgs: list[RunConfig], world: int, rank: int | None = None) -> N
         shard(c.global_batch or c.batch * world, world, rank or 0)
 
 
+def rank_device(backend: str, local_rank: int) -> str:
+    """The device of the rank with local index ``local_rank`` on its machine, made current for torch and Numba.
+
+    gloo: ``"cpu"``. NCCL: ``"cuda:{local_rank}"``, one GPU per process (NCCL refuses two ranks on one GPU);
+    ``local_rank`` is torchrun's LOCAL_RANK or :func:`spawn`'s process index.
+    """
+    if backend != "nccl":
+        return "cpu"
+    import torch
+
+    count = torch.cuda.device_count()
+    if not 0 <= local_rank < count:
+        raise WorldSizeError(f"local rank {local_rank} has no GPU: this machine has {count} visible GPU(s) and NCCL "
+                             "needs one GPU per process; launch at most that many processes per machine")
+    torch.cuda.set_device(local_rank)
+    from numba import cuda
+
+    cuda.select_device(local_rank)
+    return f"cuda:{local_rank}"
+
+
 def run_rank(cfgs: list[RunConfig], rank: int, world: int, init_method: str, local_rank: int = 0) -> list[dict]:
     """Everything one rank does: check the runs, join the process group, train each run in turn, leave."""
     import torch
@@ -429,12 +465,7 @@ def run_rank(cfgs: list[RunConfig], rank: int, world: int, init_method: str, loc
     _check_runs(cfgs, world, rank)
     first = cfgs[0]
     torch.set_num_threads(first.threads)
-    device = "cpu"
-    if first.backend == "nccl":  # GPU path: one GPU per process (not run for this course so far: no GPU)
-        device = f"cuda:{local_rank}"
-        torch.cuda.set_device(local_rank)
-        from numba import cuda
-        cuda.select_device(local_rank)
+    device = rank_device(first.backend, local_rank)
     dist.init_process_group(first.backend, init_method=init_method, rank=rank, world_size=world,
                             timeout=timedelta(seconds=first.timeout_s))
     try:
@@ -466,7 +497,7 @@ def free_port() -> int:
 
 def _spawned(rank: int, world: int, port: int, cfgs: list[RunConfig], outdir: str) -> None:
     """Entry point of each spawned process; writes its results for :func:`spawn` to collect."""
-    for i, out in enumerate(run_rank(cfgs, rank, world, f"tcp://127.0.0.1:{port}")):
+    for i, out in enumerate(run_rank(cfgs, rank, world, f"tcp://127.0.0.1:{port}", local_rank=rank)):  # one machine
         params = out.pop("params")
         np.savez(Path(outdir) / f"run{i}_rank{rank}.npz", **{f"param{j}": p for j, p in enumerate(params)},
                  **{k: np.asarray(v) for k, v in out.items()})
@@ -557,7 +588,9 @@ def _watch(ctx, world: int, limit: float, grace: float = 3.0) -> None:
 
 
 def spawn(cfgs: RunConfig | list[RunConfig], world: int = 2) -> list[list[dict]]:
-    """Run each config in turn on ``world`` spawned processes (gloo, 127.0.0.1, a free port), one process group.
+    """Run each config in turn on ``world`` spawned processes (127.0.0.1, a free port), one process group.
+
+    With ``backend="nccl"`` process r uses GPU r (``cuda:r``), so ``world`` is at most the number of GPUs.
 
     Returns ``results[run][rank]``. Several runs share one start-up: each spawned process spends seconds
     importing torch and numba. Bounded: a rank that raises or dies stops all the others at once and raises

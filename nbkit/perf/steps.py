@@ -47,13 +47,25 @@ class StepRecord:
 
 @contextlib.contextmanager
 def _watching(record: StepRecord):
+    """Count launches and copies while the block runs.
+
+    A NumPy array passed to a kernel is counted when the launch starts (one copy each way). How numba writes it
+    back afterwards depends on the version: numba-cuda 0.21 to 0.24 and the CUDA simulators call the device
+    array's ``copy_to_host(host_array)`` (numba_cuda/numba/cuda/args.py: ``devary.copy_to_host(self.value)``),
+    which is hooked here too; numba-cuda 0.25 and later call the driver's ``cuMemcpyDtoH`` directly. So a
+    ``copy_to_host`` into a host array of the latest launch is that write-back, already counted, and is skipped.
+    """
+    written_back: list[np.ndarray] = []  # host arrays of the latest launch whose write-back is already counted
+
     def observer(kernel, grid, block, args):
         record.launches.append((kernel, grid, block, args))
+        written_back.clear()
         for a in args:
             if isinstance(a, np.ndarray) and a.ndim > 0:
                 how = f"implicit (NumPy array passed to {kernel_name(kernel)})"
                 record.copies.append(Copy("host->device", a.nbytes, how))
                 record.copies.append(Copy("device->host", a.nbytes, how))
+                written_back.append(a)
 
     original_to_device = cuda.to_device
     array_class = type(cuda.device_array(1, dtype=np.float32))
@@ -64,7 +76,12 @@ def _watching(record: StepRecord):
         return original_to_device(obj, *args, **kwargs)
 
     def copy_to_host(self, *args, **kwargs):
-        record.copies.append(Copy("device->host", int(self.nbytes), "copy_to_host"))
+        target = args[0] if args else kwargs.get("ary")
+        same = [i for i, a in enumerate(written_back) if a is target]
+        if same:  # the write-back of an implicit copy (numba-cuda < 0.25, the simulators): counted at the launch
+            del written_back[same[0]]
+        else:
+            record.copies.append(Copy("device->host", int(self.nbytes), "copy_to_host"))
         return original_copy_to_host(self, *args, **kwargs)
 
     launch_module._OBSERVERS.append(observer)
