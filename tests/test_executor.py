@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from numba import cuda, float32
 
-from nbkit.core.executor import ExecutorUnsupported, compile_for_cpu, generated_source, run_on_cpu
+from nbkit.core.executor import BarrierDivergence, ExecutorUnsupported, compile_for_cpu, generated_source, run_on_cpu
 from nbkit.kernels import all_kernels, conv, losses, matmul, pool, reduce, transpose
 
 rng = np.random.default_rng(7)
@@ -272,6 +272,45 @@ def uses_device_function(x, out, s):
         out[i] = _scaled_square(x[i], s)
 
 
+@cuda.jit(device=True)
+def _count_into(hist, v):
+    cuda.atomic.add(hist, v % 4, 1)
+
+
+@cuda.jit
+def histogram_via_device_function(x, hist):
+    i = cuda.grid(1)
+    if i < x.size:
+        _count_into(hist, x[i])
+
+
+@cuda.jit
+def first_negative_per_row(M, out):
+    """A return from inside a loop (no barrier): the thread stops at its row's first negative value."""
+    r = cuda.grid(1)
+    if r >= M.shape[0]:
+        return
+    out[r] = -1
+    for j in range(M.shape[1]):
+        for _ in range(2):
+            if M[r, j] < 0:
+                out[r] = j
+                return
+
+
+@cuda.jit
+def return_inside_loop_then_barrier(x, out):
+    """Threads leave from inside a loop before a barrier; the others still meet at it."""
+    buf = cuda.shared.array(32, float32)
+    t = cuda.threadIdx.x
+    buf[t] = float32(t)
+    for k in range(4):
+        if t == 5 + k:
+            return
+    cuda.syncthreads()
+    out[cuda.grid(1)] = buf[31 - t] + x[cuda.grid(1)]
+
+
 def _same(kernel, grid, block, *args):
     sim, cpu = _copy(args), _copy(args)
     kernel[grid, block](*sim)
@@ -285,15 +324,51 @@ def _same(kernel, grid, block, *args):
 def test_early_return_before_a_barrier():
     out = _same(early_return_reverse, 3, 64, f32(150), np.zeros(150, np.float32))[1]
     assert out[149] != 0 and "_done" in generated_source(early_return_reverse, f32(150), np.zeros(150, np.float32))
+    # a second specialization (float64 arguments) of the same plan: the transform must not have been consumed
+    _same(early_return_reverse, 2, 64, f32(100).astype(np.float64), np.zeros(100, np.float64))
+
+
+@cuda.jit
+def divergent_loop_barrier(x):
+    n = cuda.threadIdx.x % 3  # not block-uniform: threads disagree on how often they reach the barrier
+    k = 0
+    while k < n:
+        cuda.syncthreads()
+        k += 1
+    x[cuda.threadIdx.x] = k
+
+
+def test_barrier_in_a_divergent_loop_is_refused_at_run_time():
+    with pytest.raises(BarrierDivergence, match="disagree"):
+        run_on_cpu(divergent_loop_barrier, 1, 32, np.zeros(32, np.int64))
+
+
+def test_simulator_device_arrays():
+    from nbkit.kernels.vector import vector_add
+    a, b = f32(70), f32(70)
+    d_out = cuda.device_array(70, np.float32)
+    run_on_cpu(vector_add, 3, 32, cuda.to_device(a), cuda.to_device(b), d_out)
+    assert np.array_equal(d_out.copy_to_host(), a + b)
 
 
 def test_device_function():
     _same(uses_device_function, 3, 32, f32(70), np.zeros(70, np.float32), np.float32(0.5))
 
 
+def test_device_function_with_atomics_runs_blocks_serially():
+    x = rng.integers(0, 100, 500).astype(np.int32)
+    hist = _same(histogram_via_device_function, 16, 32, x, np.zeros(4, np.int32))[1]
+    assert hist.sum() == 500 and compile_for_cpu(histogram_via_device_function, [x, hist]).serial
+
+
+def test_return_from_inside_loops():
+    _same(first_negative_per_row, 2, 32, f32(40, 7), np.zeros(40, np.int32))
+    _same(return_inside_loop_then_barrier, 2, 32, f32(64), np.zeros(64, np.float32))
+
+
 def test_tiled_matmul_keeps_barrier_phases_and_per_thread_values():
     src = generated_source(matmul.matmul_tiled_kernel, *_matmul(5, 5, 5, 0, 0, 16)[2:])
-    assert "acc__a[_t]" in src and src.count("for _t in range(_nt):") == 4  # before, two phases in the loop, after
+    assert "acc__a[_t]" in src and src.count("_where[1] = _t") == 4  # phases: before, two in the loop, after
 
 
 def test_tree_reduction_in_shared_memory_sums_right():
@@ -335,12 +410,19 @@ def off_by_one(x, out):
         out[i] = x[i]
 
 
+@cuda.jit
+def reserved_name(x):
+    _t = cuda.threadIdx.x
+    x[_t] = 0
+
+
 @pytest.mark.parametrize("kernel, words", [(barrier_in_branch, "syncthreads() inside if"),
-                                           (warp_shuffle, "cuda.shfl_down_sync")])
+                                           (warp_shuffle, "cuda.shfl_down_sync"),
+                                           (reserved_name, "reserves")])
 def test_unsupported_constructs_say_why(kernel, words):
     with pytest.raises(ExecutorUnsupported, match=words.replace("(", r"\(").replace(")", r"\)")) as info:
         run_on_cpu(kernel, 1, 32, np.zeros(32, np.float32))
-    assert "line" in info.value.reason
+    assert "line" in info.value.reason or "_t" in info.value.reason
 
 
 def test_out_of_bounds_names_block_and_thread():

@@ -13,6 +13,7 @@ Not a mode yet: :func:`run_on_cpu` is called directly. Whatever it cannot transf
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 import os
 import textwrap
@@ -29,7 +30,7 @@ from numba import cuda
 from nbkit.core.simulator import device_array_memory
 from nbkit.core.source import python_function
 
-__all__ = ["ExecutorUnsupported", "run_on_cpu", "compile_for_cpu", "generated_source"]
+__all__ = ["BarrierDivergence", "ExecutorUnsupported", "run_on_cpu", "compile_for_cpu", "generated_source"]
 
 
 class ExecutorUnsupported(Exception):
@@ -38,6 +39,10 @@ class ExecutorUnsupported(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class BarrierDivergence(ExecutorUnsupported):
+    """At run time: threads of one block disagree on a loop that contains a barrier (a kernel bug on a GPU)."""
 
 
 # ---------------------------------------------------------------------------------------------- intrinsics
@@ -191,11 +196,17 @@ class _Lower(ast.NodeTransformer):
         raise ExecutorUnsupported(f"cuda.{name}(...) ({_where(node)}) has no CPU translation here")
 
 
+_RESERVED = {"_t", "_t0", "_nt", "_b0", "_b1", "_blk", "_where", "_done", "_ret", "_probe", "BarrierDivergence",
+             *(p + a for p in ("_t", "_b", "_bd", "_gd") for a in "xyz"), *(f"_atomic_{op}" for op in _ATOMICS)}
 _FORBIDDEN = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Global, ast.Nonlocal, ast.Try,
               ast.With, ast.Yield, ast.YieldFrom, ast.Await, ast.Delete)
 
 
 def _check_constructs(fdef: ast.FunctionDef) -> None:
+    clash = sorted(n for n in _names(fdef) | {a.arg for a in fdef.args.args}
+                   if n in _RESERVED or n.endswith("__a") or n.startswith(("_p_", "_dt_", "_it_", "_launch_")))
+    if clash:
+        raise ExecutorUnsupported(f"names the executor reserves for its own loops: {clash}")
     for node in ast.walk(fdef):
         if node is not fdef and isinstance(node, _FORBIDDEN):
             raise ExecutorUnsupported(f"{type(node).__name__} inside a kernel ({_where(node)})")
@@ -232,12 +243,13 @@ def _source(fn: Callable) -> _Source:
     return _Source(fn, fdef, env, cuda_names, device_fns)
 
 
-_DEVICE_CACHE: dict[Callable, object] = {}
+_DEVICE_CACHE: dict[Callable, tuple[object, bool]] = {}  # python function -> (njit function, uses atomics)
 _LOCK = threading.RLock()
 
 
-def _device_njit(obj: object) -> object:
-    """A ``@cuda.jit(device=True)`` function compiled for the CPU (its own intrinsics lowered too)."""
+def _device_njit(obj: object) -> tuple[object, bool]:
+    """A ``@cuda.jit(device=True)`` function compiled for the CPU (its own intrinsics lowered too), and whether
+    it (or a device function it calls) uses atomics."""
     fn = python_function(obj)
     with _LOCK:
         if fn in _DEVICE_CACHE:
@@ -246,12 +258,12 @@ def _device_njit(obj: object) -> object:
         _check_constructs(src.fdef)
         lower = _Lower(src.cuda_names, src.device_fns, in_device=True)
         fdef = ast.fix_missing_locations(lower.visit(src.fdef))
-        env = _cpu_env(src)
+        env, atomics = _cpu_env(src)
         code = ast.unparse(fdef)
         _run_source(code, f"device function {fn.__name__}", env)
         compiled = numba.njit(**_JIT)(env[fdef.name])
-        _DEVICE_CACHE[fn] = compiled
-        return compiled
+        _DEVICE_CACHE[fn] = (compiled, atomics or lower.atomics)
+        return _DEVICE_CACHE[fn]
 
 
 def _run_source(code: str, what: str, env: dict) -> None:
@@ -259,17 +271,21 @@ def _run_source(code: str, what: str, env: dict) -> None:
     exec(compile(code, f"<nbkit executor: {what}>", "exec"), env)  # noqa: S102 - our own generated code
 
 
-def _cpu_env(src: _Source) -> dict:
+def _cpu_env(src: _Source) -> tuple[dict, bool]:
+    """The globals of the CPU version, and whether the device functions it calls use atomics."""
     env = dict(src.env)
+    atomics = False
     for name in src.cuda_names:
         env.pop(name)
     used = _names(src.fdef) - {src.fdef.name}  # only the device functions this one calls (not itself)
     for name, obj in src.device_fns.items():
         if name in used and _is_device_function(obj):
-            env[name] = _device_njit(obj)
+            env[name], uses = _device_njit(obj)
+            atomics |= uses
     env.update(_HELPERS)
     env["np"] = np
-    return env
+    env["BarrierDivergence"] = BarrierDivergence
+    return env, atomics
 
 
 # ---------------------------------------------------------------------------------------------- barriers
@@ -526,8 +542,12 @@ def _plan(fn: Callable) -> _Plan:
             loop.stmt.iter = lower.visit(loop.stmt.iter)
         else:
             loop.stmt.test = lower.visit(loop.stmt.test)
-    env = _cpu_env(src)
-    return _Plan(fn.__name__, params, pieces, shared, arrays, assigned_params, barriers, returns, lower.atomics,
+        if _names(_header(loop)) & {"_t", "_tx", "_ty", "_tz"}:
+            raise ExecutorUnsupported(f"a loop with barriers whose bounds depend on the thread index "
+                                      f"({_where(loop.stmt)})")
+    env, device_atomics = _cpu_env(src)
+    return _Plan(fn.__name__, params, pieces, shared, arrays, assigned_params, barriers, returns,
+                 lower.atomics or device_atomics,
                  env, probe)
 
 
@@ -562,10 +582,25 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
             return [f"{indent}_t0 = 0"]
         return [f"{indent}_t0 = 0", f"{indent}while _t0 < _nt - 1 and _done[_t0]:", f"{indent}    _t0 += 1"]
 
+    def uniform(exprs: list[ast.expr], indent: str, where: str) -> None:
+        """Every live thread must see the same loop bounds (as on a GPU, where a barrier that only some threads
+        reach hangs or corrupts the block): check, instead of silently following thread _t0."""
+        if not _names(list(exprs)) & plan.arrays:
+            return
+        mine = " or ".join(f"({ast.unparse(to_arrays.visit(copy.deepcopy(e)))}) != "
+                           f"({ast.unparse(head_arrays.visit(copy.deepcopy(e)))})" for e in exprs)
+        lines.append(f"{indent}for _t in range(_nt):")
+        if done:
+            lines.append(f"{indent}    if _done[_t]:")
+            lines.append(f"{indent}        continue")
+        lines.append(f"{indent}    if {mine}:")
+        message = f"threads of a block disagree on the bounds of a loop that contains cuda.syncthreads() ({where})"
+        lines.append(f"{indent}        raise BarrierDivergence({message!r})")
+
     def pieces(ps: list, indent: str) -> None:
         for p in ps:
             if isinstance(p, _Seg):
-                body = [to_arrays.visit(s) for s in p.stmts]
+                body = [to_arrays.visit(copy.deepcopy(s)) for s in p.stmts]  # the plan serves every dtype
                 body, has_ret = _fix_returns(body, 0, on_return)
                 lines.append(f"{indent}for _t in range(_nt):")
                 inner = indent + "    "
@@ -584,13 +619,20 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
                 st = p.stmt
                 lines.extend(first_live(indent))
                 if isinstance(st, ast.For):
-                    it = ast.unparse(head_arrays.visit(st.iter))
+                    it = st.iter
+                    if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range":
+                        uniform(it.args, indent, _where(st))
+                    elif _names(it) & plan.arrays:
+                        raise ExecutorUnsupported(f"a loop with barriers over per-thread values that is not a "
+                                                  f"range ({_where(st)})")
+                    it = ast.unparse(head_arrays.visit(copy.deepcopy(st.iter)))
                     lines.append(f"{indent}for {st.target.id} in {it}:")
                     pieces(p.pieces, indent + "    ")
                 else:
-                    test = ast.unparse(head_arrays.visit(st.test))
+                    test = ast.unparse(head_arrays.visit(copy.deepcopy(st.test)))
                     lines.append(f"{indent}while True:")
                     lines.extend(first_live(indent + "    "))
+                    uniform([st.test], indent + "    ", _where(st))
                     lines.append(f"{indent}    if not ({test}):")
                     lines.append(f"{indent}        break")
                     pieces(p.pieces, indent + "    ")
