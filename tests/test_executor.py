@@ -428,3 +428,15 @@ def test_unsupported_constructs_say_why(kernel, words):
 def test_out_of_bounds_names_block_and_thread():
     with pytest.raises(IndexError, match=r"block \(1, 0, 0\), thread \(18, 0, 0\)"):
         run_on_cpu(off_by_one, 2, 32, f32(50), np.zeros(51, np.float32))
+
+
+@cuda.jit
+def barrier_loop_bounded_by_thread(x):
+    for k in range(cuda.threadIdx.x):
+        cuda.syncthreads()
+    x[0] = 1
+
+
+def test_loop_with_barrier_bounded_by_thread_index_is_refused():
+    with pytest.raises(ExecutorUnsupported, match="depend on the thread index"):
+        run_on_cpu(barrier_loop_bounded_by_thread, 1, 32, np.zeros(32, np.float32))

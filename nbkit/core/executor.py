@@ -517,11 +517,6 @@ def _plan(fn: Callable) -> _Plan:
             if not isinstance(st.target, ast.Name):
                 raise ExecutorUnsupported(f"a loop with barriers needs a single loop variable ({_where(st)})")
             loop_vars.add(st.target.id)
-        for h in _header(loop):
-            for n in ast.walk(h):
-                parts = _dotted(n) if isinstance(n, ast.Attribute) else None
-                if parts and parts[0] in cn and parts[1] == "threadIdx":
-                    raise ExecutorUnsupported(f"a loop with barriers whose bounds depend on threadIdx ({_where(st)})")
     stored = _names([s for seg in segs for s in seg.stmts], ast.Store)
     if stored & (loop_vars | shared_names):
         raise ExecutorUnsupported(f"{sorted(stored & (loop_vars | shared_names))} assigned per thread but used "
@@ -547,8 +542,7 @@ def _plan(fn: Callable) -> _Plan:
                                       f"({_where(loop.stmt)})")
     env, device_atomics = _cpu_env(src)
     return _Plan(fn.__name__, params, pieces, shared, arrays, assigned_params, barriers, returns,
-                 lower.atomics or device_atomics,
-                 env, probe)
+                 lower.atomics or device_atomics, env, probe)
 
 
 def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
