@@ -425,9 +425,11 @@ def test_unsupported_constructs_say_why(kernel, words):
     assert "line" in info.value.reason or "_t" in info.value.reason
 
 
-def test_out_of_bounds_names_block_and_thread():
-    with pytest.raises(IndexError, match=r"block \(1, 0, 0\), thread \(18, 0, 0\)"):
-        run_on_cpu(off_by_one, 2, 32, f32(50), np.zeros(51, np.float32))
+@pytest.mark.parametrize("blocks", [2, 600])  # run on the calling thread, and on the pool's workers
+def test_out_of_bounds_names_block_and_thread(blocks):
+    n = 32 * blocks - 14
+    with pytest.raises(IndexError, match=rf"block \({blocks - 1}, 0, 0\), thread \(18, 0, 0\)"):
+        run_on_cpu(off_by_one, blocks, 32, f32(n), np.zeros(n + 1, np.float32))
 
 
 @cuda.jit

@@ -719,6 +719,7 @@ def _host(arg: object) -> object:
 
 
 _POOL: ThreadPoolExecutor | None = None
+_PARALLEL_MIN_THREADS = 16384  # smaller launches run on the calling thread (handing out work costs ~80 µs)
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -739,7 +740,8 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     host = [_host(a) for a in args]
     compiled = compile_for_cpu(kernel, host)
     nblocks = grid[0] * grid[1] * grid[2]
-    workers = 1 if compiled.serial else max(1, min(os.cpu_count() or 1, nblocks))
+    small = nblocks * block[0] * block[1] * block[2] < _PARALLEL_MIN_THREADS  # the pool costs more than it saves
+    workers = 1 if compiled.serial or small else max(1, min(os.cpu_count() or 1, nblocks))
     bounds = [(nblocks * k // workers, nblocks * (k + 1) // workers) for k in range(workers)]
     wheres = [np.zeros(2, np.int64) for _ in bounds]
     errors: list[tuple[int, IndexError]] = []
