@@ -444,3 +444,13 @@ def barrier_loop_bounded_by_thread(x):
 def test_loop_with_barrier_bounded_by_thread_index_is_refused():
     with pytest.raises(ExecutorUnsupported, match="depend on the thread index"):
         run_on_cpu(barrier_loop_bounded_by_thread, 1, 32, np.zeros(32, np.float32))
+
+
+@cuda.jit
+def not_typeable_on_cpu(x):
+    x[0] = "text"  # numba refuses a string in a float array
+
+
+def test_what_numba_cannot_compile_is_unsupported_not_a_numba_error():
+    with pytest.raises(ExecutorUnsupported, match="numba cannot compile not_typeable_on_cpu"):
+        run_on_cpu(not_typeable_on_cpu, 1, 1, np.zeros(1, np.float32))

@@ -645,9 +645,10 @@ def _probe_types(plan: _Plan, argtypes: tuple) -> dict[str, np.dtype]:
     disp = numba.njit(env["_probe"])
     sig = (numba.types.int64,) * 13 + tuple(argtypes)
     try:
-        cres = disp.compile(sig) and disp.overloads[sig]
-    except numba.core.errors.TypingError as exc:
+        disp.compile(sig)
+    except numba.core.errors.NumbaError as exc:
         raise ExecutorUnsupported(f"numba cannot compile {plan.name} for the CPU: {str(exc).splitlines()[0]}") from exc
+    cres = disp.overloads[sig]
     typemap = cres.type_annotation.typemap
     out = {}
     for v in plan.arrays - plan.assigned_params:
@@ -666,6 +667,8 @@ def _probe_types(plan: _Plan, argtypes: tuple) -> dict[str, np.dtype]:
 
 @dataclass
 class _Compiled:
+    """An executor: the njit launcher (blocks b0..b1 of a grid), whether blocks must run serially, its source."""
+
     launcher: Callable
     serial: bool
     source: str
@@ -683,7 +686,11 @@ def _get_plan(fn: Callable) -> _Plan:
 
 
 def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
-    """The executor of ``kernel`` for these argument types (cached: a later launch only runs it)."""
+    """The executor of ``kernel`` for arguments of these types (host arrays and scalars as passed to the launcher).
+
+    Cached per kernel, and per argument types where values live across a barrier (their arrays need dtypes), so a
+    later launch of any shape only runs it.
+    """
     fn = python_function(kernel)
     argtypes = tuple(numba.typeof(a) for a in args)
     plan = _get_plan(fn)
@@ -759,7 +766,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
             first = 1
         for future in [_pool().submit(run, k) for k in range(first, workers)]:
             future.result()
-    except numba.core.errors.TypingError as exc:
+    except numba.core.errors.NumbaError as exc:  # compile-time only: errors of the running code are not NumbaErrors
         raise ExecutorUnsupported(f"numba cannot compile {python_function(kernel).__name__} for the CPU: "
                                   f"{str(exc).splitlines()[0]}") from exc
     if errors:
