@@ -1,0 +1,779 @@
+"""CPU executor: a ``@cuda.jit`` kernel run as compiled CPU loops instead of one Python thread per CUDA thread.
+
+Without a GPU the CUDA simulator runs every CUDA thread as an OS thread (about 150 µs each). The MCUDA
+transform (Stratton, Stone, Hwu, LCPC 2008) does the same work as loops: the kernel body is wrapped in a loop
+over the threads of a block, split at every ``cuda.syncthreads()`` (loop fission, so every thread finishes one
+phase before any thread starts the next), values live across a barrier become per-thread arrays, and the result
+is compiled with ``numba.njit``. Blocks run in parallel on CPU threads unless the kernel uses atomics.
+
+Not a mode yet: :func:`run_on_cpu` is called directly. Whatever it cannot transform raises
+:class:`ExecutorUnsupported` with the reason, so that a caller can fall back to the simulator.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import inspect
+import os
+import textwrap
+import threading
+import types as pytypes
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numba
+import numpy as np
+from numba import cuda
+
+from nbkit.core.simulator import device_array_memory
+from nbkit.core.source import python_function
+
+__all__ = ["BarrierDivergence", "ExecutorUnsupported", "run_on_cpu", "compile_for_cpu", "generated_source"]
+
+
+class ExecutorUnsupported(Exception):
+    """A kernel the CPU executor cannot transform; ``reason`` says which construct and where."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BarrierDivergence(ExecutorUnsupported):
+    """At run time: threads of one block disagree on a loop that contains a barrier (a kernel bug on a GPU)."""
+
+
+# ---------------------------------------------------------------------------------------------- intrinsics
+
+_INDEX = {"threadIdx": "_t", "blockIdx": "_b", "blockDim": "_bd", "gridDim": "_gd"}
+_ATOMICS = {"add", "sub", "max", "min", "exch"}
+_NOOPS = {"threadfence", "threadfence_block", "threadfence_system"}
+
+
+def _atomic_add(a, i, v):
+    old = a[i]
+    a[i] = old + v
+    return old
+
+
+def _atomic_sub(a, i, v):
+    old = a[i]
+    a[i] = old - v
+    return old
+
+
+def _atomic_max(a, i, v):
+    old = a[i]
+    a[i] = max(old, v)
+    return old
+
+
+def _atomic_min(a, i, v):
+    old = a[i]
+    a[i] = min(old, v)
+    return old
+
+
+def _atomic_exch(a, i, v):
+    old = a[i]
+    a[i] = v
+    return old
+
+
+_JIT = dict(nogil=True, boundscheck=True)
+_HELPERS = {f"_atomic_{op}": numba.njit(**_JIT)(globals()[f"_atomic_{op}"]) for op in _ATOMICS}
+
+
+def _where(node: ast.AST) -> str:
+    return f"line {getattr(node, 'lineno', '?')}"
+
+
+def _dotted(node: ast.AST) -> list[str] | None:
+    """``cuda.atomic.add`` -> ["cuda", "atomic", "add"]; None for anything that is not a dotted name."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return [node.id, *reversed(parts)]
+    return None
+
+
+def _is_cuda_function(obj: object) -> bool:
+    """A ``cuda.jit`` kernel or device function (compiled dispatcher or simulator kernel)."""
+    return python_function(obj) is not obj and isinstance(python_function(obj), pytypes.FunctionType)
+
+
+def _is_device_function(obj: object) -> bool:
+    flag = getattr(obj, "_device", None)
+    if flag is None:
+        flag = getattr(obj, "targetoptions", {}).get("device", False)
+    return bool(flag)
+
+
+def _expr(text: str) -> ast.expr:
+    return ast.parse(text, mode="eval").body
+
+
+class _Lower(ast.NodeTransformer):
+    """Replace ``cuda.*`` intrinsics by CPU code; refuse what has no CPU meaning here."""
+
+    def __init__(self, cuda_names: set[str], device_fns: dict[str, object], in_device: bool):
+        self.cuda_names = cuda_names
+        self.device_fns = device_fns
+        self.in_device = in_device
+        self.atomics = False
+
+    def _cuda(self, node: ast.AST) -> list[str] | None:
+        parts = _dotted(node)
+        return parts[1:] if parts and parts[0] in self.cuda_names else None
+
+    def _thread_index(self, node: ast.AST) -> None:
+        if self.in_device:
+            raise ExecutorUnsupported(f"a thread or block index inside a device function ({_where(node)}): "
+                                      "pass the index as an argument")
+
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        parts = self._cuda(node)
+        if parts is None:
+            return self.generic_visit(node)
+        if len(parts) == 2 and parts[0] in _INDEX and parts[1] in "xyz":
+            self._thread_index(node)
+            return ast.copy_location(ast.Name(_INDEX[parts[0]] + parts[1], ast.Load()), node)
+        if parts == ["warpsize"]:
+            return ast.copy_location(ast.Constant(32), node)
+        if parts == ["laneid"]:
+            self._thread_index(node)
+            return ast.copy_location(_expr("(_t % 32)"), node)
+        raise ExecutorUnsupported(f"cuda.{'.'.join(parts)} ({_where(node)}) has no CPU translation here")
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in self.cuda_names:
+            raise ExecutorUnsupported(f"the cuda module used as a value ({_where(node)})")
+        return node
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        parts = self._cuda(node.func)
+        if parts is None:
+            callee = node.func.id if isinstance(node.func, ast.Name) else None
+            if callee in self.device_fns and not _is_device_function(self.device_fns[callee]):
+                raise ExecutorUnsupported(f"a kernel launched from a kernel ({callee}, {_where(node)})")
+            return self.generic_visit(node)
+        node.args = [self.visit(a) for a in node.args]
+        name = ".".join(parts)
+        args = node.args
+        if node.keywords:
+            raise ExecutorUnsupported(f"keyword arguments to cuda.{name} ({_where(node)})")
+        if name in ("grid", "gridsize"):
+            if len(args) != 1 or not isinstance(args[0], ast.Constant) or args[0].value not in (1, 2, 3):
+                raise ExecutorUnsupported(f"cuda.{name} needs a literal 1, 2 or 3 ({_where(node)})")
+            self._thread_index(node)
+            axes = "xyz"[:args[0].value]
+            terms = [f"(_b{a} * _bd{a} + _t{a})" if name == "grid" else f"(_bd{a} * _gd{a})" for a in axes]
+            text = terms[0] if len(terms) == 1 else "(" + ", ".join(terms) + ")"
+            return ast.copy_location(_expr(text), node)
+        if name == "syncthreads":
+            raise ExecutorUnsupported(f"cuda.syncthreads() used as a value or inside a device function "
+                                      f"({_where(node)})")
+        if name in _NOOPS:
+            return ast.copy_location(ast.Constant(None), node)
+        if name == "local.array":
+            return ast.copy_location(ast.Call(_expr("np.zeros"), args, []), node)
+        if name == "shared.array":
+            raise ExecutorUnsupported(f"cuda.shared.array must be assigned to a name at the top of the kernel "
+                                      f"body ({_where(node)})")
+        if name == "const.array_like" and len(args) == 1:
+            return args[0]
+        if parts[0] == "atomic" and len(parts) == 2 and parts[1] in _ATOMICS and len(args) == 3:
+            self.atomics = True
+            return ast.copy_location(ast.Call(ast.Name(f"_atomic_{parts[1]}", ast.Load()), args, []), node)
+        if name == "fma" and len(args) == 3:  # as the simulator computes it: a * b + c, two roundings
+            return ast.copy_location(ast.BinOp(ast.BinOp(args[0], ast.Mult(), args[1]), ast.Add(), args[2]), node)
+        if name == "selp" and len(args) == 3:
+            return ast.copy_location(ast.IfExp(args[0], args[1], args[2]), node)
+        raise ExecutorUnsupported(f"cuda.{name}(...) ({_where(node)}) has no CPU translation here")
+
+
+_RESERVED = {"_t", "_t0", "_nt", "_b0", "_b1", "_blk", "_where", "_done", "_ret", "_probe", "BarrierDivergence",
+             *(p + a for p in ("_t", "_b", "_bd", "_gd") for a in "xyz"), *(f"_atomic_{op}" for op in _ATOMICS)}
+_FORBIDDEN = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Global, ast.Nonlocal, ast.Try,
+              ast.With, ast.Yield, ast.YieldFrom, ast.Await, ast.Delete)
+
+
+def _check_constructs(fdef: ast.FunctionDef) -> None:
+    clash = sorted(n for n in _names(fdef) | {a.arg for a in fdef.args.args}
+                   if n in _RESERVED or n.endswith("__a") or n.startswith(("_p_", "_dt_", "_it_", "_launch_")))
+    if clash:
+        raise ExecutorUnsupported(f"names the executor reserves for its own loops: {clash}")
+    for node in ast.walk(fdef):
+        if node is not fdef and isinstance(node, _FORBIDDEN):
+            raise ExecutorUnsupported(f"{type(node).__name__} inside a kernel ({_where(node)})")
+
+
+# ---------------------------------------------------------------------------------------------- source and env
+
+@dataclass
+class _Source:
+    fn: Callable
+    fdef: ast.FunctionDef
+    env: dict
+    cuda_names: set[str]
+    device_fns: dict[str, object] = field(default_factory=dict)
+
+
+def _source(fn: Callable) -> _Source:
+    try:
+        text = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError) as exc:
+        raise ExecutorUnsupported(f"the source of {getattr(fn, '__name__', fn)!r} is not available ({exc})") from exc
+    tree = ast.parse(text)
+    fdef = tree.body[0]
+    if not isinstance(fdef, ast.FunctionDef):
+        raise ExecutorUnsupported(f"{fn!r} is not a plain function")
+    a = fdef.args
+    if a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs or a.defaults:
+        raise ExecutorUnsupported("kernel parameters must be plain positional names (no defaults, *args or **kw)")
+    fdef.decorator_list = []
+    env = dict(fn.__globals__)
+    env.update(inspect.getclosurevars(fn).nonlocals)
+    cuda_names = {name for name, value in env.items() if value is cuda}
+    device_fns = {name: value for name, value in env.items() if _is_cuda_function(value)}
+    return _Source(fn, fdef, env, cuda_names, device_fns)
+
+
+_DEVICE_CACHE: dict[Callable, tuple[object, bool]] = {}  # python function -> (njit function, uses atomics)
+_LOCK = threading.RLock()
+
+
+def _device_njit(obj: object) -> tuple[object, bool]:
+    """A ``@cuda.jit(device=True)`` function compiled for the CPU (its own intrinsics lowered too), and whether
+    it (or a device function it calls) uses atomics."""
+    fn = python_function(obj)
+    with _LOCK:
+        if fn in _DEVICE_CACHE:
+            return _DEVICE_CACHE[fn]
+        src = _source(fn)
+        _check_constructs(src.fdef)
+        lower = _Lower(src.cuda_names, src.device_fns, in_device=True)
+        fdef = ast.fix_missing_locations(lower.visit(src.fdef))
+        env, atomics = _cpu_env(src)
+        code = ast.unparse(fdef)
+        _run_source(code, f"device function {fn.__name__}", env)
+        compiled = numba.njit(**_JIT)(env[fdef.name])
+        _DEVICE_CACHE[fn] = (compiled, atomics or lower.atomics)
+        return _DEVICE_CACHE[fn]
+
+
+def _run_source(code: str, what: str, env: dict) -> None:
+    """Define the functions of ``code`` (generated here from a kernel's own AST) in ``env``."""
+    exec(compile(code, f"<nbkit executor: {what}>", "exec"), env)  # noqa: S102 - our own generated code
+
+
+def _cpu_env(src: _Source) -> tuple[dict, bool]:
+    """The globals of the CPU version, and whether the device functions it calls use atomics."""
+    env = dict(src.env)
+    atomics = False
+    for name in src.cuda_names:
+        env.pop(name)
+    used = _names(src.fdef) - {src.fdef.name}  # only the device functions this one calls (not itself)
+    for name, obj in src.device_fns.items():
+        if name in used and _is_device_function(obj):
+            env[name], uses = _device_njit(obj)
+            atomics |= uses
+    env.update(_HELPERS)
+    env["np"] = np
+    env["BarrierDivergence"] = BarrierDivergence
+    return env, atomics
+
+
+# ---------------------------------------------------------------------------------------------- barriers
+
+def _is_sync(node: ast.AST, cuda_names: set[str]) -> bool:
+    if isinstance(node, ast.Expr):
+        node = node.value
+    if not isinstance(node, ast.Call):
+        return False
+    parts = _dotted(node.func)
+    return bool(parts) and parts[0] in cuda_names and parts[1:] == ["syncthreads"]
+
+
+def _has_sync(node: ast.AST, cuda_names: set[str]) -> bool:
+    return any(_is_sync(n, cuda_names) for n in ast.walk(node))
+
+
+def _is_shared_alloc(stmt: ast.stmt, cuda_names: set[str]) -> bool:
+    if not (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Call)):
+        return False
+    parts = _dotted(stmt.value.func)
+    return bool(parts) and parts[0] in cuda_names and parts[1:] == ["shared", "array"]
+
+
+@dataclass
+class _Seg:
+    stmts: list[ast.stmt]
+    in_loop: bool
+
+
+@dataclass
+class _Loop:
+    stmt: ast.For | ast.While  # the header; its body is `pieces`
+    pieces: list
+
+
+def _split(stmts: list[ast.stmt], cuda_names: set[str], in_loop: bool, shared: list, top: bool) -> list:
+    """The body as thread segments (no barrier inside) and block-uniform loops that contain barriers."""
+    pieces: list = []
+    current: list[ast.stmt] = []
+
+    def flush() -> None:
+        if current:
+            pieces.append(_Seg(list(current), in_loop))
+            current.clear()
+
+    for stmt in stmts:
+        if _is_shared_alloc(stmt, cuda_names):
+            if not top or len(stmt.targets) != 1 or not isinstance(stmt.targets[0], ast.Name):
+                raise ExecutorUnsupported(f"cuda.shared.array must be assigned to one name at the top level of "
+                                          f"the kernel body ({_where(stmt)})")
+            shared.append(stmt)
+        elif _is_sync(stmt, cuda_names):
+            flush()
+        elif _has_sync(stmt, cuda_names):
+            if isinstance(stmt, (ast.For, ast.While)) and not stmt.orelse:
+                flush()
+                pieces.append(_Loop(stmt, _split(stmt.body, cuda_names, True, shared, False)))
+            else:
+                raise ExecutorUnsupported(
+                    f"cuda.syncthreads() inside {type(stmt).__name__.lower()} ({_where(stmt)}): the executor "
+                    f"splits the body only at barriers at the top level or in block-uniform for/while loops")
+        else:
+            if any(_is_shared_alloc(s, cuda_names) for s in ast.walk(stmt) if isinstance(s, ast.stmt)):
+                raise ExecutorUnsupported(f"cuda.shared.array inside a nested statement ({_where(stmt)})")
+            current.append(stmt)
+    flush()
+    return pieces
+
+
+def _segments(pieces: list) -> list[_Seg]:
+    out = []
+    for p in pieces:
+        out.extend([p] if isinstance(p, _Seg) else _segments(p.pieces))
+    return out
+
+
+def _loops(pieces: list) -> list[_Loop]:
+    out = []
+    for p in pieces:
+        if isinstance(p, _Loop):
+            out.append(p)
+            out.extend(_loops(p.pieces))
+    return out
+
+
+def _names(node: ast.AST | list, ctx: type | None = None) -> set[str]:
+    nodes = node if isinstance(node, list) else [node]
+    return {n.id for x in nodes for n in ast.walk(x)
+            if isinstance(n, ast.Name) and (ctx is None or isinstance(n.ctx, ctx))}
+
+
+def _header(loop: _Loop) -> list[ast.AST]:
+    return [loop.stmt.iter] if isinstance(loop.stmt, ast.For) else [loop.stmt.test]
+
+
+def _defines_first(stmts: list[ast.stmt], name: str) -> bool:
+    """Whether the first top-level statement that mentions ``name`` assigns it without reading it."""
+    for stmt in stmts:
+        if name not in _names(stmt):
+            continue
+        if isinstance(stmt, ast.Assign):
+            return name in _names(stmt.targets, ast.Store) and name not in _names(stmt.value) \
+                and name not in _names(stmt.targets, ast.Load)
+        if isinstance(stmt, ast.For):
+            return _names(stmt.target) >= {name} and name not in _names(stmt.iter)
+        return False
+    return False
+
+
+class _ToArrays(ast.NodeTransformer):
+    """Per-thread variables ``v`` become ``v__a[index]``."""
+
+    def __init__(self, arrays: set[str], index: str):
+        self.arrays = arrays
+        self.index = index
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in self.arrays:
+            return ast.copy_location(ast.Subscript(ast.Name(node.id + "__a", ast.Load()),
+                                                   ast.Name(self.index, ast.Load()), node.ctx), node)
+        return node
+
+    def visit_For(self, node: ast.For) -> ast.AST:
+        if isinstance(node.target, ast.Name) and node.target.id in self.arrays:
+            tmp = f"_it_{node.target.id}"
+            node.body.insert(0, ast.Assign([ast.Name(node.target.id, ast.Store())], ast.Name(tmp, ast.Load())))
+            node.target = ast.Name(tmp, ast.Store())
+        return self.generic_visit(node)
+
+
+def _fix_returns(stmts: list[ast.stmt], depth: int, on_return: list[ast.stmt]) -> tuple[list[ast.stmt], bool]:
+    """A thread's ``return``: at segment level, ``on_return`` + continue (next thread); inside loops, a flag
+    and ``break`` out of each loop."""
+    out: list[ast.stmt] = []
+    found = False
+    for stmt in stmts:
+        if isinstance(stmt, ast.Return):
+            if stmt.value is not None and not (isinstance(stmt.value, ast.Constant) and stmt.value.value is None):
+                raise ExecutorUnsupported(f"a kernel returns a value ({_where(stmt)})")
+            found = True
+            out.extend([*on_return, ast.Continue()] if depth == 0 else
+                       [ast.parse("_ret = True").body[0], ast.Break()])
+            continue
+        if isinstance(stmt, (ast.Break, ast.Continue)) and depth == 0:
+            raise ExecutorUnsupported(f"{type(stmt).__name__.lower()} of a loop that contains a barrier "
+                                      f"({_where(stmt)})")
+        if isinstance(stmt, ast.If):
+            stmt.body, f1 = _fix_returns(stmt.body, depth, on_return)
+            stmt.orelse, f2 = _fix_returns(stmt.orelse, depth, on_return)
+            found |= f1 or f2
+            out.append(stmt)
+        elif isinstance(stmt, (ast.For, ast.While)):
+            stmt.body, inner = _fix_returns(stmt.body, depth + 1, on_return)
+            if inner and stmt.orelse:
+                raise ExecutorUnsupported(f"return inside a loop with an else clause ({_where(stmt)})")
+            out.append(stmt)
+            if inner:
+                found = True
+                exit_ = [ast.Break()] if depth > 0 else [*on_return, ast.Continue()]
+                out.append(ast.If(ast.Name("_ret", ast.Load()), exit_, []))
+        else:
+            out.append(stmt)
+    return out, found
+
+
+# ---------------------------------------------------------------------------------------------- code generation
+
+_PRELUDE = ["_nt = _bdx * _bdy * _bdz"]
+_BLOCK = ["_bx = _blk % _gdx", "_by = (_blk // _gdx) % _gdy", "_bz = _blk // (_gdx * _gdy)", "_where[0] = _blk"]
+_THREAD = ["_tx = _t % _bdx", "_ty = (_t // _bdx) % _bdy", "_tz = _t // (_bdx * _bdy)"]
+
+
+@dataclass
+class _Plan:
+    """A kernel after the transform, before the per-thread arrays' dtypes are known."""
+
+    name: str
+    params: list[str]
+    pieces: list
+    shared: list[ast.stmt]
+    arrays: set[str]            # per-thread variables (live across a barrier)
+    assigned_params: set[str]
+    barriers: bool
+    returns: bool
+    atomics: bool
+    env: dict
+    probe_fdef: ast.FunctionDef  # the whole body without barriers: numba types its variables
+
+
+def _plan(fn: Callable) -> _Plan:
+    src = _source(fn)
+    _check_constructs(src.fdef)
+    cn = src.cuda_names
+    params = [a.arg for a in src.fdef.args.args]
+    shared: list[ast.stmt] = []
+    pieces = _split(src.fdef.body, cn, False, shared, True)
+    barriers = _has_sync(src.fdef, cn)
+    lower = _Lower(cn, src.device_fns, in_device=False)
+
+    # the probe: the body with barriers removed and shared arrays as plain zeros (typing only)
+    probe = ast.parse(ast.unparse(src.fdef)).body[0]
+    probe.args.args = [ast.arg(n) for n in ("_tx", "_ty", "_tz", "_bx", "_by", "_bz", "_bdx", "_bdy", "_bdz",
+                                             "_gdx", "_gdy", "_gdz", "_t")] + probe.args.args
+
+    class _StripSync(ast.NodeTransformer):
+        def visit_Expr(self, node):
+            return ast.Pass() if _is_sync(node, cn) else node
+
+        def visit_Assign(self, node):
+            if _is_shared_alloc(node, cn):
+                node.value = ast.Call(_expr("np.zeros"), node.value.args, [])
+            return self.generic_visit(node)
+
+    probe = ast.fix_missing_locations(lower.visit(_StripSync().visit(probe)))
+    probe.name = "_probe"
+
+    segs = _segments(pieces)
+    loops = _loops(pieces)
+    for stmt in shared:
+        lower.visit(stmt.value.args[0]) if stmt.value.args else None
+        if len(stmt.value.args) != 2 or stmt.value.keywords:
+            raise ExecutorUnsupported(f"cuda.shared.array(shape, dtype) expected ({_where(stmt)})")
+    shared_names = {s.targets[0].id for s in shared}
+    loop_vars = set()
+    for loop in loops:
+        st = loop.stmt
+        if isinstance(st, ast.For):
+            if not isinstance(st.target, ast.Name):
+                raise ExecutorUnsupported(f"a loop with barriers needs a single loop variable ({_where(st)})")
+            loop_vars.add(st.target.id)
+    stored = _names([s for seg in segs for s in seg.stmts], ast.Store)
+    if stored & (loop_vars | shared_names):
+        raise ExecutorUnsupported(f"{sorted(stored & (loop_vars | shared_names))} assigned per thread but used "
+                                  f"as a block-wide loop variable or shared array")
+    assigned_params = stored & set(params)
+    arrays: set[str] = set()
+    if barriers:
+        headers = _names([h for loop in loops for h in _header(loop)])
+        for v in stored:
+            uses = [seg for seg in segs if v in _names(seg.stmts)]
+            if v in assigned_params or v in headers or len(uses) > 1 or not _defines_first(uses[0].stmts, v):
+                arrays.add(v)
+    returns = any(isinstance(n, ast.Return) for n in ast.walk(src.fdef))
+    for seg in segs:  # lower the intrinsics of the real segments and headers
+        seg.stmts = [lower.visit(s) for s in seg.stmts]
+    for loop in loops:
+        if isinstance(loop.stmt, ast.For):
+            loop.stmt.iter = lower.visit(loop.stmt.iter)
+        else:
+            loop.stmt.test = lower.visit(loop.stmt.test)
+        if _names(_header(loop)) & {"_t", "_tx", "_ty", "_tz"}:
+            raise ExecutorUnsupported(f"a loop with barriers whose bounds depend on the thread index "
+                                      f"({_where(loop.stmt)})")
+    env, device_atomics = _cpu_env(src)
+    return _Plan(fn.__name__, params, pieces, shared, arrays, assigned_params, barriers, returns,
+                 lower.atomics or device_atomics, env, probe)
+
+
+def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
+    """The launcher's source: blocks [_b0, _b1) of the grid, every thread of each, phase by phase."""
+    lines: list[str] = []
+    sig = ["_b0", "_b1", "_where", "_gdx", "_gdy", "_gdz", "_bdx", "_bdy", "_bdz"]
+    sig += [f"_p_{p}" if p in plan.assigned_params else p for p in plan.params]
+    lines.append(f"def _launch_{plan.name}({', '.join(sig)}):")
+    ind = "    "
+    lines += [ind + s for s in _PRELUDE]
+    lines.append(ind + "for _blk in range(_b0, _b1):")
+    ind2 = ind * 2
+    lines += [ind2 + s for s in _BLOCK]
+    for stmt in plan.shared:
+        shape, dtype = (ast.unparse(a) for a in stmt.value.args)
+        lines.append(f"{ind2}{stmt.targets[0].id} = np.zeros({shape}, {dtype})")
+    for v in sorted(plan.arrays):
+        if v in plan.assigned_params:
+            lines.append(f"{ind2}{v}__a = np.full(_nt, _p_{v})")
+        else:
+            lines.append(f"{ind2}{v}__a = np.empty(_nt, _dt_{v})")
+    done = plan.barriers and plan.returns
+    if done:
+        lines.append(f"{ind2}_done = np.zeros(_nt, np.bool_)")
+    to_arrays = _ToArrays(plan.arrays, "_t")
+    head_arrays = _ToArrays(plan.arrays, "_t0")
+    on_return = [ast.parse("_done[_t] = True").body[0]] if done else []
+
+    def first_live(indent: str) -> list[str]:
+        if not done:
+            return [f"{indent}_t0 = 0"]
+        return [f"{indent}_t0 = 0", f"{indent}while _t0 < _nt - 1 and _done[_t0]:", f"{indent}    _t0 += 1"]
+
+    def uniform(exprs: list[ast.expr], indent: str, where: str) -> None:
+        """Every live thread must see the same loop bounds (as on a GPU, where a barrier that only some threads
+        reach hangs or corrupts the block): check, instead of silently following thread _t0."""
+        if not _names(list(exprs)) & plan.arrays:
+            return
+        mine = " or ".join(f"({ast.unparse(to_arrays.visit(copy.deepcopy(e)))}) != "
+                           f"({ast.unparse(head_arrays.visit(copy.deepcopy(e)))})" for e in exprs)
+        lines.append(f"{indent}for _t in range(_nt):")
+        if done:
+            lines.append(f"{indent}    if _done[_t]:")
+            lines.append(f"{indent}        continue")
+        lines.append(f"{indent}    if {mine}:")
+        message = f"threads of a block disagree on the bounds of a loop that contains cuda.syncthreads() ({where})"
+        lines.append(f"{indent}        raise BarrierDivergence({message!r})")
+
+    def pieces(ps: list, indent: str) -> None:
+        for p in ps:
+            if isinstance(p, _Seg):
+                body = [to_arrays.visit(copy.deepcopy(s)) for s in p.stmts]  # the plan serves every dtype
+                body, has_ret = _fix_returns(body, 0, on_return)
+                lines.append(f"{indent}for _t in range(_nt):")
+                inner = indent + "    "
+                lines.extend([inner + s for s in _THREAD])
+                if done:
+                    lines.append(f"{inner}if _done[_t]:")
+                    lines.append(f"{inner}    continue")
+                lines.append(f"{inner}_where[1] = _t")
+                if not plan.barriers:
+                    lines.extend([f"{inner}{v} = _p_{v}" for v in sorted(plan.assigned_params)])
+                if has_ret:
+                    lines.append(f"{inner}_ret = False")
+                for s in body:
+                    lines.extend([inner + line for line in ast.unparse(ast.fix_missing_locations(s)).splitlines()])
+            else:
+                st = p.stmt
+                lines.extend(first_live(indent))
+                if isinstance(st, ast.For):
+                    it = st.iter
+                    if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range":
+                        uniform(it.args, indent, _where(st))
+                    elif _names(it) & plan.arrays:
+                        raise ExecutorUnsupported(f"a loop with barriers over per-thread values that is not a "
+                                                  f"range ({_where(st)})")
+                    it = ast.unparse(head_arrays.visit(copy.deepcopy(st.iter)))
+                    lines.append(f"{indent}for {st.target.id} in {it}:")
+                    pieces(p.pieces, indent + "    ")
+                else:
+                    test = ast.unparse(head_arrays.visit(copy.deepcopy(st.test)))
+                    lines.append(f"{indent}while True:")
+                    lines.extend(first_live(indent + "    "))
+                    uniform([st.test], indent + "    ", _where(st))
+                    lines.append(f"{indent}    if not ({test}):")
+                    lines.append(f"{indent}        break")
+                    pieces(p.pieces, indent + "    ")
+
+    pieces(plan.pieces, ind2)
+    return "\n".join(lines) + "\n"
+
+
+def _probe_types(plan: _Plan, argtypes: tuple) -> dict[str, np.dtype]:
+    """The dtype of every per-thread variable, as numba types the kernel body for these arguments."""
+    if not plan.arrays - plan.assigned_params:
+        return {}
+    env = dict(plan.env)
+    code = ast.unparse(plan.probe_fdef)
+    _run_source(code, f"probe {plan.name}", env)
+    disp = numba.njit(env["_probe"])
+    sig = (numba.types.int64,) * 13 + tuple(argtypes)
+    try:
+        disp.compile(sig)
+    except numba.core.errors.NumbaError as exc:
+        raise ExecutorUnsupported(f"numba cannot compile {plan.name} for the CPU: {str(exc).splitlines()[0]}") from exc
+    cres = disp.overloads[sig]
+    typemap = cres.type_annotation.typemap
+    out = {}
+    for v in plan.arrays - plan.assigned_params:
+        found = [t for k, t in typemap.items() if k == v or (k.startswith(v + ".") and k[len(v) + 1:].isdigit())]
+        found = {numba.types.unliteral(t) for t in found}
+        if not found:
+            raise ExecutorUnsupported(f"cannot tell the type of {v!r}, live across a barrier")
+        ty = found.pop() if len(found) == 1 else cres.typing_context.unify_types(*found)
+        if not isinstance(ty, (numba.types.Number, numba.types.Boolean)):
+            raise ExecutorUnsupported(f"{v!r} ({ty}) is live across a barrier: only numbers can be kept per thread")
+        out[v] = numba.np.numpy_support.as_dtype(ty)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- compile and run
+
+@dataclass
+class _Compiled:
+    """An executor: the njit launcher (blocks b0..b1 of a grid), whether blocks must run serially, its source."""
+
+    launcher: Callable
+    serial: bool
+    source: str
+
+
+_PLANS: dict[Callable, _Plan] = {}
+_COMPILED: dict[tuple, _Compiled] = {}
+
+
+def _get_plan(fn: Callable) -> _Plan:
+    with _LOCK:
+        if fn not in _PLANS:
+            _PLANS[fn] = _plan(fn)
+        return _PLANS[fn]
+
+
+def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
+    """The executor of ``kernel`` for arguments of these types (host arrays and scalars as passed to the launcher).
+
+    Cached per kernel, and per argument types where values live across a barrier (their arrays need dtypes), so a
+    later launch of any shape only runs it.
+    """
+    fn = python_function(kernel)
+    argtypes = tuple(numba.typeof(a) for a in args)
+    plan = _get_plan(fn)
+    key = (fn, argtypes if plan.arrays else None)
+    with _LOCK:
+        if key in _COMPILED:
+            return _COMPILED[key]
+        dtypes = _probe_types(plan, argtypes)
+        code = _emit(plan, dtypes)
+        env = dict(plan.env)
+        env.update({f"_dt_{v}": dt for v, dt in dtypes.items()})
+        _run_source(code, plan.name, env)
+        compiled = _Compiled(numba.njit(**_JIT)(env[f"_launch_{plan.name}"]), plan.atomics, code)
+        _COMPILED[key] = compiled
+        return compiled
+
+
+def generated_source(kernel: object, *args: object) -> str:
+    """The Python source the executor compiles for ``kernel`` (to read how a barrier was split)."""
+    return compile_for_cpu(kernel, [_host(a) for a in args]).source
+
+
+def _dims(value: int | Sequence[int], what: str) -> tuple[int, int, int]:
+    dims = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+    if not 1 <= len(dims) <= 3 or any(int(d) < 1 for d in dims):
+        raise ValueError(f"{what} must be 1 to 3 positive ints, got {value!r}")
+    return tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
+
+
+def _host(arg: object) -> object:
+    memory = device_array_memory(arg)
+    return memory if memory is not None else arg
+
+
+_POOL: ThreadPoolExecutor | None = None
+_PARALLEL_MIN_THREADS = 16384  # smaller launches run on the calling thread (handing out work costs ~80 µs)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="nbkit-executor")
+        return _POOL
+
+
+def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Sequence[int], *args: object) -> None:
+    """Run ``kernel[griddim, blockdim](*args)`` as compiled CPU loops; writes go to the arrays passed.
+
+    Raises :class:`ExecutorUnsupported` for kernels the transform cannot handle, and ``IndexError`` naming the
+    block and thread for an index out of bounds.
+    """
+    grid, block = _dims(griddim, "griddim"), _dims(blockdim, "blockdim")
+    host = [_host(a) for a in args]
+    compiled = compile_for_cpu(kernel, host)
+    nblocks = grid[0] * grid[1] * grid[2]
+    small = nblocks * block[0] * block[1] * block[2] < _PARALLEL_MIN_THREADS  # the pool costs more than it saves
+    workers = 1 if compiled.serial or small else max(1, min(os.cpu_count() or 1, nblocks))
+    bounds = [(nblocks * k // workers, nblocks * (k + 1) // workers) for k in range(workers)]
+    wheres = [np.zeros(2, np.int64) for _ in bounds]
+    errors: list[tuple[int, IndexError]] = []
+
+    def run(k: int) -> None:
+        try:
+            compiled.launcher(bounds[k][0], bounds[k][1], wheres[k], *grid, *block, *host)
+        except IndexError as exc:
+            errors.append((k, exc))
+
+    try:
+        first = 0
+        if workers == 1 or not compiled.launcher.signatures:
+            run(0)  # alone: the first call compiles, and compiling once beats every worker waiting for it
+            first = 1
+        for future in [_pool().submit(run, k) for k in range(first, workers)]:
+            future.result()
+    except numba.core.errors.NumbaError as exc:  # compile-time only: errors of the running code are not NumbaErrors
+        raise ExecutorUnsupported(f"numba cannot compile {python_function(kernel).__name__} for the CPU: "
+                                  f"{str(exc).splitlines()[0]}") from exc
+    if errors:
+        k, exc = min(errors, key=lambda e: e[0])
+        blk, t = (int(v) for v in wheres[k])
+        b = (blk % grid[0], blk // grid[0] % grid[1], blk // (grid[0] * grid[1]))
+        th = (t % block[0], t // block[0] % block[1], t // (block[0] * block[1]))
+        raise IndexError(f"{python_function(kernel).__name__}[{grid}, {block}]: {exc} in block {b}, thread {th} "
+                         f"(blockIdx.x, .y, .z and threadIdx.x, .y, .z; the simulator names the array and "
+                         f"index)") from None

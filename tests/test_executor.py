@@ -1,0 +1,456 @@
+"""The CPU executor (nbkit.core.executor) against the CUDA simulator: same launches, same results.
+
+Every registered kernel is either in CASES (run in both, compared) or in UNSUPPORTED with the reason; a kernel
+in neither fails the coverage test, so none can silently drop out. Comparisons:
+
+* "exact": bitwise equal (most kernels: the same float32 operations in the same order per thread).
+  This includes ``half_square_float64_literal``: numba computes ``0.5 * x * x`` in float64 and rounds once, the
+  simulator (NumPy 2, weak Python floats) in float32, but the product of two float32 is exact in float64, so
+  both round the same exact value.
+* "math": within 4 ulp (2 seen when this was written: tanh). The simulator evaluates ``math.exp``/``math.tanh``/
+  ``math.log`` of a float32 in float64 and rounds afterwards; the njit code calls the float32 functions (as the
+  GPU does).
+* "atomic": float additions in another order. For an output that receives m terms t_i, both results lie within
+  (m - 1) eps32 sum|t_i| of the exact sum (first-order bound), so they differ by at most 2 (m - 1) eps32 sum|t_i|;
+  sum|t_i| is computed by running the kernel on the absolute values of its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+from numba import cuda, float32
+
+from nbkit.core.executor import BarrierDivergence, ExecutorUnsupported, compile_for_cpu, generated_source, run_on_cpu
+from nbkit.kernels import all_kernels, conv, losses, matmul, pool, reduce, transpose
+
+rng = np.random.default_rng(7)
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def f32(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _1d(n: int, block: int = 32):
+    return _cdiv(n, block), block
+
+
+def _elementwise(nargs: int):
+    def make(n):
+        return (*_1d(n), *[f32(n) for _ in range(nargs)])
+    return make
+
+
+def _matmul(M, K, N, ta, tb, tile=None):
+    A = f32(K, M) if ta else f32(M, K)
+    B = f32(N, K) if tb else f32(K, N)
+    block = (tile, tile) if tile else (8, 8)
+    return (_cdiv(N, block[0]), _cdiv(M, block[1])), block, A, B, np.zeros((M, N), np.float32), ta, tb
+
+
+def _conv_fwd(N, C, H, W, F, KH, KW):
+    OH, OW = H - KH + 1, W - KW + 1
+    grid = (_cdiv(OW, 8), _cdiv(OH, 8), N * F)
+    return grid, conv.BLOCK, f32(N, C, H, W), f32(F, C, KH, KW), f32(F), np.zeros((N, F, OH, OW), np.float32)
+
+
+def _conv_bin(N, C, H, W, F, KH, KW):
+    OH, OW = H - KH + 1, W - KW + 1
+    grid = (_cdiv(W, 8), _cdiv(H, 8), N * C)
+    return grid, conv.BLOCK, f32(N, F, OH, OW), f32(F, C, KH, KW), np.zeros((N, C, H, W), np.float32)
+
+
+def _conv_batomic(N, C, H, W, F, KH, KW):
+    OH, OW = H - KH + 1, W - KW + 1
+    grid = (_cdiv(OW, 8), _cdiv(OH, 8), N * F)
+    return grid, conv.BLOCK, f32(N, F, OH, OW), f32(F, C, KH, KW), np.zeros((N, C, H, W), np.float32)
+
+
+def _conv_bw(N, C, H, W, F, KH, KW):
+    OH, OW = H - KH + 1, W - KW + 1
+    return (*_1d(F * C * KH * KW), f32(N, F, OH, OW), f32(N, C, H, W), np.zeros((F, C, KH, KW), np.float32))
+
+
+def _xent(N, C, lab, per_block):
+    logits = f32(N, C) * 3
+    labels = rng.integers(0, C, N).astype(lab)
+    grid, block = (N, losses.ROW_THREADS) if per_block else _1d(N)
+    return grid, block, logits, labels, np.zeros(N, np.float32), np.zeros((N, C), np.float32)
+
+
+def _pool_fwd(N, C, H, W):
+    y = np.zeros((N, C, H // 2, W // 2), np.float32)
+    grid = (_cdiv(W // 2, 8), _cdiv(H // 2, 8), N * C)
+    return grid, pool.BLOCK, f32(N, C, H, W), y, np.zeros(y.shape, np.int8)
+
+
+def _pool_bwd(N, C, H, W):
+    dy = f32(N, C, H // 2, W // 2)
+    grid = (_cdiv(W, 8), _cdiv(H, 8), N * C)
+    return grid, pool.BLOCK, dy, rng.integers(0, 4, dy.shape).astype(np.int8), np.zeros((N, C, H, W), np.float32)
+
+
+def _transpose(M, N):
+    grid, block = transpose.launch_config(M, N)
+    return grid, block, f32(M, N), np.zeros((N, M), np.float32)
+
+
+def _conv_reads(H, W, KH, KW):
+    grid = (_cdiv(W - KW + 1, 8), _cdiv(H - KH + 1, 8), 1)
+    return (grid, conv.BLOCK, np.zeros((H, W), np.int32), np.int32(KH), np.int32(KW),
+            np.full((H - KH + 1, W - KW + 1), -1, np.int32))
+
+
+def _sgd(n, blocks, nesterov, first):
+    return (blocks, 32, f32(n), f32(n), f32(n), np.float32(0.1), np.float32(0.9), np.float32(0.1),
+            np.float32(1e-3), nesterov, first)
+
+
+# name -> (comparison, [argument builders, one per launch]); every launch has sizes that are not block multiples
+CASES: dict[str, tuple[str, list]] = {
+    "activations.relu_forward_kernel": ("exact", [lambda: _elementwise(2)(77), lambda: _elementwise(2)(300)]),
+    "activations.relu_backward_kernel": ("exact", [lambda: _elementwise(3)(77), lambda: _elementwise(3)(300)]),
+    "activations.sigmoid_forward_kernel": ("math", [lambda: _elementwise(2)(77), lambda: _elementwise(2)(300)]),
+    "activations.sigmoid_backward_kernel": ("exact", [lambda: _elementwise(3)(77), lambda: _elementwise(3)(300)]),
+    "activations.tanh_forward_kernel": ("math", [lambda: _elementwise(2)(77), lambda: _elementwise(2)(300)]),
+    "activations.tanh_backward_kernel": ("exact", [lambda: _elementwise(3)(77), lambda: _elementwise(3)(300)]),
+    "coalescing.gather_strided_kernel": ("exact", [lambda: (*_1d(70), f32(1 + 70 * 3), np.zeros(70, np.float32), 3, 1),
+                                                   lambda: (*_1d(45), f32(45), np.zeros(45, np.float32), 1, 0)]),
+    "coalescing.matmul_tiled_coalesced_kernel": ("exact", [lambda: _matmul(19, 37, 21, 0, 0, 16),
+                                                           lambda: _matmul(17, 20, 18, 1, 1, 16)]),
+    "coalescing.scale_add_strided_kernel": ("exact", [lambda: ((2, 2), (8, 4), f32(37, 45), f32(37, 45),
+                                                               np.float32(1.5), np.zeros((37, 45), np.float32)),
+                                                      lambda: ((1, 3), (4, 2), f32(9, 13), f32(9, 13),
+                                                               np.float32(-2), np.zeros((9, 13), np.float32))]),
+    "conv.conv2d_forward_kernel": ("exact", [lambda: _conv_fwd(2, 3, 11, 13, 4, 3, 3),
+                                             lambda: _conv_fwd(1, 2, 9, 10, 3, 2, 3)]),
+    "conv.conv2d_backward_input_kernel": ("exact", [lambda: _conv_bin(2, 3, 11, 13, 4, 3, 3),
+                                                    lambda: _conv_bin(1, 2, 9, 10, 3, 2, 3)]),
+    "conv.conv2d_backward_input_atomic_kernel": ("atomic", [lambda: _conv_batomic(2, 3, 11, 13, 4, 3, 3),
+                                                            lambda: _conv_batomic(1, 2, 9, 10, 3, 2, 3)]),
+    "conv.conv2d_backward_weight_kernel": ("exact", [lambda: _conv_bw(2, 3, 11, 13, 4, 3, 3),
+                                                     lambda: _conv_bw(1, 2, 9, 10, 3, 2, 3)]),
+    "conv.conv2d_backward_bias_kernel": ("exact", [lambda: (*_1d(5), f32(2, 5, 7, 9), np.zeros(5, np.float32)),
+                                                   lambda: (*_1d(40), f32(1, 40, 3, 2), np.zeros(40, np.float32))]),
+    "dense.add_bias_kernel": ("exact", [lambda: ((3, 2), (8, 8), f32(11, 19), f32(19)),
+                                        lambda: ((1, 5), (16, 4), f32(17, 10), f32(10))]),
+    "losses.scaled_difference_kernel": ("exact", [lambda: (*_1d(77), f32(77), f32(77), np.float32(0.3),
+                                                           np.zeros(77, np.float32)),
+                                                  lambda: (*_1d(5), f32(5), f32(5), np.float32(2), np.zeros(5, np.float32))]),
+    "losses.squared_difference_kernel": ("exact", [lambda: _elementwise(3)(77), lambda: _elementwise(3)(300)]),
+    "losses.softmax_xent_backward_kernel": ("exact", [
+        lambda: ((2, 3), (8, 8), f32(19, 10), rng.integers(0, 10, 19).astype(np.int32), np.float32(1 / 19),
+                 np.zeros((19, 10), np.float32)),
+        lambda: ((1, 2), (16, 8), f32(9, 13), rng.integers(0, 13, 9).astype(np.int64), np.float32(1 / 9),
+                 np.zeros((9, 13), np.float32))]),
+    "losses.softmax_xent_row_per_block_kernel": ("math", [lambda: _xent(5, 10, np.int32, True),
+                                                          lambda: _xent(3, 77, np.int64, True)]),
+    "losses.softmax_xent_row_per_thread_kernel": ("math", [lambda: _xent(37, 10, np.int32, False),
+                                                           lambda: _xent(9, 77, np.int64, False)]),
+    "matmul.matmul_naive_kernel": ("exact", [lambda: _matmul(19, 37, 21, 0, 0), lambda: _matmul(17, 20, 18, 1, 1)]),
+    "matmul.matmul_tiled_kernel": ("exact", [lambda: _matmul(19, 37, 21, 0, 0, 16),
+                                             lambda: _matmul(17, 20, 18, 1, 1, 16)]),
+    "optim.sgd_momentum_kernel": ("exact", [lambda: _sgd(300, 2, 0, 1), lambda: _sgd(77, 3, 1, 0)]),
+    "pool.maxpool2x2_forward_kernel": ("exact", [lambda: _pool_fwd(2, 3, 9, 11), lambda: _pool_fwd(1, 2, 20, 6)]),
+    "pool.maxpool2x2_backward_kernel": ("exact", [lambda: _pool_bwd(2, 3, 9, 11), lambda: _pool_bwd(1, 2, 20, 6)]),
+    "precision.half_square_float32": ("exact", [lambda: _elementwise(2)(77), lambda: _elementwise(2)(300)]),
+    "precision.half_square_float64_literal": ("exact", [lambda: _elementwise(2)(77), lambda: _elementwise(2)(300)]),
+    "reduce.column_sum_kernel": ("exact", [lambda: (*_1d(45), f32(37, 45), np.zeros(45, np.float32)),
+                                           lambda: (*_1d(3), f32(100, 3), np.zeros(3, np.float32))]),
+    "reduce.sum_atomic_kernel": ("atomic", [lambda: (*_1d(300), f32(300), np.zeros(1, np.float32)),
+                                            lambda: (*_1d(45), f32(45), np.zeros(1, np.float32))]),
+    "reduce.sum_tree_kernel": ("exact", [lambda: (3, 128, f32(300), np.zeros(3, np.float32)),
+                                         lambda: (1, 32, f32(20), np.zeros(1, np.float32))]),
+    "threads.record_conv_reads": ("exact", [lambda: _conv_reads(11, 13, 3, 3), lambda: _conv_reads(7, 20, 2, 5)]),
+    "threads.record_grid_stride": ("exact", [lambda: (3, 32, np.full(1000, -1, np.int32), np.full(1000, -1, np.int32)),
+                                             lambda: (2, 64, np.full(77, -1, np.int32), np.full(77, -1, np.int32))]),
+    "threads.record_thread_ids": ("exact", [lambda: (3, 32, *(np.full(77, -1, np.int32) for _ in range(3))),
+                                            lambda: (1, 64, *(np.full(50, -1, np.int32) for _ in range(3)))]),
+    "threads.record_thread_ids_2d": ("exact", [lambda: ((3, 2), (8, 8), np.full((11, 19), -1, np.int32),
+                                                        np.full((11, 19), -1, np.int32)),
+                                               lambda: ((1, 4), (16, 4), np.full((13, 9), -1, np.int32),
+                                                        np.full((13, 9), -1, np.int32))]),
+    "transpose.transpose_naive_kernel": ("exact", [lambda: _transpose(37, 45), lambda: _transpose(20, 9)]),
+    "transpose.transpose_shared_kernel": ("exact", [lambda: _transpose(37, 45), lambda: _transpose(20, 9)]),
+    "transpose.transpose_padded_kernel": ("exact", [lambda: _transpose(37, 45), lambda: _transpose(20, 9)]),
+    "vector.vector_add": ("exact", [lambda: _elementwise(3)(77), lambda: _elementwise(3)(300)]),
+}
+
+# Registered kernels the executor does not run, with the reason (the coverage test keeps this list honest).
+UNSUPPORTED: dict[str, str] = {}
+
+
+def _specs() -> dict[str, object]:
+    return {spec.name.removeprefix("nbkit.kernels."): spec for spec in all_kernels() if not spec.device}
+
+
+def test_every_registered_kernel_is_covered_or_listed_as_unsupported():
+    names = set(_specs())
+    assert names - set(CASES) - set(UNSUPPORTED) == set(), "kernels neither tested nor listed as unsupported"
+    assert set(CASES) | set(UNSUPPORTED) <= names, "stale names in CASES/UNSUPPORTED"
+
+
+def _kernel(name: str):
+    spec = _specs()[name]
+    module = __import__(spec.name.rsplit(".", 1)[0], fromlist=["_"])
+    return getattr(module, spec.name.rsplit(".", 1)[1])
+
+
+def _copy(args):
+    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_executor_matches_simulator(name):
+    kernel = _kernel(name)
+    how, builders = CASES[name]
+    for build in builders:
+        grid, block, *args = build()
+        sim, cpu = _copy(args), _copy(args)
+        kernel[grid, block](*sim)
+        run_on_cpu(kernel, grid, block, *cpu)
+        outputs = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
+        if how == "atomic":
+            absolute = [np.abs(a) if isinstance(a, np.ndarray) and a.any() else _copy([a])[0] for a in args]
+            run_on_cpu(kernel, grid, block, *absolute)
+        for i in outputs:
+            s, c = sim[i], cpu[i]
+            if how == "exact":
+                assert np.array_equal(s, c, equal_nan=True), f"{name} output {i} differs (launch {grid}, {block})"
+            elif how == "math":
+                np.testing.assert_array_max_ulp(s, c, maxulp=4)
+            else:
+                terms = _terms_per_output(name, args)
+                bound = 2 * (terms - 1) * EPS32 * absolute[i].astype(np.float64)
+                assert np.all(np.abs(s.astype(np.float64) - c) <= bound), f"{name}: beyond the summation bound"
+
+
+def _terms_per_output(name: str, args) -> int:
+    if name == "reduce.sum_atomic_kernel":
+        return args[0].size
+    if name == "conv.conv2d_backward_input_atomic_kernel":
+        F, _, KH, KW = args[1].shape
+        return F * KH * KW
+    raise AssertionError(f"no summation bound for {name}")
+
+
+# ---------------------------------------------------------------------------------------------- barrier cases
+
+@cuda.jit
+def early_return_reverse(x, out):
+    """Threads past the end return before the barrier; the rest reverse their block's slice in shared memory."""
+    buf = cuda.shared.array(64, float32)
+    t = cuda.threadIdx.x
+    i = cuda.grid(1)
+    buf[t] = float32(0)
+    if i >= x.size:
+        return
+    buf[t] = x[i]
+    cuda.syncthreads()
+    n = min(cuda.blockDim.x, x.size - cuda.blockIdx.x * cuda.blockDim.x)
+    for k in range(3):
+        if k == 1 and t == 0:
+            out[i] = out[i]
+    out[i] = buf[n - 1 - t] * float32(2)
+
+
+@cuda.jit(device=True)
+def _scaled_square(v, s):
+    return s * v * v + math.sqrt(abs(v))
+
+
+@cuda.jit
+def uses_device_function(x, out, s):
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = _scaled_square(x[i], s)
+
+
+@cuda.jit(device=True)
+def _count_into(hist, v):
+    cuda.atomic.add(hist, v % 4, 1)
+
+
+@cuda.jit
+def histogram_via_device_function(x, hist):
+    i = cuda.grid(1)
+    if i < x.size:
+        _count_into(hist, x[i])
+
+
+@cuda.jit
+def first_negative_per_row(M, out):
+    """A return from inside a loop (no barrier): the thread stops at its row's first negative value."""
+    r = cuda.grid(1)
+    if r >= M.shape[0]:
+        return
+    out[r] = -1
+    for j in range(M.shape[1]):
+        for _ in range(2):
+            if M[r, j] < 0:
+                out[r] = j
+                return
+
+
+@cuda.jit
+def return_inside_loop_then_barrier(x, out):
+    """Threads leave from inside a loop before a barrier; the others still meet at it."""
+    buf = cuda.shared.array(32, float32)
+    t = cuda.threadIdx.x
+    buf[t] = float32(t)
+    for k in range(4):
+        if t == 5 + k:
+            return
+    cuda.syncthreads()
+    out[cuda.grid(1)] = buf[31 - t] + x[cuda.grid(1)]
+
+
+def _same(kernel, grid, block, *args):
+    sim, cpu = _copy(args), _copy(args)
+    kernel[grid, block](*sim)
+    run_on_cpu(kernel, grid, block, *cpu)
+    for s, c in zip(sim, cpu):
+        if isinstance(s, np.ndarray):
+            assert np.array_equal(s, c), (s, c)
+    return cpu
+
+
+def test_early_return_before_a_barrier():
+    out = _same(early_return_reverse, 3, 64, f32(150), np.zeros(150, np.float32))[1]
+    assert out[149] != 0 and "_done" in generated_source(early_return_reverse, f32(150), np.zeros(150, np.float32))
+    # a second specialization (float64 arguments) of the same plan: the transform must not have been consumed
+    _same(early_return_reverse, 2, 64, f32(100).astype(np.float64), np.zeros(100, np.float64))
+
+
+@cuda.jit
+def divergent_loop_barrier(x):
+    n = cuda.threadIdx.x % 3  # not block-uniform: threads disagree on how often they reach the barrier
+    k = 0
+    while k < n:
+        cuda.syncthreads()
+        k += 1
+    x[cuda.threadIdx.x] = k
+
+
+def test_barrier_in_a_divergent_loop_is_refused_at_run_time():
+    with pytest.raises(BarrierDivergence, match="disagree"):
+        run_on_cpu(divergent_loop_barrier, 1, 32, np.zeros(32, np.int64))
+
+
+def test_simulator_device_arrays():
+    from nbkit.kernels.vector import vector_add
+    a, b = f32(70), f32(70)
+    d_out = cuda.device_array(70, np.float32)
+    run_on_cpu(vector_add, 3, 32, cuda.to_device(a), cuda.to_device(b), d_out)
+    assert np.array_equal(d_out.copy_to_host(), a + b)
+
+
+def test_device_function():
+    _same(uses_device_function, 3, 32, f32(70), np.zeros(70, np.float32), np.float32(0.5))
+
+
+def test_device_function_with_atomics_runs_blocks_serially():
+    x = rng.integers(0, 100, 500).astype(np.int32)
+    hist = _same(histogram_via_device_function, 16, 32, x, np.zeros(4, np.int32))[1]
+    assert hist.sum() == 500 and compile_for_cpu(histogram_via_device_function, [x, hist]).serial
+
+
+def test_return_from_inside_loops():
+    _same(first_negative_per_row, 2, 32, f32(40, 7), np.zeros(40, np.int32))
+    _same(return_inside_loop_then_barrier, 2, 32, f32(64), np.zeros(64, np.float32))
+
+
+def test_tiled_matmul_keeps_barrier_phases_and_per_thread_values():
+    src = generated_source(matmul.matmul_tiled_kernel, *_matmul(5, 5, 5, 0, 0, 16)[2:])
+    assert "acc__a[_t]" in src and src.count("_where[1] = _t") == 4  # phases: before, two in the loop, after
+
+
+def test_tree_reduction_in_shared_memory_sums_right():
+    x = f32(1000)
+    partial = np.zeros(8, np.float32)
+    run_on_cpu(reduce.sum_tree_kernel, 8, 128, x, partial)
+    assert math.isclose(partial.sum(), x.sum(dtype=np.float64), rel_tol=1e-5, abs_tol=1e-4)
+
+
+def test_second_launch_is_cached():
+    args = _elementwise(3)(77)[2:]
+    assert compile_for_cpu(matmul.matmul_naive_kernel, _matmul(5, 5, 5, 0, 0)[2:]) is \
+        compile_for_cpu(matmul.matmul_naive_kernel, _matmul(9, 3, 7, 1, 0)[2:])
+    from nbkit.kernels.vector import vector_add
+    run_on_cpu(vector_add, 3, 32, *args)
+    start = time.perf_counter()
+    run_on_cpu(vector_add, 3, 32, *args)
+    assert time.perf_counter() - start < 0.05
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+@cuda.jit
+def barrier_in_branch(x):
+    if cuda.threadIdx.x < 16:
+        cuda.syncthreads()
+    x[0] = 1
+
+
+@cuda.jit
+def warp_shuffle(x):
+    x[cuda.threadIdx.x] = cuda.shfl_down_sync(0xFFFFFFFF, x[cuda.threadIdx.x], 1)
+
+
+@cuda.jit
+def off_by_one(x, out):
+    i = cuda.grid(1)
+    if i <= x.size:  # the bug: <= lets thread x.size read past the end
+        out[i] = x[i]
+
+
+@cuda.jit
+def reserved_name(x):
+    _t = cuda.threadIdx.x
+    x[_t] = 0
+
+
+@pytest.mark.parametrize("kernel, words", [(barrier_in_branch, "syncthreads() inside if"),
+                                           (warp_shuffle, "cuda.shfl_down_sync"),
+                                           (reserved_name, "reserves")])
+def test_unsupported_constructs_say_why(kernel, words):
+    with pytest.raises(ExecutorUnsupported, match=words.replace("(", r"\(").replace(")", r"\)")) as info:
+        run_on_cpu(kernel, 1, 32, np.zeros(32, np.float32))
+    assert "line" in info.value.reason or "_t" in info.value.reason
+
+
+@pytest.mark.parametrize("blocks", [2, 600])  # run on the calling thread, and on the pool's workers
+def test_out_of_bounds_names_block_and_thread(blocks):
+    n = 32 * blocks - 14
+    with pytest.raises(IndexError, match=rf"block \({blocks - 1}, 0, 0\), thread \(18, 0, 0\)"):
+        run_on_cpu(off_by_one, blocks, 32, f32(n), np.zeros(n + 1, np.float32))
+
+
+@cuda.jit
+def barrier_loop_bounded_by_thread(x):
+    for k in range(cuda.threadIdx.x):
+        cuda.syncthreads()
+    x[0] = 1
+
+
+def test_loop_with_barrier_bounded_by_thread_index_is_refused():
+    with pytest.raises(ExecutorUnsupported, match="depend on the thread index"):
+        run_on_cpu(barrier_loop_bounded_by_thread, 1, 32, np.zeros(32, np.float32))
+
+
+@cuda.jit
+def not_typeable_on_cpu(x):
+    x[0] = "text"  # numba refuses a string in a float array
+
+
+def test_what_numba_cannot_compile_is_unsupported_not_a_numba_error():
+    with pytest.raises(ExecutorUnsupported, match="numba cannot compile not_typeable_on_cpu"):
+        run_on_cpu(not_typeable_on_cpu, 1, 1, np.zeros(1, np.float32))
