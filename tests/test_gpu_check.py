@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 from test_course_sh import PIN, PYPROJECT, _course_sh, _extra, _fake_venv
-from test_setup_plan import fake_driver  # noqa: F401 - the fixture of a faked libcuda.so.1
 
 from coursekit import gpu_check
 from coursekit import setup_plan as sp
@@ -63,14 +62,14 @@ def _calls(tmp_path):
     return log.read_text().splitlines() if log.exists() else []
 
 
-def test_without_a_gpu_it_says_so_in_one_line_and_exits_0(tmp_path, fake_driver):  # noqa: F811
+def test_without_a_gpu_it_says_so_in_one_line_and_exits_0(tmp_path, fake_driver):
     r = _gpu_check(tmp_path, fake_driver(13000, ""))
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [r.stdout.strip()] and r.stdout.startswith("gpu-check: no NVIDIA GPU here ("), r.stdout
     assert _calls(tmp_path) == [] and not (tmp_path / "results").exists()
 
 
-def test_on_two_gpus_it_runs_every_step_in_gpu_mode_and_writes_one_dated_results_file(tmp_path, fake_driver):  # noqa: F811
+def test_on_two_gpus_it_runs_every_step_in_gpu_mode_and_writes_one_dated_results_file(tmp_path, fake_driver):
     r = _gpu_check(tmp_path, fake_driver(13000, "8.6,8.6"))
     assert r.returncode == 1, r.stderr  # the fake nbval run fails
     calls = _calls(tmp_path)
@@ -100,7 +99,7 @@ def test_on_two_gpus_it_runs_every_step_in_gpu_mode_and_writes_one_dated_results
     assert r.stdout.strip().endswith(f"gpu-check: 6 of 7 steps passed; results in {files[0]}"), r.stdout
 
 
-def test_a_step_past_its_time_is_stopped_and_recorded_and_the_rest_still_run(tmp_path, fake_driver):  # noqa: F811
+def test_a_step_past_its_time_is_stopped_and_recorded_and_the_rest_still_run(tmp_path, fake_driver):
     r = _gpu_check(tmp_path, fake_driver(13000, "9.0"), "--budget", "12", FAKE_SLOW="nbkit.perf.bench",
                    FAKE_FAIL="course")
     assert r.returncode == 1, r.stderr
@@ -117,7 +116,7 @@ def test_budget_shares_add_up_to_ten_minutes():
     assert gpu_check.BUDGET_S <= 600
 
 
-def test_course_sh_gpu_check_sets_up_and_runs_the_check_with_the_course_python(tmp_path, fake_driver):  # noqa: F811
+def test_course_sh_gpu_check_sets_up_and_runs_the_check_with_the_course_python(tmp_path, fake_driver):
     venv = _fake_venv(tmp_path)
     sp.mark_installed(venv, PYPROJECT, _extra(), PIN)
     r = _course_sh("gpu-check", venv=venv, **fake_driver(13000, ""))

@@ -1,7 +1,6 @@
 """nbkit picks the target before numba loads, and explains a numba imported the wrong way round."""
 
 import pytest
-from test_setup_plan import fake_driver  # noqa: F401 - the fixture of a faked libcuda.so.1
 
 from nbkit.core.mode import probe_gpu
 
@@ -118,7 +117,7 @@ def test_auto_mode_without_a_device_is_the_simulator_whatever_the_toolkit():
     (13000, "3.7", "compute capability 3.7 is older than any CUDA toolkit"),
     (11080, "8.6", "the NVIDIA driver supports only CUDA 11.8"),
 ])
-def test_import_on_a_faked_unusable_gpu_runs_the_simulator_and_says_why(fake_driver, python_in_fresh_process,  # noqa: F811
+def test_import_on_a_faked_unusable_gpu_runs_the_simulator_and_says_why(fake_driver, python_in_fresh_process,
                                                                          driver, ccs, why):
     r = python_in_fresh_process("import nbkit, numba.cuda as c; print(nbkit.MODE.name, c.jit.__module__)",
                                 **fake_driver(driver, ccs))
