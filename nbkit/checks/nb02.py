@@ -164,8 +164,10 @@ def check_sigmoid_example(fn) -> None:
     if np.allclose(dW, np.outer(naive, X), rtol=1e-6, atol=1e-300):
         compare("db", db, naive, rtol=1e-6, atol=1e-300)
         passed(f"correct formula: δ = {naive[0]:.4g}, {naive[1]:.4g}. Note: the exact δ₂ is {delta[1]:.4g}; yours is "
-               f"{abs(naive[1] / delta[1] - 1):.0%} off because σ(34) rounds to within one float64 step of 1, so "
-               "σ(34) - 1 and 1 - σ(34) cancel. Computing 1 - σ(z) as σ(-z) = 1 / (1 + e^z) keeps full precision.")
+               f"{abs(naive[1] / delta[1] - 1):.0%} off: σ(34) comes out as 1 - 16·2^-53, 16 float64 steps below 1, "
+               "because rounding 1 + e^-34 to float64 (spacing 2^-52 above 1) changed the tiny e^-34 by a few percent; "
+               "σ(34) - 1 and 1 - σ(34) are exact subtractions that expose that error, and δ₂ multiplies two of them. "
+               "Computing 1 - σ(z) as σ(-z) = 1 / (1 + e^z) keeps full precision.")
         return
     relu_delta = np.maximum(z, 0) - Y
     compare("dW", dW, np.outer(delta, X), rtol=1e-6, atol=1e-300, causes=[

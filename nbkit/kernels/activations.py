@@ -1,7 +1,8 @@
 """Elementwise activation kernels, forward and backward: one thread per element, float32 throughout.
 
-Every literal is written ``float32(...)``: a bare ``1`` or ``0.5`` next to a float32 value makes numba
-compute in float64, which the PTX test (``python -m nbkit.perf.ptx``) would report.
+Every literal that enters the arithmetic is written ``float32(...)``: a bare ``1`` or ``0.5`` next to a float32
+value makes numba compute in float64, which the PTX test (``python -m nbkit.perf.ptx``) would report. Comparisons
+with a bare ``0`` (``x[i] > 0``) compile to float32 and stay as they are.
 """
 
 from __future__ import annotations

@@ -2,8 +2,11 @@
 
 :func:`record` runs a function once and lists the launches (through :func:`nbkit.core.launch.launch`) and the
 copies (``cuda.to_device``, ``copy_to_host``, and the implicit copies of a NumPy array passed to a kernel).
-It works in both modes: the simulator launches the same kernels with the same grids, so the counts are facts
-about the code. :func:`time_kernels` then times each kernel on a GPU by replaying its launches many times
+It works in both modes: the simulator makes the same number of launches and copies, so the counts are facts
+about the code. Two simulator-only choices change what is launched, not how often: the naive matmul kernel
+instead of the tiled one (``nn.kernel_backend.MATMUL_METHOD``) and the SGD update's grid cap
+(``kernels.optim.MAX_BLOCKS``).
+:func:`time_kernels` then times each kernel on a GPU by replaying its launches many times
 between one pair of CUDA events (one launch alone would mostly time the launch overhead); in the simulator
 it refuses, and :func:`kernel_table` prints "not measured" in the time columns.
 """
