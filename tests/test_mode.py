@@ -30,9 +30,9 @@ def test_numba_cudasim_variable_is_honoured(python_in_fresh_process):
 
 
 def test_unknown_mode_is_refused(python_in_fresh_process):
-    r = python_in_fresh_process("import nbkit", NBKIT_MODE="cpu")
+    r = python_in_fresh_process("import nbkit", NBKIT_MODE="tpu")
     assert r.returncode != 0
-    assert "NBKIT_MODE='cpu' is not understood: expected one of auto, gpu, sim" in r.stderr
+    assert "NBKIT_MODE='tpu' is not understood: expected one of auto, gpu, sim, cpu" in r.stderr
 
 
 def test_numba_cuda_imported_first_in_the_wrong_mode_is_explained(python_in_fresh_process):

@@ -37,12 +37,29 @@ def _numba_cuda_lines() -> list[str]:
     return lines
 
 
+_MODE_NAMES = {"gpu": "GPU (real CUDA target)", "sim": "CUDA SIMULATOR (CPU)",
+               "cpu": "CPU EXECUTOR (kernels as compiled CPU loops; numba set up as the CUDA simulator)"}
+
+
+def _cpu_mode_lines() -> list[str]:
+    """What runs kernels in cpu mode: the executor, and the kernels that fell back to the simulator, with why."""
+    from nbkit.core import launch
+
+    lines = [f"  kernels run on     : the CPU executor ({launch.EXECUTOR_LAUNCHES} launches so far); a kernel it "
+             "cannot run falls back to the CUDA simulator"]
+    if not launch.FALLBACKS:
+        lines.append("  fell back so far   : none")
+    for fn, reason in launch.FALLBACKS.items():
+        lines.append(f"    - {getattr(fn, '__qualname__', fn)} runs on the simulator: {reason}")
+    return lines
+
+
 def report() -> str:
     """The doctor's report as text."""
     mode = MODE
     lines = [
         "nbkit doctor",
-        f"  mode               : {'GPU (real CUDA target)' if mode.name == 'gpu' else 'CUDA SIMULATOR (CPU)'}",
+        f"  mode               : {_MODE_NAMES[mode.name]}",
         f"  why                : {mode.reason}",
         f"  CUDA driver        : {'found' if mode.probe.driver_found else 'not found'}"
         f" ({mode.probe.detail})"
@@ -72,7 +89,9 @@ def report() -> str:
     elif mode.name == "gpu":
         lines.append("  GPU                : none found; kernels can be compiled (e.g. to PTX) but not launched")
     else:
-        lines.append("  GPU                : not used (simulator)")
+        lines.append(f"  GPU                : not used ({'CPU executor' if mode.name == 'cpu' else 'simulator'})")
+    if mode.name == "cpu":
+        lines += _cpu_mode_lines()
     problems = compat.diagnose(mode.probe, compat.installed_toolkit_major(), sys.executable,
                                in_course_venv=(Path(sys.prefix) / compat.STAMP).exists())
     verdict = ("PROBLEM" if problems else "OK (driver, GPU and installed CUDA toolkit agree)" if mode.probe.usable
@@ -89,11 +108,18 @@ def report() -> str:
         f"  Python             : {sys.version.split()[0]} ({platform.python_implementation()})",
         f"  platform           : {platform.platform()} ({platform.machine()})",
     ]
-    if mode.is_simulator:
+    if mode.name == "sim":
         lines += [
             "",
             "  NOTE: the CUDA simulator runs each CUDA thread as a Python thread on the CPU. Use it to check",
             "  that kernels are CORRECT. Its timings say nothing about GPU speed: only a run on a GPU",
+            "  measures that.",
+        ]
+    elif mode.name == "cpu":
+        lines += [
+            "",
+            "  NOTE: the CPU executor runs each kernel as compiled loops over its threads on the CPU. Use it to",
+            "  check that kernels are CORRECT. Its timings say nothing about GPU speed: only a run on a GPU",
             "  measures that.",
         ]
     return "\n".join(lines)

@@ -6,8 +6,10 @@ over the threads of a block, split at every ``cuda.syncthreads()`` (loop fission
 phase before any thread starts the next), values live across a barrier become per-thread arrays, and the result
 is compiled with ``numba.njit``. Blocks run in parallel on CPU threads unless the kernel uses atomics.
 
-Not a mode yet: :func:`run_on_cpu` is called directly. Whatever it cannot transform raises
-:class:`ExecutorUnsupported` with the reason, so that a caller can fall back to the simulator.
+``NBKIT_MODE=cpu`` (:mod:`nbkit.core.launch`) runs every launch through :func:`run_on_cpu`. Whatever it cannot
+transform raises :class:`ExecutorUnsupported` with the reason before anything is written, so that a caller can fall
+back to the simulator; so does :class:`BarrierDivergence`, found while running, after the launch's arrays have been
+put back as they were.
 """
 
 from __future__ import annotations
@@ -673,6 +675,11 @@ class _Compiled:
     serial: bool
     source: str
 
+    @property
+    def may_diverge(self) -> bool:
+        """Whether it checks, while running, that threads agree on a loop with a barrier (and may raise)."""
+        return "raise BarrierDivergence" in self.source
+
 
 _PLANS: dict[Callable, _Plan] = {}
 _COMPILED: dict[tuple, _Compiled] = {}
@@ -692,7 +699,10 @@ def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
     later launch of any shape only runs it.
     """
     fn = python_function(kernel)
-    argtypes = tuple(numba.typeof(a) for a in args)
+    try:
+        argtypes = tuple(numba.typeof(a) for a in args)
+    except ValueError as exc:  # numba.typeof refuses what it cannot type: the simulator may still take it
+        raise ExecutorUnsupported(f"an argument numba cannot compile for the CPU: {exc}") from exc
     plan = _get_plan(fn)
     key = (fn, argtypes if plan.arrays else None)
     with _LOCK:
@@ -752,12 +762,17 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     bounds = [(nblocks * k // workers, nblocks * (k + 1) // workers) for k in range(workers)]
     wheres = [np.zeros(2, np.int64) for _ in bounds]
     errors: list[tuple[int, IndexError]] = []
+    diverged: list[BarrierDivergence] = []
+    # BarrierDivergence is found after earlier phases wrote: keep the arrays to put back, where it can happen
+    before = [(a, a.copy()) for a in host if isinstance(a, np.ndarray)] if compiled.may_diverge else []
 
     def run(k: int) -> None:
         try:
             compiled.launcher(bounds[k][0], bounds[k][1], wheres[k], *grid, *block, *host)
         except IndexError as exc:
             errors.append((k, exc))
+        except BarrierDivergence as exc:  # wait for the other workers before putting the arrays back
+            diverged.append(exc)
 
     try:
         first = 0
@@ -769,6 +784,10 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     except numba.core.errors.NumbaError as exc:  # compile-time only: errors of the running code are not NumbaErrors
         raise ExecutorUnsupported(f"numba cannot compile {python_function(kernel).__name__} for the CPU: "
                                   f"{str(exc).splitlines()[0]}") from exc
+    if diverged:
+        for array, saved in before:
+            array[...] = saved
+        raise diverged[0]
     if errors:
         k, exc = min(errors, key=lambda e: e[0])
         blk, t = (int(v) for v in wheres[k])

@@ -1,7 +1,10 @@
-"""Launch kernels only with configurations real hardware accepts, in both modes.
+"""Launch kernels only with configurations real hardware accepts, in every mode; in cpu mode, run them on the CPU.
 
 The simulator happily runs 2048 threads per block or a 64 KiB shared array; a GPU refuses both.
 Checking here means code learned on a laptop also runs on a GPU.
+
+In cpu mode (``NBKIT_MODE=cpu``) every launch, ``nbkit.launch`` and ``kernel[grid, block](*args)`` alike, runs
+through the CPU executor (:func:`run_on_executor`); a kernel it cannot run goes to the simulator, with one line.
 """
 
 from __future__ import annotations
@@ -10,12 +13,16 @@ import ast
 import functools
 import inspect
 import math
+import sys
 import textwrap
 from typing import Callable, Sequence
 
 import numpy as np
 
+from nbkit.core import simulator
 from nbkit.core.hw import MAX_BLOCK_DIM, MAX_GRID_DIM, MAX_STATIC_SHARED_BYTES, MAX_THREADS_PER_BLOCK, WARP_SIZE
+from nbkit.core.mode import MODE
+from nbkit.core.source import python_function
 
 Dims = int | Sequence[int]
 
@@ -240,3 +247,38 @@ def _static_shared_bytes(fn: Callable) -> int:
         if count > 0:  # shape 0 declares dynamic shared memory, sized at launch
             total += count * itemsize
     return total
+
+
+# ---------------------------------------------------------------------------------------------- cpu mode
+
+EXECUTOR_LAUNCHES = 0  # launches the CPU executor ran in this process (cpu mode; tests read it)
+FALLBACKS: dict[Callable, str] = {}  # kernel's Python function -> why it runs on the simulator (cpu mode)
+
+
+def run_on_executor(kernel: object, grid: tuple, block: tuple, dynamic_shared_bytes: int, args: tuple,
+                    simulate: Callable[[], None]) -> None:
+    """One launch in cpu mode: the CPU executor, or ``simulate()`` for a kernel the executor cannot run.
+
+    The first time a kernel falls back, one line on stderr names it and the reason; its later launches go straight
+    to the simulator. The executor's own errors (``IndexError`` out of bounds, ...) are raised as they are.
+    """
+    global EXECUTOR_LAUNCHES
+    from nbkit.core.executor import ExecutorUnsupported, run_on_cpu
+
+    fn = python_function(kernel)
+    if fn not in FALLBACKS:
+        try:
+            if dynamic_shared_bytes:
+                raise ExecutorUnsupported("dynamic shared memory (a launch with a shared-memory size)")
+            run_on_cpu(kernel, grid, block, *args)
+            EXECUTOR_LAUNCHES += 1
+            return
+        except ExecutorUnsupported as exc:  # raised before anything was written, or with the arrays put back
+            FALLBACKS[fn] = exc.reason
+            print(f"nbkit: kernel {kernel_name(kernel)} runs on the CUDA simulator (slow): the CPU executor "
+                  f"cannot run it: {exc.reason}", file=sys.stderr)
+    simulate()
+
+
+if MODE.name == "cpu":
+    simulator.route_launches(run_on_executor)

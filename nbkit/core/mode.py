@@ -4,9 +4,11 @@ Numba reads ``NUMBA_ENABLE_CUDASIM`` once, when ``numba.cuda`` is first imported
 cannot be undone in a running process. So this module must not import numba itself: it looks for
 a CUDA driver and device with ctypes, decides, sets the variable, and only then lets numba load.
 
-The learner can force a mode with ``NBKIT_MODE=gpu`` or ``NBKIT_MODE=sim`` (default ``auto``).
-``NBKIT_MODE=gpu`` without a device still selects the real CUDA target: kernels then compile
-(e.g. to PTX, see :mod:`nbkit.perf.ptx`) but cannot be launched.
+The learner can force a mode with ``NBKIT_MODE=gpu``, ``NBKIT_MODE=sim`` or ``NBKIT_MODE=cpu`` (default
+``auto``). ``NBKIT_MODE=gpu`` without a device still selects the real CUDA target: kernels then compile
+(e.g. to PTX, see :mod:`nbkit.perf.ptx`) but cannot be launched. ``NBKIT_MODE=cpu`` sets numba up as in
+``sim`` (the simulator's device arrays, ``cuda.to_device``, ``cuda.shared``), but kernel launches run as
+compiled CPU loops (:mod:`nbkit.core.executor`), falling back to the simulator per kernel where they cannot.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV_VAR = "NBKIT_MODE"
-MODES = ("auto", "gpu", "sim")
+MODES = ("auto", "gpu", "sim", "cpu")
 
 
 class ModeError(RuntimeError):
@@ -44,12 +46,25 @@ class GpuProbe:
 
 @dataclass(frozen=True)
 class Mode:
-    name: str  # "gpu" or "sim"
+    name: str  # "gpu", "sim" or "cpu"
     reason: str
     probe: GpuProbe
 
     @property
     def is_simulator(self) -> bool:
+        """``numba.cuda`` is the CUDA simulator, not the real CUDA target: true in ``sim`` and ``cpu`` mode.
+
+        Code that needs the real target (PTX, GPU timing, CUDA events) checks this.
+        """
+        return self.name in ("sim", "cpu")
+
+    @property
+    def slow_launches(self) -> bool:
+        """Every launch runs one Python thread per CUDA thread (``sim`` mode only).
+
+        Code that shrinks work to keep the simulator bearable (fewer blocks, a simpler kernel) checks this, not
+        :attr:`is_simulator`: in ``cpu`` mode launches are compiled loops and need no shrinking.
+        """
         return self.name == "sim"
 
 
@@ -188,9 +203,10 @@ def select_mode() -> Mode:
     else:
         name = requested
 
+    target = "gpu" if name == "gpu" else "sim"  # cpu mode runs on numba's simulator target too
     loaded = _loaded_numba_cuda_target()
-    if loaded is not None and loaded != name:
-        wanted = "the CUDA simulator" if name == "sim" else "the real GPU target"
+    if loaded is not None and loaded != target:
+        wanted = "the CUDA simulator" if target == "sim" else "the real GPU target"
         got = "the CUDA simulator" if loaded == "sim" else "the real GPU target"
         if requested == "auto" and loaded == "sim":
             # The learner chose the simulator by importing numba with NUMBA_ENABLE_CUDASIM=1: honour it.
@@ -199,10 +215,10 @@ def select_mode() -> Mode:
             f"numba.cuda was imported before nbkit and is set up for {got}, but nbkit needs {wanted} "
             f"({reason}). Numba fixes this choice at its first import and cannot change it later. "
             "Restart the Python kernel and make `import nbkit` the first import "
-            f"(or set {ENV_VAR}=sim / {ENV_VAR}=gpu before starting Python)."
+            f"(or set {ENV_VAR}=sim / {ENV_VAR}=cpu / {ENV_VAR}=gpu before starting Python)."
         )
 
-    os.environ["NUMBA_ENABLE_CUDASIM"] = "1" if name == "sim" else "0"
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1" if target == "sim" else "0"
     numba_mod = sys.modules.get("numba")
     if numba_mod is not None and loaded is None:
         # numba itself is imported but numba.cuda is not yet: re-read the environment so the choice holds.

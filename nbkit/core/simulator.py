@@ -20,6 +20,7 @@ nbkit has chosen GPU or simulator mode (the tracer uses the simulator in GPU mod
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.metadata
 import sys
@@ -33,7 +34,7 @@ SUPPORTED = "numba-cuda 0.30 (on numba 0.68) or numba 0.68's built-in CUDA simul
 
 __all__ = ["SUPPORTED", "SimulatorInternalsError", "Internals", "internals", "which", "numba_cuda_loaded", "as_dtype",
            "device_array_memory",
-           "simulated_kernel", "is_simulated_kernel", "launch_context"]
+           "simulated_kernel", "is_simulated_kernel", "launch_context", "Router", "route_launches"]
 
 
 class SimulatorInternalsError(RuntimeError):
@@ -72,6 +73,7 @@ class Internals:
     FakeCUDAModule: type  # the ``cuda`` module a simulated kernel sees
     FakeCUDAArray: type  # a simulator device array: a NumPy array inside
     push_kernel_context: Callable[[Any], Any]  # context manager: the running kernel's fake module, for device calls
+    kernel_context: Callable[[], Any]  # the running kernel's fake module; None outside a simulated kernel
     swapped_cuda_module: Callable[[Callable, Any], Any]  # context manager: ``cuda`` in fn's globals -> fake module
     numba_type: type  # base class of numba types (``float32``), as the simulator's shared.array accepts them
     numba_as_dtype: Callable[[Any], np.dtype]  # the simulator's own numba type -> NumPy dtype conversion
@@ -83,6 +85,7 @@ def internals() -> Internals:
     wanted = {
         "BlockThread": ("kernel", "BlockThread"), "BlockManager": ("kernel", "BlockManager"),
         "FakeCUDAKernel": ("kernel", "FakeCUDAKernel"), "push_kernel_context": ("kernel", "_push_kernel_context"),
+        "kernel_context": ("kernel", "_get_kernel_context"),
         "FakeCUDAModule": ("kernelapi", "FakeCUDAModule"), "swapped_cuda_module": ("kernelapi", "swapped_cuda_module"),
         "FakeCUDAArray": ("cudadrv.devicearray", "FakeCUDAArray"),
     }
@@ -120,9 +123,18 @@ def device_array_memory(array: object) -> np.ndarray | None:
     return array._ary if isinstance(array, internals().FakeCUDAArray) else None
 
 
+_SIMULATOR_ONLY = "_nbkit_simulator_only"  # set on kernels made by simulated_kernel(): never routed
+
+
 def simulated_kernel(py_func: Callable, device: bool = False) -> object:
-    """``py_func`` as a simulator kernel (``kernel[grid, block](...)``) or device function, in either mode."""
-    return internals().FakeCUDAKernel(py_func, device=device)
+    """``py_func`` as a simulator kernel (``kernel[grid, block](...)``) or device function, in every mode.
+
+    Its launches always run on the simulator's threads, also in cpu mode (:func:`route_launches` leaves them
+    alone): whoever asks for it wants the simulator itself, e.g. a benchmark's plain simulator run.
+    """
+    kernel = internals().FakeCUDAKernel(py_func, device=device)
+    setattr(kernel, _SIMULATOR_ONLY, True)
+    return kernel
 
 
 def is_simulated_kernel(obj: object) -> bool:
@@ -136,3 +148,39 @@ def launch_context(fn: Callable, module: object) -> Iterator[None]:
     sim = internals()
     with sim.push_kernel_context(module), sim.swapped_cuda_module(fn, module):
         yield
+
+
+# run(kernel, grid, block, dynamic_shared_bytes, args, simulate): runs one launch; simulate() runs it on the simulator.
+Router = Callable[[Any, tuple, tuple, int, tuple, Callable[[], None]], None]
+_ROUTER: list[Router] = []  # the router of route_launches, at most one
+
+
+def route_launches(run: Router | None) -> None:
+    """Hand every kernel launch of the simulator to ``run`` (None: back to the simulator). Used by cpu mode.
+
+    Why here: a learner writes ``kernel[grid, block](*args)``, which calls the simulator's kernel object directly,
+    so the only place to catch every launch (``nbkit.launch`` too) is that class's ``__call__``. Patched on the
+    class, so kernels made before and after apply alike. Left to the simulator: device-function calls, calls made
+    inside a running simulated kernel (the tracer's runs), kernels made by :func:`simulated_kernel`, and a kernel
+    called without ``[grid, block]`` (the simulator's own error). ``grid`` and ``block`` arrive as 3-tuples, the
+    arguments as passed (simulator device arrays included: :func:`device_array_memory` reads them).
+    """
+    sim = internals()
+    cls = sim.FakeCUDAKernel
+    if not getattr(cls.__call__, "_nbkit_routed", False):
+        original = cls.__call__
+
+        def __call__(self, *args):  # the simulator's own, with launches handed to the router
+            router = _ROUTER[0] if _ROUTER else None
+            if (router is None or self._device or sim.kernel_context() is not None
+                    or getattr(self, _SIMULATOR_ONLY, False) or self.grid_dim is None or self.block_dim is None):
+                return original(self, *args)
+            return router(self, tuple(self.grid_dim), tuple(self.block_dim), int(self.dynshared_size or 0), args,
+                          lambda: original(self, *args))
+
+        __call__._nbkit_routed = True
+        functools.update_wrapper(__call__, original, assigned=("__doc__", "__name__", "__qualname__"))
+        cls.__call__ = __call__
+    _ROUTER.clear()
+    if run is not None:
+        _ROUTER.append(run)

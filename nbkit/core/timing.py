@@ -1,4 +1,4 @@
-"""Time kernels honestly in both modes, and say which clock was used."""
+"""Time kernels honestly in every mode, and say which clock was used."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class Timing:
     """Per-call times of one timed function, with the clock that measured them."""
 
     seconds: tuple[float, ...]  # per-call time of each round (round time / calls per round), warm-up excluded
-    mode: str  # "gpu" or "sim"
+    mode: str  # "gpu", "sim" or "cpu"
     warmup: int
     calls_per_round: int = 1
 
@@ -29,6 +29,8 @@ class Timing:
     def method(self) -> str:
         if self.mode == "gpu":
             return "GPU time from one pair of CUDA events around each round"
+        if self.mode == "cpu":
+            return "CPU executor wall-clock time: says nothing about GPU speed"
         return "SIMULATOR wall-clock time: it checks correctness only and says nothing about GPU speed"
 
     def __str__(self) -> str:
@@ -52,7 +54,7 @@ def time_it(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, rounds: 
     CUDA events on the default stream brackets all ``repeat`` calls of a round, so launches queue back
     to back and the per-call time (round time / ``repeat``) is the kernels' time rather than one
     launch's overhead plus an event pair. The simulator has no event timer (its elapsed time is -1):
-    there the wall clock is used and the result is labelled as simulator time.
+    there the wall clock is used and the result is labelled as simulator time (CPU executor time in cpu mode).
     """
     if repeat < 1 or warmup < 0 or rounds < 1:
         raise ValueError(f"need repeat >= 1, warmup >= 0 and rounds >= 1, got repeat={repeat}, warmup={warmup}, "

@@ -10,9 +10,9 @@ from nbkit.core.mode import MODE
 from nbkit.core.registry import kernel
 
 # Simulator-only tuning: in the simulator every thread is a Python thread, so the update's grid is capped at
-# 8 blocks and the grid-stride loop walks the rest. On a GPU the grid covers every parameter (the cap is only
-# the hardware's x limit), one thread each.
-MAX_BLOCKS = 8 if MODE.is_simulator else MAX_GRID_DIM[0]
+# 8 blocks and the grid-stride loop walks the rest. On a GPU, and in cpu mode (compiled loops), the grid covers
+# every parameter (the cap is only the hardware's x limit), one thread each.
+MAX_BLOCKS = 8 if MODE.slow_launches else MAX_GRID_DIM[0]
 
 __all__ = ["MAX_BLOCKS", "sgd_momentum", "sgd_momentum_kernel"]
 

@@ -1,0 +1,227 @@
+"""NBKIT_MODE=cpu: numba set up as the simulator, every launch run by the CPU executor, the simulator as fallback.
+
+The mode is fixed per process, so the cpu-mode tests run in fresh interpreters (``sys.executable``: run this file
+with ``.venv-numba``'s Python too, for numba's built-in simulator). The last tests run here, in simulator mode: the
+router of ``nbkit.core.simulator`` and the executor's guarantees that cpu mode's fallback relies on.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+from numba import cuda
+
+from nbkit.core import simulator
+from nbkit.core.executor import BarrierDivergence, ExecutorUnsupported, run_on_cpu
+from nbkit.core.source import python_function
+
+KERNELS = textwrap.dedent("""
+    import time
+    import numpy as np
+    import nbkit
+    from numba import cuda
+    from nbkit.core import launch as L
+
+    @cuda.jit
+    def add(a, b, out):
+        i = cuda.grid(1)
+        if i < out.size:
+            out[i] = a[i] + b[i]
+
+    @cuda.jit
+    def barrier_in_branch(x):
+        s = cuda.shared.array(32, np.float32)
+        t = cuda.threadIdx.x
+        if t < 64:  # every thread takes it, but the executor cannot split a body inside an if
+            s[t] = t
+            cuda.syncthreads()
+        x[t] = s[31 - t]
+""")
+
+
+def _run(python_in_fresh_process, tmp_path, body: str) -> str:
+    # from a file, not ``python -c``: the executor reads a kernel's source (no source: the simulator runs it)
+    script = tmp_path / "script.py"
+    script.write_text(KERNELS + textwrap.dedent(body))
+    r = python_in_fresh_process(f"import runpy; runpy.run_path({str(script)!r})", NBKIT_MODE="cpu")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout + r.stderr
+
+
+@pytest.mark.subprocess
+def test_both_launch_forms_run_on_the_executor(python_in_fresh_process, tmp_path):
+    # 4 million threads: about ten minutes in the simulator (~150 µs a thread), well under a second compiled.
+    out = _run(python_in_fresh_process, tmp_path, """
+        n = 1 << 22
+        a, b = np.ones(n, np.float32), np.arange(n, dtype=np.float32)
+        out = np.zeros(n, np.float32)
+        add[64, 32](a, b, out)  # the first launch compiles
+        assert L.EXECUTOR_LAUNCHES == 1, L.EXECUTOR_LAUNCHES
+        start = time.perf_counter()
+        add[n // 256, 256](a, b, out)
+        d_out = cuda.device_array(n, np.float32)  # simulator device arrays pass as their memory
+        nbkit.launch(add, n // 256, 256, cuda.to_device(a), b, d_out)
+        took = time.perf_counter() - start
+        assert L.EXECUTOR_LAUNCHES == 3 and not L.FALLBACKS, (L.EXECUTOR_LAUNCHES, L.FALLBACKS)
+        assert np.array_equal(out, a + b) and np.array_equal(d_out.copy_to_host(), a + b)
+        assert took < 5, took
+        print("mode", nbkit.MODE.name, nbkit.MODE.is_simulator, nbkit.MODE.slow_launches)
+    """)
+    assert "mode cpu True False" in out
+
+
+@pytest.mark.subprocess
+def test_results_equal_the_simulators(python_in_fresh_process, tmp_path):
+    # the same kernels (barriers, shared memory) on the executor and, through simulated_kernel, on the simulator
+    _run(python_in_fresh_process, tmp_path, """
+        from nbkit.core.simulator import simulated_kernel
+        from nbkit.kernels import matmul, reduce
+        rng = np.random.default_rng(3)
+        A, B = rng.standard_normal((37, 29), np.float32), rng.standard_normal((29, 41), np.float32)
+        x = rng.standard_normal(1000, np.float32)
+        cases = [(matmul.matmul_tiled_kernel, (3, 3), (16, 16), lambda: (A, B, np.zeros((37, 41), np.float32), 0, 0)),
+                 (reduce.sum_tree_kernel, 8, 128, lambda: (x, np.zeros(8, np.float32)))]
+        for kernel, grid, block, make in cases:
+            cpu, sim = make(), make()
+            before = L.EXECUTOR_LAUNCHES
+            kernel[grid, block](*cpu)
+            assert L.EXECUTOR_LAUNCHES == before + 1
+            simulated_kernel(kernel.py_func)[grid, block](*sim)
+            assert L.EXECUTOR_LAUNCHES == before + 1  # simulated_kernel is never routed
+            for c, s in zip(cpu, sim):
+                assert np.array_equal(c, s), kernel
+    """)
+
+
+@pytest.mark.subprocess
+def test_unsupported_kernel_falls_back_with_one_line(python_in_fresh_process, tmp_path):
+    out = _run(python_in_fresh_process, tmp_path, """
+        x = np.zeros(32, np.float32)
+        barrier_in_branch[1, 32](x)
+        nbkit.launch(barrier_in_branch, 1, 32, x)
+        assert np.array_equal(x, np.arange(31, -1, -1, dtype=np.float32)), x  # the simulator ran it
+        assert L.EXECUTOR_LAUNCHES == 0 and len(L.FALLBACKS) == 1
+        nbkit.doctor()
+    """)
+    lines = [line for line in out.splitlines() if line.startswith("nbkit: kernel")]
+    assert lines == [lines[0]] and "barrier_in_branch runs on the CUDA simulator" in lines[0], out
+    assert "syncthreads() inside if" in lines[0]
+    assert "CPU EXECUTOR" in out and "barrier_in_branch runs on the simulator: cuda.syncthreads() inside if" in out
+
+
+@pytest.mark.subprocess
+def test_out_of_bounds_raises_index_error_naming_the_launch(python_in_fresh_process, tmp_path):
+    out = _run(python_in_fresh_process, tmp_path, """
+        a = np.ones(10, np.float32)
+        for launch in (lambda: add[2, 256](a, np.ones(512, np.float32), np.zeros(512, np.float32)),
+                       lambda: nbkit.launch(add, 2, 256, a, np.ones(512, np.float32), np.zeros(512, np.float32))):
+            try:
+                launch()
+            except IndexError as exc:
+                print("IndexError:", exc, getattr(exc, "__notes__", []))
+            else:
+                raise AssertionError("no IndexError")
+        assert not L.FALLBACKS
+    """)
+    assert out.count("IndexError: add[(2, 1, 1), (256, 1, 1)]") == 2 and "thread (10, 0, 0)" in out
+    assert "while launching kernel add" in out  # nbkit.launch's note
+
+
+@pytest.mark.subprocess
+def test_mode_doctor_timing_and_work_sizes(python_in_fresh_process, tmp_path):
+    out = _run(python_in_fresh_process, tmp_path, """
+        from nbkit.core.hw import MAX_GRID_DIM
+        from nbkit.kernels import optim
+        print(nbkit.MODE.name, "|", nbkit.MODE.reason)
+        assert optim.MAX_BLOCKS == MAX_GRID_DIM[0]  # no simulator-sized grid in cpu mode
+        a = np.ones(1000, np.float32)
+        t = nbkit.time_it(lambda: add[4, 256](a, a, np.zeros(1000, np.float32)), repeat=2)
+        print(t)
+        nbkit.doctor()
+    """)
+    assert "cpu | forced by NBKIT_MODE=cpu" in out
+    assert "[CPU executor wall-clock time: says nothing about GPU speed]" in out
+    assert "mode               : CPU EXECUTOR" in out and "the CPU executor (" in out and "fell back so far   : none" in out
+
+
+@pytest.mark.subprocess
+def test_tracer_and_race_check_use_the_simulator(python_in_fresh_process, tmp_path):
+    out = _run(python_in_fresh_process, tmp_path, """
+        from nbkit.checks._core import find_races
+        from nbkit.tracer import trace
+
+        @cuda.jit
+        def racy_reverse(x):
+            s = cuda.shared.array(64, np.float32)
+            t = cuda.threadIdx.x
+            s[t] = x[t]
+            x[t] = s[63 - t]  # no barrier between the writes and the reads
+
+        x = np.arange(64, dtype=np.float32)
+        tr = trace(racy_reverse, 1, 64, x.copy())
+        races, shared = find_races(racy_reverse, 1, 64, x)
+        assert tr.races() and races and shared, (tr.races(), races)
+        assert L.EXECUTOR_LAUNCHES == 0 and not L.FALLBACKS  # traced on the simulator, not routed
+        racy_reverse[1, 64](x)
+        assert L.EXECUTOR_LAUNCHES == 1
+        print("traced", len(tr.races()))
+    """)
+    assert "traced" in out
+
+
+@pytest.mark.subprocess
+def test_cpu_mode_after_numba_was_imported_in_simulator_mode(python_in_fresh_process):
+    r = python_in_fresh_process("import numba.cuda\nimport nbkit\nprint(nbkit.MODE.name)", NBKIT_MODE="cpu",
+                                NUMBA_ENABLE_CUDASIM="1")
+    assert r.returncode == 0 and r.stdout.strip() == "cpu", r.stderr
+
+
+# ------------------------------------------------------------------------------- in this process (simulator mode)
+
+@cuda.jit
+def _fill(x):
+    x[cuda.threadIdx.x] = cuda.threadIdx.x
+
+
+def test_router_sees_launches_but_not_simulated_kernels_or_device_calls():
+    seen = []
+
+    def router(kernel, grid, block, dynamic_shared, args, simulate):
+        seen.append((python_function(kernel).__name__, grid, block, dynamic_shared))
+        simulate()
+
+    x = np.zeros(8, np.int64)
+    simulator.route_launches(router)
+    try:
+        _fill[1, 8](x)
+        simulator.simulated_kernel(_fill.py_func)[1, 8](x)
+    finally:
+        simulator.route_launches(None)
+    _fill[1, 8](x)
+    assert seen == [("_fill", (1, 1, 1), (8, 1, 1), 0)] and list(x) == list(range(8))
+
+
+@cuda.jit
+def _writes_then_diverges(x):
+    t = cuda.threadIdx.x
+    x[t] = -1.0  # written before the divergent loop is reached
+    n = t % 3
+    k = 0
+    while k < n:
+        cuda.syncthreads()
+        k += 1
+
+
+def test_barrier_divergence_puts_the_arrays_back():
+    # cpu mode reruns such a launch on the simulator: it must start from the arrays as they were
+    x = np.arange(32, dtype=np.float32)
+    with pytest.raises(BarrierDivergence):
+        run_on_cpu(_writes_then_diverges, 1, 32, x)
+    assert np.array_equal(x, np.arange(32, dtype=np.float32))
+
+
+def test_an_argument_numba_cannot_type_is_unsupported():
+    with pytest.raises(ExecutorUnsupported, match="argument numba cannot compile"):
+        run_on_cpu(_fill, 1, 8, object())
