@@ -18,7 +18,7 @@ from nbkit.nn.optim import sgd_update_kernel
 # Simulator-only tuning: the tiled matmul (notebook 04) is the faster kernel on a GPU, but in the simulator
 # its 16 × 16 tiles launch up to 256 Python threads per block and its barriers cost far more than they save,
 # so the simulator uses the naive kernel (same results, tested in tests/test_matmul.py).
-MATMUL_METHOD = "naive" if MODE.is_simulator else "tiled"
+MATMUL_METHOD = "naive" if MODE.slow_launches else "tiled"
 
 
 class KernelBackend:

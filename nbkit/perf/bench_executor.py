@@ -60,7 +60,7 @@ def _timed(fn: Callable[[], None], min_seconds: float) -> float:
 
 
 def main() -> None:
-    if not MODE.is_simulator:
+    if MODE.name != "sim":
         raise SystemExit("run with NBKIT_MODE=sim: this compares the executor with the CUDA simulator")
     rng = np.random.default_rng(0)
     print(f"CPU executor vs CUDA simulator, same launches, measured now ({os.cpu_count()} CPU cores visible)")

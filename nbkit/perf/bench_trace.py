@@ -61,7 +61,7 @@ def run(repeat: int = 3) -> list[dict]:
         for _ in range(repeat):
             args = make_args()
             t0 = time.perf_counter()
-            if MODE.is_simulator:
+            if MODE.slow_launches:
                 launch(kernel, grid, block, *args)
             else:  # GPU mode: the plain simulator run is the same Python function on the simulator's launcher
                 simulated_kernel(kernel.py_func)[grid, block](*args)
