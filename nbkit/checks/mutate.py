@@ -653,9 +653,10 @@ def _with(trials: list[Trial], **values) -> list[Trial]:
 
 
 def _square(rows: int, cols: int, block: tuple[int, int]) -> tuple[int, int]:
-    from nbkit.checks.exercise import square_grid
-
-    return square_grid(rows, cols, block)
+    """A square grid with at least max(rows, cols) threads along x and along y, whatever the block's shape: every
+    2-D mapping of threads to a (rows, cols) output is covered (the statement leaves the mapping free)."""
+    side = max(-(-max(rows, cols) // block[0]), -(-max(rows, cols) // block[1]))
+    return side, side
 
 
 def _pool_trials() -> list[Trial]:
@@ -789,9 +790,9 @@ parameter values), run on the reference solution and on the mutant. Procedures h
 :data:`PROCEDURES`."""
 
 # float32 signatures for exercises whose statement asks for float32 but whose check does not prove it
+# (03.1: "out[r] = sum of M[r, :] in float32")
 FLOAT32_STATEMENT: dict[str, str] = {
     "03.1": "void(float32[:, ::1], float32[::1])",
-    "04.2": "void(float32[:, ::1], float32[::1])",
 }
 
 
@@ -1196,19 +1197,27 @@ def run_exercise(number: str, log: Callable[[str], None] = print, limit: int | N
     while True:
         proc = subprocess.Popen([sys.executable, "-m", "nbkit.checks.mutate", "--worker", number, "--skip", str(skip),
                                  "--limit", str(limit or 0)],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
                                 start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep
                                                              + os.environ.get("PYTHONPATH", "")})
         deadline = time.monotonic() + TIMEOUT_S + 120  # the first result also waits for the reference's check
         finished = False
+        pending = b""  # read with os.read, not a buffered readline: select must see every line as it comes
+        lines: list[str] = []
         while True:
-            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            line = proc.stdout.readline()
-            if not line:
-                finished = True  # the worker ended (after "done", or crashed)
-                break
+            if not lines:
+                ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    break
+                chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    finished = True  # the worker ended (after "done", or crashed)
+                    break
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                lines = [c.decode("utf-8", "replace") for c in complete]
+                continue
+            line = lines.pop(0)
             if not line.startswith(JSON_PREFIX):
                 continue
             obj = json.loads(line[len(JSON_PREFIX):])
@@ -1291,8 +1300,10 @@ def _is_kernel(sol: Solution) -> bool:
 def markdown(results: list[dict], command: str, seconds: float) -> str:
     """The table as markdown: a header (date, command, inputs hash), totals, then one table per exercise."""
     out = ["# Mutation table of the exercise checks", "",
-           f"Generated {datetime.date.today().isoformat()} by `{command}` in {seconds / 60:.1f} min "
-           f"(NBKIT_MODE={os.environ.get('NBKIT_MODE', 'auto')}).", "",
+           f"Generated {datetime.date.today().isoformat()} by `{command}` (NBKIT_MODE="
+           f"{os.environ.get('NBKIT_MODE', 'auto')}); the exercises' runs took {seconds / 60:.1f} min in all. "
+           "Stale when the inputs hash below differs from `nbkit.checks.mutate.inputs_hash()` (the check modules, "
+           "this tool, the solution and check cells): tests/test_mutation.py says so.", "",
            f"inputs-hash: `{inputs_hash()}`", "",
            "Each mutant is the exercise's reference solution changed in one place (`nbkit/checks/mutate.py`), run "
            "through the exercise's check as its check cell calls it. Classes: **rejected** (✗ or raised); "
@@ -1361,9 +1372,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=MAX_MUTANTS,
                         help=f"at most this many mutants per exercise (default {MAX_MUTANTS}; 0: all)")
     parser.add_argument("--list", action="store_true", help="only list the mutants (no checks run)")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="no run: make the table from these --json files (a later file's exercises replace an "
+                             "earlier one's, e.g. a rerun of a few exercises)")
     args = parser.parse_args(argv)
     if args.worker:
         return _worker(args.worker, args.skip, args.limit or None)
+    if args.merge:
+        merged: dict[str, dict] = {}
+        for path in args.merge:
+            for r in json.loads(path.read_text(encoding="utf-8")):
+                merged[r["number"]] = {**r, "outcomes": [Outcome(**o) for o in r["outcomes"]]}
+        results = [merged[n] for n in sorted(merged)]
+        for r in results:
+            _print_table(r)
+        if args.write:
+            command = (f"python -m nbkit.checks.mutate --json ... (all exercises; some rerun after a fix of the broad "
+                       f"test), then --merge {' '.join(p.name for p in args.merge)} --write {args.write}")
+            args.write.write_text(markdown(results, command, sum(r.get("seconds", 0) for r in results)),
+                                  encoding="utf-8")
+            print(f"written: {args.write}")
+        return 0
     sols = solutions()
     numbers = args.exercise or sorted(sols)
     if args.list:
