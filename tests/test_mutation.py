@@ -169,6 +169,7 @@ def test_the_committed_table_is_not_stale():
 
 
 def test_the_committed_table_has_no_check_that_accepts_a_wrong_mutant():
+    assert TABLE.exists(), f"docs/mutation-table.md is missing: {RERUN}"
     rows = mutate.wrong_rows(TABLE)
     assert not rows, ("these mutants are accepted by their check but differ from the reference solution on the broad "
                       "test (a defect of the check; fix the check, then " + RERUN + "):\n" + "\n".join(rows))
