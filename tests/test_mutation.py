@@ -10,7 +10,7 @@ from nbkit.checks.mutate import Solution, mutants
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "docs" / "mutation-table.md"
-RERUN = (f"rerun `PYTHONPATH=$PWD NBKIT_MODE=sim nice -n 19 {mutate.COMMAND}` (about an hour on 2 cores) and commit "
+RERUN = (f"rerun `PYTHONPATH=$PWD NBKIT_MODE=sim nice -n 19 {mutate.COMMAND}` (about 30 min on 2 cores) and commit "
          "docs/mutation-table.md")
 
 
@@ -201,3 +201,13 @@ def test_live_run_of_a_few_mutants_in_worker_processes():
     assert len(result["outcomes"]) == 3
     assert all(o.klass in mutate.CLASSES for o in result["outcomes"])
     assert result["outcomes"][0].klass == "rejected"  # 03.1-m01, an index off by one
+
+
+def test_wrong_rows_are_the_mutant_rows_of_class_wrong_or_f32_broken_not_the_totals_header(tmp_path):
+    table = tmp_path / "t.md"
+    table.write_text("| exercise | mutants | rejected | equivalent | WRONG | f32-broken | hang | not judged | note |\n"
+                     "| 05.1 | 24 | 21 | 1 | 2 | 0 | 0 | 0 |  |\n"
+                     "| 05.1-m01 | index±1 | L7: `y[i + 1] = x[i]` | rejected | ✗ ... |\n"
+                     "| 05.1-m23 | param→const | L7: `y = 0.01` | WRONG | ✓ ... |\n"
+                     "| 03.1-m14 | f32-literal | L7: `acc = 0.0` | f32-broken | ✓ ... |\n", encoding="utf-8")
+    assert [r.split("|")[1].strip() for r in mutate.wrong_rows(table)] == ["05.1-m23", "03.1-m14"]
