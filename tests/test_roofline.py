@@ -67,3 +67,20 @@ def test_plot_roofline_is_titled_and_labelled():
     ax = rl.plot_roofline([rl.matmul_naive(256, 256, 256), rl.elementwise("relu_forward", 1000)])
     assert "MODEL" in ax.get_title() and "FLOP/byte" in ax.get_xlabel() and "GFLOP/s" in ax.get_ylabel()
     assert ax.get_xscale() == ax.get_yscale() == "log"
+
+
+def test_model_is_picked_from_the_device_present_or_none():
+    from nbkit.perf.roofline import GPUS, model_for
+
+    assert model_for("Tesla T4") is GPUS["T4"]
+    assert model_for("NVIDIA A100-SXM4-40GB") is GPUS["A100 SXM 40GB"]
+    assert model_for("NVIDIA A100-PCIE-40GB") is GPUS["A100 SXM 40GB"]
+    assert model_for("NVIDIA H100 80GB HBM3") is GPUS["H100 SXM"]
+    for other in ("NVIDIA H100 PCIe", "NVIDIA H100 NVL", "NVIDIA A100-SXM4-80GB", "NVIDIA H200", "NVIDIA GeForce RTX 4090"):
+        assert model_for(other) is None, other
+
+
+def test_no_model_in_the_simulator():
+    from nbkit.perf.roofline import present_model
+
+    assert present_model() == (None, "")

@@ -97,6 +97,13 @@ def cpu_ratios(batch_sizes=(4, 64), steps: dict | None = None) -> list[dict]:
 
 def gpu_ratios(batch: int = 256, steps: int = 20, gemm: bool = True) -> dict:
     """Kernel LeNet vs PyTorch on the GPU at ``batch``, and (``gemm``) the best SGEMM kernel vs torch.matmul."""
+    from nbkit.nn.torchdev import strict_float32
+
+    with strict_float32():  # TF32 off in cuBLAS and cuDNN: float32 against float32
+        return _gpu_ratios(batch, steps, gemm)
+
+
+def _gpu_ratios(batch: int, steps: int, gemm: bool) -> dict:
     import torch
     from numba import cuda
 
@@ -151,7 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "" if goal is None else f"  (goal >= {goal:.2f}x: {'met' if row['ratio'] >= goal else 'NOT met'})"
         print(f"  CPU, batch {row['batch']:3d}: CPU path {row['ours_img_s']:8.1f} img/s, PyTorch CPU "
               f"{row['torch_img_s']:8.1f} img/s, ratio {row['ratio']:.2f}x{verdict}")
-    if MODE.name == "gpu" and MODE.probe.usable:
+    from nbkit.nn.torchdev import torch_device
+
+    torch_where, torch_why = torch_device()
+    if MODE.name == "gpu" and MODE.probe.usable and torch_where != "cuda":
+        print(f"  GPU comparisons with PyTorch: not measured ({torch_why}).")
+    elif MODE.name == "gpu" and MODE.probe.usable:
+        print("  GPU comparisons: float32 on both sides (TF32 off in cuBLAS matmuls and cuDNN convolutions).")
         for batch in (64, 256):
             g = gpu_ratios(batch, steps=5 if args.quick else 20, gemm=batch == 256)
             verdict = "  (goal >= 0.5x: " + ("met)" if g["ratio"] >= 0.5 else "NOT met)") if batch == 256 else ""

@@ -222,3 +222,30 @@ def plot_roofline(works: list[Work], gpus=tuple(GPUS), traffic: str = "min", ax=
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+def model_for(device_name: str) -> GPU | None:
+    """The roofline MODEL of the GPU called ``device_name`` (as CUDA names it), None where no model fits.
+
+    Matching is strict: a variant with other peaks (an H100 PCIe, an A100 80GB, an H200) gets None rather than
+    a neighbour's datasheet figures.
+    """
+    name = device_name.upper()
+    if "T4" in name.split() or name.endswith("T4"):
+        return GPUS["T4"]
+    if "A100" in name and "40GB" in name:
+        return GPUS["A100 SXM 40GB"]  # the 40GB PCIe card has the same FP32 peak and 1,555 GB/s
+    if "H100" in name and ("SXM" in name or "HBM3" in name) and "PCIE" not in name and "NVL" not in name:
+        return GPUS["H100 SXM"]
+    return None
+
+
+def present_model() -> tuple[GPU | None, str]:
+    """The model for the GPU this process runs on, and the device's name ('' in the simulator)."""
+    if MODE.is_simulator:
+        return None, ""
+    from numba import cuda
+
+    name = cuda.get_current_device().name
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    return model_for(name), name
