@@ -84,3 +84,14 @@ def test_no_model_in_the_simulator():
     from nbkit.perf.roofline import present_model
 
     assert present_model() == (None, "")
+
+
+def test_roofline_labels_are_merged_and_spread_apart():
+    from nbkit.perf import roofline as rl
+
+    works = [rl.elementwise("relu_forward", 1000), rl.elementwise("relu_forward", 5000),
+             rl.maxpool2x2_forward(4, 6, 28, 28), rl.conv2d_forward(4, 3, 32, 32, 6, 5, 5)]
+    labels, offsets = rl._label_layout(works, [w.intensity() for w in works])
+    names = [(name, count) for name, _, count in labels]
+    assert ("relu_forward", 2) in names and len(labels) == 3  # the two ReLUs share one label
+    assert len(set(offsets[:2])) == 2  # ReLU and max-pool sit close together: their labels are stacked

@@ -188,6 +188,26 @@ def measure_beside_model(work: Work, gpu: str | GPU, fn: Callable[[], object], r
     return place(work, gpu, measured_seconds=time_it(fn, repeat=repeat).median)
 
 
+def _label_layout(works: list[Work], intensities: list[float]) -> tuple[list[tuple[str, float, int]], list[int]]:
+    """One label per kernel name and (nearly) equal intensity, with vertical offsets so close labels do not overlap."""
+    import math
+
+    labels: list[list] = []  # [name, intensity, count]
+    for w, xi in zip(works, intensities):
+        same = next((lab for lab in labels if lab[0] == w.kernel and abs(math.log10(lab[1] / xi)) < 0.02), None)
+        if same:
+            same[2] += 1
+        else:
+            labels.append([w.kernel, xi, 1])
+    labels.sort(key=lambda lab: lab[1])
+    offsets, stack = [], 0
+    for i, lab in enumerate(labels):
+        near = i > 0 and math.log10(lab[1] / labels[i - 1][1]) < 0.25  # less than a quarter decade apart
+        stack = stack + 1 if near else 0
+        offsets.append(-10 - 9 * stack)
+    return [tuple(lab) for lab in labels], offsets
+
+
 def plot_roofline(works: list[Work], gpus=tuple(GPUS), traffic: str = "min", ax=None, measured: dict | None = None):
     """Log-log roofline of ``gpus`` with each kernel at its attainable rate (MODEL); returns the axes.
 
@@ -209,9 +229,11 @@ def plot_roofline(works: list[Work], gpus=tuple(GPUS), traffic: str = "min", ax=
             p = place(w, gpu, traffic)
             ax.plot(p.intensity, p.attainable_gflops, "o", color=line.get_color(), ms=4)
     first = GPUS[gpus[0]] if isinstance(gpus[0], str) else gpus[0]
+    for (name, xi, count), dy in zip(*_label_layout(works, intensities)):
+        label = name + (f" ×{count}" if count > 1 else "")
+        ax.annotate(label, (xi, min(first.peak_gflops, xi * first.bandwidth_gbs)), fontsize=7,
+                    xytext=(4, dy), textcoords="offset points")
     for w, xi in zip(works, intensities):
-        ax.annotate(w.kernel, (xi, min(first.peak_gflops, xi * first.bandwidth_gbs)), fontsize=7,
-                    xytext=(3, -10), textcoords="offset points")
         if measured and w.kernel in measured:
             ax.plot(xi, measured[w.kernel], "x", color="black", ms=8)
     ax.set_xscale("log")
