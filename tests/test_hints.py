@@ -4,7 +4,9 @@ Every exercise of notebooks 00-08 gives its hints in tiers, collapsed: ``<detail
 then a nudge, and last ``<summary>Hint N (the code)</summary>`` with one fenced ``python`` block, a complete answer
 (the convention this test relies on). Each complete answer runs here, in the simulator, through the notebook's own
 check cell (the code cell after the solution cell), with the names the notebook defined before the solution cell
-(its imports and the assignments the answer uses, e.g. ``TILE_W`` or the worked example's ``X``), and must get ✓.
+(its imports and the assignments the answer uses, e.g. ``TILE_W`` or the worked example's ``X``), and must get ✓
+with the kernel's source read, so that the PTX float32 proof runs where numba-cuda is installed (kernel answers
+are in the compiler tier for that reason).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
+import linecache
 import re
 from pathlib import Path
 
@@ -84,7 +87,14 @@ def _prelude(earlier: list[str], needed: set[str]) -> str:
     return "import nbkit\n" + "\n".join(ast.unparse(s) for s in reversed(chosen))
 
 
-@pytest.mark.parametrize("name,number,tiers,check,earlier", EXERCISES, ids=[f"{e[1]}" for e in EXERCISES])
+def _marked(exercise: tuple) -> object:
+    """A kernel answer's check proves float32 by compiling it in a helper process: the compiler tier."""
+    tiers = exercise[2]
+    kernel = bool(tiers) and "@cuda.jit" in tiers[-1][2]
+    return pytest.param(*exercise, id=exercise[1], marks=[pytest.mark.compiler] if kernel else [])
+
+
+@pytest.mark.parametrize("name,number,tiers,check,earlier", [_marked(e) for e in EXERCISES])
 def test_the_complete_answer_in_the_last_hint_passes_its_check(name, number, tiers, check, earlier):
     import matplotlib
 
@@ -95,5 +105,10 @@ def test_the_complete_answer_in_the_last_hint_passes_its_check(name, number, tie
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         for code, what in ((_prelude(earlier, needed), "before"), (answer, "hint of"), (check, "check of")):
-            exec(compile(code, f"<{name}: {what} {number}>", "exec"), namespace)  # noqa: S102 - the course's own cells
-    assert "✓" in out.getvalue(), f"{name} {number}: the hint's answer did not get ✓:\n{out.getvalue()}"
+            filename = f"<{name}: {what} {number}>"
+            # as IPython does for a cell: the check reads the kernel's source (the PTX float32 proof needs it)
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            exec(compile(code, filename, "exec"), namespace)  # noqa: S102 - the course's own cells
+    verdict = out.getvalue()
+    assert "✓" in verdict, f"{name} {number}: the hint's answer did not get ✓:\n{verdict}"
+    assert "source code could not be read" not in verdict, verdict
