@@ -64,9 +64,11 @@ from nbkit.checks._core import (
     never_written,
     no_pictures,
     not_solved_message,
+    require_compiles,
     require_float32,
     run_kernel,
     say_not_solved,
+    signature_of,
 )
 from nbkit.core.launch import blocks_for
 
@@ -528,7 +530,21 @@ class KernelExercise(Exercise):
         return [Attempt(self, case, inputs, run, name, outputs[name], wants[name], outputs, wants)
                 for name in self.outputs]
 
+    def signature(self, attempt: Attempt) -> str:
+        """The signature the kernel is compiled with: ``float32``'s, else that of the attempt's launch."""
+        if self.float32:
+            return self.float32
+        return signature_of([attempt.outputs[p] if p in attempt.outputs else attempt.inputs[p] for p in self.parameters])
+
     def _phrases(self, kernel: object, last: Attempt, progress: _Progress) -> dict[str, str]:
+        """Once every case is right: numba-cuda's compiler, which refuses what a GPU would refuse even where the
+        simulator ran it (a shared array sized at launch, a Python feature numba lacks); then the proofs, float32.
+
+        After the cases, so that a wrong answer gets the simulator's own diagnosis first, and only a right one
+        pays for the compile (cached per kernel source: a second check costs nothing).
+        """
+        progress.stage = "compile"
+        require_compiles(kernel, self.signature(last))
         phrases = super()._phrases(kernel, last, progress)
         if self.float32:
             progress.stage = "float32"
@@ -599,7 +615,8 @@ class ExerciseGroup:
     ``check(*answers)`` takes one answer per part, in order. If any piece is still a stub the whole
     exercise is "not solved yet" (with the group's number and task); otherwise the parts run in order and
     the first failure is the verdict. The ✓ message is the group's: ``success`` gets ``parts``, the fields
-    of each part's ✓ message (see :class:`KernelExercise`), in order. Parts need no ``success`` of their own.
+    of each part's ✓ message (see :class:`KernelExercise`), in order, and ``float32``, the parts' PTX phrases
+    (once when they agree). Parts need no ``success`` of their own.
     """
 
     number: str
@@ -621,7 +638,15 @@ class ExerciseGroup:
             if not verdict.passed:
                 return verdict
             fields.append(part_fields)
-        return Verdict("passed", "✓ " + _words(self.success, types.SimpleNamespace(parts=fields)))
+        return Verdict("passed", "✓ " + _words(self.success, types.SimpleNamespace(parts=fields,
+                                                                                  float32=self._float32(fields))))
+
+    def _float32(self, fields: list[types.SimpleNamespace]) -> str:
+        """The parts' PTX phrases for ``{float32}``: once when they agree, else each after its kernel's name."""
+        said = [(part.call.split("(")[0], f.float32) for part, f in zip(self.parts, fields) if hasattr(f, "float32")]
+        if len({phrase for _, phrase in said}) <= 1:
+            return said[0][1] if said else ""
+        return "; ".join(f"{name}: {phrase}" for name, phrase in said)
 
     def check(self, *answers: object) -> None:
         """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed`."""
