@@ -71,6 +71,7 @@ from nbkit.checks._core import (
     signature_of,
 )
 from nbkit.core.launch import blocks_for
+from nbkit.perf.compiler import start_compile_worker
 
 Dim = int | tuple[int, ...]
 
@@ -535,6 +536,10 @@ class KernelExercise(Exercise):
         if self.float32:
             return self.float32
         return signature_of([attempt.outputs[p] if p in attempt.outputs else attempt.inputs[p] for p in self.parameters])
+
+    def _run(self, kernel: object, cases: Sequence[Case] | None, progress: _Progress) -> types.SimpleNamespace:
+        start_compile_worker()  # starts while the cases run; the compile comes after them
+        return super()._run(kernel, cases, progress)
 
     def _phrases(self, kernel: object, last: Attempt, progress: _Progress) -> dict[str, str]:
         """Once every case is right: numba-cuda's compiler, which refuses what a GPU would refuse even where the

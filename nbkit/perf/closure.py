@@ -36,8 +36,8 @@ class NotShippable(ValueError):
 
 def _module_name(module: types.ModuleType) -> str | None:
     name = module.__name__
-    if name.endswith("numba.cuda") or name.startswith("numba.cuda.simulator"):
-        return "numba.cuda"  # numba-cuda's redirected package, or the simulator standing in for it
+    if name.endswith("numba.cuda"):
+        return "numba.cuda"  # numba's, or numba-cuda's package under any name it is loaded as
     return name if name in MODULES else None
 
 

@@ -205,7 +205,11 @@ def compile_request(request: dict) -> dict:
 _WORKER = r"""
 import json, sys
 import nbkit
+from numba import cuda
 from nbkit.perf.compiler import compile_request
+def warm_up(x):  # loads the compiler (NVVM) before the first request: the check's launches run meanwhile
+    x[0] = 1
+cuda.compile_ptx(warm_up, "void(float32[::1])", cc=(7, 5))
 for line in sys.stdin:
     answer = compile_request(json.loads(line))
     sys.stdout.write("nbkit-compile " + json.dumps(answer) + "\n")
@@ -256,11 +260,25 @@ def _close_worker() -> None:
 atexit.register(_close_worker)
 
 
+def _started_worker() -> _Worker:
+    if not _worker or _worker[0].proc.poll() is not None:
+        _close_worker()
+        _worker.append(_Worker())
+    return _worker[0]
+
+
+def start_compile_worker() -> None:
+    """Start the session's compile worker now, without waiting for it (nothing to do in GPU mode or without a
+    compiler). A check calls this before its launches, so the worker's start (seconds: numba-cuda and NVVM load)
+    overlaps the simulator's run instead of following it."""
+    if MODE.is_simulator and compiler_missing() is None:
+        with _lock:
+            _started_worker()
+
+
 def _ask_worker(request: str, timeout: float) -> dict:
     with _lock:
-        if not _worker or _worker[0].proc.poll() is not None:
-            _close_worker()
-            _worker.append(_Worker())
+        _started_worker()
         try:
             return _worker[0].ask(request, timeout)
         except (OSError, RuntimeError, queue.Empty) as exc:
