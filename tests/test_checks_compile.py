@@ -33,7 +33,7 @@ F32 = "float32 throughout (checked in the PTX: no .f64 instruction)"
 
 FACTOR32 = np.float32(1.1)
 FACTOR64 = np.float64(1.1)
-TABLE = {"factor": 1.1}
+TABLE = {"factor": 1.1, "one": 1.0}
 
 
 @cuda.jit(device=True)
@@ -294,3 +294,75 @@ print(compiler._worker)
     assert shared.startswith("line 14 of copy_shared_sized_at_launch, `s = cuda.shared.array(cuda.blockDim.x, "
                              "float32)`: no version of cuda.shared.array accepts")
     assert worker == "[]"
+
+
+@cuda.jit
+def copy_dict(x, out):
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = x[i] * TABLE["one"]
+
+
+@needs_compiler
+def test_a_kernel_that_cannot_be_sent_is_said_in_the_check_without_float32():
+    assert COPY.run(copy_dict).message == ("✓ copied. Not compiled for a GPU: it could not be sent to the compiler: "
+                                           "`TABLE` in copy_dict: a dict cannot be sent to the compiler.")
+
+
+@cuda.jit
+def row_sum_acc64(M, out):
+    r = cuda.grid(1)
+    if r < out.size:
+        acc = 0.0  # a float64 accumulator: right sums, float64 arithmetic
+        for j in range(M.shape[1]):
+            acc += M[r, j]
+        out[r] = acc
+
+
+@cuda.jit
+def bias_grad_acc64(dZ, db):
+    j = cuda.grid(1)
+    if j < db.size:
+        acc = 0.0
+        for n in range(dZ.shape[0]):
+            acc += dZ[n, j]
+        db[j] = acc
+
+
+@cuda.jit
+def avgpool_forward_acc64(x, y):
+    j, i, z = cuda.grid(3)
+    C = y.shape[1]
+    n, c = z // C, z % C
+    if n < y.shape[0] and i < y.shape[2] and j < y.shape[3]:
+        acc = 0.0  # a float64 accumulator (a bare * 0.25 alone is exact, and the compiler keeps it float32)
+        for di in range(2):
+            for dj in range(2):
+                acc += x[n, c, 2 * i + di, 2 * j + dj]
+        y[n, c, i, j] = acc * 0.25
+
+
+@cuda.jit
+def avgpool_backward32(dy, dx):
+    w, h, z = cuda.grid(3)
+    C = dx.shape[1]
+    n, c = z // C, z % C
+    if n < dx.shape[0] and h < dx.shape[2] and w < dx.shape[3]:
+        if h // 2 < dy.shape[2] and w // 2 < dy.shape[3]:
+            dx[n, c, h, w] = dy[n, c, h // 2, w // 2] * float32(0.25)
+        else:
+            dx[n, c, h, w] = float32(0)
+
+
+@needs_compiler
+@pytest.mark.parametrize("exercise, answers", [
+    ("ROW_SUM", (row_sum_acc64,)), ("BIAS_GRAD", (bias_grad_acc64,)),
+    ("AVGPOOL", (avgpool_forward_acc64, avgpool_backward32)),
+])
+def test_exercises_whose_hints_ask_for_float32_prove_it(exercise, answers):
+    from nbkit.checks import nb03, nb04, nb06
+
+    ex = getattr(nb03, exercise, None) or getattr(nb04, exercise, None) or getattr(nb06, exercise)
+    verdict = ex.run(*answers)
+    assert verdict.stage == "float32", verdict.message
+    assert verdict.message.startswith("✗ the PTX of your kernel contains ")

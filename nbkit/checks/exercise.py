@@ -71,7 +71,7 @@ from nbkit.checks._core import (
     signature_of,
 )
 from nbkit.core.launch import blocks_for
-from nbkit.perf.compiler import start_compile_worker
+from nbkit.perf.compiler import NO_COMPILER, start_compile_worker
 
 Dim = int | tuple[int, ...]
 
@@ -285,6 +285,12 @@ class _Progress:
 # what every exercise shares
 
 
+def _not_compiled(fields: types.SimpleNamespace) -> str:
+    """What the ✓ adds when a kernel could not be compiled though a compiler exists ('' otherwise)."""
+    why = getattr(fields, "not_compiled", "")
+    return f" Not compiled for a GPU: {why}." if why else ""
+
+
 def _words(success: str | Callable[[types.SimpleNamespace], str], fields: types.SimpleNamespace) -> str:
     """The ✓ message: a ``str.format`` template filled from ``fields``, or a function of them."""
     return success(fields) if callable(success) else success.format_map(vars(fields))
@@ -419,7 +425,7 @@ class Exercise(abc.ABC):
             if self.frame is not None and progress.case is not None:
                 message = self.frame(message, progress.stage, progress.case)
             return Verdict("failed", message, progress.stage, progress.cause, progress.case), None
-        return Verdict("passed", "✓ " + _words(self.success, fields)), fields
+        return Verdict("passed", "✓ " + _words(self.success, fields) + _not_compiled(fields)), fields
 
     def _phrases(self, answer: object, last: Attempt, progress: _Progress) -> dict[str, str]:
         """The proofs' phrases for the ✓ message (each proof may fail instead)."""
@@ -549,8 +555,10 @@ class KernelExercise(Exercise):
         pays for the compile (cached per kernel source: a second check costs nothing).
         """
         progress.stage = "compile"
-        require_compiles(kernel, self.signature(last))
+        compiled = require_compiles(kernel, self.signature(last))
         phrases = super()._phrases(kernel, last, progress)
+        if compiled.skipped not in (None, NO_COMPILER) and not self.float32:  # float32's phrase says it otherwise
+            phrases["not_compiled"] = compiled.skipped
         if self.float32:
             progress.stage = "float32"
             phrases["float32"] = require_float32(kernel, self.float32)
@@ -643,8 +651,8 @@ class ExerciseGroup:
             if not verdict.passed:
                 return verdict
             fields.append(part_fields)
-        return Verdict("passed", "✓ " + _words(self.success, types.SimpleNamespace(parts=fields,
-                                                                                  float32=self._float32(fields))))
+        words = _words(self.success, types.SimpleNamespace(parts=fields, float32=self._float32(fields)))
+        return Verdict("passed", "✓ " + words + "".join(_not_compiled(f) for f in fields))
 
     def _float32(self, fields: list[types.SimpleNamespace]) -> str:
         """The parts' PTX phrases for ``{float32}``: once when they agree, else each after its kernel's name."""

@@ -79,6 +79,7 @@ def compile_ptx(py_func: Callable, signature: str, cc: Arch, device: bool = Fals
 # --------------------------------------------------------------------------------------------------
 # a learner's kernel, compiled as a GPU would compile it
 
+NO_COMPILER = "numba-cuda's compiler is not installed"  # why nothing is compiled (KernelCompile.skipped)
 CHECK_CC: Arch = "sm_75"  # the architecture checks compile for (any would do: the PTX rules do not depend on it)
 COMPILE_TIMEOUT_S = 180.0  # one compile; the first one in a session also waits for the worker to start
 
@@ -299,7 +300,7 @@ def compile_kernel(kernel: object, signature: str, timeout: float = COMPILE_TIME
 
     missing = compiler_missing()
     if missing:
-        return KernelCompile(skipped="numba-cuda's compiler is not installed")
+        return KernelCompile(skipped=NO_COMPILER)
     if not MODE.is_simulator:
         from numba import cuda
 
