@@ -366,3 +366,16 @@ def test_exercises_whose_hints_ask_for_float32_prove_it(exercise, answers):
     verdict = ex.run(*answers)
     assert verdict.stage == "float32", verdict.message
     assert verdict.message.startswith("✗ the PTX of your kernel contains ")
+
+
+def test_a_fault_reported_by_the_gpu_is_one_line():
+    api_error = type("CudaAPIError", (Exception,), {"__module__": "numba.fake_driver"})  # the driver's class, in shape
+    exc = api_error("[700] Call to cuMemcpyDtoH results in CUDA_ERROR_ILLEGAL_ADDRESS")
+    with pytest.raises(CheckFailed) as info:
+        launch_failed(exc)
+    assert str(info.value) == ("✗ the GPU refused or aborted the launch (a thread accessed memory that no array owns: "
+                               "a missing or wrong bounds guard, or a wrong index; the GPU context is unusable now: "
+                               "restart the Python kernel after fixing it): [700] Call to cuMemcpyDtoH results in "
+                               "CUDA_ERROR_ILLEGAL_ADDRESS.")
+    with pytest.raises(KeyError):
+        launch_failed(KeyError("not the learner's"))

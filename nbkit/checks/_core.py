@@ -236,9 +236,10 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
 
     Outputs start as the sentinel (or ``initial``); after the launch a changed sentinel anywhere in the
     padding means a thread wrote outside the array: a missing or wrong bounds guard. In the simulator an
-    out-of-bounds access raises IndexError, reported the same way. ``call`` (e.g. ``"saxpy(alpha, x, y, out)"``)
-    is how the check calls the kernel: parameter count and order are checked against it first, and error
-    messages quote it.
+    out-of-bounds access raises IndexError, reported the same way; on a GPU a fault inside the kernel (an illegal
+    address) surfaces at the copy back and a compile error at the launch, each one line (:func:`launch_failed`).
+    ``call`` (e.g. ``"saxpy(alpha, x, y, out)"``) is how the check calls the kernel: parameter count and order
+    are checked against it first, and error messages quote it.
     """
     if call:
         check_parameters(kernel, call)
@@ -264,7 +265,10 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
     except Exception as exc:  # noqa: BLE001 - each kind is said in words below; any other is raised again
         launch_failed(exc, call)
     for shape, buf, name in zip(out_shapes, buffers, names):
-        full = buf.copy_to_host()
+        try:
+            full = buf.copy_to_host()  # on a GPU, a fault inside the kernel is reported here, at the next sync
+        except Exception as exc:  # noqa: BLE001 - said in words by launch_failed, or raised again
+            launch_failed(exc, call)
         size = int(np.prod(shape))
         pad = np.concatenate([full[:PAD], full[PAD + size:]])
         if np.any(pad != np.asarray(SENTINEL, dtype=full.dtype)):
@@ -286,6 +290,9 @@ def launch_failed(exc: Exception, call: str | None = None) -> None:
     calls = f" (the check calls it as {call})." if call else "."
     if type(exc).__module__.startswith("numba"):
         refused = "the GPU refused or aborted the launch" if "Cuda" in type(exc).__name__ else COMPILER_REFUSES
+        if "ILLEGAL_ADDRESS" in str(exc):
+            refused += (" (a thread accessed memory that no array owns: a missing or wrong bounds guard, or a wrong "
+                        "index; the GPU context is unusable now: restart the Python kernel after fixing it)")
         fail(f"{refused}: {compile_error(exc)}{calls}")
     if isinstance(exc, IndexError):
         if "scalar" in str(exc):

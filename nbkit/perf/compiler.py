@@ -93,15 +93,17 @@ class KernelCompile:
     skipped: str | None = None  # not compiled (no compiler here, something could not be sent): why, one line
 
 
-_NUMBA_DIRS = tuple(str(Path(p).resolve().parent) for p in filter(None, (
-    getattr(importlib.util.find_spec(name), "origin", None) if importlib.util.find_spec(name) else None
-    for name in ("numba", "numba_cuda", "llvmlite"))))
+@functools.lru_cache(maxsize=None)
+def _numba_dirs() -> tuple[str, ...]:
+    """The folders of numba, numba-cuda and llvmlite: code there is the compiler's, not the learner's."""
+    specs = (importlib.util.find_spec(name) for name in ("numba", "numba_cuda", "llvmlite"))
+    return tuple(str(Path(spec.origin).resolve().parent) for spec in specs if spec is not None and spec.origin)
 
 
 def _learners(filename: str) -> bool:
     """Whether a file name is the learner's code (a cell, a module), not numba's own."""
     path = str(Path(filename).resolve()) if not filename.startswith("<") else filename
-    return not path.startswith(_NUMBA_DIRS)
+    return not path.startswith(_numba_dirs())
 
 
 def _error_location(exc: BaseException) -> tuple[str, int] | None:
@@ -135,6 +137,19 @@ def _error_location(exc: BaseException) -> tuple[str, int] | None:
 _FUNCTION = re.compile(r"Function\(<(?:built-in )?function ([\w.]+)(?: at 0x[0-9a-f]+)?>\)")
 
 
+def _first_argument(call: str) -> str:
+    """The first argument type of a call written as ``name(type, type, ...)``."""
+    text, depth = call[call.find("(") + 1:], 0
+    for k, char in enumerate(text):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        if depth < 0 or (char == "," and depth == 0):
+            return text[:k]
+    return text
+
+
 def _error_reason(exc: BaseException) -> str:
     """The first meaningful line of the compiler's message, made readable."""
     lines = [line.strip() for line in str(exc).splitlines()]
@@ -153,7 +168,8 @@ def _error_reason(exc: BaseException) -> str:
             reason = f"no version of {name} accepts the argument types {call[call.find('('):]}"
             if name in ("getitem", "setitem") and re.match(r"\w+\((float|int|uint|bool)\w*,", call):
                 reason += ": a number is indexed like an array (are the parameters in the order the caller passes them?)"
-            if name in ("cuda.shared.array", "cuda.local.array") and "Literal" not in call.split(",")[0]:
+            if name in ("cuda.shared.array", "cuda.local.array") and "int" in re.sub(
+                    r"Literal\[int\]\(\d+\)", "", _first_argument(call)):  # a size known only at launch
                 reason += (": the shape of a shared or local array must be a compile-time constant (a number, or a "
                            "module-level constant), not a value known only at launch such as cuda.blockDim.x")
         break
@@ -291,9 +307,10 @@ def _ask_worker(request: str, timeout: float) -> dict:
 def compile_kernel(kernel: object, signature: str, timeout: float = COMPILE_TIMEOUT_S) -> KernelCompile:
     """Compile ``kernel`` for ``signature`` ("void(float32[::1], float32[::1])") with numba-cuda, as a GPU would.
 
-    In GPU mode in this process (the kernel's dispatcher and the device functions it calls, as they are); in the
-    simulator in the session's compile worker, sent the kernel's closure (:func:`nbkit.perf.closure.kernel_closure`).
-    Cached per closure (sources and values) and signature: a second check of the same kernel costs nothing.
+    In GPU mode in this process: the dispatcher's Python function with its own globals (the real device
+    dispatchers it calls), through ``cuda.compile_ptx``, cached per function and signature. In the simulator in
+    the session's compile worker, sent the kernel's closure (:func:`nbkit.perf.closure.kernel_closure`), cached
+    per closure (sources and values) and signature: a second check of the same kernel costs nothing.
     """
     from nbkit.core.source import python_function
     from nbkit.perf.closure import NotShippable, kernel_closure
