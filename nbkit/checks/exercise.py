@@ -482,8 +482,8 @@ class KernelExercise(Exercise):
     * ``causes``: the table of named mistakes (:class:`Cause`), tried in order on a wrong output;
     * ``proofs``: checks run after every case came out right, in order, on the last case's attempt; each
       returns a phrase for the ✓ message (available as ``{name}``) or fails with :func:`~_core.fail`;
-    * ``float32``: the signature to compile the kernel with to prove float32 in the PTX (None: not asked);
-      its phrase is ``{float32}`` in the ✓ message;
+    * ``float32``: the signature to compile the kernel with to prove float32 in the PTX (None: not asked; the
+      kernel is still compiled, with its launch's signature); its phrase is ``{float32}`` in the ✓ message;
     * ``success``: the ✓ message, a ``str.format`` template or a function of the same fields (a namespace):
       the last case's sizes and inputs, ``grid``, ``block`` (as "4x4"), ``threads`` (the launch's total),
       ``got`` and ``want`` (dicts of the outputs by name), ``cases`` (those fields for every case, in order),
