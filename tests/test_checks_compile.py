@@ -379,3 +379,9 @@ def test_a_fault_reported_by_the_gpu_is_one_line():
                                "CUDA_ERROR_ILLEGAL_ADDRESS.")
     with pytest.raises(KeyError):
         launch_failed(KeyError("not the learner's"))
+
+
+@needs_compiler
+def test_a_signature_numba_cannot_read_is_not_blamed_on_the_kernel():
+    result = compiler.compile_kernel(scale_const32, "void(reflected list(int64), float32[::1])")
+    assert result.error is None and result.skipped.startswith("numba cannot read the signature")

@@ -191,6 +191,16 @@ def compile_error(exc: BaseException) -> str:
     return f"{place}: {reason}"
 
 
+def _unreadable(signature: str) -> str | None:
+    """Why numba cannot read ``signature`` (a check's mistake, not the learner's), or None."""
+    sigutils = importlib.import_module("numba.core.sigutils")
+    try:
+        sigutils.normalize_signature(signature)
+    except Exception as exc:  # noqa: BLE001 - any failure to read it means the same: not compiled
+        return f"numba cannot read the signature {signature} ({type(exc).__name__}: {exc})"
+    return None
+
+
 def compile_request(request: dict) -> dict:
     """The compile worker's job for one request (run in GPU mode): rebuild the closure, compile, answer as a dict.
 
@@ -209,6 +219,9 @@ def compile_request(request: dict) -> dict:
             compute_capability = cc
 
         dispatcher.get_current_device = _Architecture
+    unreadable = _unreadable(request["signature"])
+    if unreadable:
+        return {"skipped": unreadable}
     try:
         fn = rebuild(request["closure"])
     except Exception as exc:  # noqa: BLE001 - not the learner's mistake: said as "not checked"
@@ -321,6 +334,9 @@ def compile_kernel(kernel: object, signature: str, timeout: float = COMPILE_TIME
     if not MODE.is_simulator:
         from numba import cuda
 
+        unreadable = _unreadable(signature)
+        if unreadable:
+            return KernelCompile(skipped=unreadable)
         here = (python_function(kernel), signature)
         if here not in _compiled_here:
             try:
