@@ -385,3 +385,23 @@ def test_a_fault_reported_by_the_gpu_is_one_line():
 def test_a_signature_numba_cannot_read_is_not_blamed_on_the_kernel():
     result = compiler.compile_kernel(scale_const32, "void(reflected list(int64), float32[::1])")
     assert result.error is None and result.skipped.startswith("numba cannot read the signature")
+
+
+def doubled(v):  # a plain Python function: the simulator calls it, a GPU cannot
+    return v + v
+
+
+@cuda.jit
+def copy_through_plain_function(x, out):
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = doubled(x[i]) - x[i]
+
+
+@needs_compiler
+def test_a_plain_python_helper_is_refused_with_what_to_do():
+    verdict = COPY.run(copy_through_plain_function)
+    assert verdict.stage == "compile"
+    assert verdict.message.endswith("of copy_through_plain_function, `out[i] = doubled(x[i]) - x[i]`: Untyped global "
+                                    "name 'doubled': Cannot determine Numba type of <class 'function'>: a kernel can "
+                                    "call only device functions: decorate the function with @cuda.jit(device=True).")

@@ -172,6 +172,9 @@ def _error_reason(exc: BaseException) -> str:
                     r"Literal\[int\]\(\d+\)", "", _first_argument(call)):  # a size known only at launch
                 reason += (": the shape of a shared or local array must be a compile-time constant (a number, or a "
                            "module-level constant), not a value known only at launch such as cuda.blockDim.x")
+        if reason.startswith("Untyped global name") and "<class 'function'>" in reason:
+            reason += (": a kernel can call only device functions: decorate the function with "
+                       "@cuda.jit(device=True)")
         break
     reason = reason or type(exc).__name__
     return reason if len(reason) <= 400 else reason[:397] + "..."
