@@ -34,7 +34,7 @@ SUPPORTED = "numba-cuda 0.30 (on numba 0.68) or numba 0.68's built-in CUDA simul
 
 __all__ = ["SUPPORTED", "SimulatorInternalsError", "Internals", "internals", "which", "numba_cuda_loaded", "as_dtype",
            "device_array_memory",
-           "simulated_kernel", "is_simulated_kernel", "launch_context", "Router", "route_launches"]
+           "simulated_kernel", "is_simulated_kernel", "is_device_function", "launch_context", "Router", "route_launches"]
 
 
 class SimulatorInternalsError(RuntimeError):
@@ -140,6 +140,13 @@ def simulated_kernel(py_func: Callable, device: bool = False) -> object:
 def is_simulated_kernel(obj: object) -> bool:
     """Whether ``obj`` is a simulator kernel or device function (not a compiled dispatcher)."""
     return isinstance(obj, internals().FakeCUDAKernel)
+
+
+def is_device_function(obj: object) -> bool:
+    """Whether ``obj`` is a ``cuda.jit(device=True)`` function: a simulator one, or a compiled dispatcher."""
+    if isinstance(obj, internals().FakeCUDAKernel):
+        return bool(obj._device)
+    return bool(getattr(obj, "targetoptions", {}).get("device"))
 
 
 @contextlib.contextmanager
