@@ -282,3 +282,6 @@ def run_on_executor(kernel: object, grid: tuple, block: tuple, dynamic_shared_by
 
 if MODE.name == "cpu":
     simulator.route_launches(run_on_executor)
+
+if MODE.is_simulator:  # the simulators lack warp shuffles and votes: nbkit.core.warp supplies them
+    simulator.install_warp_intrinsics()

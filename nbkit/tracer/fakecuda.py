@@ -19,6 +19,8 @@ from nbkit.core import simulator
 from nbkit.tracer.memory import DYNAMIC_SHARED_BASE
 from nbkit.tracer.record import ArrayInfo, Recorder, TracedArray
 
+simulator.install_warp_intrinsics()  # the tracer runs on the simulator in GPU mode too
+
 _SHARED_NAME = re.compile(r"(\w+)\s*(?::[^=]+)?=\s*cuda\.shared\.array\b")
 
 
