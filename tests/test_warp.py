@@ -10,6 +10,7 @@ from numba import cuda, float32
 
 from nbkit.core.executor import ExecutorUnsupported, run_on_cpu
 from nbkit.core.warp import FULL_MASK, WarpError
+from nbkit.tracer import TraceError, trace
 
 FULL = 0xFFFFFFFF
 KINDS = ("shfl_sync", "shfl_up_sync", "shfl_down_sync", "shfl_xor_sync")
@@ -343,6 +344,60 @@ def shuffle_a_bool(x):
 def test_a_value_numba_cuda_cannot_shuffle_is_refused_as_the_compiler_would():
     with pytest.raises(TypeError, match="only supports 32- and 64-bit ints and floats"):
         shuffle_a_bool[1, 32](np.ones(32, np.float32))
+
+
+# ---------------------------------------------------------------- the memory-access tracer
+
+
+def test_a_shuffle_reduction_traces_without_races_and_shuffles_are_not_memory_accesses():
+    x = np.arange(200, dtype=np.float32)
+    partial = np.zeros(2, np.float32)
+    t = trace(block_sum_with_shuffles, 2, 128, x, partial)
+    np.testing.assert_array_equal(partial, [x[:128].sum(), x[128:].sum()])
+    assert t.races() == []
+    counts = {a.name: int((t.records["array"] == k).sum()) for k, a in enumerate(t.arrays)}
+    assert counts == {"x": 200, "partial": 2, "sums": 2 * (4 + 4)}  # 4 warp sums written, then read, per block
+
+
+@cuda.jit
+def neighbour(out, sync, other_warp):
+    buf = cuda.shared.array(64, float32)
+    t = cuda.threadIdx.x
+    buf[t] = t * 2
+    if sync:
+        cuda.syncwarp()
+    src = (t + 32) % 64 if other_warp else (t // 32) * 32 + (t + 1) % 32
+    out[t] = buf[src]
+
+
+@pytest.mark.parametrize("sync, other_warp, race", [(1, 0, False), (0, 0, True), (1, 1, True)])
+def test_syncwarp_orders_shared_memory_among_the_lanes_of_a_warp_only(sync, other_warp, race):
+    out = np.zeros(64, np.float32)
+    races = trace(neighbour, 1, 64, out, sync, other_warp).races()
+    assert bool(races) == race
+    if race:
+        assert races[0].array == "buf" and races[0].kind == "read-after-write"
+
+
+@cuda.jit
+def half_syncwarp(out):
+    buf = cuda.shared.array(32, float32)
+    t = cuda.threadIdx.x
+    buf[t] = t
+    cuda.syncwarp(0x0000FFFF if t < 16 else 0xFFFF0000)  # two meetings: each half orders only itself
+    out[t] = buf[t ^ 1] + buf[t ^ 16]
+
+
+def test_a_syncwarp_of_half_a_warp_orders_only_that_half():
+    races = trace(half_syncwarp, 1, 32, np.zeros(32, np.float32)).races()
+    assert races and {r.element for r in races} <= {f"buf[{k}]" for k in range(32)}
+    pairs = {(r.first_thread[0] // 16, r.second_thread[0] // 16) for r in races}
+    assert pairs <= {(0, 1), (1, 0)}  # only across the halves
+
+
+def test_an_undefined_use_under_the_tracer_names_the_thread():
+    with pytest.raises(TraceError, match="lane 16 does not exist"):
+        trace(partial_warp_sum, 1, 48, np.ones(48, np.float32), np.zeros(2, np.float32))
 
 
 # ---------------------------------------------------------------- the CPU executor leaves them to the simulator
