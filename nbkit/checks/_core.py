@@ -30,6 +30,7 @@ import numpy as np
 
 from nbkit.core.launch import launch, static_shared_bytes
 from nbkit.core.source import python_function
+from nbkit.core.warp import WarpError
 from nbkit.perf.compiler import compiler_missing, run_in_gpu_mode
 
 
@@ -270,7 +271,7 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
         fail(f"a thread accessed an element outside an array ({exc}). The grid has more threads than elements "
              "(or an index is computed wrongly): every thread must check its index before reading or writing "
              "(the bounds guard), and use the array's shape, not a hard-coded size.")
-    except (TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
+    except (TypeError, ValueError, AttributeError, ZeroDivisionError, WarpError) as exc:
         fail(f"your kernel raised {type(exc).__name__}: {exc}" + (f" (the check calls it as {call})." if call else "."))
     for shape, buf, name in zip(out_shapes, buffers, names):
         full = buf.copy_to_host()
