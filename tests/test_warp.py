@@ -412,3 +412,32 @@ def test_the_cpu_executor_refuses_warp_intrinsics(kernel):
     with pytest.raises(ExecutorUnsupported) as info:
         run_on_cpu(kernel, 1, 64, *args)
     assert "has no CPU translation" in info.value.reason
+
+
+@pytest.mark.subprocess
+def test_in_cpu_mode_a_shuffle_kernel_falls_back_to_the_simulator(python_in_fresh_process, tmp_path):
+    script = tmp_path / "script.py"  # from a file: the executor reads the kernel's source
+    script.write_text(
+        "import numpy as np\n"
+        "import nbkit\n"
+        "from numba import cuda\n"
+        "from nbkit.core import launch as L\n"
+        "\n"
+        "@cuda.jit\n"
+        "def warp_sums(x, out):\n"
+        "    t = cuda.threadIdx.x\n"
+        "    v = x[t]\n"
+        "    for d in (16, 8, 4, 2, 1):\n"
+        "        v += cuda.shfl_down_sync(0xFFFFFFFF, v, d)\n"
+        "    if cuda.laneid == 0:\n"
+        "        out[t // 32] = v\n"
+        "\n"
+        "x = np.arange(64, dtype=np.float32)\n"
+        "out = np.zeros(2, np.float32)\n"
+        "warp_sums[1, 64](x, out)\n"
+        "assert out.tolist() == [x[:32].sum(), x[32:].sum()], out\n"
+        "assert L.EXECUTOR_LAUNCHES == 0 and 'shfl_down_sync' in next(iter(L.FALLBACKS.values()))\n"
+        "print('mode', nbkit.MODE.name)\n")
+    r = python_in_fresh_process(f"import runpy; runpy.run_path({str(script)!r})", NBKIT_MODE="cpu")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "mode cpu" in r.stdout and "runs on the CUDA simulator" in r.stderr and "shfl_down_sync" in r.stderr
