@@ -335,6 +335,34 @@ def test_lanes_that_never_meet_are_reported_instead_of_hanging():
     assert "hang" in message
 
 
+def test_after_a_deadlock_every_waiting_lane_raises_the_same_report():
+    """The simulator can miss the exception of a thread that ends at once; a lane left waiting would hang it."""
+    import threading
+    from types import SimpleNamespace
+
+    from nbkit.core.warp import BlockWarps
+
+    block = BlockWarps("k", (0, 0, 0), (4, 1, 1), (1, 1, 1), at_barrier=lambda h: h.at_barrier,
+                       aborted=lambda h: False)
+    for tid in range(4):  # lanes 2 and 3 wait at a barrier; lanes 0 and 1 shuffle with the full mask
+        block.register(tid, SimpleNamespace(at_barrier=tid >= 2))
+    raised = {}
+
+    def lane(tid):
+        try:
+            block.meet(tid, "shfl_xor_sync", FULL, 1.0, 1)
+        except WarpError as exc:
+            raised[tid] = str(exc)
+
+    threads = [threading.Thread(target=lane, args=(tid,), daemon=True) for tid in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert sorted(raised) == [0, 1] and raised[0] == raised[1]
+    assert "lanes 2, 3, which never come: lane 2 waits at cuda.syncthreads(); lane 3 waits" in raised[0]
+
+
 @cuda.jit
 def shuffle_a_bool(x):
     t = cuda.threadIdx.x

@@ -135,7 +135,7 @@ class BlockWarps:
         self._in_activemask: set[int] = set()
         self._active: dict[int, _Meeting] = {}  # warp -> the lanes calling cuda.activemask() together
         self._serial = [0] * (-(-self.threads // WARP_SIZE))
-        self._deadlock_reported = False
+        self._deadlock: str | None = None  # the report, once a lane found that no lane can come
 
     # ---- what the simulator tells us
     def register(self, tid: int, handle: Any) -> None:
@@ -277,8 +277,14 @@ class BlockWarps:
         raise ValueError(f"unknown warp intrinsic {m.kind}")
 
     def _check_deadlock(self, tid: int, meeting: _Meeting) -> None:
-        """Raise if no lane can ever come: every live thread of the block waits and no meeting is complete."""
-        if self._deadlock_reported or len(self._handles) < self.threads or self._in_activemask:
+        """Raise if no lane can ever come: every live thread of the block waits and no meeting is complete.
+
+        Every lane waiting in a meeting then raises the same report: the simulator may miss the exception of a
+        thread that ends quickly, and a lane left waiting would hang the launch.
+        """
+        if self._deadlock is not None:
+            raise WarpError(self._deadlock)
+        if len(self._handles) < self.threads or self._in_activemask:
             return
         for other in range(self.threads):
             if other in self._exited:
@@ -291,15 +297,16 @@ class BlockWarps:
             handle = self._handles.get(other)
             if handle is None or not self._at_barrier(handle):
                 return  # still running: it may yet come
-        self._deadlock_reported = True
         missing = [k for k in _lanes(meeting.mask)
                    if self._absent(meeting.warp, k, meeting.mask) is None and k not in meeting.arrived]
         base = meeting.warp * WARP_SIZE
         states = "; ".join(f"lane {k} {self._state(base + k)}" for k in missing)
-        raise WarpError(f"cuda.{meeting.kind}(mask={meeting.mask:#010x}): {self.who(tid)} waits for lanes "
-                        f"{_lane_list(missing)}, which never come: {states}. Every thread of the block is waiting, so "
-                        f"on a GPU this kernel would hang (or give undefined results): every active lane named in "
-                        f"the mask must reach the same warp intrinsic.")
+        self._deadlock = (f"cuda.{meeting.kind}(mask={meeting.mask:#010x}): {self.who(tid)} waits for lanes "
+                          f"{_lane_list(missing)}, which never come: {states}. Every thread of the block is waiting, "
+                          f"so on a GPU this kernel would hang (or give undefined results): every active lane named "
+                          f"in the mask must reach the same warp intrinsic.")
+        self._cond.notify_all()
+        raise WarpError(self._deadlock)
 
     def activemask(self, tid: int) -> np.uint32:
         """``cuda.activemask()``: the lanes of this warp that have not returned. The lanes that call it together
