@@ -385,6 +385,14 @@ def test_a_shuffle_reduction_traces_without_races_and_shuffles_are_not_memory_ac
     assert t.races() == []
     counts = {a.name: int((t.records["array"] == k).sum()) for k, a in enumerate(t.arrays)}
     assert counts == {"x": 200, "partial": 2, "sums": 2 * (4 + 4)}  # 4 warp sums written, then read, per block
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nbkit.tracer.plots import plot_write_map
+
+    plt.close(plot_write_map(t, "partial"))  # the pictures work on a traced shuffle kernel
 
 
 @cuda.jit
