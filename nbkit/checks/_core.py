@@ -27,6 +27,7 @@ import numpy as np
 
 from nbkit.core.launch import launch, static_shared_bytes
 from nbkit.core.source import python_function
+from nbkit.core.warp import WarpError
 from nbkit.perf.compiler import KernelCompile, compile_error, compile_kernel
 from nbkit.perf.ptx import f64_instructions
 
@@ -301,7 +302,7 @@ def launch_failed(exc: Exception, call: str | None = None) -> None:
         fail(f"a thread accessed an element outside an array ({exc}). The grid has more threads than elements "
              "(or an index is computed wrongly): every thread must check its index before reading or writing "
              "(the bounds guard), and use the array's shape, not a hard-coded size.")
-    if isinstance(exc, (TypeError, ValueError, AttributeError, ZeroDivisionError)):
+    if isinstance(exc, (TypeError, ValueError, AttributeError, ZeroDivisionError, WarpError)):
         fail(f"your kernel raised {type(exc).__name__}: {exc}{calls}")
     raise exc
 

@@ -301,3 +301,6 @@ def compiled_launches() -> Iterator[None]:
 
 if MODE.name == "cpu":
     simulator.route_launches(run_on_executor)
+
+if MODE.is_simulator:  # the simulators lack warp shuffles and votes: nbkit.core.warp supplies them
+    simulator.install_warp_intrinsics()
