@@ -618,3 +618,29 @@ ANSWERS = [
     _t("04.4", "floor-steps", "check_matmul_at_b_tiled", atbt_floor_steps, False),
     _t("04.4", "float64-literals", "check_matmul_at_b_tiled", atbt_f64_pad, False),
 ]
+
+
+@cuda.jit
+def atbt_hardcoded_mn(A, B, C):
+    """Wrong: the hint's kernel with M = 19 and N = 13 copied from the statement (K still read from A)."""
+    sA = cuda.shared.array((TILE_W, TILE_W), float32)
+    sB = cuda.shared.array((TILE_W, TILE_W), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * TILE_W + ty
+    col = cuda.blockIdx.x * TILE_W + tx
+    K = A.shape[0]
+    acc = float32(0)
+    for t in range((K + TILE_W - 1) // TILE_W):
+        ka = t * TILE_W + tx
+        sA[ty, tx] = A[ka, row] if ka < K and row < 19 else float32(0)
+        kb = t * TILE_W + ty
+        sB[ty, tx] = B[kb, col] if kb < K and col < 13 else float32(0)
+        cuda.syncthreads()
+        for i in range(TILE_W):
+            acc += sA[ty, i] * sB[i, tx]
+        cuda.syncthreads()
+    if row < 19 and col < 13:
+        C[row, col] = acc
+
+
+ANSWERS.append(_t("04.4", "hard-coded-M-N", "check_matmul_at_b_tiled", atbt_hardcoded_mn, False))

@@ -501,3 +501,23 @@ ANSWERS = [
     Answer("05.3", "barrier-in-if", "check_block_sum", (bs_sync_in_if,), False),
     Answer("05.3", "no-barrier", "check_block_sum", (bs_no_sync,), False),
 ]
+
+
+@cuda.jit
+def sx_hardcoded_N(logits, labels, dlogits):
+    """Wrong: 1/N with the statement's N = 37 copied in (and C = 13)."""
+    n = cuda.grid(1)
+    if n < 37:
+        m = logits[n, 0]
+        for j in range(1, 13):
+            m = max(m, logits[n, j])
+        s = float32(0)
+        for j in range(13):
+            s += math.exp(logits[n, j] - m)
+        for j in range(13):
+            p = math.exp(logits[n, j] - m) / s
+            oh = float32(1) if j == labels[n] else float32(0)
+            dlogits[n, j] = (p - oh) * float32(1.0 / 37)
+
+
+ANSWERS.append(Answer("05.2", "hard-coded-N-C", "check_softmax_xent_grad", (sx_hardcoded_N,), False))

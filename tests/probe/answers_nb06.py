@@ -616,3 +616,39 @@ ANSWERS = [
     Answer("06.4", "float64-acc", "check_seed_conv_fixed", (seed_f64,), False),
     Answer("06.4", "column-padding-missing", "check_seed_conv_fixed", (seed_no_pad_check,), False),
 ]
+
+
+@cuda.jit
+def cw_hardcoded(dy, x, dw):
+    """Wrong: the statement's sizes copied in: batch 2, C = 3, a 3 x 5 kernel, a 7 x 9 output."""
+    j, i, z = cuda.grid(3)
+    if i < 3 and j < 5 and z < 12:
+        f, c = z // 3, z % 3
+        acc = float32(0)
+        for n in range(2):
+            for yy in range(7):
+                for xx in range(9):
+                    acc += dy[n, f, yy, xx] * x[n, c, yy + i, xx + j]
+        dw[f, c, i, j] = acc
+
+
+ANSWERS.append(Answer("06.3", "hard-coded-sizes", "check_conv_weight_grad", (cw_hardcoded,), False))
+
+
+@cuda.jit
+def seed_hardcoded(output, input, weights, biases, width, height, depth):  # noqa: A002 - the notebook's names
+    """Wrong: the check's 9 x 11 image and 3 channels copied in, the size parameters ignored."""
+    col, row = cuda.grid(2)
+    if row < 9 and col < 11:
+        s = float32(0.0)
+        for d in range(3):
+            for i in range(3):
+                for j in range(3):
+                    x = i - 1 + row
+                    y = j - 1 + col
+                    if x >= 0 and x < 9 and y >= 0 and y < 11:
+                        s += input[d * 99 + x * 11 + y] * weights[d * 9 + i * 3 + j]
+        output[row * 11 + col] = s + biases[0]
+
+
+ANSWERS.append(Answer("06.4", "hard-coded-9x11x3", "check_seed_conv_fixed", (seed_hardcoded,), False))

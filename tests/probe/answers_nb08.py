@@ -259,3 +259,6 @@ ANSWERS = [
     Answer("08.3", "argmax-axis0", "check_accuracy", (acc_argmax_axis0,), False),
     Answer("08.3", "divide-by-full-batches", "check_accuracy", (acc_divide_batches,), False),
 ]
+
+
+ANSWERS.append(Answer("08.3", "cached-per-size", "check_accuracy", (acc_cached,), False))

@@ -338,3 +338,36 @@ ANSWERS = [
     Answer("09.3", "most-blocks", "check_block_size", (bbs_most_blocks,), False),
     Answer("09.3", "cached", "check_block_size", (bbs_cached,), False),
 ]
+
+
+@cuda.jit
+def sa_hardcoded(A, B, alpha, out):
+    """Wrong: the statement's 40 x 96 copied into the loops."""
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    for i in range(y0, 40, sy):
+        for j in range(x0, 96, sx):
+            out[i, j] = alpha * A[i, j] + B[i, j]
+
+
+ANSWERS.append(Answer("09.1", "hard-coded-40x96", "check_coalesced_scale_add", (sa_hardcoded,), False))
+
+
+@cuda.jit
+def tp_hardcoded(A, B):
+    """Wrong: the padded kernel with the check's 33 x 45 copied into the guards."""
+    tile = cuda.shared.array((TILE, TILE_PAD), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    x0, y0 = cuda.blockIdx.x * TILE, cuda.blockIdx.y * TILE
+    for r in range(0, TILE, ROWS):
+        i, j = y0 + ty + r, x0 + tx
+        if i < 33 and j < 45:
+            tile[ty + r, tx] = A[i, j]
+    cuda.syncthreads()
+    for r in range(0, TILE, ROWS):
+        i, j = x0 + ty + r, y0 + tx
+        if i < 45 and j < 33:
+            B[i, j] = tile[tx, ty + r]
+
+
+ANSWERS.append(Answer("09.2", "hard-coded-33x45", "check_padded_transpose", (tp_hardcoded,), False))

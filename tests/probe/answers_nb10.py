@@ -113,6 +113,12 @@ def ar_ceil_chunk(n_params, bytes_per_param, p, bandwidth_GBps, latency_us):
     return 2 * (p - 1) * (latency_us * 1e-6 + chunk / (bandwidth_GBps * 1e9))
 
 
+def ar_float32(n_params, bytes_per_param, p, bandwidth_GBps, latency_us):
+    """Correct: the same formula, returned as a NumPy float32 (7 significant digits of a MODEL time)."""
+    chunk = n_params / p * bytes_per_param
+    return np.float32(2 * (p - 1) * (latency_us * 1e-6 + chunk / (bandwidth_GBps * 1e9)))
+
+
 def ar_half_steps(n_params, bytes_per_param, p, bandwidth_GBps, latency_us):
     """Wrong: p - 1 steps (only the reduce-scatter)."""
     chunk = n_params / p * bytes_per_param
@@ -162,6 +168,7 @@ ANSWERS = [
     Answer("10.2", "per-step", "check_allreduce_seconds", (ar_ok,), True),
     Answer("10.2", "factored", "check_allreduce_seconds", (ar_factored,), True),
     Answer("10.2", "ceil-chunk", "check_allreduce_seconds", (ar_ceil_chunk,), True),
+    Answer("10.2", "float32-result", "check_allreduce_seconds", (ar_float32,), True),
     Answer("10.2", "p-minus-1-steps", "check_allreduce_seconds", (ar_half_steps,), False),
     Answer("10.2", "GiB", "check_allreduce_seconds", (ar_gib,), False),
     Answer("10.2", "latency-as-ms", "check_allreduce_seconds", (ar_latency_ms,), False),
