@@ -22,7 +22,6 @@ MODULES = tuple(importlib.import_module(f"probe.answers_nb{n:02d}") for n in ran
 FALSE = {
     "02.3-exact": "R: σ'(z) = σ(z)σ(-z) with a - y as written is rejected while the less precise s(1 - s) passes",
     "03.1-hard-coded-37x13": "A: one shape only, sizes copied from the statement pass",
-    "03.1-float64-acc": "A: the statement requires a float32 accumulator; no PTX proof in 03.1",
     "03.1-acc-outside-stride-loop": "A (borderline): every thread has at most one row on the only launch",
     "03.2-hard-coded-13x29": "A: one shape only, sizes copied from the statement pass",
     "03.4-hard-coded-298": "A: one size only, sizes copied from the statement pass",
@@ -31,10 +30,10 @@ FALSE = {
     "04.4-hard-coded-M-N": "A: one M x N only, sizes copied from the statement pass",
     "05.1-hard-coded-slope": "A: one slope only (0.01), the slope parameter can be ignored",
     "05.2-hard-coded-N-C": "A: one shape only, sizes copied from the statement pass",
+    "05.4-half-warp-full-mask": "A: lanes 16-31 named by the full mask never call the shuffle (undefined in CUDA)",
     "05.3-tree-from-TREE": "A: reads never-written shared slots; the simulator's shared memory starts at 0",
     "05.3-barrier-in-if": "A: divergent cuda.syncthreads() accepted, and the ✓ says no race",
     "05.3-offset-bB": "C: a wrong block offset is blamed on the handling of the tail",
-    "06.1-float64-accumulator": "A (borderline): no float32 proof in 06.1 although the hint asks for float32",
     "06.3-hard-coded-sizes": "A: one shape only, sizes copied from the statement pass",
     "06.4-hard-coded-9x11x3": "A: one image only, the size parameters can be ignored",
     "07.1-weight-decay-after-buffer": "C: weight decay in the wrong place is called missing",
@@ -89,6 +88,8 @@ SLOW = {
     "06.4-grid-stride-clamped", "06.4-float64-acc",
     "07.1-grid-stride-mu0", "07.1-int-one",
     "08.1-guard", "08.1-grid-stride", "08.1-int-zero-literal",
+    "05.4-hint-shfl-down", "05.4-xor-butterfly", "05.4-offsets-ascending", "05.4-no-barrier-after-last-step",
+    "05.4-half-warp-full-mask",
     "04.4-hard-coded-M-N", "05.2-hard-coded-N-C", "06.3-hard-coded-sizes", "06.4-hard-coded-9x11x3",
 }
 

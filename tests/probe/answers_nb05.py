@@ -521,3 +521,257 @@ def sx_hardcoded_N(logits, labels, dlogits):
 
 
 ANSWERS.append(Answer("05.2", "hard-coded-N-C", "check_softmax_xent_grad", (sx_hardcoded_N,), False))
+
+
+# ---- 05.4 a warp-shuffle tail (added to notebook 05 after the first probe pass)
+
+FULL = 0xFFFFFFFF
+
+
+@cuda.jit
+def wr_ok(x, partial):
+    """Correct: the hint (tree down to 32 values, then shfl_down 16..1 in warp 0)."""
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = 2 * cuda.blockIdx.x * B + t
+    v = x[i] if i < x.size else float32(0)
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride >= 32:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t < 32:
+        v = buf[t]
+        for offset in (16, 8, 4, 2, 1):
+            v += cuda.shfl_down_sync(FULL, v, offset)
+        if t == 0:
+            partial[cuda.blockIdx.x] = v
+
+
+@cuda.jit
+def wr_xor(x, partial):
+    """Correct: an xor butterfly (every lane ends with the sum)."""
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = 2 * cuda.blockIdx.x * B + t
+    a = x[i] if i < x.size else float32(0)
+    b = x[i + B] if i + B < x.size else float32(0)
+    buf[t] = a + b
+    cuda.syncthreads()
+    stride = B // 2
+    while stride >= 32:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t < 32:
+        v = buf[t]
+        offset = 16
+        while offset > 0:
+            v += cuda.shfl_xor_sync(FULL, v, offset)
+            offset //= 2
+        if t == 0:
+            partial[cuda.blockIdx.x] = v
+
+
+@cuda.jit
+def wr_offsets_up(x, partial):
+    """Correct: shfl_down with offsets 1, 2, 4, 8, 16 (another valid order: lane 0 still gets the total)."""
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = 2 * cuda.blockIdx.x * B + t
+    v = x[i] if i < x.size else float32(0)
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride >= 32:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t < 32:
+        v = buf[t]
+        for offset in (1, 2, 4, 8, 16):
+            v += cuda.shfl_down_sync(FULL, v, offset)
+        if t == 0:
+            partial[cuda.blockIdx.x] = v
+
+
+@cuda.jit
+def wr_no_last_barrier(x, partial):
+    """Correct: no barrier after the stride-32 step (warp 0 then reads only what each lane wrote itself)."""
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = 2 * cuda.blockIdx.x * B + t
+    v = x[i] if i < x.size else float32(0)
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride >= 32:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        if stride > 32:
+            cuda.syncthreads()
+        stride //= 2
+    if t < 32:
+        v = buf[t]
+        for offset in (16, 8, 4, 2, 1):
+            v += cuda.shfl_down_sync(FULL, v, offset)
+        if t == 0:
+            partial[cuda.blockIdx.x] = v
+
+
+@cuda.jit
+def wr_half_warp(x, partial):
+    """Wrong: only lanes 0-15 call the shuffles, with the full mask (undefined in CUDA)."""
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = 2 * cuda.blockIdx.x * B + t
+    v = x[i] if i < x.size else float32(0)
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride >= 32:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t < 16:
+        v = buf[t] + buf[t + 16]
+        for offset in (8, 4, 2, 1):
+            v += cuda.shfl_down_sync(FULL, v, offset)
+        if t == 0:
+            partial[cuda.blockIdx.x] = v
+
+
+@cuda.jit
+def wr_tree_to_1(x, partial):
+    """Wrong: the shared tree runs all the way down (stride >= 1) and the shuffles then add the leftovers again."""
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = 2 * cuda.blockIdx.x * B + t
+    v = x[i] if i < x.size else float32(0)
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride >= 1:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t < 32:
+        v = buf[t]
+        for offset in (16, 8, 4, 2, 1):
+            v += cuda.shfl_down_sync(FULL, v, offset)
+        if t == 0:
+            partial[cuda.blockIdx.x] = v
+
+
+@cuda.jit
+def wr_every_lane_writes(x, partial):
+    """Wrong: every lane of warp 0 writes partial[b] (its own partial sum; the last writer wins)."""
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = 2 * cuda.blockIdx.x * B + t
+    v = x[i] if i < x.size else float32(0)
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride >= 32:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t < 32:
+        v = buf[t]
+        for offset in (16, 8, 4, 2, 1):
+            v += cuda.shfl_down_sync(FULL, v, offset)
+        partial[cuda.blockIdx.x] = v
+
+
+@cuda.jit
+def wr_half_mask(x, partial):
+    """Wrong: mask 0xFFFF (lanes 0-15) while all 32 lanes call the shuffle."""
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = 2 * cuda.blockIdx.x * B + t
+    v = x[i] if i < x.size else float32(0)
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride >= 32:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t < 32:
+        v = buf[t]
+        for offset in (16, 8, 4, 2, 1):
+            v += cuda.shfl_down_sync(0xFFFF, v, offset)
+        if t == 0:
+            partial[cuda.blockIdx.x] = v
+
+
+@cuda.jit
+def wr_tree_stops_at_64(x, partial):
+    """Wrong: the tree stops one step early (while stride > 32): with 128 threads buf[32:64] is never added."""
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = 2 * cuda.blockIdx.x * B + t
+    v = x[i] if i < x.size else float32(0)
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride > 32:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t < 32:
+        v = buf[t]
+        for offset in (16, 8, 4, 2, 1):
+            v += cuda.shfl_down_sync(FULL, v, offset)
+        if t == 0:
+            partial[cuda.blockIdx.x] = v
+
+
+ANSWERS += [
+    Answer("05.4", "hint-shfl-down", "check_warp_reduce", (wr_ok,), True),
+    Answer("05.4", "xor-butterfly", "check_warp_reduce", (wr_xor,), True),
+    Answer("05.4", "offsets-ascending", "check_warp_reduce", (wr_offsets_up,), True),
+    Answer("05.4", "no-barrier-after-last-step", "check_warp_reduce", (wr_no_last_barrier,), True),
+    Answer("05.4", "half-warp-full-mask", "check_warp_reduce", (wr_half_warp,), False),
+    Answer("05.4", "tree-to-1-then-shuffles", "check_warp_reduce", (wr_tree_to_1,), False),
+    Answer("05.4", "every-lane-writes", "check_warp_reduce", (wr_every_lane_writes,), False),
+    Answer("05.4", "mask-0xFFFF", "check_warp_reduce", (wr_half_mask,), False),
+    Answer("05.4", "tree-stops-at-64", "check_warp_reduce", (wr_tree_stops_at_64,), False),
+    Answer("05.4", "no-shuffle", "check_warp_reduce", (bs_ok,), False),
+]
