@@ -1,0 +1,76 @@
+"""How long each exercise check of notebooks 00-04 takes on a correct answer (not a test: a measurement).
+
+Run: ``NBKIT_MODE=sim PYTHONPATH=. python tests/time_checks.py``. Each check runs twice in one process: the
+first run includes compiling the kernel to PTX in a fresh process (the float32 proof, cached per kernel
+source) and the tracer's first import; the second is what a learner's re-run costs. The table goes into
+docs/instructors.md ("How long each check takes").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import time
+import types
+from pathlib import Path
+
+os.environ.setdefault("NBKIT_MODE", "sim")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import test_checks_nb00 as t00
+import test_checks_nb01 as t01
+import test_checks_nb02 as t02
+import test_checks_nb03 as t03
+import test_checks_nb04 as t04
+
+import nbkit  # noqa: F401 - before numba
+from nbkit.checks import nb00, nb01, nb02, nb03, nb04
+
+
+def _quiet(check):
+    """A check that prints (a procedure) as a function returning something with ``passed``."""
+    def run(answer):
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            check(answer)
+        return types.SimpleNamespace(passed=out.getvalue().startswith("✓"), message=out.getvalue())
+
+    return run
+
+
+CHECKS = [
+    ("00.1", nb00.SAXPY.run, (t00.saxpy_right,)),
+    ("01.1", nb01.TANH_BACKWARD.run, (lambda dout, y: dout * (1 - y * y),)),
+    ("01.2", nb01.DENSE_BACKWARD.run, (t01.dense_loops,)),
+    ("01.3", nb01.SOFTMAX_XENT_BACKWARD.run, (t01.xent_stable,)),
+    ("01.4", nb01.CONV2D_WEIGHT_GRAD.run, (t01.conv_dw_loops,)),
+    ("02.1", nb02.GRADIENT_DESCENT_STEP.run, (t02.sgd_step,)),
+    ("02.2", nb02.HIDDEN_DELTA.run, (lambda d2, W2, Z1: (d2 @ W2) * (Z1 > 0),)),
+    ("02.3", _quiet(nb02.check_sigmoid_example), (t02.textbook,)),
+    ("03.1", nb03.ROW_SUM.run, (t03.row_sum_right,)),
+    ("03.2", nb03.TRANSPOSE.run, (t03.transpose_x_along_columns,)),
+    ("03.3", nb03.AXPY_GRID_STRIDE.run, (t03.axpy_grid_stride,)),
+    ("03.4", nb03.BLUR3.run, (t03.blur3_right,)),
+    ("04.1", nb04.TRANSPOSED_MATMUL.run, (t04.at_b_right,)),
+    ("04.2", nb04.BIAS_GRAD.run, (t04.bias_grad_right,)),
+    ("04.3", nb04.MATMUL_A_BT_TILED.run, (t04.a_bt_fixed,)),
+    ("04.4", nb04.MATMUL_AT_B_TILED.run, (t04.at_b_tiled_right,)),
+]
+
+
+def main() -> None:
+    print("| exercise | first run (s) | second run (s) |\n|---|---|---|")
+    for number, run, args in CHECKS:
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            verdict = run(*args)
+            times.append(time.perf_counter() - start)
+            if not verdict.passed:
+                raise SystemExit(f"{number}: the correct answer did not pass: {verdict.message}")
+        print(f"| {number} | {times[0]:.1f} | {times[1]:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
