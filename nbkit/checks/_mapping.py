@@ -29,6 +29,11 @@ def _index_text(index: Sequence[int]) -> str:
     return "[" + ", ".join(str(int(i)) for i in index) + "]"
 
 
+def _dims(index: Sequence[int]) -> str:
+    """A thread or block index as the messages write it: (3) in 1-D, (3, 1) in 2-D."""
+    return "(" + ", ".join(str(int(i)) for i in index) + ")"
+
+
 def trace_of(a: Attempt):
     """The tracer's record of ``a``'s launch, rerun on fresh outputs (cached on the attempt); None without a tracer."""
     if "_trace" in a.__dict__:
@@ -83,7 +88,7 @@ def one_thread_per_item(item: str, reads: Callable[[Attempt, tuple[int, ...]], d
             b, th = (int(v) for v in uniq[k])
             mine = np.flatnonzero(((wm.block == b) & (wm.thread == th)).ravel())
             e0, e1 = (np.unravel_index(int(e), wm.writers.shape) for e in mine[:2])
-            fail(f"{out} is right, but thread {t.thread_index(th)} of block {t.block_index(b)} wrote "
+            fail(f"{out} is right, but thread {_dims(t.thread_index(th))} of block {_dims(t.block_index(b))} wrote "
                  f"{out}{_index_text(e0)}, {out}{_index_text(e1)} and {int(counts[k]) - 2} more (recorded by the "
                  f"memory-access tracer, in a launch of {a.case.threads} threads for {items} {item}s): the "
                  f"exercise asks for one thread per {item}, so that the {item}s are computed in parallel.")
@@ -95,7 +100,7 @@ def one_thread_per_item(item: str, reads: Callable[[Attempt, tuple[int, ...]], d
                     seen = t.read_map(name, writer)[where]
                     if not np.all(seen > 0):
                         fail(f"{out} is right, but {out}{_index_text(index)} was written by thread "
-                             f"{t.thread_index(writer[1])} of block {t.block_index(writer[0])}, which itself read "
+                             f"{_dims(t.thread_index(writer[1]))} of block {_dims(t.block_index(writer[0]))}, which itself read "
                              f"only {int((seen > 0).sum())} of the {seen.size} elements of {name} that "
                              f"{out}{_index_text(index)} is computed from (recorded by the memory-access tracer): "
                              f"other threads did part of its work. The exercise asks for one thread per {item}, "

@@ -82,6 +82,9 @@ TRANSPOSE = KernelExercise(
                                           (5, 3, (8, 8))]),
     rtol=0, atol=0, seed=32,
     causes=(
+        Cause(lambda a: min(a.rows, a.cols) > 1 and np.array_equal(a.got[:min(a.rows, a.cols), :min(a.rows, a.cols)],
+                                                                   a.M[:min(a.rows, a.cols), :min(a.rows, a.cols)]),
+              "out[i, j] holds M[i, j]: a copy, not a transpose. Element (i, j) of M goes to out[j, i]."),
         NEVER_WRITTEN,
         Cause(lambda a: np.array_equal(np.sort(a.got.ravel()), np.sort(a.M.ravel())),
               lambda a: "every value of M is in out, but some at the wrong place: out[j, i] must receive M[i, j] (out "
