@@ -14,6 +14,7 @@ from nbkit.checks import (
     check_row_sum,
     check_transpose,
 )
+from nbkit.checks.exercise import Case
 from nbkit.checks.nb03 import AXPY_GRID_STRIDE, BLUR3, ROW_SUM, TRANSPOSE
 
 # ------------------------------------------------------------------ 03.1 row sums
@@ -515,3 +516,28 @@ def test_blur3_requires_one_thread_per_output():
 
     verdict = BLUR3.run(blur3_two_per_thread)
     assert verdict.stage == "proof mapping" and "one thread per output" in verdict.message, verdict
+
+
+@cuda.jit
+def row_sum_two_threads_per_row(M, out):  # right values, one writer per row, but two threads share each row's reads
+    half = cuda.shared.array(32, float32)
+    t = cuda.threadIdx.x
+    r = t % 32
+    acc = float32(0)
+    if r < M.shape[0]:
+        start = 0 if t < 32 else M.shape[1] // 2
+        stop = M.shape[1] // 2 if t < 32 else M.shape[1]
+        for j in range(start, stop):
+            acc += M[r, j]
+        if t >= 32:
+            half[r] = acc
+    cuda.syncthreads()
+    if t < 32 and r < M.shape[0]:
+        out[r] = acc + half[r]
+
+
+def test_row_sum_one_thread_per_row_means_it_reads_its_whole_row():
+    verdict = ROW_SUM.run(row_sum_two_threads_per_row, [Case(grid=1, block=64, sizes={"rows": 20, "cols": 4})])
+    assert verdict.stage == "proof mapping", verdict
+    assert re.search(r"out\[0\] was written by thread \(0\) of block \(0\), which itself read only 2 of the 4 elements "
+                     r"of M", verdict.message), verdict.message

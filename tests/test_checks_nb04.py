@@ -755,3 +755,62 @@ def test_bias_grad_success_says_what_the_tracer_measured(capsys):
     check_bias_grad(bias_grad_strided_columns)
     out = capsys.readouterr().out
     assert out.startswith("✓") and "the reads of dZ are NOT coalesced" in out, out
+
+
+# mutants from /work/scratch/mutation-results.md (04.3-m63/m64, 04.4-m63/m64): a sign flipped in the tile's row or
+# column; negative indices wrap around in NumPy, so the statement's single shape came out right
+
+
+@cuda.jit
+def a_bt_row_minus(A, B, C):
+    sA = cuda.shared.array((T, T), float32)
+    sB = cuda.shared.array((T, T), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * T - ty
+    col = cuda.blockIdx.x * T + tx
+    M, K = A.shape
+    N = B.shape[0]
+    acc = float32(0)
+    for t in range((K + T - 1) // T):
+        k = t * T + tx
+        sA[ty, tx] = A[row, k] if row < M and k < K else float32(0)
+        k = t * T + ty
+        sB[ty, tx] = B[col, k] if col < N and k < K else float32(0)
+        cuda.syncthreads()
+        for i in range(T):
+            acc += sA[ty, i] * sB[i, tx]
+        cuda.syncthreads()
+    if row < M and col < N:
+        C[row, col] = acc
+
+
+@cuda.jit
+def at_b_tiled_col_minus(A, B, C):
+    sA = cuda.shared.array((T, T), float32)
+    sB = cuda.shared.array((T, T), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * T + ty
+    col = cuda.blockIdx.x * T - tx
+    K, M = A.shape
+    N = B.shape[1]
+    acc = float32(0)
+    for t in range((K + T - 1) // T):
+        k = t * T + tx
+        sA[ty, tx] = A[k, row] if row < M and k < K else float32(0)
+        k = t * T + ty
+        sB[ty, tx] = B[k, col] if k < K and col < N else float32(0)
+        cuda.syncthreads()
+        for i in range(T):
+            acc += sA[ty, i] * sB[i, tx]
+        cuda.syncthreads()
+    if row < M and col < N:
+        C[row, col] = acc
+
+
+def test_tiled_checks_reject_a_flipped_sign_that_wraps_around():
+    from nbkit.checks.nb04 import MATMUL_A_BT_TILED
+
+    verdict = MATMUL_A_BT_TILED.run(a_bt_row_minus)
+    assert not verdict.passed and verdict.case.M == 1, verdict
+    verdict = MATMUL_AT_B_TILED.run(at_b_tiled_col_minus)
+    assert not verdict.passed and verdict.case.sizes["M"] in (1, 5), verdict
