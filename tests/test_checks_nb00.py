@@ -134,3 +134,20 @@ def test_off_by_one_is_not_claimed_for_a_single_element():
 
     verdict = SAXPY.run(saxpy_wrong_for_one)
     assert verdict.case.n == 1 and verdict.cause is None, verdict
+
+
+@cuda.jit
+def saxpy_thread_index_only(alpha, x, y, out):  # every block writes the first blockDim.x elements
+    i = cuda.threadIdx.x
+    if i < out.size:
+        out[i] = alpha * x[i] + y[i]
+
+
+def test_an_index_without_the_block_is_named():
+    with pytest.raises(CheckFailed, match=r"out\[128\].*only out\[0\] to out\[127\] were written.*i = cuda.threadIdx.x"):
+        check_saxpy(saxpy_thread_index_only)
+
+
+def test_elements_missed_at_the_end_are_not_blamed_on_the_block_index():
+    verdict = SAXPY.run(saxpy_misses_elements)
+    assert "never written" in verdict.message and "threadIdx.x gives" not in verdict.message, verdict

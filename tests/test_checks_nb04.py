@@ -814,3 +814,30 @@ def test_tiled_checks_reject_a_flipped_sign_that_wraps_around():
     assert not verdict.passed and verdict.case.M == 1, verdict
     verdict = MATMUL_AT_B_TILED.run(at_b_tiled_col_minus)
     assert not verdict.passed and verdict.case.sizes["M"] in (1, 5), verdict
+
+
+@cuda.jit
+def at_b_tiled_hard_coded(A, B, C):  # the statement's M = 19 and N = 13 in the guards (probe, "hard-coded")
+    sA = cuda.shared.array((T, T), float32)
+    sB = cuda.shared.array((T, T), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * T + ty
+    col = cuda.blockIdx.x * T + tx
+    K = A.shape[0]
+    acc = float32(0)
+    for t in range((K + T - 1) // T):
+        k = t * T + tx
+        sA[ty, tx] = A[k, row] if row < 19 and k < K else float32(0)
+        k = t * T + ty
+        sB[ty, tx] = B[k, col] if k < K and col < 13 else float32(0)
+        cuda.syncthreads()
+        for i in range(T):
+            acc += sA[ty, i] * sB[i, tx]
+        cuda.syncthreads()
+    if row < 19 and col < 13:
+        C[row, col] = acc
+
+
+def test_tiled_check_rejects_sizes_copied_from_the_statement():
+    verdict = MATMUL_AT_B_TILED.run(at_b_tiled_hard_coded)
+    assert not verdict.passed and verdict.case.sizes["M"] == 1, verdict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nbkit.checks._core import SENTINEL
 from nbkit.checks.exercise import NEVER_WRITTEN, Case, Cause, KernelExercise, equals
 from nbkit.core.launch import blocks_for
 
@@ -21,6 +22,11 @@ SAXPY = KernelExercise(
            Case(grid=blocks_for(1031, 128), block=128, sizes={"n": 1031, "alpha": -3.0})),
     rtol=1e-6, atol=1e-6, seed=0,
     causes=(
+        equals(lambda a: np.where(np.arange(a.n) < a.case.block, a.want, SENTINEL),
+               lambda a: f"only out[0] to out[{min(a.case.block, a.n) - 1}] were written (with the right values), the "
+                         f"elements that one block of {a.case.block} threads covers: exactly what the index "
+                         "i = cuda.threadIdx.x gives, with which every block writes the same elements. The global index "
+                         "is i = cuda.grid(1) = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x."),
         NEVER_WRITTEN,
         equals(lambda a: a.x + a.alpha * a.y, "alpha multiplies y instead of x: out[i] = alpha * x[i] + y[i]."),
         equals(lambda a: a.alpha * (a.x + a.y), "alpha multiplies the sum x[i] + y[i]; only x[i] is scaled."),
