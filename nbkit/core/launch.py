@@ -282,3 +282,5 @@ def run_on_executor(kernel: object, grid: tuple, block: tuple, dynamic_shared_by
 
 if MODE.name == "cpu":
     simulator.route_launches(run_on_executor)
+if MODE.is_simulator:  # poisoned shared/local memory, locked shared arrays, mismatched barriers raise
+    simulator.harden()
