@@ -1,12 +1,15 @@
 """Exercise checks of notebook 05: each passes correct answers (also written another way) and names wrong ones."""
 
+import inspect
 import math
+import re
 
 import pytest
 from conftest import needs_compiler
 from numba import cuda, float32
 
 from nbkit.checks import CheckFailed, check_block_sum, check_leaky_relu, check_softmax_xent_grad
+from nbkit.checks.nb05 import BLOCK_SUM
 
 # ------------------------------------------------------------------ 05.1 leaky ReLU
 
@@ -390,3 +393,102 @@ def test_block_sum_check(capsys):
         check_block_sum(_tree_variant(grow=False, fixed_stride=0, tail_guard=False))
     with pytest.raises(CheckFailed, match="only the first 32 threads' values of each block are summed"):
         check_block_sum(_tree_variant(grow=False, fixed_stride=16, tail_guard=True))
+
+
+# ------------------------------------------------------------------ 05.3: what the tracer adds (issue 16)
+
+
+def _source_line(kernel, text: str) -> int:
+    lines, first = inspect.getsourcelines(kernel.py_func)
+    return first + next(k for k, line in enumerate(lines) if text in line)
+
+
+@cuda.jit
+def block_sum_fixed_stride(x, partial):
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+    cuda.syncthreads()
+    stride = TREE // 2  # right for 128 threads; with 32 the tree reads buf[32..127], which nobody wrote
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def test_block_sum_check_names_the_read_of_never_written_shared_memory():
+    # Shared memory used to read as zero in the simulator, and this kernel passed with 32 threads per block.
+    verdict = BLOCK_SUM.run(block_sum_fixed_stride)
+    line = _source_line(block_sum_fixed_stride, "buf[t] += buf[t + stride]")
+    assert verdict.status == "failed" and verdict.case.block == 32
+    assert re.search(rf"partial is wrong .*you have nan.*The memory-access tracer also found: block \(0\): thread "
+                     rf"\(0\) reads buf\[64\] \(line {line}\) before any thread of the block wrote it", verdict.message)
+
+
+@cuda.jit
+def block_sum_barrier_in_if(x, partial):
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+    cuda.syncthreads()
+    stride = B // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+            cuda.syncthreads()  # reached only by the threads that add
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def test_block_sum_check_rejects_a_barrier_inside_the_if():
+    # The sums come out right and the tracer sees no race: before, this got ✓ and "No race".
+    verdict = BLOCK_SUM.run(block_sum_barrier_in_if)
+    line = _source_line(block_sum_barrier_in_if, "cuda.syncthreads()  # reached only")
+    assert verdict.status == "failed" and verdict.stage == "proof barriers"
+    assert (f"threads 16..31 of block (0) never reached the cuda.syncthreads() on line {line}; threads 0..15 waited "
+            "there") in verdict.message
+    assert "CUDA Programming Guide" in verdict.message
+
+
+@cuda.jit
+def block_sum_barrier_in_both_branches(x, partial):
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+    cuda.syncthreads()
+    stride = B // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+            cuda.syncthreads()
+        else:
+            cuda.syncthreads()
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def test_block_sum_check_rejects_barriers_at_two_call_sites():
+    verdict = BLOCK_SUM.run(block_sum_barrier_in_both_branches)
+    assert verdict.status == "failed" and verdict.stage == "launch"
+    assert "wait at different cuda.syncthreads() calls" in verdict.message and "tid=" not in verdict.message
+
+
+def test_race_advice_names_the_missing_barrier_from_program_order():
+    write = _source_line(block_sum_peeks_early, "buf[t] = (x[i]")
+    read = _source_line(block_sum_peeks_early, "peek = buf[0]")
+    messages = {BLOCK_SUM.run(block_sum_peeks_early).message for _ in range(2)}
+    assert len(messages) == 1  # the same words in every run
+    message = messages.pop()
+    assert "read-after-write hazard" in message
+    assert f"Here: a cuda.syncthreads() is missing after line {write} (write) and before line {read} (read)." in message

@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from nbkit.core.launch import launch, static_shared_bytes
+from nbkit.core.simulator import DivergentBarrier
 from nbkit.core.source import python_function
 from nbkit.perf.compiler import compiler_missing, run_in_gpu_mode
 
@@ -270,6 +271,8 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
         fail(f"a thread accessed an element outside an array ({exc}). The grid has more threads than elements "
              "(or an index is computed wrongly): every thread must check its index before reading or writing "
              "(the bounds guard), and use the array's shape, not a hard-coded size.")
+    except DivergentBarrier as exc:  # the simulator saw threads of a block wait at different barriers
+        fail(f"{exc}".split(": ", 1)[-1] if str(exc).startswith("tid=") else str(exc))
     except (TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
         fail(f"your kernel raised {type(exc).__name__}: {exc}" + (f" (the check calls it as {call})." if call else "."))
     for shape, buf, name in zip(out_shapes, buffers, names):
@@ -491,17 +494,37 @@ def require_float32(kernel: object, signature: str) -> str:
 # shared-memory races, found by the memory-access tracer
 
 
-def find_races(kernel, grid, block, *args) -> tuple[list | None, bool]:
-    """(races, uses shared memory) of one traced launch; races is None when the tracer is not available."""
+@dataclass
+class SharedScan:
+    """What the memory-access tracer found in one launch: shared-memory races, reads of shared memory no thread
+    had written, barriers not reached by every thread of a block. ``None`` fields: the tracer could not run."""
+
+    races: list | None = None
+    uninitialised: list | None = None
+    divergent: list | None = None
+    uses_shared: bool = False
+    arguments: list | None = None  # the launch's arguments after the traced run (copies; shared memory poisoned)
+
+
+def scan_shared(kernel, grid, block, *args) -> SharedScan:
+    """Trace one launch (copies of the array arguments) and collect what :class:`SharedScan` holds."""
     try:
         from nbkit.tracer import trace
     except ImportError:
-        return None, static_shared_bytes(kernel) > 0
+        return SharedScan(uses_shared=static_shared_bytes(kernel) > 0)
+    copies = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
     try:
-        t = trace(kernel, grid, block, *[np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args])
+        t = trace(kernel, grid, block, *copies)
     except Exception:  # noqa: BLE001 - the launch itself was checked before; a tracer failure proves nothing
-        return None, static_shared_bytes(kernel) > 0
-    return list(t.races()), any(a.space == "shared" for a in t.arrays)
+        return SharedScan(uses_shared=static_shared_bytes(kernel) > 0)
+    return SharedScan(list(t.races()), t.uninitialised_reads(), t.divergent_barriers(),
+                      any(a.space == "shared" for a in t.arrays), copies)
+
+
+def find_races(kernel, grid, block, *args) -> tuple[list | None, bool]:
+    """(races, uses shared memory) of one traced launch; races is None when the tracer is not available."""
+    found = scan_shared(kernel, grid, block, *args)
+    return found.races, found.uses_shared
 
 
 _RACE_ADVICE = {
@@ -516,7 +539,28 @@ _RACE_ADVICE = {
 
 
 def race_sentence(races: list) -> str:
-    """The first race in words, how many more, and what to do about its kind."""
+    """The first race in words, how many more, what to do about its kind, and where the barrier is missing.
+
+    The kind and the place come from the program order of the two accesses (:class:`nbkit.tracer.Race`), not from
+    the order the simulator ran the threads in, so the advice is the same in every run.
+    """
     more = f" (and {len(races) - 1} more in this launch)" if len(races) > 1 else ""
     advice = _RACE_ADVICE.get(getattr(races[0], "kind", ""), "add the missing cuda.syncthreads().")
-    return f"{races[0]}{more}. In words: {advice}"
+    where = getattr(races[0], "missing_barrier", "")
+    return f"{races[0]}{more}. In words: {advice}" + (f" Here: {where}." if where else "")
+
+
+def uninitialised_sentence(reads: list) -> str:
+    """The first read of never-written shared memory, how many more elements, and what to do."""
+    more = f" ({len(reads) - 1} more element(s) like it in this launch)" if len(reads) > 1 else ""
+    return (f"{reads[0]}{more}. Every element a thread reads must have been written first, in this block and before "
+            "a cuda.syncthreads() that separates the write from the read: shared memory starts with garbage on a GPU, "
+            "not zeros.")
+
+
+def divergence_sentence(divergent: list) -> str:
+    """The first divergent barrier in words, and the rule."""
+    return (f"{divergent[0]}. Every thread of a block must reach every cuda.syncthreads() (threads that have returned "
+            "from the kernel excepted): a barrier inside an if is allowed only when the condition is the same for the "
+            "whole block (CUDA Programming Guide, __syncthreads()); otherwise the GPU may hang or let threads through "
+            "early. Put the barrier outside the if, where every thread reaches it.")
