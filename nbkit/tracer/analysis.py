@@ -84,7 +84,7 @@ class UninitialisedRead:
 
 
 @dataclass(frozen=True)
-class BarrierDivergence:
+class BarrierMismatch:
     """Threads of one block that did not all wait at the same ``cuda.syncthreads()`` (undefined behaviour).
 
     ``number`` counts barriers (1 = each thread's first); ``waited`` maps a barrier's line to the threads (linear
@@ -525,7 +525,7 @@ class Trace:
                                          self.sites[int(r["site"][row])], int(r["epoch"][row])))
         return out
 
-    def divergent_barriers(self) -> list[BarrierDivergence]:
+    def divergent_barriers(self) -> list[BarrierMismatch]:
         """Blocks whose threads did not all wait at the same ``cuda.syncthreads()``: the first divergence of each.
 
         The rule (CUDA C++ Programming Guide, ``__syncthreads()``: allowed in conditional code "but only if the
@@ -542,9 +542,9 @@ class Trace:
         for blin in sorted(blocks):
             d = _divergence(blocks[blin], self._return_lines)
             if d is not None:
-                found.append(BarrierDivergence(self.block_index(blin), d[0], d[1], d[2], self.block))
+                found.append(BarrierMismatch(self.block_index(blin), d[0], d[1], d[2], self.block))
         if found:
-            found[0] = BarrierDivergence(found[0].block, found[0].number, found[0].waited, found[0].skipped,
+            found[0] = BarrierMismatch(found[0].block, found[0].number, found[0].waited, found[0].skipped,
                                          self.block, len(found))
         return found
 
