@@ -138,7 +138,7 @@ def early_return(x, out):
     buf = cuda.shared.array(32, float32)
     t = cuda.threadIdx.x
     if t >= x.size:
-        return  # leaves the kernel: counts as arrived at every later barrier (compute capability 7.0 and later)
+        return  # leaves the kernel: counts as arrived at every later barrier (PTX barrier.sync: non-exited threads)
     buf[t] = x[t]
     cuda.syncthreads()
     out[t] = buf[x.size - 1 - t]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbkit.checks._core import fail, race_sentence
+from nbkit.checks._core import SENTINEL, fail, race_sentence
 from nbkit.checks.exercise import (
     NEVER_WRITTEN,
     Attempt,
@@ -134,7 +134,7 @@ def _both_tiles(a: Attempt) -> str:
         return "whether A and B are both read through shared memory was NOT checked (no tracer here)"
     try:
         t = trace(a.run.kernel, a.case.grid, a.case.block, np.array(a.A), np.array(a.B),
-                  np.zeros(a.want.shape, np.float32), names=["A", "B", "C"])  # the check's names, not the kernel's
+                  np.full(a.want.shape, SENTINEL, np.float32), names=["A", "B", "C"])  # the check's names, not the kernel's
     except Exception:  # noqa: BLE001 - the launch was checked before; a tracer failure proves nothing
         return "whether A and B are both read through shared memory was NOT checked (the tracer could not run it)"
     for name in ("A", "B"):

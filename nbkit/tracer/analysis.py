@@ -531,9 +531,11 @@ class Trace:
         The rule (CUDA C++ Programming Guide, ``__syncthreads()``: allowed in conditional code "but only if the
         conditional evaluates identically across the entire thread block"): the n-th barrier of every thread of a
         block must be the same call site. A thread that left the kernel by a ``return`` (the bounds guard
-        ``if i >= n: return``) counts as arrived at every later barrier, as on GPUs of compute capability 7.0 and
-        later, where a barrier waits only for threads that have not exited. A thread that reaches the end of the
-        kernel having skipped a barrier others waited at (a barrier inside ``if t < stride:``) is divergence.
+        ``if i >= n: return``) counts as arrived at every later barrier: the PTX ISA's ``barrier.sync`` (what
+        ``cuda.syncthreads()`` compiles to) waits for the *non-exited* threads of the block. A thread that reaches
+        the end of the kernel having skipped a barrier others waited at (a barrier inside ``if t < stride:``) is
+        divergence, whether or not the hardware would happen to let it through. Known limit: a thread that skips a
+        barrier and then leaves by a ``return`` statement counts as having returned before it.
         """
         blocks: dict[int, list] = {}
         for blin, tid, sites, line in self._barrier_log:
