@@ -492,3 +492,21 @@ def test_race_advice_names_the_missing_barrier_from_program_order():
     message = messages.pop()
     assert "read-after-write hazard" in message
     assert f"Here: a cuda.syncthreads() is missing after line {write} (write) and before line {read} (read)." in message
+
+
+def test_block_sum_check_rejects_never_written_shared_memory_even_when_the_launch_read_zeros(monkeypatch):
+    # On a GPU (or in the CPU executor, before it poisoned shared memory) the fixed-stride tree may read zeros and
+    # get the right sums; the proof traces it with shared memory starting as NaN, which reaches partial.
+    from nbkit.core import executor, simulator
+    from nbkit.core.launch import run_on_executor
+
+    monkeypatch.setattr(executor, "poison_value", lambda dtype: 0)  # shared memory reads as zeros, as it used to
+    simulator.route_launches(run_on_executor)
+    try:
+        verdict = BLOCK_SUM.run(block_sum_fixed_stride)
+    finally:
+        simulator.route_launches(None)
+    assert verdict.status == "failed" and verdict.stage == "proof barriers", verdict.message
+    assert ("the outputs are right in this run, but not when shared memory starts as garbage (as on a GPU): the "
+            "memory-access tracer ran your kernel with shared memory starting as NaN and partial came out NaN. "
+            "block (0): thread (0) reads buf[64]") in verdict.message

@@ -238,10 +238,12 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
     after the outputs, e.g. the inputs of a kernel whose output comes first).
 
     Outputs start as the sentinel (or ``initial``); after the launch a changed sentinel anywhere in the
-    padding means a thread wrote outside the array: a missing or wrong bounds guard. In the simulator an
-    out-of-bounds access raises IndexError, reported the same way. ``call`` (e.g. ``"saxpy(alpha, x, y, out)"``)
-    is how the check calls the kernel: parameter count and order are checked against it first, and error
-    messages quote it.
+    padding means a thread wrote outside the array: a missing or wrong bounds guard. The sentinel is -7, not NaN
+    (which nbkit's simulator puts in uninitialised shared and local memory): NaN is also what some wrong answers
+    compute (0 / 0 in a softmax without the maximum subtracted), and the checks tell "never written" from that.
+    In the simulator an out-of-bounds access raises IndexError, reported the same way. ``call`` (e.g.
+    ``"saxpy(alpha, x, y, out)"``) is how the check calls the kernel: parameter count and order are checked
+    against it first, and error messages quote it.
     """
     if call:
         check_parameters(kernel, call)
