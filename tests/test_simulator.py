@@ -214,3 +214,15 @@ def test_barriers_reached_by_the_whole_block_pass():
     assert out.tolist() == [list(range(8))] * 2
     simulator.harden()  # idempotent
     _uniform_barriers[2, 8](out)
+
+
+@cuda.jit
+def _aligned_shared(out):
+    buf = cuda.shared.array(4, float32, alignment=16)
+    out[0] = buf[0]
+
+
+def test_shared_alignment_is_refused_as_the_simulator_refuses_it():
+    # numba-cuda's simulator: RuntimeError "Array alignment is not supported in cudasim"; numba's has no parameter
+    with pytest.raises((RuntimeError, TypeError)):
+        _aligned_shared[1, 1](np.zeros(1, np.float32))

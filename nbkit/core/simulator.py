@@ -242,16 +242,17 @@ def _current_block() -> tuple:
 
 
 def _shared_array(original: Callable) -> Callable:
-    def array(self, shape, dtype, *rest, **kw):
+    def array(self, shape, dtype, alignment=None):
         """The simulator's ``cuda.shared.array``, poisoned, one per block and declaring line, under a lock."""
-        if rest or kw or shape == 0 or shape == (0,):  # alignment (the simulator's own error), dynamic memory
-            if shape == 0 or shape == (0,):
-                block = _current_block()
-                with _ALLOC_LOCK:  # the first call of a new block poisons the buffer (blocks run one at a time)
-                    if getattr(self, "_nbkit_dynamic_block", None) != block:
-                        self._dynshared[...] = DYNAMIC_POISON_BYTE
-                        self._nbkit_dynamic_block = block
-            return original(self, 0 if shape == (0,) else shape, dtype, *rest, **kw)
+        if alignment is not None:  # the simulator's own error (numba's built-in one has no such parameter)
+            return original(self, shape, dtype, alignment)
+        if shape == 0 or shape == (0,):  # dynamic shared memory: one buffer, viewed with this dtype
+            block = _current_block()
+            with _ALLOC_LOCK:  # the first call of a new block poisons the buffer (blocks run one at a time)
+                if getattr(self, "_nbkit_dynamic_block", None) != block:
+                    self._dynshared[...] = DYNAMIC_POISON_BYTE
+                    self._nbkit_dynamic_block = block
+            return original(self, 0, dtype)
         caller = sys._getframe(1)
         key = (caller.f_code.co_filename, caller.f_lineno)  # as the simulator: one array per declaring line
         block = _current_block()
