@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from numba import cuda
+from conftest import needs_compiler
+from numba import cuda, float32
 
 from nbkit.checks.nb08 import CheckFailed, check_accuracy, check_feature_shapes, check_relu_in_lenet
 
@@ -11,33 +12,33 @@ from nbkit.checks.nb08 import CheckFailed, check_accuracy, check_feature_shapes,
 def relu_fwd_plain(x, y):
     i = cuda.grid(1)
     if i < y.size:
-        y[i] = max(x[i], 0)
+        y[i] = max(x[i], float32(0))
 
 
 @cuda.jit
 def relu_bwd(dout, x, dx):
     i = cuda.grid(1)
     if i < dx.size:
-        dx[i] = dout[i] if x[i] > 0 else 0
+        dx[i] = dout[i] if x[i] > float32(0) else float32(0)
 
 
 @cuda.jit
 def relu_fwd_grid_stride(x, y):  # another valid thread mapping
     for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
-        y[i] = x[i] if x[i] > 0 else 0
+        y[i] = x[i] if x[i] > float32(0) else float32(0)
 
 
 @cuda.jit
 def relu_bwd_grid_stride(dout, x, dx):
     for i in range(cuda.grid(1), dx.size, cuda.gridsize(1)):
-        dx[i] = dout[i] * (x[i] > 0)
+        dx[i] = dout[i] * (x[i] > float32(0))
 
 
 @cuda.jit
 def relu_bwd_at_zero(dout, x, dx):  # wrong: ReLU'(0) = 1
     i = cuda.grid(1)
     if i < dx.size:
-        dx[i] = dout[i] if x[i] >= 0 else 0
+        dx[i] = dout[i] if x[i] >= float32(0) else float32(0)
 
 
 @cuda.jit
@@ -65,6 +66,19 @@ def test_relu_check_rejects_relu_prime_of_zero_one():
 def test_relu_check_rejects_leaky_relu():
     with pytest.raises(CheckFailed, match=r"relu_forward\(x\) is wrong at .*the first is relu_forward\(x\)\[0\]"):
         check_relu_in_lenet(leaky_fwd, relu_bwd)
+
+
+@cuda.jit
+def relu_fwd_int_zero(x, y):  # right values, but max(float32, int) is computed in float64
+    i = cuda.grid(1)
+    if i < y.size:
+        y[i] = max(x[i], 0)
+
+
+@needs_compiler
+def test_relu_check_rejects_float64_arithmetic():
+    with pytest.raises(CheckFailed, match=r"the PTX of your kernel contains \d+ float64 instruction"):
+        check_relu_in_lenet(relu_fwd_int_zero, relu_bwd)
 
 
 def shapes_formula(h, w):

@@ -66,6 +66,7 @@ RELU_KERNELS = ExerciseGroup(
             number="08.1", task="the kernel my_relu_forward_kernel(x, y)", call="my_relu_forward_kernel(x, y)",
             outputs=("y",), names={"y": "relu_forward(x)"}, inputs=_relu_inputs,
             reference=lambda x, dout: ref.relu_forward(x.astype(np.float64)), cases=_RELU_CASES, rtol=0, atol=0,
+            float32="void(float32[::1], float32[::1])",  # the hint asks for float32 literals
         ),
         KernelExercise(
             number="08.1", task="the kernel my_relu_backward_kernel(dout, x, dx)",
@@ -77,9 +78,11 @@ RELU_KERNELS = ExerciseGroup(
                       "relu_backward passes the gradient where x == 0; PyTorch (and the course) use ReLU'(0) = 0: "
                       "compare with x > 0, not x >= 0."),
             ),
+            float32="void(float32[::1], float32[::1], float32[::1])",
         ),
     ),
-    success=lambda f: f"your ReLU kernels are exact on {f.parts[0].n} awkward values (±0, ±1e-30, an odd length).",
+    success=lambda f: (f"your ReLU kernels are exact on {f.parts[0].n} awkward values (±0, ±1e-30, an odd length); "
+                       f"{f.float32}."),
 )
 
 
@@ -116,7 +119,7 @@ def check_relu_in_lenet(forward_kernel, backward_kernel, steps: int = 2) -> None
             fail(f"training step {step}: LeNet with your ReLU has loss {loss:.6f}, PyTorch {tloss.item():.6f}. "
                  "The kernels passed alone, so look at shapes: do they handle every element of a 4-D activation "
                  "(the wrapper flattens it; size, not shape[0])?")
-    passed(f"your ReLU kernels are exact, and LeNet built with them ({ops.name}) trains like PyTorch for "
+    passed(f"{verdict.message.removeprefix('✓ ')} LeNet built with them ({ops.name}) trains like PyTorch for "
            f"{steps} SGD steps (losses equal to 1e-5 at every step).")
 
 

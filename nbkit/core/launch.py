@@ -301,5 +301,7 @@ def compiled_launches() -> Iterator[None]:
 
 if MODE.name == "cpu":
     simulator.route_launches(run_on_executor)
-if MODE.is_simulator:  # poisoned shared/local memory, locked shared arrays, mismatched barriers raise
-    simulator.harden()
+
+if MODE.is_simulator:  # the simulators lack warp shuffles and votes: nbkit.core.warp supplies them
+    simulator.install_warp_intrinsics()
+    simulator.harden()  # poisoned shared/local memory, locked shared arrays, mismatched barriers raise

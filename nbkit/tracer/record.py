@@ -89,6 +89,8 @@ class Recorder:
         # per thread (block, thread, ((site, line), ...) of its barriers, line it left the kernel on or None)
         self.barriers: list[tuple] = []
         self.return_lines: frozenset[int] = frozenset()  # lines of the kernel's return statements
+        # (linear block, linear thread) -> serials (in its warp) of the cuda.syncwarp() meetings it passed, in order
+        self.syncwarps: dict[tuple[int, int], list[int]] = {}
 
     def add_array(self, info: ArrayInfo) -> int:
         self.arrays.append(info)
@@ -159,7 +161,7 @@ class TracedArray:
             return self._view(idx, v)
         f = _getframe(1)
         t = _current_thread()
-        self._log((t.blin, t.thread_id, self._aid, idx, READ, f.f_code, f.f_lasti, t.epoch))
+        self._log((t.blin, t.thread_id, self._aid, idx, READ, f.f_code, f.f_lasti, t.epoch, t.wsync))
         return v
 
     def __setitem__(self, idx: Any, value: Any) -> None:
@@ -169,7 +171,7 @@ class TracedArray:
             self._fail(idx, exc)
         f = _getframe(1)
         t = _current_thread()
-        self._log((t.blin, t.thread_id, self._aid, idx, WRITE, f.f_code, f.f_lasti, t.epoch))
+        self._log((t.blin, t.thread_id, self._aid, idx, WRITE, f.f_code, f.f_lasti, t.epoch, t.wsync))
 
     def _atomic(self, index: Any, update: Callable[[np.ndarray, Any], Any], frame) -> Any:
         """Run ``update(ndarray, index)`` (the simulator's own locked atomic) and record one atomic access."""
@@ -178,7 +180,7 @@ class TracedArray:
         except IndexError as exc:
             self._fail(index, exc, frame)
         t = _current_thread()
-        self._log((t.blin, t.thread_id, self._aid, index, ATOMIC, frame.f_code, frame.f_lasti, t.epoch))
+        self._log((t.blin, t.thread_id, self._aid, index, ATOMIC, frame.f_code, frame.f_lasti, t.epoch, t.wsync))
         return old
 
     def _view(self, idx: Any, v: np.ndarray) -> "TracedArray":

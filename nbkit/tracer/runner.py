@@ -24,13 +24,15 @@ _sim = simulator.internals()
 
 
 class TracedThread(_sim.BlockThread):
-    """The simulator's thread plus what each record needs (linear block id, barrier epoch) and what the barrier
-    check needs (the call site of each barrier it waited at, the kernel's frame to see where it left)."""
+    """The simulator's thread plus what each record needs (linear block id, barrier epoch, syncwarp count) and
+    what the barrier check needs (the call site of each barrier it waited at, the kernel's frame to see where it
+    left)."""
 
     def __init__(self, target, manager, grid_point, block_point, blin, launch_ndim):
         super().__init__(target, manager, grid_point, block_point, False)
         self.blin = blin
         self.epoch = 0
+        self.wsync = 0  # cuda.syncwarp() calls passed (records carry it: the race finder orders a warp's lanes by it)
         self.launch_ndim = launch_ndim
         self.barriers: list[tuple[tuple, int]] = []  # ((code, instruction offset), line) per barrier, in order
         self.kernel_frame = None
