@@ -299,7 +299,7 @@ def barrier_arrival(frame: Any) -> None:
         return
     k = t.__dict__.get("_nbkit_barriers", 0)
     t._nbkit_barriers = k + 1
-    site = (frame.f_code, frame.f_lasti)
+    site = (frame.f_code, frame.f_lineno)  # a line, not an instruction offset: specialised code may move those
     first = manager.__dict__.setdefault("_nbkit_barrier_sites", {}).setdefault(k, (site, frame.f_lineno, t))
     if first[0] != site:
         other = first[2]

@@ -148,4 +148,4 @@ class TracingModule(simulator.internals().FakeCUDAModule):
 def _arrive(t) -> None:
     """Note the call site of the barrier thread ``t`` is about to wait at (the caller of the cuda.* method)."""
     f = sys._getframe(2)
-    t.barriers.append(((f.f_code, f.f_lasti), f.f_lineno))
+    t.barriers.append(((f.f_code, f.f_lineno), f.f_lineno))  # by line: specialised code may move instruction offsets

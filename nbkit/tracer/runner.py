@@ -34,7 +34,7 @@ class TracedThread(_sim.BlockThread):
         self.epoch = 0
         self.wsync = 0  # cuda.syncwarp() calls passed (records carry it: the race finder orders a warp's lanes by it)
         self.launch_ndim = launch_ndim
-        self.barriers: list[tuple[tuple, int]] = []  # ((code, instruction offset), line) per barrier, in order
+        self.barriers: list[tuple[tuple, int]] = []  # ((code, line), line) per barrier, in order
         self.kernel_frame = None
 
     def run(self):  # keep the original exception (BlockThread re-creates it with a thread prefix)
