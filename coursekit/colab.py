@@ -2,7 +2,7 @@
 
 numba-cuda takes over ``numba.cuda`` through a ``.pth`` file (``_numba_cuda_redirector.pth``) that Python runs only
 at start-up. Installed into a running kernel, it has not run: ``numba.cuda`` would be numba's own built-in target
-(no ``numba.cuda.np``, another simulator). :func:`activate_numba_cuda` does what that file does, in this process,
+(another simulator, lacking modules the tracer needs). :func:`activate_numba_cuda` does what that file does, in this process,
 which works as long as nothing has imported ``numba.cuda`` yet; otherwise only a restart can switch it, and
 :func:`setup` restarts the kernel (the README's cell is then run once more). Standard library only.
 """
