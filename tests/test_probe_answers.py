@@ -31,8 +31,6 @@ FALSE = {
     "05.1-hard-coded-slope": "A: one slope only (0.01), the slope parameter can be ignored",
     "05.2-hard-coded-N-C": "A: one shape only, sizes copied from the statement pass",
     "05.4-half-warp-full-mask": "A: lanes 16-31 named by the full mask never call the shuffle (undefined in CUDA)",
-    "05.3-tree-from-TREE": "A: reads never-written shared slots; the simulator's shared memory starts at 0",
-    "05.3-barrier-in-if": "A: divergent cuda.syncthreads() accepted, and the ✓ says no race",
     "05.3-offset-bB": "C: a wrong block offset is blamed on the handling of the tail",
     "06.3-hard-coded-sizes": "A: one shape only, sizes copied from the statement pass",
     "06.4-hard-coded-9x11x3": "A: one image only, the size parameters can be ignored",
