@@ -285,6 +285,17 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
     return run
 
 
+def where_it_ran() -> str:
+    """Where the learner's launch ran in this process, in words for a verdict ("C came out right {where}")."""
+    from nbkit.core.mode import MODE
+
+    if MODE.name == "gpu":
+        return "on the GPU in this run"
+    if MODE.name == "cpu":
+        return "in the CPU executor, which ran the threads of each block one after another"
+    return "in the simulator, which ran the threads of each block in one particular order"
+
+
 def launch_failed(exc: Exception, call: str | None = None) -> None:
     """Fail with one line for an exception raised by the learner's launch; raise it again when it is not theirs.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbkit.checks._core import fail, race_sentence
+from nbkit.checks._core import fail, race_sentence, where_it_ran
 from nbkit.checks._mapping import carried, coalesced_reads, fewer_threads, one_thread_per_item, trace_of
 from nbkit.checks.exercise import (
     NEVER_WRITTEN,
@@ -183,7 +183,7 @@ def _race_free(a: Attempt) -> str:
         return ("shared-memory races were NOT checked (the memory-access tracer nbkit.tracer is not available here, "
                 "or could not run this kernel)")
     if a.races:
-        fail("C came out right in the simulator, which ran the threads of each block in one particular order, but "
+        fail(f"C came out right {where_it_ran()}, but "
              "the tracer (which does not depend on that order) found a race on shared memory: "
              + race_sentence(a.races) + " On a GPU the order changes from run to run, and so may the result.")
     return (f"the tracer found no shared-memory race in any of the {int(np.prod(a.case.grid))} blocks (every pair of "
