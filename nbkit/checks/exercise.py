@@ -626,3 +626,10 @@ class ExerciseGroup:
     def check(self, *answers: object) -> None:
         """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed`."""
         self.run(*answers, pictures=True).report()
+
+
+def both_float32(forward: types.SimpleNamespace, backward: types.SimpleNamespace) -> str:
+    """The ✓ fields of two parts (forward, backward): their PTX phrase once when they agree, else each."""
+    if forward.float32 == backward.float32:
+        return forward.float32
+    return f"forward: {forward.float32}; backward: {backward.float32}"
