@@ -67,6 +67,20 @@ def rs_off_by_one_element(bufs, step):
     return out
 
 
+def rs_first_five_ranks(bufs, step):  # wrong: ranks past the fifth never send
+    p = bufs.shape[0]
+    out = bufs.copy()
+    for r in range(min(p, 5)):
+        c = (r - step) % p
+        out[(r + 1) % p, c] += bufs[r, c]
+    return out
+
+
+def test_reduce_scatter_runs_more_ranks():
+    with pytest.raises(CheckFailed, match="with p=7 ranks"):
+        nb10.check_reduce_scatter_step(rs_first_five_ranks)
+
+
 @pytest.mark.parametrize("fn", [rs_loop, rs_vectorised_in_place, rs_sequential_in_place])
 def test_reduce_scatter_accepts(fn, capsys):
     nb10.check_reduce_scatter_step(fn)

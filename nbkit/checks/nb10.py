@@ -39,6 +39,10 @@ def _wrong_variants(bufs: np.ndarray, step: int) -> dict[str, np.ndarray]:
     }
 
 
+# (ranks p, elements per chunk m): 2 to 7 ranks, chunks of one element too
+RING_SIZES = ((2, 3), (3, 1), (4, 5), (5, 2), (7, 4), (6, 1))
+
+
 @exercise("10.1", "reduce_scatter_step(bufs, step): one step of the ring's reduce-scatter")
 def check_reduce_scatter_step(fn) -> None:
     """Exercise 10.1: ``fn(bufs, step)`` returns the buffers after step ``step`` of the reduce-scatter.
@@ -47,7 +51,7 @@ def check_reduce_scatter_step(fn) -> None:
     (r + 1) mod p, which adds it. The answer may change ``bufs`` in place or not: only what it returns counts.
     """
     rng = np.random.default_rng(10)
-    for p, m in ((2, 3), (3, 1), (4, 5), (5, 2)):
+    for p, m in RING_SIZES:
         bufs = rng.integers(-50, 50, size=(p, p, m)).astype(np.float64)  # integers: sums are exact in any order
         for step in range(p - 1):
             want = reduce_scatter_step(bufs, step)
@@ -77,8 +81,8 @@ def check_reduce_scatter_step(fn) -> None:
         for r in range(p):
             if not np.array_equal(done[r, (r + 1) % p], total[:, (r + 1) % p].sum(axis=0)):
                 fail(f"after all {p - 1} steps with p={p}, rank {r} should hold the full sum of chunk {(r + 1) % p}.")
-    passed("reduce_scatter_step is right for 2 to 5 ranks, every step; after p-1 steps rank r holds the sum of "
-           "chunk (r+1) mod p.")
+    passed(f"reduce_scatter_step is right for {min(p for p, _ in RING_SIZES)} to {max(p for p, _ in RING_SIZES)} ranks, "
+           "every step; after p-1 steps rank r holds the sum of chunk (r+1) mod p.")
 
 
 def _number(value: object) -> bool:
