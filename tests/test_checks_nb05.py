@@ -66,9 +66,19 @@ def leaky_forward_fixed_slope(x, y, slope):  # wrong: ignores its slope paramete
         y[i] = x[i] if x[i] > 0 else float32(0.01) * x[i]
 
 
+@cuda.jit
+def leaky_backward_fixed_slope(dout, x, dx, slope):  # wrong: ignores its slope parameter (mutant 05.1-m24)
+    i = cuda.grid(1)
+    if i < dx.size:
+        dx[i] = dout[i] if x[i] > 0 else float32(0.01) * dout[i]
+
+
 def test_leaky_relu_uses_the_slope_parameter():
+    """Mutants 05.1-m23/m24: slope 0.01 written into the kernel passed while the check used only 0.01."""
     with pytest.raises(CheckFailed, match="forward y is wrong"):
         check_leaky_relu(leaky_forward_fixed_slope, leaky_backward)
+    with pytest.raises(CheckFailed, match="backward dx is wrong"):
+        check_leaky_relu(leaky_forward, leaky_backward_fixed_slope)
 
 
 def test_leaky_relu_check(capsys):
@@ -441,6 +451,33 @@ def block_sum_assumes_128(x, partial):  # wrong: 2 * 128 elements per block, wha
         stride //= 2
     if t == 0:
         partial[cuda.blockIdx.x] = buf[0]
+
+
+@cuda.jit
+def block_sum_offset_b_times_B(x, partial):  # wrong: block offset b * B instead of 2 * b * B (probe 05.3 C)
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * B + t
+    v = x[i] if i < x.size else float32(0)
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def test_block_sum_wrong_offset_is_not_blamed_on_the_tail():
+    with pytest.raises(CheckFailed, match=r"block b sums x\[bB : bB \+ 2B\]: its offset is b·B") as e:
+        check_block_sum(block_sum_offset_b_times_B)
+    assert "only the last block" not in str(e.value)
 
 
 def test_block_sum_names_an_assumed_block_size():

@@ -101,6 +101,16 @@ def sgd_decay_after_dampening(param, grad, buf, lr, momentum, dampening, weight_
 
 
 @cuda.jit
+def sgd_decay_in_the_step(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+    i = cuda.grid(1)  # wrong: weight decay added to the step, not to the buffer (probe 07.1 C: it is not "missing")
+    if i < param.size:
+        g = grad[i]
+        b = g if first_step else momentum * buf[i] + (float32(1) - dampening) * g
+        buf[i] = b
+        param[i] -= lr * (b + weight_decay * param[i])
+
+
+@cuda.jit
 def sgd_unguarded(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
     i = cuda.grid(1)
     g = grad[i] + weight_decay * param[i]
@@ -120,7 +130,8 @@ def test_sgd_momentum_passes_any_thread_mapping(capsys):
 @pytest.mark.parametrize("wrong, message", [
     (sgd_textbook, r"step 1 of the run with lr=0.1, momentum=0.9.*buf is wrong.*the first is buf\[0\].*v = μv - lr·g"),
     (sgd_no_first_step, r"step 1 of the run with .*dampening=0.25.*on the first step PyTorch sets buf = g"),
-    (sgd_no_weight_decay, "weight decay is missing"),
+    (sgd_no_weight_decay, "your buffer holds the gradient without weight decay"),
+    (sgd_decay_in_the_step, "your buffer holds the gradient without weight decay"),
     (sgd_decay_after_dampening, r"step 2 of the run with .*dampening=0.25, weight_decay=0.05.*buf is wrong.*"
                                 r"weight decay must be added to the gradient before momentum and dampening: "
                                 r"g = grad \+ wd \* param"),
@@ -256,8 +267,12 @@ def loop_set_to_zero(model, opt, batches):  # another correct loop: zero the gra
         opt.step()
         for p in model.parameters():
             p.grad.zero_()
-        losses.append(loss.detach())
+        losses.append(loss.item())
     return losses
+
+
+def loop_tensor_losses(model, opt, batches):  # wrong: the statement asks for floats (probe 07.3 A)
+    return [torch.tensor(v) for v in loop_right(model, opt, batches)]
 
 
 def loop_no_zero(model, opt, batches):
@@ -324,6 +339,7 @@ def test_training_loop_causes_come_from_the_calls_made():
     message = fails(check_training_loop, loop_zero_between, "zero_grad\\(\\) between backward\\(\\) and step\\(\\)")
     assert "never called" not in message
     fails(check_training_loop, loop_sum, "reduction='sum'")
+    fails(check_training_loop, loop_tensor_losses, "losses as floats.*Tensor")
     message = fails(check_training_loop, loop_own_optimizer, r"with SGD\(lr=0.05, momentum=0.0\) on batches of 16, 9, 4: "
                                                              r"losses is wrong")
     assert "Likely cause" not in message

@@ -165,12 +165,20 @@ def test_shapes_check_rejects_an_off_by_one_conv():
 
 
 def test_shapes_check_rejects_ceil_pooling():
-    with pytest.raises(CheckFailed, match=r"37x30 image, layer 2 \(max-pool 2x2\).*33x26 halved and rounded as math.ceil rounds them.*H // 2"):
+    with pytest.raises(CheckFailed, match=r"37x30 image, layer 2 \(max-pool 2x2\).*33x26 halved and rounded "
+                                          r"as math.ceil rounds them.*H // 2"):
         check_feature_shapes(shapes_ceil_pool)
 
 
+def test_shapes_check_flatten_as_an_int_is_a_verdict():
+    """Probe 08.2 E: a bare int for flatten crashed the check with a TypeError."""
+    with pytest.raises(CheckFailed, match=r"layer 6 \(flatten\): you have 400 \(type int\); every shape is a tuple"):
+        check_feature_shapes(lambda h, w: shapes_formula(h, w)[:-1] + [shapes_formula(h, w)[-1][0]])
+
+
 def test_shapes_check_rejects_round():
-    with pytest.raises(CheckFailed, match=r"35x27 image, layer 2 \(max-pool 2x2\).*31x23 halved and rounded as math.ceil and round\(\) round them"):
+    with pytest.raises(CheckFailed, match=r"35x27 image, layer 2 \(max-pool 2x2\).*31x23 halved and rounded "
+                                          r"as math.ceil and round\(\) round them"):
         check_feature_shapes(shapes_round_pool)
 
 

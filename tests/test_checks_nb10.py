@@ -138,7 +138,12 @@ def t_whole_gradient(n_params, bytes_per_param, p, bandwidth_GBps, latency_us):
     return 2 * (p - 1) * latency_us * 1e-6 + 2 * (p - 1) * n_params * bytes_per_param / (bandwidth_GBps * 1e9)
 
 
-@pytest.mark.parametrize("fn", [t_formula, t_by_steps])
+def t_whole_values(n_params, bytes_per_param, p, bandwidth_GBps, latency_us):  # correct: chunks of whole values
+    chunk = -(-n_params // p) * bytes_per_param
+    return 2 * (p - 1) * (latency_us * 1e-6 + chunk / (bandwidth_GBps * 1e9))
+
+
+@pytest.mark.parametrize("fn", [t_formula, t_by_steps, t_whole_values])
 def test_allreduce_seconds_accepts(fn, capsys):
     nb10.check_allreduce_seconds(fn)
     assert capsys.readouterr().out.startswith("✓")

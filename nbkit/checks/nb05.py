@@ -332,6 +332,10 @@ BLOCK_SUM = KernelExercise(
         equals(lambda a: [_doubling_schedule(v) for v in a.loaded],
                "wrong stride order: with `if t < stride`, the stride must start at blockDim.x // 2 and halve (64, 32, "
                "..., 1); growing it (1, 2, 4, ...) adds values that are not partial sums yet."),
+        equals(lambda a: [a.x[b * a.case.block:(b + 2) * a.case.block].astype(np.float64).sum()
+                          for b in range(a.case.grid)],
+               "block b sums x[bB : bB + 2B]: its offset is b·B, but each block covers 2B elements, so "
+               "i = blockIdx.x * 2 * blockDim.x + threadIdx.x (block 0 comes out right because its offset is 0)."),
         Cause(lambda a: bool(a.n % (2 * a.case.block) and np.array_equal(a.got[:-1], a.want[:-1])
                              and a.got[-1] != a.want[-1]),
               lambda a: "only the last block's sum is wrong: it has threads whose second element, or both, lie past "

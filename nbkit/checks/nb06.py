@@ -334,7 +334,8 @@ _WG = {"N": 2, "C": 3, "H": 9, "W": 13, "F": 4, "KH": 3, "KW": 5}
 # then: a 1 x 1 kernel on a single image, a tall 4 x 2 kernel (rows fill the block's y), a 2 x 7 kernel on 1 channel
 _WG_SIZES = (_WG, {"N": 1, "C": 2, "H": 5, "W": 4, "F": 3, "KH": 1, "KW": 1},
              {"N": 3, "C": 2, "H": 8, "W": 5, "F": 1, "KH": 4, "KW": 2},
-             {"N": 2, "C": 1, "H": 3, "W": 11, "F": 2, "KH": 2, "KW": 7})
+             {"N": 2, "C": 1, "H": 3, "W": 11, "F": 3, "KH": 2, "KW": 7})
+# N differs from F and C from F in every case: the axis and size of an out-of-bounds index name the array
 
 
 def _wg_case(sizes: dict[str, int]) -> Case:
@@ -469,8 +470,8 @@ SEED_CONV_FIXED = KernelExercise(
     float32="void(float32[::1], float32[::1], float32[::1], float32[::1], int32, int32, int32)",
     success=lambda f: ("the fixed seed kernel computes the 'same' 3 × 3 convolution of "
                        + ", ".join(f"a {c.depth}-channel {c.height} × {c.width}" for c in f.cases)
-                       + f" image (grids of {', '.join(c.grid for c in f.cases)} blocks): one thread per pixel from a "
-                       f"2-D grid, a bounds guard, one bias; {f.float32}."),
+                       + f" image (grids of {', '.join(c.grid for c in f.cases)} blocks): every pixel right, the "
+                       f"threads outside the image wrote nothing (a bounds guard), one bias (biases[0]); {f.float32}."),
 )
 
 

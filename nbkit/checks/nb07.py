@@ -119,12 +119,13 @@ SGD_MOMENTUM = KernelExercise(
         _buf_cause(True, lambda a: -a.lr * _g(a), "your buffer holds -lr·g: that is the textbook convention v = μv - "
                    "lr·g, p += v. PyTorch keeps v = μv + (1 - dampening)·g and subtracts lr·v from p; the two agree "
                    "only while lr never changes, and the buffer (saved in checkpoints) differs."),
-        _buf_cause(True, lambda a: a.grad, "weight decay is missing: g = grad + weight_decay · param, before the "
-                                           "momentum."),
+        _buf_cause(True, lambda a: a.grad, "your buffer holds the gradient without weight decay: the decay goes into "
+                                           "the buffer, g = grad + weight_decay · param, before the momentum."),
         _buf_cause(False, lambda a: a.momentum * a.buf - a.lr * _g(a), _TEXTBOOK),
         _buf_cause(False, lambda a: a.momentum * a.buf + _g(a), "dampening is missing: v = μ·v + (1 - dampening)·g."),
         _buf_cause(False, lambda a: a.momentum * a.buf + (1 - a.dampening) * a.grad,
-                   "weight decay is missing: g = grad + weight_decay · param, before the momentum."),
+                   "your buffer has no weight decay in it: the decay goes into the buffer, g = grad + weight_decay · "
+                   "param, before the momentum."),
         _buf_cause(False, lambda a: a.momentum * a.buf + (1 - a.dampening) * a.grad + a.weight_decay * a.param,
                    "weight decay must be added to the gradient before momentum and dampening: g = grad + wd * param, "
                    "then v = μ·v + (1 - dampening)·g (your buffer adds wd·param after the (1 - dampening) factor)."),
@@ -379,6 +380,9 @@ def check_training_loop(fn) -> None:
         except (TypeError, ValueError):
             fail(f"{LOOP_CALL} must return a list of {steps} floats, the loss of each step (loss.item()); it returned "
                  f"{type(result).__name__}.")
+        kinds = sorted({type(v).__name__ for v in result if not isinstance(v, float)})
+        if kinds:
+            fail(f"{LOOP_CALL} must return the losses as floats (loss.item()); it returned {', '.join(kinds)} values.")
         if got.shape != (steps,):
             fail(f"{LOOP_CALL} must return one loss per batch: {steps} values, got {got.size} ({label}).")
         variants = {}
@@ -403,4 +407,5 @@ def check_training_loop(fn) -> None:
     passed(f"your loop matches the correct one in {len(LOOP_RUNS)} runs ("
            + "; ".join(f"SGD(lr={run['lr']}, momentum={run['momentum']}), {len(run['sizes'])} steps"
                        for run in LOOP_RUNS)
-           + ") and leaves the same parameters: zero_grad, forward, backward, step, in that order.")
+           + ") and leaves the same parameters: the gradients are cleared between steps and every step uses its "
+           "own batch's gradient.")

@@ -70,8 +70,8 @@ def _relu_case(n: int) -> Case:
     return Case(grid=blocks_for(n, threads_1d(n)), block=threads_1d(n), sizes={"n": n})
 
 
-# 101 and 300: surplus threads in the last block (the guard); 1: one element; 256: blocks exactly full
-_RELU_CASES = (_relu_case(101), _relu_case(1), _relu_case(300), _relu_case(256))
+# 101 and 130: surplus threads in the last block (the guard); 1: one element; 64: one block exactly full
+_RELU_CASES = (_relu_case(101), _relu_case(1), _relu_case(130), _relu_case(64))
 
 RELU_KERNELS = ExerciseGroup(
     number="08.1", task="the two ReLU kernels my_relu_forward_kernel and my_relu_backward_kernel",
@@ -182,6 +182,9 @@ def check_feature_shapes(feature_shapes) -> None:
                  f"got {None if got is None else len(got)}.")
         before = (3, h, w)
         for i, (g, wnt) in enumerate(zip(got, want)):
+            if not isinstance(g, (tuple, list, np.ndarray)):
+                fail(f"{h}x{w} image, layer {i} ({names[i]}): you have {g!r} (type {type(g).__name__}); every shape "
+                     f"is a tuple, {wnt} here" + (" (a 1-tuple for flatten)." if len(wnt) == 1 else "."))
             if tuple(int(v) for v in g) != wnt:
                 fail(f"{h}x{w} image, layer {i} ({names[i]}): you have shape {tuple(g)}, PyTorch gives {wnt}."
                      f"{_shape_hint(names[i], tuple(int(v) for v in g), before, wnt)}")
@@ -292,5 +295,5 @@ def check_accuracy(accuracy) -> None:
             cause = f" Likely cause: {named[0]}" if len(named) == 1 else ""
             fail(f"{label}, your accuracy is {value:.6g}, expected {want:.6g} ({int(round(want * n))} of {n} images "
                  f"right).{cause}")
-    passed(f"accuracy is right in {len(ACCURACY_RUNS)} runs ({', '.join(f'{n} images in batches of {b}' for n, b in ACCURACY_RUNS)}), "
-           "whatever the size of the last batch.")
+    runs = ", ".join(f"{n} images in batches of {b}" for n, b in ACCURACY_RUNS)
+    passed(f"accuracy is right in {len(ACCURACY_RUNS)} runs ({runs}), whatever the size of the last batch.")

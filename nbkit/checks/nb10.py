@@ -96,8 +96,8 @@ def _number(value: object) -> bool:
 
 def _seconds_call(a: Attempt) -> str:
     return (f"allreduce_seconds(n_params={a.n_params}, bytes_per_param={a.bytes_per_param}, p={a.p}, "
-            f"bandwidth_GBps={a.bandwidth_GBps}, latency_us={a.latency_us}) = {float(a.got):.6g} s, expected "
-            f"{float(a.want):.6g} s")
+            f"bandwidth_GBps={a.bandwidth_GBps}, latency_us={a.latency_us}) = {float(a.got):.10g} s, expected "
+            f"{float(a.want):.10g} s")
 
 
 def _ring(a: Attempt, nbytes: float, bandwidth: float, latency: float) -> float:
@@ -148,7 +148,8 @@ ALLREDUCE_SECONDS = FunctionExercise(
     # 1 to 8 ranks, PCIe and NVLink bandwidths, with and without latency
     cases=tuple(Case(sizes=dict(zip(("n_params", "bytes_per_param", "p", "bandwidth_GBps", "latency_us"), c)))
                 for c in _SECONDS_CASES),
-    rtol=1e-9, atol=1e-15,
+    # a MODEL of seconds: chunks of ceil(n / p) whole values (0.3 ppm more here) are as right as n / p
+    rtol=1e-4, atol=1e-15,
     # every wrong time is worded as the call and its two values; the table names the mistake where it can
     before=(
         Cause(lambda a: not _number(a.got),
