@@ -351,8 +351,8 @@ BLOCK_SUM = KernelExercise(
     float32="void(float32[::1], float32[::1])",
     frame=_launch_context,
     success=lambda f: ("block sums are correct with "
-                       + " and ".join(str(b) for b in sorted({c.block for c in _TREE_CASES}, reverse=True))
-                       + " threads per block (two elements per thread), n = "
+                       + ", ".join(str(b) for b in sorted({c.block for c in _TREE_CASES}, reverse=True)[:-1])
+                       + f" and {min(c.block for c in _TREE_CASES)} threads per block (two elements per thread), n = "
                        + ", ".join(str(c.n) for c in _TREE_CASES) + f" (a multiple of 2B or not); {f.float32}. "
                        + f.races),
 )
