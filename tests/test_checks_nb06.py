@@ -99,6 +99,33 @@ def avg_forward_float64(x, y):  # wrong: bare 0.1 and 2.5 are float64 (the hint 
         y[n, c, i, j] = (s * 0.1) * 2.5  # (s * 0.25 alone is shrunk to a float32 multiply by LLVM: exact)
 
 
+@cuda.jit
+def avg_forward_n_below_C(x, y):  # wrong: the batch guard against y.shape[1] (mutant 06.1-m128)
+    j, i, z = cuda.grid(3)
+    C = y.shape[1]
+    n, c = z // C, z % C
+    if n < y.shape[1] and i < y.shape[2] and j < y.shape[3]:
+        s = x[n, c, 2 * i, 2 * j] + x[n, c, 2 * i, 2 * j + 1] + x[n, c, 2 * i + 1, 2 * j] + x[n, c, 2 * i + 1, 2 * j + 1]
+        y[n, c, i, j] = s * float32(0.25)
+
+
+@cuda.jit
+def avg_forward_x_down_rows(x, y):  # wrong: i, j swapped; the statement fixes j, i, z (mutant 06.1-m136)
+    i, j, z = cuda.grid(3)
+    C = y.shape[1]
+    n, c = z // C, z % C
+    if n < y.shape[0] and i < y.shape[2] and j < y.shape[3]:
+        s = x[n, c, 2 * i, 2 * j] + x[n, c, 2 * i, 2 * j + 1] + x[n, c, 2 * i + 1, 2 * j] + x[n, c, 2 * i + 1, 2 * j + 1]
+        y[n, c, i, j] = s * float32(0.25)
+
+
+def test_avgpool_mutants_fail():
+    with pytest.raises(CheckFailed, match="forward y is wrong.*never written"):
+        check_avgpool(avg_forward_n_below_C, avg_backward)
+    with pytest.raises(CheckFailed, match="forward y is wrong.*never written"):
+        check_avgpool(avg_forward_x_down_rows, avg_backward)
+
+
 def test_avgpool_runs_other_shapes():
     with pytest.raises(CheckFailed, match="outside an array.*axis 1 with size 1"):
         check_avgpool(avg_forward_three_channels, avg_backward)
@@ -558,6 +585,34 @@ def seed_fixed_x_down_rows(output, input, weights, biases, width, height, depth)
                     if x >= 0 and x < height and y >= 0 and y < width:
                         s += input[d * width * height + x * width + y] * weights[d * 9 + i * 3 + j]
         output[row * width + col] = s + biases[0]
+
+
+def _seed_with(width=None, height=None, depth=None):
+    """The fixed seed kernel with one of its size parameters replaced by the 9 x 11 x 3 image's (mutants 06.4-m55..57)."""
+    W, H, D = (str(v) if v else name for v, name in ((width, "width"), (height, "height"), (depth, "depth")))
+    source = f"""
+def k(output, input, weights, biases, width, height, depth):
+    col, row = cuda.grid(2)
+    if row < {H} and col < {W}:
+        s = float32(0.0)
+        for d in range({D}):
+            for i in range(3):
+                for j in range(3):
+                    x = i - 1 + row
+                    y = j - 1 + col
+                    if x >= 0 and x < {H} and y >= 0 and y < {W}:
+                        s += input[d * {W} * {H} + x * {W} + y] * weights[d * 9 + i * 3 + j]
+        output[row * {W} + col] = s + biases[0]
+"""
+    namespace = {"cuda": cuda, "float32": float32}
+    exec(source, namespace)  # noqa: S102 - a test-made kernel variant
+    return cuda.jit(namespace["k"])
+
+
+@pytest.mark.parametrize("fixed", [{"width": 11}, {"height": 9}, {"depth": 3}])
+def test_seed_conv_hard_coded_sizes_fail(fixed):
+    with pytest.raises(CheckFailed):
+        check_seed_conv_fixed(_seed_with(**fixed))
 
 
 def test_seed_conv_x_down_the_rows_fails_on_a_non_square_grid():

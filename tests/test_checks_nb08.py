@@ -214,6 +214,18 @@ def accuracy_full_batches_denominator(logits_of, x, y, batch):  # wrong: divides
     return correct / (batch * batches)
 
 
+def accuracy_skips_last_image(logits_of, x, y, batch):  # wrong: range(0, len(x) - 1, batch) (mutant 08.3-m12)
+    correct = 0
+    for i in range(0, len(x) - 1, batch):
+        correct += int((logits_of(x[i:i + batch]).argmax(axis=1) == y[i:i + batch]).sum())
+    return correct / len(x)
+
+
+def test_accuracy_check_rejects_a_range_one_short():
+    with pytest.raises(CheckFailed, match="logits_of never saw image"):
+        check_accuracy(accuracy_skips_last_image)
+
+
 def accuracy_drops_last(logits_of, x, y, batch):
     n = len(x) // batch * batch
     return accuracy_counts(logits_of, x[:n], y[:n], batch)

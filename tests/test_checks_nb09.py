@@ -107,6 +107,20 @@ def test_lanes_apart_along_a_row_are_not_called_a_column():
     assert "down a column" not in str(e.value)
 
 
+@cuda.jit
+def scale_add_fixed_alpha(A, B, alpha, out):  # wrong: alpha written into the kernel (mutant 09.1-m37)
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    for i in range(y0, out.shape[0], sy):
+        for j in range(x0, out.shape[1], sx):
+            out[i, j] = float32(1.5) * A[i, j] + B[i, j]
+
+
+def test_scale_add_uses_alpha():
+    with pytest.raises(CheckFailed, match="out is wrong"):
+        check_coalesced_scale_add(scale_add_fixed_alpha)
+
+
 def test_scale_add_runs_other_grids():
     with pytest.raises(CheckFailed, match=r"out is wrong.*never written"):
         check_coalesced_scale_add(scale_add_fixed_strides)
