@@ -228,6 +228,24 @@ class SigmoidBackwardFirstOutput:  # wrong: backward uses the output of the firs
         return sigmoid_backward(dout, self.first)
 
 
+class SigmoidIsTanh(SigmoidRight):
+    def forward(self, x):
+        from nbkit.kernels.activations import tanh_forward
+
+        self.y = tanh_forward(x)
+        return self.y
+
+
+class SigmoidForgetsDout(SigmoidRight):
+    def backward(self, dout):
+        return sigmoid_backward(sigmoid_forward(self.y) * 0 + 1, self.y)
+
+
+def test_sigmoid_layer_names_tanh_and_a_missing_dout():
+    fails(check_sigmoid_layer, SigmoidIsTanh, "forward computed tanh")
+    fails(check_sigmoid_layer, SigmoidForgetsDout, "without multiplying by the upstream gradient dout")
+
+
 def test_sigmoid_layer_is_called_more_than_once():
     fails(check_sigmoid_layer, SigmoidCachesFirst, r"layer \(second call\).forward\(x\).*forward is wrong.*Likely cause: "
                                                    r"forward returned the output of an earlier forward call of this layer")

@@ -221,6 +221,20 @@ def accuracy_skips_last_image(logits_of, x, y, batch):  # wrong: range(0, len(x)
     return correct / len(x)
 
 
+def accuracy_full_batches_only(logits_of, x, y, batch):  # wrong: divides by the images in full batches
+    correct = 0
+    for i in range(0, len(x), batch):
+        correct += int((logits_of(x[i:i + batch]).argmax(axis=1) == y[i:i + batch]).sum())
+    return correct / (len(x) // batch * batch)
+
+
+def test_accuracy_full_batches_denominator_is_named():
+    with pytest.raises(CheckFailed, match="divided the number of correct predictions by the images in full batches, "
+                                          "100, not by 103") as e:
+        check_accuracy(accuracy_full_batches_only)
+    assert "averaged" not in str(e.value)
+
+
 def test_accuracy_check_rejects_a_range_one_short():
     with pytest.raises(CheckFailed, match="logits_of never saw image"):
         check_accuracy(accuracy_skips_last_image)
