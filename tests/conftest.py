@@ -17,7 +17,7 @@ from nbkit.perf.compiler import compiler_missing
 ROOT = Path(__file__).resolve().parent.parent
 # How a passing exercise check ends: the PTX proves float32, or, without numba-cuda's compiler, it says it could not.
 FLOAT32_NOTE = ("float32 throughout (checked in the PTX: no .f64 instruction)." if compiler_missing() is None
-                else "float32 was not checked: numba-cuda's compiler is not installed here (e.g. macOS).")
+                else "float32 not checked: numba-cuda's compiler is not installed.")
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:

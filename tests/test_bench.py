@@ -18,5 +18,6 @@ def test_bench_prints_cpu_ratios():
     assert r.returncode == 0, r.stderr
     for batch in (4, 64):
         assert re.search(rf"CPU, batch +{batch}: CPU path +[\d.]+ img/s, PyTorch CPU +[\d.]+ img/s, ratio [\d.]+x", r.stdout)
+        assert re.search(rf"CPU, batch +{batch}: kernels +[\d.]+ img/s, PyTorch CPU +[\d.]+ img/s, ratio [\d.]+x", r.stdout)
     assert re.search(r"^hardware: .*; nbkit mode sim; load average", r.stdout, re.M), r.stdout
     assert "  GPU, batch 64 and 256: not measured (no GPU in this run).\n" in r.stdout

@@ -3,10 +3,10 @@
 import math
 
 import pytest
-from conftest import needs_compiler
+from conftest import FLOAT32_NOTE, needs_compiler
 from numba import cuda, float32
 
-from nbkit.checks import CheckFailed, check_block_sum, check_leaky_relu, check_softmax_xent_grad
+from nbkit.checks import CheckFailed, check_block_sum, check_leaky_relu, check_softmax_xent_grad, check_warp_reduce
 
 # ------------------------------------------------------------------ 05.1 leaky ReLU
 
@@ -505,3 +505,130 @@ def test_block_sum_check(capsys):
         check_block_sum(_tree_variant(grow=False, fixed_stride=0, tail_guard=False))
     with pytest.raises(CheckFailed, match="only the first 32 threads' values of each block are summed"):
         check_block_sum(_tree_variant(grow=False, fixed_stride=16, tail_guard=True))
+
+
+# ------------------------------------------------------------------ 05.4 a warp-shuffle tail
+
+FULL = 0xFFFFFFFF
+
+
+@cuda.jit
+def warp_block_sum(x, partial):
+    """The reference: 05.3's tree in shared memory down to 32 values, then warp 0 shuffles them down."""
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    v = float32(0)
+    if i < x.size:
+        v = x[i]
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride >= 32:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t < 32:
+        v = buf[t]
+        for offset in (16, 8, 4, 2, 1):
+            v += cuda.shfl_down_sync(0xFFFFFFFF, v, offset)
+        if t == 0:
+            partial[cuda.blockIdx.x] = v
+
+
+def _warp_tail_variant(first_offset=16, up=False, stop=32, tail_lanes=32):
+    """Wrong 05.4 answers from one template, each with exactly one mistake."""
+
+    @cuda.jit
+    def kernel(x, partial):
+        buf = cuda.shared.array(TREE, float32)
+        t = cuda.threadIdx.x
+        B = cuda.blockDim.x
+        i = cuda.blockIdx.x * 2 * B + t
+        v = float32(0)
+        if i < x.size:
+            v = x[i]
+        if i + B < x.size:
+            v += x[i + B]
+        buf[t] = v
+        cuda.syncthreads()
+        stride = B // 2
+        while stride >= stop:
+            if t < stride:
+                buf[t] += buf[t + stride]
+            cuda.syncthreads()
+            stride //= 2
+        if t < tail_lanes:
+            v = buf[t]
+            offset = first_offset
+            while offset > 0:
+                v += cuda.shfl_up_sync(FULL, v, offset) if up else cuda.shfl_down_sync(FULL, v, offset)
+                offset //= 2
+            if t == 0:
+                partial[cuda.blockIdx.x] = v
+
+    return kernel
+
+
+@cuda.jit(device=True)
+def warp_allreduce(v):
+    for lane_mask in (16, 8, 4, 2, 1):
+        v += cuda.shfl_xor_sync(FULL, v, lane_mask)  # butterfly: every lane ends with the warp's sum
+    return v
+
+
+@cuda.jit
+def warp_block_sum_butterfly(x, partial):
+    """Alternative: each warp reduces its own values with an xor butterfly (in a device function), the warp sums
+    meet in shared memory, warp 0 reduces those: no shared-memory tree at all."""
+    sums = cuda.shared.array(32, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    v = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+    v = warp_allreduce(v)
+    if cuda.laneid == 0:
+        sums[t // 32] = v
+    cuda.syncthreads()
+    if t < 32:
+        v = warp_allreduce(sums[t] if t < B // 32 else float32(0))
+        if t == 0:
+            partial[cuda.blockIdx.x] = v
+
+
+def test_warp_reduce_check_accepts_the_reference_and_a_butterfly(capsys):
+    check_warp_reduce(warp_block_sum)
+    check_warp_reduce(warp_block_sum_butterfly)
+    out = capsys.readouterr().out
+    assert out.count("✓ block sums are correct with 128, 64 and 32 threads per block") == 2 and "warp-shuffle tail" in out
+    assert "No race on shared memory" in out and out.count(FLOAT32_NOTE) >= 1  # the butterfly's device function:
+    # the PTX proof compiles a kernel alone and may say it could not
+
+
+def test_warp_reduce_check_names_the_mistakes():
+    with pytest.raises(CheckFailed, match="your kernel calls no warp shuffle"):
+        check_warp_reduce(block_sum)  # 05.3's answer: right sums, but no shuffle
+    with pytest.raises(CheckFailed, match="shfl_up_sync reads lane - delta"):
+        check_warp_reduce(_warp_tail_variant(up=True))
+    with pytest.raises(CheckFailed, match="only lanes 0-15 of warp 0 are summed"):
+        check_warp_reduce(_warp_tail_variant(first_offset=8))
+    with pytest.raises(CheckFailed, match="warp 0 sums only 32 of the 64 values"):
+        check_warp_reduce(_warp_tail_variant(stop=64))
+
+
+def test_warp_reduce_check_names_a_shuffle_that_reads_lanes_outside_it():
+    """Only lanes 0-15 shuffle with the full mask: lane 0 reads lane 16, which has returned (undefined in CUDA)."""
+    with pytest.raises(CheckFailed) as info:
+        check_warp_reduce(_warp_tail_variant(tail_lanes=16))
+    message = str(info.value)
+    assert "WarpError" in message and "read lane 16, but lane 16 has returned from the kernel" in message
+
+
+def test_the_shuffle_tail_also_passes_05_3(capsys):
+    """Before the simulator had shuffles, 05.3 answered a correct shuffle tail with AttributeError."""
+    check_block_sum(warp_block_sum)
+    assert "✓ block sums are correct" in capsys.readouterr().out

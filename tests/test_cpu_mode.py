@@ -225,3 +225,21 @@ def test_barrier_divergence_puts_the_arrays_back():
 def test_an_argument_numba_cannot_type_is_unsupported():
     with pytest.raises(ExecutorUnsupported, match="argument numba cannot compile"):
         run_on_cpu(_fill, 1, 8, object())
+
+
+@pytest.mark.subprocess
+def test_compiled_launches_run_on_the_executor_in_sim_mode_and_stop_after(python_in_fresh_process):
+    """Outside cpu mode, ``compiled_launches()`` sends the launches of one block (only) to the executor."""
+    code = (
+        "import numpy as np, nbkit\n"
+        "from nbkit.core import launch as L\n"
+        "from nbkit.kernels.vector import add\n"
+        "a = np.arange(300, dtype=np.float32)\n"
+        "with L.compiled_launches():\n"
+        "    out = add(a, a)\n"
+        "inside = L.EXECUTOR_LAUNCHES\n"
+        "add(a, a)\n"
+        "print(nbkit.MODE.name, inside, L.EXECUTOR_LAUNCHES, bool(np.array_equal(out, 2 * a)))\n")
+    r = python_in_fresh_process(code, NBKIT_MODE="sim")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["sim", "1", "1", "True"]

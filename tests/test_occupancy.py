@@ -84,3 +84,12 @@ def test_occupancy_by_block_size_for_a_plot():
     assert [r.threads_per_block for r in rows] == list(range(32, 1025, 32))
     assert all(0 <= r.fraction <= 1 for r in rows)
     assert "MODEL occupancy on sm_75" in str(rows[0])
+
+
+def test_a_kernel_without_shared_memory_is_never_limited_by_shared_memory():
+    # cuda_occupancy.h: zero shared memory per block sets no shared-memory limit (also with the 1 KiB reserve)
+    for cc in ("sm_75", "sm_80", "sm_90"):
+        for threads in (32, 64, 256):
+            o = occupancy(cc, threads, 32, 0)
+            assert "shared memory" not in o.limited_by, (cc, threads, o.limited_by)
+    assert occupancy("sm_75", 32, 32, 0).limited_by == ("blocks",)

@@ -67,3 +67,31 @@ def test_plot_roofline_is_titled_and_labelled():
     ax = rl.plot_roofline([rl.matmul_naive(256, 256, 256), rl.elementwise("relu_forward", 1000)])
     assert "MODEL" in ax.get_title() and "FLOP/byte" in ax.get_xlabel() and "GFLOP/s" in ax.get_ylabel()
     assert ax.get_xscale() == ax.get_yscale() == "log"
+
+
+def test_model_is_picked_from_the_device_present_or_none():
+    from nbkit.perf.roofline import GPUS, model_for
+
+    assert model_for("Tesla T4") is GPUS["T4"]
+    assert model_for("NVIDIA A100-SXM4-40GB") is GPUS["A100 SXM 40GB"]
+    assert model_for("NVIDIA A100-PCIE-40GB") is GPUS["A100 SXM 40GB"]
+    assert model_for("NVIDIA H100 80GB HBM3") is GPUS["H100 SXM"]
+    for other in ("NVIDIA H100 PCIe", "NVIDIA H100 NVL", "NVIDIA A100-SXM4-80GB", "NVIDIA H200", "NVIDIA GeForce RTX 4090"):
+        assert model_for(other) is None, other
+
+
+def test_no_model_in_the_simulator():
+    from nbkit.perf.roofline import present_model
+
+    assert present_model() == (None, "")
+
+
+def test_roofline_labels_are_merged_and_spread_apart():
+    from nbkit.perf import roofline as rl
+
+    works = [rl.elementwise("relu_forward", 1000), rl.elementwise("relu_forward", 5000),
+             rl.maxpool2x2_forward(4, 6, 28, 28), rl.conv2d_forward(4, 3, 32, 32, 6, 5, 5)]
+    labels, offsets = rl._label_layout(works, [w.intensity() for w in works])
+    names = [(name, count) for name, _, count in labels]
+    assert ("relu_forward", 2) in names and len(labels) == 3  # the two ReLUs share one label
+    assert len(set(offsets[:2])) == 2  # ReLU and max-pool sit close together: their labels are stacked

@@ -51,3 +51,70 @@ def test_bad_arguments():
         time_it(lambda: None, repeat=0)
     with pytest.raises(ValueError, match="rounds >= 1"):
         time_it(lambda: None, rounds=0)
+
+
+class _FakeEvent:
+    def record(self):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+def _fake_gpu(monkeypatch, gpu_ms_per_round: float, host_seconds_per_round: float):
+    """GPU mode with CUDA events that report ``gpu_ms_per_round`` and a host clock that advances by the issue time."""
+    import types
+
+    import nbkit.core.timing as timing
+
+    clock = {"t": 0.0}
+
+    def perf_counter():
+        clock["t"] += host_seconds_per_round  # consecutive readings bracket the issuing loop
+        return clock["t"]
+
+    monkeypatch.setattr(timing, "_mode", lambda: types.SimpleNamespace(name="gpu"))
+    monkeypatch.setattr(timing.cuda, "event", lambda timing=True: _FakeEvent(), raising=False)
+    monkeypatch.setattr(timing.cuda, "event_elapsed_time", lambda a, b: gpu_ms_per_round, raising=False)
+    monkeypatch.setattr(timing.time, "perf_counter", perf_counter)
+    monkeypatch.setattr(timing.cuda, "synchronize", lambda: None)
+    return timing
+
+
+def test_gpu_time_longer_than_dispatch_is_the_kernel_time(monkeypatch):
+    timing = _fake_gpu(monkeypatch, gpu_ms_per_round=10.0, host_seconds_per_round=0.001)  # GPU 10 ms, issue 1 ms
+    t = timing.time_it(lambda: None, repeat=10, warmup=0)
+    assert t.median == pytest.approx(0.001) and not t.dispatch_bound
+    assert "one pair of CUDA events" in str(t) and "DISPATCH-BOUND" not in str(t)
+
+
+def test_gpu_time_equal_to_dispatch_is_labelled_dispatch_bound(monkeypatch):
+    # 10 launches issued in 1 ms (100 µs each from Python) and the events also measure 1 ms: the GPU waited.
+    timing = _fake_gpu(monkeypatch, gpu_ms_per_round=1.0, host_seconds_per_round=0.001)
+    t = timing.time_it(lambda: None, repeat=10, warmup=0)
+    assert t.dispatch_bound
+    assert "DISPATCH-BOUND" in str(t) and "upper bound" in str(t)
+
+
+def test_time_kernels_marks_dispatch_bound_kernels(monkeypatch):
+    import types
+
+    import nbkit.perf.steps as steps
+
+    timing = _fake_gpu(monkeypatch, gpu_ms_per_round=1.0, host_seconds_per_round=0.001)
+    monkeypatch.setattr(steps, "MODE", types.SimpleNamespace(is_simulator=False, probe=types.SimpleNamespace(usable=True)))
+    monkeypatch.setattr(steps, "gpu_round", timing.gpu_round)
+    monkeypatch.setattr(steps.cuda, "synchronize", lambda: None)
+
+    class K:
+        py_func = types.SimpleNamespace(__name__="tiny_kernel")
+
+        def __getitem__(self, config):
+            return lambda *args: None
+
+    rec = steps.StepRecord(launches=[(K(), 1, 32, ())])
+    monkeypatch.setattr(steps, "kernel_name", lambda k: "tiny_kernel")
+    steps.time_kernels(rec, lambda: None, repeats=10)
+    assert rec.dispatch_bound == {"tiny_kernel"}
+    table = steps.kernel_table(rec)
+    assert "≤" in table and "DISPATCH-BOUND" in table

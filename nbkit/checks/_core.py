@@ -18,10 +18,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
-import json
 import os
-import subprocess
-import textwrap
 import types
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -30,7 +27,9 @@ import numpy as np
 
 from nbkit.core.launch import launch, static_shared_bytes
 from nbkit.core.source import python_function
-from nbkit.perf.compiler import compiler_missing, run_in_gpu_mode
+from nbkit.core.warp import WarpError
+from nbkit.perf.compiler import KernelCompile, compile_error, compile_kernel
+from nbkit.perf.ptx import f64_instructions
 
 
 class CheckFailed(AssertionError):
@@ -238,9 +237,10 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
 
     Outputs start as the sentinel (or ``initial``); after the launch a changed sentinel anywhere in the
     padding means a thread wrote outside the array: a missing or wrong bounds guard. In the simulator an
-    out-of-bounds access raises IndexError, reported the same way. ``call`` (e.g. ``"saxpy(alpha, x, y, out)"``)
-    is how the check calls the kernel: parameter count and order are checked against it first, and error
-    messages quote it.
+    out-of-bounds access raises IndexError, reported the same way; on a GPU a fault inside the kernel (an illegal
+    address) surfaces at the copy back and a compile error at the launch, each one line (:func:`launch_failed`).
+    ``call`` (e.g. ``"saxpy(alpha, x, y, out)"``) is how the check calls the kernel: parameter count and order
+    are checked against it first, and error messages quote it.
     """
     if call:
         check_parameters(kernel, call)
@@ -263,17 +263,13 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
                     tuple(tuple(sh) for sh in out_shapes), tuple(dtypes))
     try:
         launch(kernel, griddim, blockdim, *d_inputs, *views, *d_extra)
-    except IndexError as exc:
-        if "scalar" in str(exc):
-            fail(f"your kernel indexed a scalar parameter ({exc}): the parameters are probably in another order "
-                 f"than the check passes them" + (f": it calls {call}." if call else "."))
-        fail(f"a thread accessed an element outside an array ({exc}). The grid has more threads than elements "
-             "(or an index is computed wrongly): every thread must check its index before reading or writing "
-             "(the bounds guard), and use the array's shape, not a hard-coded size.")
-    except (TypeError, ValueError, AttributeError, ZeroDivisionError) as exc:
-        fail(f"your kernel raised {type(exc).__name__}: {exc}" + (f" (the check calls it as {call})." if call else "."))
+    except Exception as exc:  # noqa: BLE001 - each kind is said in words below; any other is raised again
+        launch_failed(exc, call)
     for shape, buf, name in zip(out_shapes, buffers, names):
-        full = buf.copy_to_host()
+        try:
+            full = buf.copy_to_host()  # on a GPU, a fault inside the kernel is reported here, at the next sync
+        except Exception as exc:  # noqa: BLE001 - said in words by launch_failed, or raised again
+            launch_failed(exc, call)
         size = int(np.prod(shape))
         pad = np.concatenate([full[:PAD], full[PAD + size:]])
         if np.any(pad != np.asarray(SENTINEL, dtype=full.dtype)):
@@ -283,6 +279,32 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
                  "add or correct the bounds guard.", run)
         run.outputs.append(full[PAD:PAD + size].reshape(shape))
     return run
+
+
+def launch_failed(exc: Exception, call: str | None = None) -> None:
+    """Fail with one line for an exception raised by the learner's launch; raise it again when it is not theirs.
+
+    An out-of-bounds access raises IndexError only in the simulator and cpu mode (on a GPU a write out of
+    bounds is caught by the sentinel padding, a read is not caught at all); a numba error (GPU mode: the
+    compiler's TypingError or LoweringError, the driver's CudaAPIError) names the learner's line.
+    """
+    calls = f" (the check calls it as {call})." if call else "."
+    if type(exc).__module__.startswith("numba"):
+        refused = "the GPU refused or aborted the launch" if "Cuda" in type(exc).__name__ else COMPILER_REFUSES
+        if "ILLEGAL_ADDRESS" in str(exc):
+            refused += (" (a thread accessed memory that no array owns: a missing or wrong bounds guard, or a wrong "
+                        "index; the GPU context is unusable now: restart the Python kernel after fixing it)")
+        fail(f"{refused}: {compile_error(exc)}{calls}")
+    if isinstance(exc, IndexError):
+        if "scalar" in str(exc):
+            fail(f"your kernel indexed a scalar parameter ({exc}): the parameters are probably in another order "
+                 f"than the check passes them" + (f": it calls {call}." if call else "."))
+        fail(f"a thread accessed an element outside an array ({exc}). The grid has more threads than elements "
+             "(or an index is computed wrongly): every thread must check its index before reading or writing "
+             "(the bounds guard), and use the array's shape, not a hard-coded size.")
+    if isinstance(exc, (TypeError, ValueError, AttributeError, ZeroDivisionError, WarpError)):
+        fail(f"your kernel raised {type(exc).__name__}: {exc}{calls}")
+    raise exc
 
 
 def _parameter_names(kernel: object) -> list[str] | None:
@@ -416,67 +438,59 @@ def show_launch_picture(run: KernelRun, output: int = 0, index: tuple[int, ...] 
 # "float32 throughout", proved from the PTX
 
 
-_PTX_SCRIPT = r"""
-import json, math, sys
-import nbkit
-import numpy as np
-from numba import cuda, float32, float64, int32, int64
-from nbkit.perf.ptx import f64_instructions
-request = json.loads(sys.stdin.read())
-namespace = {"cuda": cuda, "math": math, "np": np, "numpy": np, "float32": float32, "float64": float64,
-             "int32": int32, "int64": int64, **request["constants"]}
-exec(compile(request["source"], "<learner>", "exec"), namespace)
-fn = namespace[request["name"]]
-fn = getattr(fn, "py_func", fn)
-ptx, _ = cuda.compile_ptx(fn, request["signature"], cc=(7, 5))
-print(json.dumps(f64_instructions(ptx)))
-"""
+COMPILER_REFUSES = "numba-cuda's compiler refuses your kernel, so a GPU could not run it"
 
-_ptx_cache: dict[tuple[str, str], tuple[bool | None, str]] = {}
+
+def signature_of(values: Sequence[object]) -> str:
+    """The signature a GPU launch with these arguments compiles, e.g. ``"void(float32[::1], float64)"``.
+
+    The types are numba's own (``numba.typeof``) of the host values; device arrays of the check are
+    C-contiguous like them. Used to compile a kernel whose exercise declares no signature.
+    """
+    from numba import typeof
+
+    def one(value: object) -> str:
+        if isinstance(value, np.ndarray):
+            value = np.ascontiguousarray(value)
+            return f"{typeof(value).dtype}[{', '.join([':'] * (value.ndim - 1) + ['::1'])}]"
+        return str(typeof(value))
+
+    return f"void({', '.join(one(v) for v in values)})"
+
+
+def require_compiles(kernel: object, signature: str) -> KernelCompile:
+    """Fail when numba-cuda's compiler refuses the kernel (a GPU would); otherwise return what it made.
+
+    Where no compiler exists, or the kernel cannot be sent to it, the result's ``skipped`` says why: that is
+    not the learner's mistake, and the ✓ message says what could not be checked.
+    """
+    result = compile_kernel(kernel, signature)
+    if result.error is not None:
+        fail(f"{COMPILER_REFUSES} ({signature}): {result.error}.")
+    return result
 
 
 def float32_ptx(kernel: object, signature: str) -> tuple[bool | None, str]:
     """Compile the learner's kernel to PTX with the real CUDA compiler and look for float64 instructions.
 
-    Returns (True, phrase) when the PTX has no ``.f64``, (False, message) when it has, and (None, phrase)
-    when it could not be checked (no numba-cuda, e.g. macOS, or a source that cannot be compiled alone).
-    Runs in a fresh process: numba fixes its target (GPU or simulator) once per process.
+    Returns (True, phrase) when the PTX has no ``.f64``, (False, message) when it has (or the compiler refuses
+    the kernel), and (None, phrase) when it could not be checked (no numba-cuda, e.g. macOS, or something the
+    kernel refers to that cannot be sent to the compiler). See :func:`nbkit.perf.compiler.compile_kernel`.
     """
-    func = python_function(kernel)
-    if compiler_missing():
-        return None, "float32 was not checked: numba-cuda's compiler is not installed here (e.g. macOS)"
-    try:
-        source = textwrap.dedent(inspect.getsource(func))
-    except (OSError, TypeError):
-        return None, "float32 was not checked: the kernel's source code could not be read"
-    key = (source, signature)
-    if key in _ptx_cache:
-        return _ptx_cache[key]
-    constants = {name: func.__globals__[name] for name in func.__code__.co_names
-                 if isinstance(func.__globals__.get(name), (int, float, bool)) and not isinstance(
-                     func.__globals__.get(name), np.generic)}
-    request = json.dumps({"source": source, "name": func.__name__, "signature": signature, "constants": constants})
-    try:
-        proc = run_in_gpu_mode(["-c", _PTX_SCRIPT], input=request, timeout=180)
-    except subprocess.TimeoutExpired:
-        return None, "float32 was not checked: compiling to PTX took too long"
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1][:300]
-        result: tuple[bool | None, str] = (None, f"float32 was not checked: the kernel could not be compiled on its "
-                                                 f"own for {signature} ({last})")
-    else:
-        lines = json.loads(proc.stdout.strip().splitlines()[-1])
-        if lines:
-            result = (False, f"the PTX of your kernel contains {len(lines)} float64 instruction(s), e.g. "
-                             f"`{lines[0]}`: something promotes the arithmetic to float64 (up to 64x slower on "
-                             "consumer GPUs). Common sources: a float literal such as 0.1 or 0.0 (write float32(0.1)); an "
-                             "integer operand mixed with a float32, which numba computes in float64, such as "
-                             "1 - dampening with an integer 1 (write float32(1)) or / logits.shape[0] (write "
-                             "/ float32(logits.shape[0])); a float64 math call. Compute from float32 values only.")
-        else:
-            result = (True, "float32 throughout (checked in the PTX: no .f64 instruction)")
-    _ptx_cache[key] = result
-    return result
+    result = compile_kernel(kernel, signature)
+    if result.skipped is not None:
+        return None, f"float32 not checked: {result.skipped}"
+    if result.error is not None:
+        return False, f"{COMPILER_REFUSES} ({signature}): {result.error}."
+    lines = f64_instructions(result.ptx or "")
+    if lines:
+        return False, (f"the PTX of your kernel contains {len(lines)} float64 instruction(s), e.g. "
+                       f"`{lines[0]}`: something promotes the arithmetic to float64 (up to 64x slower on "
+                       "consumer GPUs). Common sources: a float literal such as 0.1 or 0.0 (write float32(0.1)); an "
+                       "integer operand mixed with a float32, which numba computes in float64, such as "
+                       "1 - dampening with an integer 1 (write float32(1)) or / logits.shape[0] (write "
+                       "/ float32(logits.shape[0])); a float64 constant or math call. Compute from float32 values only.")
+    return True, "float32 throughout (checked in the PTX: no .f64 instruction)"
 
 
 def require_float32(kernel: object, signature: str) -> str:

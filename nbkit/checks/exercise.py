@@ -64,11 +64,14 @@ from nbkit.checks._core import (
     never_written,
     no_pictures,
     not_solved_message,
+    require_compiles,
     require_float32,
     run_kernel,
     say_not_solved,
+    signature_of,
 )
 from nbkit.core.launch import blocks_for
+from nbkit.perf.compiler import NO_COMPILER, start_compile_worker
 
 Dim = int | tuple[int, ...]
 
@@ -282,6 +285,12 @@ class _Progress:
 # what every exercise shares
 
 
+def _not_compiled(fields: types.SimpleNamespace) -> str:
+    """What the ✓ adds when a kernel could not be compiled though a compiler exists ('' otherwise)."""
+    why = getattr(fields, "not_compiled", "")
+    return f" Not compiled for a GPU: {why}." if why else ""
+
+
 def _words(success: str | Callable[[types.SimpleNamespace], str], fields: types.SimpleNamespace) -> str:
     """The ✓ message: a ``str.format`` template filled from ``fields``, or a function of them."""
     return success(fields) if callable(success) else success.format_map(vars(fields))
@@ -416,7 +425,7 @@ class Exercise(abc.ABC):
             if self.frame is not None and progress.case is not None:
                 message = self.frame(message, progress.stage, progress.case)
             return Verdict("failed", message, progress.stage, progress.cause, progress.case), None
-        return Verdict("passed", "✓ " + _words(self.success, fields)), fields
+        return Verdict("passed", "✓ " + _words(self.success, fields) + _not_compiled(fields)), fields
 
     def _phrases(self, answer: object, last: Attempt, progress: _Progress) -> dict[str, str]:
         """The proofs' phrases for the ✓ message (each proof may fail instead)."""
@@ -473,8 +482,8 @@ class KernelExercise(Exercise):
     * ``causes``: the table of named mistakes (:class:`Cause`), tried in order on a wrong output;
     * ``proofs``: checks run after every case came out right, in order, on the last case's attempt; each
       returns a phrase for the ✓ message (available as ``{name}``) or fails with :func:`~_core.fail`;
-    * ``float32``: the signature to compile the kernel with to prove float32 in the PTX (None: not asked);
-      its phrase is ``{float32}`` in the ✓ message;
+    * ``float32``: the signature to compile the kernel with to prove float32 in the PTX (None: not asked; the
+      kernel is still compiled, with its launch's signature); its phrase is ``{float32}`` in the ✓ message;
     * ``success``: the ✓ message, a ``str.format`` template or a function of the same fields (a namespace):
       the last case's sizes and inputs, ``grid``, ``block`` (as "4x4"), ``threads`` (the launch's total),
       ``got`` and ``want`` (dicts of the outputs by name), ``cases`` (those fields for every case, in order),
@@ -528,8 +537,28 @@ class KernelExercise(Exercise):
         return [Attempt(self, case, inputs, run, name, outputs[name], wants[name], outputs, wants)
                 for name in self.outputs]
 
+    def signature(self, attempt: Attempt) -> str:
+        """The signature the kernel is compiled with: ``float32``'s, else that of the attempt's launch."""
+        if self.float32:
+            return self.float32
+        return signature_of([attempt.outputs[p] if p in attempt.outputs else attempt.inputs[p] for p in self.parameters])
+
+    def _run(self, kernel: object, cases: Sequence[Case] | None, progress: _Progress) -> types.SimpleNamespace:
+        start_compile_worker()  # starts while the cases run; the compile comes after them
+        return super()._run(kernel, cases, progress)
+
     def _phrases(self, kernel: object, last: Attempt, progress: _Progress) -> dict[str, str]:
+        """Once every case is right: numba-cuda's compiler, which refuses what a GPU would refuse even where the
+        simulator ran it (a shared array sized at launch, a Python feature numba lacks); then the proofs, float32.
+
+        After the cases, so that a wrong answer gets the simulator's own diagnosis first, and only a right one
+        pays for the compile (cached per kernel source: a second check costs nothing).
+        """
+        progress.stage = "compile"
+        compiled = require_compiles(kernel, self.signature(last))
         phrases = super()._phrases(kernel, last, progress)
+        if compiled.skipped not in (None, NO_COMPILER) and not self.float32:  # float32's phrase says it otherwise
+            phrases["not_compiled"] = compiled.skipped
         if self.float32:
             progress.stage = "float32"
             phrases["float32"] = require_float32(kernel, self.float32)
@@ -599,7 +628,8 @@ class ExerciseGroup:
     ``check(*answers)`` takes one answer per part, in order. If any piece is still a stub the whole
     exercise is "not solved yet" (with the group's number and task); otherwise the parts run in order and
     the first failure is the verdict. The ✓ message is the group's: ``success`` gets ``parts``, the fields
-    of each part's ✓ message (see :class:`KernelExercise`), in order. Parts need no ``success`` of their own.
+    of each part's ✓ message (see :class:`KernelExercise`), in order, and ``float32``, the parts' PTX phrases
+    (once when they agree). Parts need no ``success`` of their own.
     """
 
     number: str
@@ -621,15 +651,16 @@ class ExerciseGroup:
             if not verdict.passed:
                 return verdict
             fields.append(part_fields)
-        return Verdict("passed", "✓ " + _words(self.success, types.SimpleNamespace(parts=fields)))
+        words = _words(self.success, types.SimpleNamespace(parts=fields, float32=self._float32(fields)))
+        return Verdict("passed", "✓ " + words + "".join(_not_compiled(f) for f in fields))
+
+    def _float32(self, fields: list[types.SimpleNamespace]) -> str:
+        """The parts' PTX phrases for ``{float32}``: once when they agree, else each after its kernel's name."""
+        said = [(part.call.split("(")[0], f.float32) for part, f in zip(self.parts, fields) if hasattr(f, "float32")]
+        if len({phrase for _, phrase in said}) <= 1:
+            return said[0][1] if said else ""
+        return "; ".join(f"{name}: {phrase}" for name, phrase in said)
 
     def check(self, *answers: object) -> None:
         """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed`."""
         self.run(*answers, pictures=True).report()
-
-
-def both_float32(forward: types.SimpleNamespace, backward: types.SimpleNamespace) -> str:
-    """The ✓ fields of two parts (forward, backward): their PTX phrase once when they agree, else each."""
-    if forward.float32 == backward.float32:
-        return forward.float32
-    return f"forward: {forward.float32}; backward: {backward.float32}"

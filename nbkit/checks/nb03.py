@@ -37,7 +37,8 @@ ROW_SUM = KernelExercise(
                            "here): sum into a local variable acc = float32(0), then write out[r] = acc once."),
         NEVER_WRITTEN,
     ),
-    success="row sums of a {rows}x{cols} matrix are correct ({grid} blocks of {block} threads).",
+    float32="void(float32[:, ::1], float32[::1])",  # the statement asks: accumulate in float32
+    success="row sums of a {rows}x{cols} matrix are correct ({grid} blocks of {block} threads); {float32}.",
 )
 
 

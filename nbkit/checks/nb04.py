@@ -72,8 +72,9 @@ BIAS_GRAD = KernelExercise(
                                             "must run over range(dZ.shape[0])."),
         NEVER_WRITTEN,
     ),
+    float32="void(float32[:, ::1], float32[::1])",  # the hint asks for a local float32 acc
     success="db = column sums of dZ {dZ.shape} is correct: one thread per column, so neighbouring threads read "
-            "neighbouring addresses at every step of the loop (coalesced).",
+            "neighbouring addresses at every step of the loop (coalesced); {float32}.",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
+import types
 
 import numpy as np
 
@@ -16,7 +17,6 @@ from nbkit.checks.exercise import (
     Cause,
     ExerciseGroup,
     KernelExercise,
-    both_float32,
     equals,
 )
 from nbkit.core.launch import blocks_for
@@ -76,7 +76,7 @@ LEAKY_RELU = ExerciseGroup(
     success=lambda f: (f"leaky ReLU forward and backward are correct with slopes "
                        f"{', '.join(f'{float(c.slope):g}' for c in f.parts[0].cases)} on "
                        f"{', '.join(str(c.n) for c in f.parts[0].cases)} elements, including x = 0; "
-                       f"{both_float32(*f.parts)}."),
+                       f"{f.float32}."),
 )
 
 
@@ -370,3 +370,104 @@ def check_block_sum(kernel) -> None:
     the last launch; a wrong sum's race is named on its own launch).
     """
     BLOCK_SUM.check(kernel)
+
+
+# --------------------------------------------------------------------------------------------------
+# 05.4 a warp-shuffle tail
+
+_SHUFFLES = ("shfl_down_sync", "shfl_xor_sync", "shfl_up_sync", "shfl_sync")
+
+
+def _calls_shuffle(kernel: object) -> bool | None:
+    """Whether the kernel, or a device function it names, calls a cuda.shfl_*_sync; None: no source to read."""
+    func = python_function(kernel)
+    seen: set[int] = set()
+
+    def calls(fn: types.FunctionType) -> bool | None:
+        if id(fn) in seen:
+            return False
+        seen.add(id(fn))
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+        except (OSError, TypeError, SyntaxError):
+            return None
+        if any(isinstance(n, ast.Attribute) and n.attr in _SHUFFLES for n in ast.walk(tree)):
+            return True
+        callees = [fn.__globals__.get(name) for name in fn.__code__.co_names]  # device functions it names
+        return any(calls(c.py_func) for c in callees if inspect.isfunction(getattr(c, "py_func", None)))
+
+    return calls(func)
+
+
+def _after_tree(loaded: np.ndarray, width: int) -> np.ndarray:
+    """A block's values after the shared-memory tree has halved them down to ``width`` (float64)."""
+    buf = loaded.astype(np.float64)
+    while buf.size > width:
+        buf = buf[:buf.size // 2] + buf[buf.size // 2:]
+    return buf
+
+
+def _warp_no_race(a: Attempt) -> str:
+    """The tracer's proof for the shared-memory part (the shuffles exchange registers, not memory)."""
+    races = a.races
+    if races:
+        fail("the sums are right in this run, but the memory-access tracer found a race on shared memory: "
+             + race_sentence(races) + " Warp 0 may read buf before the other warps' last additions: a "
+             "cuda.syncthreads() must separate the last shared-memory step from the shuffles' first read.")
+    if races is None:
+        return "Not checked: races on shared memory (the memory-access tracer could not run this kernel)."
+    return ("No race on shared memory (memory-access tracer); the shuffles exchange registers, so the last five "
+            "steps need neither shared memory nor a barrier.")
+
+
+_WARP_CASES = (_tree_case(128, 300), _tree_case(64, 200), _tree_case(32, 100))
+
+WARP_REDUCE = KernelExercise(
+    number="05.4", task="write the kernel warp_block_sum(x, partial)", call="warp_block_sum(x, partial)",
+    outputs=("partial",), inputs=_tree_inputs, reference=lambda x, chunks, loaded: np.array([ch.sum() for ch in chunks]),
+    cases=_WARP_CASES, rtol=1e-7, atol=0.0, seed=54,
+    before=(
+        Cause(lambda a: _calls_shuffle(a.run.kernel) is False,
+              "your kernel calls no warp shuffle: the last five steps of the tree (strides 16, 8, 4, 2, 1) must be "
+              "done by warp 0 with cuda.shfl_down_sync(0xFFFFFFFF, v, offset) on a register, not in shared memory."),
+    ),
+    causes=(
+        NEVER_WRITTEN,
+        equals(lambda a: [32 * _after_tree(v, 32)[0] for v in a.loaded],
+               "lane 0 doubled its own value five times: it never got another lane's value. cuda.shfl_up_sync reads "
+               "lane - delta, and lane 0 has no lane below it; use cuda.shfl_down_sync (lane + delta), or "
+               "cuda.shfl_xor_sync."),
+        equals(lambda a: [_after_tree(v, 32)[:16].sum() for v in a.loaded],
+               "only lanes 0-15 of warp 0 are summed: the shuffles must start at offset 16 (warpSize // 2) and halve: "
+               "16, 8, 4, 2, 1."),
+        equals(lambda a: [_after_tree(v, 64)[:32].sum() for v in a.loaded],
+               "warp 0 sums only 32 of the 64 values your shared-memory tree leaves: the tree must go down to 32 "
+               "values (its last step has stride 32: buf[t] += buf[t + 32], then a barrier) before warp 0 shuffles."),
+        Cause(lambda a: bool(np.array_equal(a.got[:-1], a.want[:-1]) and a.got[-1] != a.want[-1]),
+              lambda a: "only the last block's sum is wrong: threads whose elements lie past the end of x "
+                        f"(n = {a.n}) must load 0 and still take part in the tree, the barriers and the shuffles."),
+        Cause(lambda a: a.case.block != _WARP_CASES[0].block,
+              lambda a: f"the sums are right with {_WARP_CASES[0].block} threads per block but not with "
+                        f"{a.case.block}: with {a.case.block} threads the shared-memory tree has "
+                        f"{int(np.log2(a.case.block)) - 5} step(s) before the shuffles; start its stride at "
+                        "cuda.blockDim.x // 2 and stop it at 32."),
+    ),
+    proofs={"races": _warp_no_race},
+    float32="void(float32[::1], float32[::1])",
+    frame=_launch_context,
+    success="block sums are correct with 128, 64 and 32 threads per block and n not a multiple of 2B, with a warp-shuffle "
+            "tail (your source calls cuda.shfl_*_sync); {float32}. {races}",
+)
+
+
+def check_warp_reduce(kernel) -> None:
+    """Exercise 05.4: ``kernel(x, partial)``: 05.3's block sum, with the last five steps done by warp shuffles.
+
+    Block b (B = blockDim.x threads, a power of two from 32 to 128) writes the sum of x[2bB : 2bB + 2B] to
+    ``partial[b]``: each thread adds two elements while loading, a tree in shared memory goes down to 32 values,
+    then warp 0 sums them in registers with ``cuda.shfl_down_sync`` (or ``shfl_xor_sync``). Launched with 128, 64
+    and 32 threads per block and n not a multiple of 2B. The source must call a shuffle; float32 is checked from
+    the PTX, shared-memory races by the memory-access tracer. In the simulator nbkit emulates the shuffles
+    (:mod:`nbkit.core.warp`).
+    """
+    WARP_REDUCE.check(kernel)

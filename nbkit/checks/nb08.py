@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from nbkit.checks._core import CheckFailed, exercise, fail, passed
-from nbkit.checks.exercise import Case, Cause, ExerciseGroup, KernelExercise, both_float32
+from nbkit.checks.exercise import Case, Cause, ExerciseGroup, KernelExercise
 from nbkit.core.launch import blocks_for, threads_1d
 from nbkit.nn import reference as ref
 
@@ -80,7 +80,7 @@ RELU_KERNELS = ExerciseGroup(
             number="08.1", task="the kernel my_relu_forward_kernel(x, y)", call="my_relu_forward_kernel(x, y)",
             outputs=("y",), names={"y": "relu_forward(x)"}, inputs=_relu_inputs,
             reference=lambda x, dout: ref.relu_forward(x.astype(np.float64)), cases=_RELU_CASES, rtol=0, atol=0,
-            seed=81, float32="void(float32[::1], float32[::1])",
+            seed=81, float32="void(float32[::1], float32[::1])",  # the hint asks for float32 literals
         ),
         KernelExercise(
             number="08.1", task="the kernel my_relu_backward_kernel(dout, x, dx)",
@@ -95,7 +95,7 @@ RELU_KERNELS = ExerciseGroup(
         ),
     ),
     success=lambda f: (f"your ReLU kernels are exact on {', '.join(str(c.n) for c in f.parts[0].cases)} awkward values "
-                       f"(±0, ±1e-30, blocks not full); {both_float32(*f.parts)}"),
+                       f"(±0, ±1e-30, blocks not full); {f.float32}."),
 )
 
 
@@ -147,7 +147,7 @@ def check_relu_in_lenet(forward_kernel, backward_kernel, steps: int = 2) -> None
             topt.zero_grad()
             tloss.backward()
             topt.step()
-    passed(f"your ReLU kernels are exact, and LeNet built with them ({ops.name}) trains like PyTorch for "
+    passed(f"{verdict.message.removeprefix('✓ ')} LeNet built with them ({ops.name}) trains like PyTorch for "
            f"{steps} SGD steps (losses equal to 1e-5 at every step).")
 
 

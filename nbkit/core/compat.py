@@ -186,3 +186,33 @@ def diagnose(probe: Probe, toolkit_major: int | None, python: str = "python",
         problems.append(f"{gpu} has compute capability {_cc(oldest)}; CUDA {toolkit_major} supports "
                         f">= {_cc(CUDA13_MIN_CC)}. Fix: " + switch_to_cu12_command(python, in_course_venv, installed))
     return problems
+
+
+# --- PyTorch's CUDA, paired with the driver as numba-cuda's is ------------------------------------------------------
+def torch_cuda_blocker(torch_cuda: str | None, cuda_available: bool, arch_list: Sequence[str],
+                       capability: tuple[int, int] | None, driver_report: int | None) -> str | None:
+    """Why PyTorch cannot run on this GPU (None where it can): asked of torch, not assumed from numba's GPU.
+
+    ``torch_cuda``: ``torch.version.cuda`` (None for a CPU build); ``cuda_available``:
+    ``torch.cuda.is_available()``; ``arch_list``: ``torch.cuda.get_arch_list()`` (the sm_XY it was compiled for);
+    ``capability``: the GPU's compute capability. The driver rules are the CUDA toolkit's, as for numba-cuda.
+    """
+    if torch_cuda is None:
+        return "this PyTorch is a CPU build (torch.version.cuda is None)"
+    major = int(torch_cuda.split(".")[0])
+    need = CUDA13_MIN_DRIVER_REPORT if major >= 13 else CUDA12_MIN_DRIVER_REPORT
+    if driver_report is not None and driver_report < need:
+        return (f"PyTorch is built for CUDA {torch_cuda}, which needs driver >= "
+                f"{CUDA13_MIN_DRIVER if major >= 13 else CUDA12_MIN_DRIVER}; this driver supports CUDA "
+                f"{cuda_version(driver_report)}")
+    if capability is not None and arch_list:
+        sm = [tuple(divmod(int(a.split("_")[1]), 10)) for a in arch_list if a.startswith("sm_") and a[3:].isdigit()]
+        ptx = [tuple(divmod(int(a.split("_")[1]), 10)) for a in arch_list
+               if a.startswith("compute_") and a[8:].isdigit()]
+        # a cubin runs on its own major at an equal or higher minor; PTX is JIT-compiled for any newer GPU
+        if not any(m == capability[0] and n <= capability[1] for m, n in sm) and not any(p <= capability for p in ptx):
+            return (f"PyTorch {torch_cuda} was not compiled for compute capability {_cc(capability)} "
+                    f"(it has {', '.join(arch_list)})")
+    if not cuda_available:
+        return f"torch.cuda.is_available() is False (PyTorch built for CUDA {torch_cuda})"
+    return None

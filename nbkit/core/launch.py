@@ -10,12 +10,13 @@ through the CPU executor (:func:`run_on_executor`); a kernel it cannot run goes 
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import inspect
 import math
 import sys
 import textwrap
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -280,5 +281,26 @@ def run_on_executor(kernel: object, grid: tuple, block: tuple, dynamic_shared_by
     simulate()
 
 
+@contextlib.contextmanager
+def compiled_launches() -> Iterator[None]:
+    """Inside: every kernel launch runs compiled by the CPU executor, as in cpu mode (no GPU needed).
+
+    In sim mode it routes the launches of the block through :func:`run_on_executor` and back to the simulator
+    after; in cpu mode they already go there; in GPU mode nothing changes (the kernels run on the GPU). Used where
+    only results and speed matter, e.g. notebook 08 training the course's kernels without a GPU.
+    """
+    if MODE.name != "sim":
+        yield
+        return
+    simulator.route_launches(run_on_executor)
+    try:
+        yield
+    finally:
+        simulator.route_launches(None)
+
+
 if MODE.name == "cpu":
     simulator.route_launches(run_on_executor)
+
+if MODE.is_simulator:  # the simulators lack warp shuffles and votes: nbkit.core.warp supplies them
+    simulator.install_warp_intrinsics()

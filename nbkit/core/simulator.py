@@ -24,6 +24,7 @@ import functools
 import importlib
 import importlib.metadata
 import sys
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Iterator
@@ -34,7 +35,8 @@ SUPPORTED = "numba-cuda 0.30 (on numba 0.68) or numba 0.68's built-in CUDA simul
 
 __all__ = ["SUPPORTED", "SimulatorInternalsError", "Internals", "internals", "which", "numba_cuda_loaded", "as_dtype",
            "device_array_memory",
-           "simulated_kernel", "is_simulated_kernel", "launch_context", "Router", "route_launches"]
+           "simulated_kernel", "is_simulated_kernel", "is_device_function", "launch_context", "Router", "route_launches",
+           "install_warp_intrinsics", "warp_sync"]
 
 
 class SimulatorInternalsError(RuntimeError):
@@ -142,6 +144,13 @@ def is_simulated_kernel(obj: object) -> bool:
     return isinstance(obj, internals().FakeCUDAKernel)
 
 
+def is_device_function(obj: object) -> bool:
+    """Whether ``obj`` is a ``cuda.jit(device=True)`` function: a simulator one, or a compiled dispatcher."""
+    if isinstance(obj, internals().FakeCUDAKernel):
+        return bool(obj._device)
+    return bool(getattr(obj, "targetoptions", {}).get("device"))
+
+
 @contextlib.contextmanager
 def launch_context(fn: Callable, module: object) -> Iterator[None]:
     """While a kernel ``fn`` runs: ``module`` is the ``cuda`` of fn's globals and of the device functions it calls."""
@@ -184,3 +193,118 @@ def route_launches(run: Router | None) -> None:
     _ROUTER.clear()
     if run is not None:
         _ROUTER.append(run)
+
+
+# ---------------------------------------------------------------------------------------------- warp intrinsics
+
+_WARP_STATE = "_nbkit_warps"  # on a BlockManager: the BlockWarps of the block it runs
+_WARP_LOCK = threading.Lock()
+
+
+def _block_warps(thread: Any) -> Any:
+    """The :class:`~nbkit.core.warp.BlockWarps` of a simulator thread's block, made by its first thread."""
+    from nbkit.core.warp import BlockWarps
+
+    manager = thread._manager
+    with _WARP_LOCK:
+        block = manager.__dict__.get(_WARP_STATE)
+        if block is None:
+            block = BlockWarps(getattr(manager._f, "__name__", "?"), tuple(thread.blockIdx),
+                               tuple(manager._block_dim), tuple(manager._grid_dim),
+                               at_barrier=lambda t: bool(t.syncthreads_blocked), aborted=lambda t: bool(t.abort))
+            setattr(manager, _WARP_STATE, block)
+    return block
+
+
+def _current_lane() -> tuple[Any, int]:
+    t = threading.current_thread()
+    block = getattr(t, _WARP_STATE, None)
+    if block is None:
+        raise RuntimeError("a warp intrinsic was called outside a simulated kernel")
+    return block, t.thread_id
+
+
+def warp_sync(mask: Any = 0xFFFFFFFF) -> int:
+    """``cuda.syncwarp(mask)`` for the calling simulator thread; returns the meeting's serial number in its warp
+    (the tracer orders memory with it)."""
+    block, tid = _current_lane()
+    return block.meet(tid, "syncwarp", mask)[1]
+
+
+def install_warp_intrinsics() -> None:
+    """Give the simulator's fake ``cuda`` module the warp intrinsics of :mod:`nbkit.core.warp` (both simulators).
+
+    Why here: it patches the simulator's classes. ``BlockThread.__init__`` registers each thread with its block's
+    :class:`~nbkit.core.warp.BlockWarps` and wraps its body so that a returned thread counts as inactive;
+    ``FakeCUDAModule`` gets ``shfl_sync``, ``shfl_up_sync``, ``shfl_down_sync``, ``shfl_xor_sync``, ``syncwarp``,
+    ``all_sync``, ``any_sync``, ``eq_sync``, ``ballot_sync``, ``match_any_sync``, ``match_all_sync``,
+    ``activemask``, ``lanemask_lt``, and a ``popc`` that counts a negative int32 (a ballot naming lane 31) as
+    the GPU does. ``laneid`` and ``warpsize`` are the simulators' own. Idempotent.
+    """
+    from nbkit.core import warp
+
+    sim = internals()
+    thread_cls, module_cls = sim.BlockThread, sim.FakeCUDAModule
+    if not getattr(thread_cls.__init__, "_nbkit_warps", False):
+        original_init = thread_cls.__init__
+
+        def __init__(self, f, manager, *rest, **kwargs):  # the simulator's own, plus the warp bookkeeping
+            def body(*args, **kw):
+                try:
+                    return f(*args, **kw)
+                finally:
+                    block = getattr(self, _WARP_STATE, None)
+                    if block is not None:
+                        block.exited(self.thread_id)
+
+            original_init(self, body, manager, *rest, **kwargs)
+            block = _block_warps(self)
+            setattr(self, _WARP_STATE, block)
+            block.register(self.thread_id, self)
+
+        __init__._nbkit_warps = True
+        functools.update_wrapper(__init__, original_init, assigned=("__doc__", "__name__", "__qualname__"))
+        thread_cls.__init__ = __init__
+
+    def shuffle(kind: str) -> Callable:
+        def intrinsic(self, mask, value, arg):
+            warp.check_shuffle_value(kind, value)
+            block, tid = _current_lane()
+            return block.meet(tid, kind, mask, value, int(arg))[0]
+
+        intrinsic.__name__ = kind
+        return intrinsic
+
+    def meeting(kind: str) -> Callable:
+        def intrinsic(self, mask, value):
+            if kind in warp.MATCHES:
+                warp.check_shuffle_value(kind, value)
+                if isinstance(value, warp.Undefined):
+                    value._used()
+            else:  # a predicate: its truth, decided by the calling lane (an undefined one raises here)
+                value = bool(value)
+            block, tid = _current_lane()
+            return block.meet(tid, kind, mask, value)[0]
+
+        intrinsic.__name__ = kind
+        return intrinsic
+
+    def syncwarp(self, mask=0xFFFFFFFF):
+        warp_sync(mask)
+
+    def activemask(self):
+        block, tid = _current_lane()
+        return block.activemask(tid)
+
+    def lanemask_lt(self):
+        return warp.lanemask_lt(threading.current_thread().thread_id % 32)
+
+    def popc(self, val):
+        return warp.popc(val)
+
+    for kind in warp.SHUFFLES:
+        setattr(module_cls, kind, shuffle(kind))
+    for kind in warp.VOTES + warp.MATCHES:
+        setattr(module_cls, kind, meeting(kind))
+    for fn in (syncwarp, activemask, lanemask_lt, popc):
+        setattr(module_cls, fn.__name__, fn)

@@ -155,8 +155,10 @@ def scaling_model(nbytes: float, step_compute_s: float, ps, bandwidth: float, la
                   overlap: bool = False) -> np.ndarray:
     """MODEL: speed-up over one GPU of p data-parallel GPUs, each with the same per-GPU batch (weak scaling).
 
-    A step costs the compute time plus the all-reduce (``overlap=False``), or the larger of the two when the
-    all-reduce of early layers runs during the backward pass of later ones (``overlap=True``, DDP's buckets).
+    A step costs the compute time plus the all-reduce (``overlap=False``), or, at best, the larger of the two
+    (``overlap=True``): DDP reduces the buckets of the *last* layers, whose gradients backward computes first, while
+    backward still computes the earlier layers' gradients. Full overlap is a best case, so that curve is an upper
+    bound on the speed-up (a model that fits in one bucket, like LeNet, overlaps nothing).
     """
     ps = np.asarray(ps)
     comm = np.array([ring_allreduce_time(nbytes, int(p), bandwidth, latency) for p in ps])

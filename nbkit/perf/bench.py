@@ -75,19 +75,31 @@ def _batches(n_steps: int, batch: int, seed: int = 0):
             for _ in range(n_steps)]
 
 
-def cpu_ratios(batch_sizes=(4, 64), steps: dict | None = None) -> list[dict]:
-    """Images per second of the CPU path and of PyTorch on the CPU, and their ratio, per batch size."""
+def cpu_ratios(batch_sizes=(4, 64), steps: dict | None = None, backend: str = "cpu") -> list[dict]:
+    """Images per second of a course LeNet and of PyTorch on the CPU, and their ratio, per batch size.
+
+    ``backend="cpu"``: the CPU path (:mod:`nbkit.nn.cpu`, BLAS and compiled loops, the optimised yardstick);
+    ``backend="kernels"``: the course's CUDA kernels, compiled for the CPU by the executor
+    (:func:`nbkit.core.launch.compiled_launches`); its first steps (warm-up) pay the compilation.
+    """
+    import contextlib
+
     import torch
 
+    from nbkit.core.launch import compiled_launches
     from nbkit.nn import lenet
     from nbkit.nn.cpu import CPU
+    from nbkit.nn.kernel_backend import KERNEL_BACKEND
 
+    if backend not in ("cpu", "kernels"):
+        raise ValueError(f"backend must be 'cpu' or 'kernels', got {backend!r}")
     steps = steps or {4: 300, 64: 40}
     rows = []
     for batch in batch_sizes:
         data = _batches(steps.get(batch, 40), batch)
-        model, opt, tmodel, topt = lenet.twins(CPU)
-        ours = _time_steps(_ours_step(model, opt), data, warmup=5)
+        model, opt, tmodel, topt = lenet.twins(CPU if backend == "cpu" else KERNEL_BACKEND)
+        with compiled_launches() if backend == "kernels" else contextlib.nullcontext():
+            ours = _time_steps(_ours_step(model, opt), data, warmup=5)
         tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
         theirs = _time_steps(_torch_step(tmodel, topt), tdata, warmup=5)
         rows.append({"batch": batch, "ours_img_s": batch / ours, "torch_img_s": batch / theirs,
@@ -97,6 +109,13 @@ def cpu_ratios(batch_sizes=(4, 64), steps: dict | None = None) -> list[dict]:
 
 def gpu_ratios(batch: int = 256, steps: int = 20, gemm: bool = True) -> dict:
     """Kernel LeNet vs PyTorch on the GPU at ``batch``, and (``gemm``) the best SGEMM kernel vs torch.matmul."""
+    from nbkit.nn.torchdev import strict_float32
+
+    with strict_float32():  # TF32 off in cuBLAS and cuDNN: float32 against float32
+        return _gpu_ratios(batch, steps, gemm)
+
+
+def _gpu_ratios(batch: int, steps: int, gemm: bool) -> dict:
     import torch
     from numba import cuda
 
@@ -151,7 +170,21 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "" if goal is None else f"  (goal >= {goal:.2f}x: {'met' if row['ratio'] >= goal else 'NOT met'})"
         print(f"  CPU, batch {row['batch']:3d}: CPU path {row['ours_img_s']:8.1f} img/s, PyTorch CPU "
               f"{row['torch_img_s']:8.1f} img/s, ratio {row['ratio']:.2f}x{verdict}")
-    if MODE.name == "gpu" and MODE.probe.usable:
+    if MODE.name != "gpu":
+        print("  The course's CUDA kernels, compiled for the CPU by nbkit's executor (MCUDA thread loops):")
+        kernel_steps = {4: 10, 64: 3} if args.quick else {4: 100, 64: 10}
+        for row in cpu_ratios(steps=kernel_steps, backend="kernels"):
+            verdict = (f"  (goal >= 0.25x: {'met' if row['ratio'] >= 0.25 else 'NOT met'})"
+                       if row["batch"] == 64 else "")
+            print(f"  CPU, batch {row['batch']:3d}: kernels {row['ours_img_s']:8.1f} img/s, PyTorch CPU "
+                  f"{row['torch_img_s']:8.1f} img/s, ratio {row['ratio']:.2f}x{verdict}")
+    from nbkit.nn.torchdev import torch_device
+
+    torch_where, torch_why = torch_device()
+    if MODE.name == "gpu" and MODE.probe.usable and torch_where != "cuda":
+        print(f"  GPU comparisons with PyTorch: not measured ({torch_why}).")
+    elif MODE.name == "gpu" and MODE.probe.usable:
+        print("  GPU comparisons: float32 on both sides (TF32 off in cuBLAS matmuls and cuDNN convolutions).")
         for batch in (64, 256):
             g = gpu_ratios(batch, steps=5 if args.quick else 20, gemm=batch == 256)
             verdict = "  (goal >= 0.5x: " + ("met)" if g["ratio"] >= 0.5 else "NOT met)") if batch == 256 else ""

@@ -4,15 +4,28 @@
 target, and numba fixes its target (GPU or simulator) once per process. Code running in the simulator
 therefore compiles in a fresh process started by :func:`run_in_gpu_mode`. :mod:`nbkit.perf.ptx` (rules
 about the PTX) and :mod:`nbkit.perf.cubin` (PTX to machine code) both build on this module.
+
+:func:`compile_kernel` compiles a learner's kernel as a GPU would, in every mode: in GPU mode in this process,
+in the simulator in one long-lived GPU-mode worker process per session (started on first use), sent the
+kernel's whole closure (:mod:`nbkit.perf.closure`); results are cached per closure and signature. A refusal
+becomes one line naming the learner's line and the compiler's reason (:func:`compile_error`).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
+import hashlib
 import importlib.util
+import json
+import linecache
 import os
+import queue
+import re
 import subprocess
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,11 +51,16 @@ def run_in_gpu_mode(args: Sequence[str], *, input: str | None = None, capture: b
     ``sys.path``), so kernels from a notebook's own modules can be compiled too. ``capture=False``
     lets its output through to this process's terminal. Raises ``subprocess.TimeoutExpired`` after ``timeout``.
     """
+    return subprocess.run([sys.executable, *args], input=input, capture_output=capture, text=True,
+                          env=_gpu_mode_env(path), timeout=timeout)
+
+
+def _gpu_mode_env(path: Sequence[str] = ()) -> dict[str, str]:
+    """This process's environment for a child in GPU mode that finds the same modules."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["NBKIT_MODE"] = "gpu"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, *path, *sys.path, env.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, *args], input=input, capture_output=capture, text=True, env=env,
-                          timeout=timeout)
+    return env
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,3 +74,291 @@ def compile_ptx(py_func: Callable, signature: str, cc: Arch, device: bool = Fals
                            "nbkit.perf.compiler.run_in_gpu_mode does that.")
     ptx, _ = cuda.compile_ptx(py_func, signature, device=device, cc=compute_capability(cc))
     return ptx
+
+
+# --------------------------------------------------------------------------------------------------
+# a learner's kernel, compiled as a GPU would compile it
+
+NO_COMPILER = "numba-cuda's compiler is not installed"  # why nothing is compiled (KernelCompile.skipped)
+CHECK_CC: Arch = "sm_75"  # the architecture checks compile for (any would do: the PTX rules do not depend on it)
+COMPILE_TIMEOUT_S = 180.0  # one compile; the first one in a session also waits for the worker to start
+
+
+@dataclass(frozen=True)
+class KernelCompile:
+    """What numba-cuda's compiler made of a kernel: its PTX, or why it refused, or why it was not asked."""
+
+    ptx: str | None = None  # the PTX text, when it compiled
+    error: str | None = None  # the compiler refused: one line, the learner's line and the reason
+    skipped: str | None = None  # not compiled (no compiler here, something could not be sent): why, one line
+
+
+@functools.lru_cache(maxsize=None)
+def _numba_dirs() -> tuple[str, ...]:
+    """The folders of numba, numba-cuda and llvmlite: code there is the compiler's, not the learner's."""
+    specs = (importlib.util.find_spec(name) for name in ("numba", "numba_cuda", "llvmlite"))
+    return tuple(str(Path(spec.origin).resolve().parent) for spec in specs if spec is not None and spec.origin)
+
+
+def _learners(filename: str) -> bool:
+    """Whether a file name is the learner's code (a cell, a module), not numba's own."""
+    path = str(Path(filename).resolve()) if not filename.startswith("<") else filename
+    return not path.startswith(_numba_dirs())
+
+
+def _error_location(exc: BaseException) -> tuple[str, int] | None:
+    """(file, line) in the learner's code where the compiler stopped: its message, else its traceback's frames."""
+    for found in reversed(re.findall(r'File "([^"]+)", line (\d+)', str(exc))):
+        name = found[0]
+        matches = [f for f in list(linecache.cache) if (f == name or f.endswith(os.sep + os.path.basename(name)))
+                   and _learners(f)]
+        if matches:
+            return matches[0], int(found[1])
+    best = None
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # the frames (deepest last) of each chained exception
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            for name in ("self", "inst", "stmt", "expr", "loc"):
+                value = tb.tb_frame.f_locals.get(name)
+                try:
+                    loc = value if hasattr(value, "filename") and hasattr(value, "line") else getattr(value, "loc", None)
+                    filename, line = getattr(loc, "filename", None), getattr(loc, "line", None)
+                except Exception:  # noqa: BLE001, S112 - an object whose attributes raise holds no location
+                    continue
+                if isinstance(filename, str) and isinstance(line, int) and _learners(filename):
+                    best = (filename, line)
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
+    return best
+
+
+_FUNCTION = re.compile(r"Function\(<(?:built-in )?function ([\w.]+)(?: at 0x[0-9a-f]+)?>\)")
+
+
+def _first_argument(call: str) -> str:
+    """The first argument type of a call written as ``name(type, type, ...)``."""
+    text, depth = call[call.find("(") + 1:], 0
+    for k, char in enumerate(text):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        if depth < 0 or (char == "," and depth == 0):
+            return text[:k]
+    return text
+
+
+def _error_reason(exc: BaseException) -> str:
+    """The first meaningful line of the compiler's message, made readable."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    reason = ""
+    for k, line in enumerate(lines):
+        if not line or line.startswith(("Failed in", "During:", "<source elided>", "- Of which")):
+            continue
+        if line.startswith("File "):
+            break
+        reason = line
+        function = _FUNCTION.search(line)
+        if function and "found for signature" in line:
+            call = next((s[3:].strip() for s in lines[k + 1:] if s.startswith(">>>")), "")
+            name = function.group(1)
+            name = "cuda." + name if name.split(".")[0] in ("shared", "local", "const") else name
+            reason = f"no version of {name} accepts the argument types {call[call.find('('):]}"
+            if name in ("getitem", "setitem") and re.match(r"\w+\((float|int|uint|bool)\w*,", call):
+                reason += ": a number is indexed like an array (are the parameters in the order the caller passes them?)"
+            if name in ("cuda.shared.array", "cuda.local.array") and "int" in re.sub(
+                    r"Literal\[int\]\(\d+\)", "", _first_argument(call)):  # a size known only at launch
+                reason += (": the shape of a shared or local array must be a compile-time constant (a number, or a "
+                           "module-level constant), not a value known only at launch such as cuda.blockDim.x")
+        if reason.startswith("Untyped global name") and "<class 'function'>" in reason:
+            reason += (": a kernel can call only device functions: decorate the function with "
+                       "@cuda.jit(device=True)")
+        break
+    reason = reason or type(exc).__name__
+    return reason if len(reason) <= 400 else reason[:397] + "..."
+
+
+def compile_error(exc: BaseException) -> str:
+    """One line for a compile (or launch) error: the learner's line, if it can be told, and the compiler's reason."""
+    reason = _error_reason(exc)
+    where = _error_location(exc)
+    if where is None:
+        return reason
+    filename, line = where
+    code = linecache.getline(filename, line).strip()
+    function = next((m.group(1) for k in range(line, 0, -1)
+                     if (m := re.match(r"\s*def (\w+)\(", linecache.getline(filename, k)))), None)
+    place = f"line {line}" + (f" of {function}" if function else "") + (f", `{code}`" if code else "")
+    return f"{place}: {reason}"
+
+
+def _unreadable(signature: str) -> str | None:
+    """Why numba cannot read ``signature`` (a check's mistake, not the learner's), or None."""
+    sigutils = importlib.import_module("numba.core.sigutils")
+    try:
+        sigutils.normalize_signature(signature)
+    except Exception as exc:  # noqa: BLE001 - any failure to read it means the same: not compiled
+        return f"numba cannot read the signature {signature} ({type(exc).__name__}: {exc})"
+    return None
+
+
+def compile_request(request: dict) -> dict:
+    """The compile worker's job for one request (run in GPU mode): rebuild the closure, compile, answer as a dict.
+
+    Without a GPU, numba-cuda still asks the device for its compute capability when a kernel calls a device
+    function; the worker answers for it with the request's architecture (only in a process without a driver).
+    """
+    from numba import cuda
+
+    from nbkit.perf.closure import rebuild
+
+    cc = tuple(request["cc"])
+    if not cuda.is_available():
+        dispatcher = importlib.import_module("numba.cuda.dispatcher")
+
+        class _Architecture:  # what a kernel's compile asks of "the current device" without a GPU
+            compute_capability = cc
+
+        dispatcher.get_current_device = _Architecture
+    unreadable = _unreadable(request["signature"])
+    if unreadable:
+        return {"skipped": unreadable}
+    try:
+        fn = rebuild(request["closure"])
+    except Exception as exc:  # noqa: BLE001 - not the learner's mistake: said as "not checked"
+        return {"skipped": f"the kernel could not be rebuilt for the compiler ({type(exc).__name__}: {exc})"}
+    try:
+        return {"ptx": cuda.compile_ptx(fn, request["signature"], cc=cc)[0]}
+    except Exception as exc:  # noqa: BLE001 - every refusal of the compiler becomes the learner's verdict
+        return {"error": compile_error(exc)}
+
+
+_WORKER = r"""
+import json, sys
+import nbkit
+from numba import cuda
+from nbkit.perf.compiler import compile_request
+def warm_up(x):  # loads the compiler (NVVM) before the first request: the check's launches run meanwhile
+    x[0] = 1
+cuda.compile_ptx(warm_up, "void(float32[::1])", cc=(7, 5))
+for line in sys.stdin:
+    answer = compile_request(json.loads(line))
+    sys.stdout.write("nbkit-compile " + json.dumps(answer) + "\n")
+    sys.stdout.flush()
+"""
+
+
+class _Worker:
+    """One GPU-mode process that compiles requests, one JSON line each, for the whole session."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=_gpu_mode_env(), bufsize=1)
+        self.answers: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            if line.startswith("nbkit-compile "):
+                self.answers.put(line[len("nbkit-compile "):])
+        self.answers.put(None)  # the process ended
+
+    def ask(self, request: str, timeout: float) -> dict:
+        self.proc.stdin.write(request + "\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+        answer = self.answers.get(timeout=timeout)
+        if answer is None:
+            raise RuntimeError(f"the compiler process stopped (exit code {self.proc.wait()})")
+        return json.loads(answer)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_worker: list[_Worker] = []
+_lock = threading.Lock()
+_compiled: dict[str, KernelCompile] = {}  # simulator: per closure and signature (a hash of the request)
+_compiled_here: dict[tuple[object, str], KernelCompile] = {}  # GPU mode: per Python function and signature
+
+
+def _close_worker() -> None:
+    while _worker:
+        _worker.pop().close()
+
+
+atexit.register(_close_worker)
+
+
+def _started_worker() -> _Worker:
+    if not _worker or _worker[0].proc.poll() is not None:
+        _close_worker()
+        _worker.append(_Worker())
+    return _worker[0]
+
+
+def start_compile_worker() -> None:
+    """Start the session's compile worker now, without waiting for it (nothing to do in GPU mode or without a
+    compiler). A check calls this before its launches, so the worker's start (seconds: numba-cuda and NVVM load)
+    overlaps the simulator's run instead of following it."""
+    if MODE.is_simulator and compiler_missing() is None:
+        with _lock:
+            _started_worker()
+
+
+def _ask_worker(request: str, timeout: float) -> dict:
+    with _lock:
+        _started_worker()
+        try:
+            return _worker[0].ask(request, timeout)
+        except (OSError, RuntimeError, queue.Empty) as exc:
+            _close_worker()  # a stuck or dead worker is replaced at the next request
+            why = f"compiling took more than {timeout:.0f} s" if isinstance(exc, queue.Empty) else str(exc)
+            return {"skipped": why}
+
+
+def compile_kernel(kernel: object, signature: str, timeout: float = COMPILE_TIMEOUT_S) -> KernelCompile:
+    """Compile ``kernel`` for ``signature`` ("void(float32[::1], float32[::1])") with numba-cuda, as a GPU would.
+
+    In GPU mode in this process: the dispatcher's Python function with its own globals (the real device
+    dispatchers it calls), through ``cuda.compile_ptx``, cached per function and signature. In the simulator in
+    the session's compile worker, sent the kernel's closure (:func:`nbkit.perf.closure.kernel_closure`), cached
+    per closure (sources and values) and signature: a second check of the same kernel costs nothing.
+    """
+    from nbkit.core.source import python_function
+    from nbkit.perf.closure import NotShippable, kernel_closure
+
+    missing = compiler_missing()
+    if missing:
+        return KernelCompile(skipped=NO_COMPILER)
+    if not MODE.is_simulator:
+        from numba import cuda
+
+        unreadable = _unreadable(signature)
+        if unreadable:
+            return KernelCompile(skipped=unreadable)
+        here = (python_function(kernel), signature)
+        if here not in _compiled_here:
+            try:
+                ptx, _ = cuda.compile_ptx(here[0], signature, cc=compute_capability(CHECK_CC))
+                _compiled_here[here] = KernelCompile(ptx=ptx)
+            except Exception as exc:  # noqa: BLE001 - every refusal of the compiler becomes the learner's verdict
+                _compiled_here[here] = KernelCompile(error=compile_error(exc))
+        return _compiled_here[here]
+    try:
+        closure = kernel_closure(kernel)
+    except NotShippable as exc:
+        return KernelCompile(skipped=f"it could not be sent to the compiler: {exc}")
+    request = json.dumps({"closure": closure, "signature": signature, "cc": compute_capability(CHECK_CC)},
+                         sort_keys=True)
+    key = hashlib.sha256(request.encode()).hexdigest()
+    if key not in _compiled:
+        answer = _ask_worker(request, timeout)
+        result = KernelCompile(**answer)
+        if result.skipped is not None:
+            return result  # a failure of the machinery, not of the kernel: try again next time
+        _compiled[key] = result
+    return _compiled[key]

@@ -26,12 +26,7 @@ def matmul_gflops(sizes=(256, 512, 1024, 2048), repeat: int = 10) -> list[dict]:
     from nbkit.core.timing import time_it
     from nbkit.kernels.matmul import KERNELS, TILE
 
-    try:
-        import torch
-
-        has_torch = torch.cuda.is_available()
-    except ImportError:
-        has_torch = False
+    has_torch = _torch_on_gpu()
     rows = []
     rng = np.random.default_rng(0)
     for n in sizes:
@@ -48,11 +43,27 @@ def matmul_gflops(sizes=(256, 512, 1024, 2048), repeat: int = 10) -> list[dict]:
     return rows
 
 
+def _torch_on_gpu() -> bool:
+    """Whether torch itself can use this GPU (its CUDA paired with the driver), not only numba."""
+    try:
+        from nbkit.nn.torchdev import torch_device
+
+        return torch_device()[0] == "cuda"
+    except ImportError:
+        return False
+
+
 def _torch_gflops(A: np.ndarray, B: np.ndarray, repeat: int, trans_a: bool = False, trans_b: bool = False) -> float:
     """GFLOP/s of ``torch.matmul`` (cuBLAS, TF32 off) on op(A) op(B): ``repeat`` calls between one pair of events."""
+    from nbkit.nn.torchdev import strict_float32
+
+    with strict_float32():  # plain float32 FMA, like our kernels
+        return _torch_gflops_float32(A, B, repeat, trans_a, trans_b)
+
+
+def _torch_gflops_float32(A: np.ndarray, B: np.ndarray, repeat: int, trans_a: bool, trans_b: bool) -> float:
     import torch
 
-    torch.backends.cuda.matmul.allow_tf32 = False  # plain float32 FMA, like our kernels
     tA, tB = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
     opA, opB = (tA.T if trans_a else tA), (tB.T if trans_b else tB)  # transposed views, as cuBLAS takes them
     torch.matmul(opA, opB)  # warm-up (cuBLAS picks its kernel)
@@ -95,11 +106,7 @@ def matmul_gflops_transposed(sizes=(256, 512, 1024, 2048), repeat: int = 10, var
     from nbkit.kernels.matmul import KERNELS, TILE
 
     kernels = {**KERNELS, "coalesced": matmul_tiled_coalesced_kernel}  # notebook 09's fix for transposed loads
-    has_torch = False
-    if not MODE.is_simulator:
-        import torch
-
-        has_torch = torch.cuda.is_available()
+    has_torch = not MODE.is_simulator and _torch_on_gpu()
 
     variants = DENSE_VARIANTS if variants is None else variants
     rng = np.random.default_rng(0)

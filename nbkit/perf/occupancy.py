@@ -84,7 +84,7 @@ class Occupancy:
     active_blocks: int
     active_warps: int
     max_warps: int
-    limits: dict  # blocks per SM allowed by each resource: warps, blocks, registers, shared memory
+    limits: dict  # blocks per SM allowed by each resource: warps, blocks, registers, shared memory (if used)
     limited_by: tuple[str, ...]  # the resources whose limit equals active_blocks
 
     @property
@@ -126,13 +126,11 @@ def occupancy(cc: Arch | ArchLimits, threads_per_block: int, registers_per_threa
         by_regs = warps_per_partition * a.register_sub_partitions // warps_per_block
     # shared memory
     shared_alloc = _round_up(shared_bytes_per_block + a.reserved_shared_per_block, a.shared_allocation_unit)
+    limits = {"warps": by_warps, "blocks": a.max_blocks_per_sm, "registers": by_regs}
     if shared_bytes_per_block > a.max_shared_per_block:
-        by_shared = 0
-    elif shared_bytes_per_block == 0 and a.reserved_shared_per_block == 0:
-        by_shared = a.max_blocks_per_sm
-    else:
-        by_shared = a.shared_per_sm // shared_alloc
-    limits = {"warps": by_warps, "blocks": a.max_blocks_per_sm, "registers": by_regs, "shared memory": by_shared}
+        limits["shared memory"] = 0
+    elif shared_bytes_per_block > 0:  # cuda_occupancy.h: a block without shared memory sets no shared-memory limit
+        limits["shared memory"] = a.shared_per_sm // shared_alloc
     blocks = min(limits.values())
     limited_by = tuple(k for k, v in limits.items() if v == blocks)
     return Occupancy(a.name, threads_per_block, registers_per_thread, shared_bytes_per_block, blocks,

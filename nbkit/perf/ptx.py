@@ -39,14 +39,53 @@ from nbkit.perf.occupancy import occupancy
 _SHARED_DECL = re.compile(r"^\s*(?:\.visible\s+|\.extern\s+)?\.shared\s+\.align\s+\d+\s+\.b8\s+\S+?\[(\d*)\]", re.M)
 
 
+_MANGLED = re.compile(r"_ZN(\w+?)(_param_\d+)?\b")
+
+
+def _short_name(mangled: str) -> str:
+    """``08NumbaEnv5nbkit7kernels6vector10vector_addB2v1...`` -> ``NumbaEnv_vector_add``: the first and last of
+    the length-prefixed parts (the first only when it is numba's ``NumbaEnv``), the ABI tags dropped."""
+    parts, i = [], 0
+    while i < len(mangled) and mangled[i].isdigit():
+        j = i
+        while j < len(mangled) and mangled[j].isdigit():
+            j += 1
+        n = int(mangled[i:j])
+        parts.append(mangled[j:j + n])
+        i = j + n
+    if not parts:
+        return "<kernel>"
+    return f"NumbaEnv_{parts[-1]}" if parts[0] == "NumbaEnv" and len(parts) > 1 else parts[-1]
+
+
 def readable(ptx: str) -> str:
-    """The PTX with mangled symbol names shortened and parameter lists and comments dropped."""
-    keep = []
+    """The PTX with numba's mangled names shortened, comments dropped and the parameter declarations
+    collapsed into one comment line; every instruction stays, ``ld.param`` included, so every register
+    used is defined.
+
+    Names: the kernel (or device function) ``_ZN5nbkit...10vector_addB2v1...`` becomes ``vector_add``,
+    its parameter ``..._param_4`` ``vector_add_param_4``, and numba's environment global
+    ``_ZN08NumbaEnv...`` ``NumbaEnv_vector_add``.
+    """
+    def shorten(text: str) -> str:
+        return _MANGLED.sub(lambda m: _short_name(m.group(1)) + (m.group(2) or ""), text)
+
+    keep: list[str] = []
+    params: list[str] = []
     for line in ptx.splitlines():
         stripped = line.strip()
-        if not stripped or stripped.startswith("//") or stripped.startswith(".param") or stripped.startswith("ld.param"):
+        if stripped.startswith(".param"):
+            params.append(shorten(stripped.rstrip(",")))
             continue
-        keep.append(re.sub(r"_ZN\w+", "<kernel>", line.rstrip(",")))
+        if params:
+            first, last = params[0].split()[-1], params[-1].split()[-1]
+            span = first if len(params) == 1 else f"{first} ... {last}"
+            keep.append(f"\t// {len(params)} parameters, {span} (declarations collapsed; numba passes "
+                        "each array as several: data pointer, sizes, strides, ...)")
+            params = []
+        if not stripped or stripped.startswith("//"):
+            continue
+        keep.append(shorten(line.rstrip()))
     return "\n".join(keep)
 
 
@@ -178,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{', '.join(s.name for s in all_kernels())}", file=sys.stderr)
             return 2
         spec = matches[0]
-        print(f"// PTX of {spec.name} for {spec.signatures[0]}, sm_80 (names shortened, parameters left out)")
+        print(f"// PTX of {spec.name} for {spec.signatures[0]}, sm_80 (names shortened, comments dropped)")
         print(readable(compile_ptx(spec.py_func, spec.signatures[0], "sm_80", spec.device)))
         return 0
     reports = check_all(tuple(args.module), only=args.only)

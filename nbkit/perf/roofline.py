@@ -188,6 +188,26 @@ def measure_beside_model(work: Work, gpu: str | GPU, fn: Callable[[], object], r
     return place(work, gpu, measured_seconds=time_it(fn, repeat=repeat).median)
 
 
+def _label_layout(works: list[Work], intensities: list[float]) -> tuple[list[tuple[str, float, int]], list[int]]:
+    """One label per kernel name and (nearly) equal intensity, with vertical offsets so close labels do not overlap."""
+    import math
+
+    labels: list[list] = []  # [name, intensity, count]
+    for w, xi in zip(works, intensities):
+        same = next((lab for lab in labels if lab[0] == w.kernel and abs(math.log10(lab[1] / xi)) < 0.02), None)
+        if same:
+            same[2] += 1
+        else:
+            labels.append([w.kernel, xi, 1])
+    labels.sort(key=lambda lab: lab[1])
+    offsets, stack = [], 0
+    for i, lab in enumerate(labels):
+        near = i > 0 and math.log10(lab[1] / labels[i - 1][1]) < 0.25  # less than a quarter decade apart
+        stack = stack + 1 if near else 0
+        offsets.append(-10 - 9 * stack)
+    return [tuple(lab) for lab in labels], offsets
+
+
 def plot_roofline(works: list[Work], gpus=tuple(GPUS), traffic: str = "min", ax=None, measured: dict | None = None):
     """Log-log roofline of ``gpus`` with each kernel at its attainable rate (MODEL); returns the axes.
 
@@ -209,9 +229,11 @@ def plot_roofline(works: list[Work], gpus=tuple(GPUS), traffic: str = "min", ax=
             p = place(w, gpu, traffic)
             ax.plot(p.intensity, p.attainable_gflops, "o", color=line.get_color(), ms=4)
     first = GPUS[gpus[0]] if isinstance(gpus[0], str) else gpus[0]
+    for (name, xi, count), dy in zip(*_label_layout(works, intensities)):
+        label = name + (f" ×{count}" if count > 1 else "")
+        ax.annotate(label, (xi, min(first.peak_gflops, xi * first.bandwidth_gbs)), fontsize=7,
+                    xytext=(4, dy), textcoords="offset points")
     for w, xi in zip(works, intensities):
-        ax.annotate(w.kernel, (xi, min(first.peak_gflops, xi * first.bandwidth_gbs)), fontsize=7,
-                    xytext=(3, -10), textcoords="offset points")
         if measured and w.kernel in measured:
             ax.plot(xi, measured[w.kernel], "x", color="black", ms=8)
     ax.set_xscale("log")
@@ -222,3 +244,30 @@ def plot_roofline(works: list[Work], gpus=tuple(GPUS), traffic: str = "min", ax=
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+def model_for(device_name: str) -> GPU | None:
+    """The roofline MODEL of the GPU called ``device_name`` (as CUDA names it), None where no model fits.
+
+    Matching is strict: a variant with other peaks (an H100 PCIe, an A100 80GB, an H200) gets None rather than
+    a neighbour's datasheet figures.
+    """
+    name = device_name.upper()
+    if "T4" in name.split() or name.endswith("T4"):
+        return GPUS["T4"]
+    if "A100" in name and "40GB" in name:
+        return GPUS["A100 SXM 40GB"]  # the 40GB PCIe card has the same FP32 peak and 1,555 GB/s
+    if "H100" in name and ("SXM" in name or "HBM3" in name) and "PCIE" not in name and "NVL" not in name:
+        return GPUS["H100 SXM"]
+    return None
+
+
+def present_model() -> tuple[GPU | None, str]:
+    """The model for the GPU this process runs on, and the device's name ('' in the simulator)."""
+    if MODE.is_simulator:
+        return None, ""
+    from numba import cuda
+
+    name = cuda.get_current_device().name
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    return model_for(name), name

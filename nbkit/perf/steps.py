@@ -23,6 +23,7 @@ from numba import cuda
 from nbkit.core import launch as launch_module
 from nbkit.core.launch import kernel_name
 from nbkit.core.mode import MODE
+from nbkit.core.timing import dispatch_bound, gpu_round
 
 
 @dataclass
@@ -38,6 +39,7 @@ class StepRecord:
     copies: list[Copy] = field(default_factory=list)
     seconds_per_kernel: dict[str, float] | None = None  # filled by time_kernels on a GPU
     seconds_per_step: float | None = None
+    dispatch_bound: set[str] = field(default_factory=set)  # kernels whose time is Python's launch rate (upper bound)
     result: object = None  # what the recorded step returned (e.g. the loss)
 
     def launch_counts(self) -> Counter:
@@ -110,7 +112,9 @@ def time_kernels(rec: StepRecord, step, *args, repeats: int = 50) -> StepRecord:
     """GPU only: seconds per launch of each kernel in ``rec``, and seconds per whole ``step(*args)``.
 
     Each kernel's launches from the recorded step are replayed ``repeats`` times between one pair of CUDA
-    events. Replaying writes into the recorded arrays again (a weight update is applied again, an atomic
+    events. A kernel whose GPU time is no longer than Python's time to issue its launches is listed in
+    ``rec.dispatch_bound``: its time is the launch rate, an upper bound (:func:`nbkit.core.timing.dispatch_bound`).
+    Replaying writes into the recorded arrays again (a weight update is applied again, an atomic
     sum grows): time a model you then throw away.
     """
     if MODE.is_simulator or not MODE.probe.usable:
@@ -120,27 +124,23 @@ def time_kernels(rec: StepRecord, step, *args, repeats: int = 50) -> StepRecord:
     for kernel, grid, block, kargs in rec.launches:
         by_kernel.setdefault(kernel_name(kernel), []).append((kernel, grid, block, kargs))
     times = {}
+    rec.dispatch_bound = set()
     for name, launches in by_kernel.items():
         for kernel, grid, block, kargs in launches:  # warm-up: compiled and cached
             kernel[grid, block](*kargs)
-        start, end = cuda.event(), cuda.event()
-        start.record()
-        for _ in range(repeats):
+
+        def replay(launches=launches):
             for kernel, grid, block, kargs in launches:
                 kernel[grid, block](*kargs)
-        end.record()
-        end.synchronize()
-        times[name] = cuda.event_elapsed_time(start, end) / 1e3 / (repeats * len(launches))
+
+        gpu_seconds, issue_seconds = gpu_round(replay, repeats)
+        times[name] = gpu_seconds / len(launches)
+        if dispatch_bound(gpu_seconds, issue_seconds):
+            rec.dispatch_bound.add(name)
     step(*args)
     cuda.synchronize()
-    start, end = cuda.event(), cuda.event()
-    start.record()
-    for _ in range(repeats):
-        step(*args)
-    end.record()
-    end.synchronize()
     rec.seconds_per_kernel = times
-    rec.seconds_per_step = cuda.event_elapsed_time(start, end) / 1e3 / repeats
+    rec.seconds_per_step = gpu_round(lambda: step(*args), repeats)[0]
     return rec
 
 
@@ -154,11 +154,15 @@ def kernel_table(rec: StepRecord) -> str:
         if timed:
             t = rec.seconds_per_kernel[name] * 1e6
             total += t * n
-            lines.append(f"{name:<40} {n:>8} {t:>14.1f} {t * n:>12.1f}")
+            bound = "≤" if name in rec.dispatch_bound else " "
+            lines.append(f"{name:<40} {n:>8} {bound}{t:>13.1f} {bound}{t * n:>11.1f}")
         else:
             lines.append(f"{name:<40} {n:>8} {'not measured':>14} {'not measured':>12}")
     lines.append(f"{'all kernels':<40} {sum(counts.values()):>8} {'':>14} "
                  + (f"{total:>12.1f}" if timed else f"{'not measured':>12}"))
+    if rec.dispatch_bound:
+        lines.append("≤: DISPATCH-BOUND, the GPU waited for Python's launches: the time shown is the launch rate, "
+                     "an upper bound on the kernel's own time")
     if rec.seconds_per_step is not None:
         lines.append(f"whole step between one pair of events: {rec.seconds_per_step * 1e6:.1f} µs "
                      f"(launch gaps and the loss copy included)")

@@ -11,7 +11,7 @@ import bisect
 import dis
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from nbkit.tracer.requests import Request, RequestTable
 
 _REC_DTYPE = np.dtype([("block", np.int32), ("thread", np.int32), ("warp", np.int32), ("array", np.int16),
                        ("element", np.int64), ("op", np.int8), ("site", np.int32), ("epoch", np.int32),
-                       ("seq", np.int64)])
+                       ("wsync", np.int32), ("seq", np.int64)])
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Trace:
     and ``thread`` (linear ids; :meth:`block_index` / :meth:`thread_index` give (x, y, z)), ``warp``
     (thread // 32), ``array`` (index into ``arrays``), ``element`` (C-order flat index), ``op`` (0 read,
     1 write, 2 atomic), ``site`` (index into ``sites``: one subscript in the source), ``epoch`` (barriers
-    this thread had passed) and ``seq``.
+    this thread had passed), ``wsync`` (``cuda.syncwarp()`` calls this thread had passed) and ``seq``.
     """
 
     def __init__(self, rec: Recorder, grid: tuple[int, int, int], block: tuple[int, int, int], kernel_name: str,
@@ -88,6 +88,7 @@ class Trace:
         self.kernel_name = kernel_name
         self._ndim = launch_ndim
         self.sites: list[Site] = []
+        self._syncwarps = rec.syncwarps
         self.records = self._build(rec)
         self._req: RequestTable | None = None
 
@@ -96,7 +97,7 @@ class Trace:
         log = rec.log
         if not log:
             return np.zeros(0, dtype=_REC_DTYPE)
-        blk, tid, aid, idx, op, code, lasti, epoch = zip(*log)
+        blk, tid, aid, idx, op, code, lasti, epoch, wsync = zip(*log)
         logged_aid = np.array(aid, dtype=np.int64)
         aid = logged_aid.copy()
         # element numbers, per traced array (views map through their flat-index table to their array)
@@ -126,6 +127,7 @@ class Trace:
         out["element"] = flat
         out["op"] = np.array(op, dtype=np.int8)[rows]
         out["epoch"] = np.array(epoch, dtype=np.int32)[rows]
+        out["wsync"] = np.array(wsync, dtype=np.int32)[rows]
         out["seq"] = np.arange(len(rows))
         # Sites on one line are separate instructions (e.g. `A[k, r] if t else A[r, k]`): keep them apart.
         # A specialised instruction reports an offset inside its inline cache: map it to the instruction.
@@ -295,6 +297,11 @@ class Trace:
         One entry per (block, element, barrier epoch), naming the first conflicting pair in the simulator's
         order. The simulator runs threads in its own order, so a kernel can give the right answer there and
         still race on a GPU; this is what compute-sanitizer racecheck reports there.
+
+        ``cuda.syncwarp()`` orders memory among the lanes that meet there (CUDA's memory-ordering guarantee of
+        ``__syncwarp``): two accesses of lanes of one warp are no race when one lane passed a syncwarp after its
+        access and the other passed the same syncwarp (the same meeting) before its own. Ordering through chains
+        of such meetings with a third lane is not followed, and shuffles order nothing (registers, not memory).
         """
         r = self.records
         shared = self._mask(space="shared")
@@ -325,7 +332,7 @@ class Trace:
         out = []
         for g in np.flatnonzero(has_write & (tmin != tmax)):
             group = idx[starts[g]:ends[g]]
-            pair = _first_hazard(r["thread"][group], r["op"][group])
+            pair = _first_hazard(r["thread"][group], r["op"][group], self._warp_ordered(group))
             if pair is None:
                 continue
             a, b = group[pair[0]], group[pair[1]]
@@ -338,6 +345,26 @@ class Trace:
                             self.thread_index(int(r["thread"][b])), ob, self.sites[int(r["site"][b])],
                             int(r["epoch"][b])))
         return out
+
+    def _warp_ordered(self, group: np.ndarray) -> Callable[[int, int], bool] | None:
+        """For the records ``group`` (one block, barrier epoch and element): whether records i and j of it are
+        ordered by one cuda.syncwarp() meeting of their warp; None when the kernel never calls syncwarp."""
+        if not self._syncwarps:
+            return None
+        r = self.records
+
+        def passed(k: int) -> tuple[list[int], int]:
+            row = group[k]
+            serials = self._syncwarps.get((int(r["block"][row]), int(r["thread"][row])), [])
+            return serials, int(r["wsync"][row])
+
+        def ordered(i: int, j: int) -> bool:
+            if r["warp"][group[i]] != r["warp"][group[j]]:
+                return False
+            (si, ci), (sj, cj) = passed(i), passed(j)
+            return bool(set(si[ci:]) & set(sj[:cj]) or set(sj[cj:]) & set(si[:ci]))
+
+        return ordered
 
     # ---- report
     def summary(self) -> str:
@@ -377,8 +404,10 @@ class Trace:
                 f"arrays {', '.join(a.name for a in self.arrays)}>")
 
 
-def _first_hazard(threads: np.ndarray, ops: np.ndarray) -> tuple[int, int] | None:
-    """First (earlier, later) pair of accesses by different threads with a write and not both atomic."""
+def _first_hazard(threads: np.ndarray, ops: np.ndarray,
+                  ordered: Callable[[int, int], bool] | None = None) -> tuple[int, int] | None:
+    """First (earlier, later) pair of accesses by different threads with a write, not both atomic, and not
+    ``ordered(i, j)`` (a syncwarp between them)."""
     n = len(threads)
     for j in range(1, n):
         for i in range(j):
@@ -387,6 +416,8 @@ def _first_hazard(threads: np.ndarray, ops: np.ndarray) -> tuple[int, int] | Non
             if ops[i] == READ and ops[j] == READ:
                 continue
             if ops[i] == ATOMIC and ops[j] == ATOMIC:
+                continue
+            if ordered is not None and ordered(i, j):
                 continue
             return i, j
     return None

@@ -1,5 +1,6 @@
 """The ``cuda`` module a traced kernel sees: the simulator's own, with traced shared memory and atomics and
-counted barriers.
+counted barriers (``syncthreads`` and ``syncwarp``). Warp shuffles and votes are the simulator's (installed by
+:func:`nbkit.core.simulator.install_warp_intrinsics`): they exchange registers, not memory, so they are not recorded.
 
 Why a subclass of the simulator's fake module: everything else a kernel uses (threadIdx, grid(), math, ...)
 must behave exactly as in a plain simulator run. Importing this module loads the simulator (through
@@ -18,6 +19,8 @@ import numpy as np
 from nbkit.core import simulator
 from nbkit.tracer.memory import DYNAMIC_SHARED_BASE
 from nbkit.tracer.record import ArrayInfo, Recorder, TracedArray
+
+simulator.install_warp_intrinsics()  # the tracer runs on the simulator in GPU mode too
 
 _SHARED_NAME = re.compile(r"(\w+)\s*(?::[^=]+)?=\s*cuda\.shared\.array\b")
 
@@ -89,6 +92,7 @@ class TracingModule(simulator.internals().FakeCUDAModule):
 
     def __init__(self, grid_dim, block_dim, dynshared_size, rec: Recorder, used_names: set):
         super().__init__(grid_dim, block_dim, dynshared_size)
+        self._rec = rec
         self._shared = TracingShared(self._shared, rec, used_names)
         self._atomic = TracingAtomic(self._atomic)
 
@@ -96,6 +100,13 @@ class TracingModule(simulator.internals().FakeCUDAModule):
         t = threading.current_thread()
         t.syncthreads()
         t.epoch += 1
+
+    def syncwarp(self, mask=0xFFFFFFFF):
+        """The simulator's syncwarp (nbkit.core.warp), remembered: it orders memory among the lanes that met there."""
+        t = threading.current_thread()
+        serial = simulator.warp_sync(mask)
+        self._rec.syncwarps.setdefault((t.blin, t.thread_id), []).append(serial)
+        t.wsync += 1
 
     def syncthreads_count(self, val):
         t = threading.current_thread()

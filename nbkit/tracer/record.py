@@ -86,6 +86,8 @@ class Recorder:
         self._view_ids = itertools.count(1)  # next() on a count is atomic under the GIL
         self.error: str | None = None
         self.shared_top = 0
+        # (linear block, linear thread) -> serials (in its warp) of the cuda.syncwarp() meetings it passed, in order
+        self.syncwarps: dict[tuple[int, int], list[int]] = {}
 
     def add_array(self, info: ArrayInfo) -> int:
         self.arrays.append(info)
@@ -156,7 +158,7 @@ class TracedArray:
             return self._view(idx, v)
         f = _getframe(1)
         t = _current_thread()
-        self._log((t.blin, t.thread_id, self._aid, idx, READ, f.f_code, f.f_lasti, t.epoch))
+        self._log((t.blin, t.thread_id, self._aid, idx, READ, f.f_code, f.f_lasti, t.epoch, t.wsync))
         return v
 
     def __setitem__(self, idx: Any, value: Any) -> None:
@@ -166,7 +168,7 @@ class TracedArray:
             self._fail(idx, exc)
         f = _getframe(1)
         t = _current_thread()
-        self._log((t.blin, t.thread_id, self._aid, idx, WRITE, f.f_code, f.f_lasti, t.epoch))
+        self._log((t.blin, t.thread_id, self._aid, idx, WRITE, f.f_code, f.f_lasti, t.epoch, t.wsync))
 
     def _atomic(self, index: Any, update: Callable[[np.ndarray, Any], Any], frame) -> Any:
         """Run ``update(ndarray, index)`` (the simulator's own locked atomic) and record one atomic access."""
@@ -175,7 +177,7 @@ class TracedArray:
         except IndexError as exc:
             self._fail(index, exc, frame)
         t = _current_thread()
-        self._log((t.blin, t.thread_id, self._aid, index, ATOMIC, frame.f_code, frame.f_lasti, t.epoch))
+        self._log((t.blin, t.thread_id, self._aid, index, ATOMIC, frame.f_code, frame.f_lasti, t.epoch, t.wsync))
         return old
 
     def _view(self, idx: Any, v: np.ndarray) -> "TracedArray":

@@ -20,12 +20,13 @@ _sim = simulator.internals()
 
 
 class TracedThread(_sim.BlockThread):
-    """The simulator's thread plus what each record needs: linear block id and barrier epoch."""
+    """The simulator's thread plus what each record needs: linear block id, barrier epoch, syncwarp count."""
 
     def __init__(self, target, manager, grid_point, block_point, blin, launch_ndim):
         super().__init__(target, manager, grid_point, block_point, False)
         self.blin = blin
         self.epoch = 0
+        self.wsync = 0  # cuda.syncwarp() calls passed (records carry it: the race finder orders a warp's lanes by it)
         self.launch_ndim = launch_ndim
 
     def run(self):  # keep the original exception (BlockThread re-creates it with a thread prefix)
