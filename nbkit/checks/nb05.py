@@ -262,8 +262,9 @@ def _tree_case(B: int, n: int) -> Case:
     return Case(grid=blocks_for(n, 2 * B), block=B, sizes={"n": n})
 
 
-# n no multiple of 2B (128, 32 and 16 threads), n a multiple of 2B (64), a single element (128)
-_TREE_CASES = (_tree_case(128, 300), _tree_case(32, 100), _tree_case(64, 256), _tree_case(128, 1), _tree_case(16, 45))
+# n no multiple of 2B (128 and 32 threads), n a multiple of 2B (64), a single element (128), one partial block (32);
+# no block below a warp: 05.4's shuffle tail, which also answers 05.3, needs full warps
+_TREE_CASES = (_tree_case(128, 300), _tree_case(32, 100), _tree_case(64, 256), _tree_case(128, 1), _tree_case(32, 45))
 
 
 def _prefix_message(a: Attempt) -> str:
@@ -365,9 +366,9 @@ def check_block_sum(kernel) -> None:
     block sums its B values with a tree in shared memory. Launched with 128 and with 32 threads per block (any
     power of two up to 128 must work) and n not a multiple of 2B, so the last block has threads whose second
     element, or both, lie past the end of x; then 64 threads with n = 256 (full blocks), 128 threads with one
-    element, 16 threads with n = 45. Values are distinct multiples of 1/4, so every order of additions gives
-    the exact sum. Float32 is checked from the PTX, and shared-memory races by the memory-access tracer (on
-    the last launch; a wrong sum's race is named on its own launch).
+    element, 32 threads with n = 45 (one partial block). Values are distinct multiples of 1/4, so every
+    order of additions gives the exact sum. Float32 is checked from the PTX, and shared-memory races by the
+    memory-access tracer (on the last launch; a wrong sum's race is named on its own launch).
     """
     BLOCK_SUM.check(kernel)
 
