@@ -165,7 +165,7 @@ def test_outputs_are_device_views_not_host_copies(monkeypatch):
     seen = {}
 
     def spy(kernel, grid, block, *args):
-        seen["out"] = args[-1]
+        seen.setdefault("out", args[-1])  # the first case's (00.1 runs several)
         kernel[grid, block](*args)
 
     monkeypatch.setattr(core, "launch", spy)

@@ -1,12 +1,15 @@
 """Exercise checks of notebook 05: each passes correct answers (also written another way) and names wrong ones."""
 
+import inspect
 import math
+import re
 
 import pytest
 from conftest import FLOAT32_NOTE, needs_compiler
 from numba import cuda, float32
 
 from nbkit.checks import CheckFailed, check_block_sum, check_leaky_relu, check_softmax_xent_grad, check_warp_reduce
+from nbkit.checks.nb05 import BLOCK_SUM
 
 # ------------------------------------------------------------------ 05.1 leaky ReLU
 
@@ -632,3 +635,120 @@ def test_the_shuffle_tail_also_passes_05_3(capsys):
     """Before the simulator had shuffles, 05.3 answered a correct shuffle tail with AttributeError."""
     check_block_sum(warp_block_sum)
     assert "✓ block sums are correct" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ 05.3: what the tracer adds (issue 16)
+
+
+def _source_line(kernel, text: str) -> int:
+    lines, first = inspect.getsourcelines(kernel.py_func)
+    return first + next(k for k, line in enumerate(lines) if text in line)
+
+
+@cuda.jit
+def block_sum_fixed_stride(x, partial):
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+    cuda.syncthreads()
+    stride = TREE // 2  # right for 128 threads; with 32 the tree reads buf[32..127], which nobody wrote
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def test_block_sum_check_names_the_read_of_never_written_shared_memory():
+    # Shared memory used to read as zero in the simulator, and this kernel passed with 32 threads per block.
+    verdict = BLOCK_SUM.run(block_sum_fixed_stride)
+    line = _source_line(block_sum_fixed_stride, "buf[t] += buf[t + stride]")
+    assert verdict.status == "failed" and verdict.case.block == 32
+    assert re.search(rf"partial is wrong .*you have nan.*The memory-access tracer also found: block \(0\): thread "
+                     rf"\(0\) reads buf\[64\] \(line {line}\) before any thread of the block wrote it", verdict.message)
+
+
+@cuda.jit
+def block_sum_barrier_in_if(x, partial):
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+    cuda.syncthreads()
+    stride = B // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+            cuda.syncthreads()  # reached only by the threads that add
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def test_block_sum_check_rejects_a_barrier_inside_the_if():
+    # The sums come out right and the tracer sees no race: before, this got ✓ and "No race".
+    verdict = BLOCK_SUM.run(block_sum_barrier_in_if)
+    line = _source_line(block_sum_barrier_in_if, "cuda.syncthreads()  # reached only")
+    assert verdict.status == "failed" and verdict.stage == "proof barriers"
+    assert (f"threads 16..31 of block (0) never reached the cuda.syncthreads() on line {line}; threads 0..15 waited "
+            "there") in verdict.message
+    assert "CUDA Programming Guide" in verdict.message
+
+
+@cuda.jit
+def block_sum_barrier_in_both_branches(x, partial):
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 2 * B + t
+    buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+    cuda.syncthreads()
+    stride = B // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+            cuda.syncthreads()
+        else:
+            cuda.syncthreads()
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def test_block_sum_check_rejects_barriers_at_two_call_sites():
+    verdict = BLOCK_SUM.run(block_sum_barrier_in_both_branches)
+    assert verdict.status == "failed" and verdict.stage == "launch"
+    assert "wait at different cuda.syncthreads() calls" in verdict.message and "tid=" not in verdict.message
+
+
+def test_race_advice_names_the_missing_barrier_from_program_order():
+    write = _source_line(block_sum_peeks_early, "buf[t] = (x[i]")
+    read = _source_line(block_sum_peeks_early, "peek = buf[0]")
+    messages = {BLOCK_SUM.run(block_sum_peeks_early).message for _ in range(2)}
+    assert len(messages) == 1  # the same words in every run
+    message = messages.pop()
+    assert "read-after-write hazard" in message
+    assert f"Here: a cuda.syncthreads() is missing after line {write} (write) and before line {read} (read)." in message
+
+
+def test_block_sum_check_rejects_never_written_shared_memory_even_when_the_launch_read_zeros(monkeypatch):
+    # On a GPU (or in the CPU executor, before it poisoned shared memory) the fixed-stride tree may read zeros and
+    # get the right sums; the proof traces it with shared memory starting as NaN, which reaches partial.
+    from nbkit.core import executor, simulator
+    from nbkit.core.launch import run_on_executor
+
+    monkeypatch.setattr(executor, "poison_value", lambda dtype: 0)  # shared memory reads as zeros, as it used to
+    simulator.route_launches(run_on_executor)
+    try:
+        verdict = BLOCK_SUM.run(block_sum_fixed_stride)
+    finally:
+        simulator.route_launches(None)
+    assert verdict.status == "failed" and verdict.stage == "proof barriers", verdict.message
+    assert ("the outputs are right in this run, but not when shared memory starts as garbage (as on a GPU): the "
+            "memory-access tracer ran your kernel with shared memory starting as NaN and partial came out NaN. "
+            "block (0): thread (0) reads buf[64]") in verdict.message

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbkit.checks._core import exercise, fail, passed
+from nbkit.checks._core import SENTINEL, exercise, fail, passed
 from nbkit.checks.exercise import NEVER_WRITTEN, Attempt, Case, Cause, KernelExercise, equals
 from nbkit.core.launch import blocks_for
 
@@ -83,7 +83,7 @@ def _require_coalesced(t, what: str, run=None) -> tuple[float, int]:
 
 def _coalesced(a: Attempt) -> str:
     """The tracer's sectors per warp request of the learner's launch, as the ✓ phrase; fails when not coalesced."""
-    out = np.zeros(a.got.shape, np.float32)
+    out = np.full(a.got.shape, SENTINEL, np.float32)
     mean, worst = _require_coalesced(_trace(a.run.kernel, a.case.grid, a.case.block, a.A, a.B, a.alpha, out),
                                      "your kernel's output")
     return f"coalesced: {mean:.2f} sectors per warp request on average, {worst} at most"
@@ -151,7 +151,7 @@ _TILE, _ROWS = 32, 8
 
 def _tile_proof(a: Attempt) -> str:
     """The tracer's measurements of the shared tile and the global requests, as the ✓ phrase; fails on a problem."""
-    t = _trace(a.run.kernel, a.case.grid, a.case.block, a.A, np.zeros(a.got.shape, np.float32))
+    t = _trace(a.run.kernel, a.case.grid, a.case.block, a.A, np.full(a.got.shape, SENTINEL, np.float32))
     ways = t.bank_conflicts()
     if ways.size == 0:
         fail("B is correct, but your kernel never touched shared memory: this exercise stages the tile in "
@@ -159,8 +159,8 @@ def _tile_proof(a: Attempt) -> str:
     races = t.races()
     if races:
         fail(f"B came out right in the simulator, but threads race on the shared tile: {races[0]}. On a GPU the "
-             f"threads of a block do not run in the simulator's order. Likely cause: a missing cuda.syncthreads() "
-             f"between filling the tile and reading it.")
+             f"threads of a block do not run in the simulator's order. Likely cause: {races[0].missing_barrier} "
+             f"(between filling the tile and reading it).")
     if ways.max() > 1:
         worst = max(t.requests(space="shared"), key=lambda q: q.bank_ways)
         if worst.bank_ways == 32:
