@@ -62,6 +62,28 @@ def leaky_backward_float64(dout, x, dx, slope):
         dx[i] = dout[i] if x[i] > 0 else slope * dout[i] * 0.5 * 2  # 0.5: a float64 literal
 
 
+@cuda.jit
+def leaky_forward_fixed_slope(x, y, slope):  # wrong: ignores its slope parameter (right only for slope 0.01)
+    i = cuda.grid(1)
+    if i < y.size:
+        y[i] = x[i] if x[i] > 0 else float32(0.01) * x[i]
+
+
+@cuda.jit
+def leaky_backward_fixed_slope(dout, x, dx, slope):  # wrong: ignores its slope parameter (mutant 05.1-m24)
+    i = cuda.grid(1)
+    if i < dx.size:
+        dx[i] = dout[i] if x[i] > 0 else float32(0.01) * dout[i]
+
+
+def test_leaky_relu_uses_the_slope_parameter():
+    """Mutants 05.1-m23/m24: slope 0.01 written into the kernel passed while the check used only 0.01."""
+    with pytest.raises(CheckFailed, match="forward y is wrong"):
+        check_leaky_relu(leaky_forward_fixed_slope, leaky_backward)
+    with pytest.raises(CheckFailed, match="backward dx is wrong"):
+        check_leaky_relu(leaky_forward, leaky_backward_fixed_slope)
+
+
 def test_leaky_relu_check(capsys):
     check_leaky_relu(leaky_forward, leaky_backward)
     check_leaky_relu(leaky_forward_gridstride, leaky_backward)
@@ -218,9 +240,52 @@ def xent_grad_max_from_minus_inf(logits, labels, dlogits):  # alternative: the m
 def test_softmax_xent_grad_max_starting_at_zero(capsys):
     check_softmax_xent_grad(xent_grad_max_from_minus_inf)
     assert "✓ dlogits = (softmax - onehot) / N is correct" in capsys.readouterr().out
-    with pytest.raises(CheckFailed, match=r"your maximum starts at 0.*Start it at logits\[n, 0\] \(or -inf\)") as e:
+    with pytest.raises(CheckFailed, match=r"a maximum that starts at 0 gives.*Start it at logits\[n, 0\] \(or -inf\)") as e:
         check_softmax_xent_grad(xent_grad_max_from_zero)
     assert "Subtract the row's maximum" not in str(e.value)  # the learner did subtract it
+
+
+@cuda.jit
+def xent_grad_max_from_zero_no_mean(logits, labels, dlogits):  # two mistakes: the max from 0 AND no 1/N
+    n = cuda.grid(1)
+    if n < logits.shape[0]:
+        C = logits.shape[1]
+        m = float32(0)
+        for j in range(C):
+            m = max(m, logits[n, j])
+        s = float32(0)
+        for j in range(C):
+            s += math.exp(logits[n, j] - m)
+        for j in range(C):
+            onehot = float32(1) if j == labels[n] else float32(0)
+            dlogits[n, j] = math.exp(logits[n, j] - m) / s - onehot
+
+
+@cuda.jit
+def xent_grad_sharpened(logits, labels, dlogits):  # wrong: softmax(2z), a distribution but not softmax(z)
+    n = cuda.grid(1)
+    if n < logits.shape[0]:
+        C = logits.shape[1]
+        m = logits[n, 0]
+        for j in range(1, C):
+            m = max(m, logits[n, j])
+        s = float32(0)
+        for j in range(C):
+            s += math.exp(float32(2) * (logits[n, j] - m))
+        inv_n = float32(1) / float32(logits.shape[0])
+        for j in range(C):
+            onehot = float32(1) if j == labels[n] else float32(0)
+            dlogits[n, j] = (math.exp(float32(2) * (logits[n, j] - m)) / s - onehot) * inv_n
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # 0 / 0 in the simulator, on purpose
+def test_softmax_xent_grad_causes_need_their_output():
+    """Row 2 NaN with every other row wrong too is not 'the maximum starts at 0' alone."""
+    with pytest.raises(CheckFailed) as e:
+        check_softmax_xent_grad(xent_grad_max_from_zero_no_mean)
+    assert "maximum starts at 0" not in str(e.value) and "-1000" not in str(e.value)
+    with pytest.raises(CheckFailed, match="sum to 1 in every row but are not softmax"):
+        check_softmax_xent_grad(xent_grad_sharpened)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the unstable answer overflows in the simulator, on purpose
@@ -371,6 +436,56 @@ def block_sum_peeks_early(x, partial):
         stride //= 2
     if t == 0:
         partial[cuda.blockIdx.x] = buf[0]
+
+
+@cuda.jit
+def block_sum_assumes_128(x, partial):  # wrong: 2 * 128 elements per block, whatever blockDim.x is
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * 256 + t
+    buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + 128] if i + 128 < x.size else float32(0))
+    cuda.syncthreads()
+    stride = B // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+@cuda.jit
+def block_sum_offset_b_times_B(x, partial):  # wrong: block offset b * B instead of 2 * b * B (probe 05.3 C)
+    buf = cuda.shared.array(TREE, float32)
+    t = cuda.threadIdx.x
+    B = cuda.blockDim.x
+    i = cuda.blockIdx.x * B + t
+    v = x[i] if i < x.size else float32(0)
+    if i + B < x.size:
+        v += x[i + B]
+    buf[t] = v
+    cuda.syncthreads()
+    stride = B // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = buf[0]
+
+
+def test_block_sum_wrong_offset_is_not_blamed_on_the_tail():
+    with pytest.raises(CheckFailed, match=r"block b sums x\[bB : bB \+ 2B\]: its offset is b·B") as e:
+        check_block_sum(block_sum_offset_b_times_B)
+    assert "only the last block" not in str(e.value)
+
+
+def test_block_sum_names_an_assumed_block_size():
+    with pytest.raises(CheckFailed, match="right with 128 threads per block but not with 32"):
+        check_block_sum(block_sum_assumes_128)
 
 
 def test_block_sum_check_finds_a_race_that_leaves_the_sums_right():
