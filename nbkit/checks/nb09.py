@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbkit.checks._core import SENTINEL, exercise, fail, passed
+from nbkit.checks._core import SENTINEL, exercise, fail, passed, where_it_ran
 from nbkit.checks.exercise import NEVER_WRITTEN, Attempt, Case, Cause, KernelExercise, equals
 from nbkit.core.launch import blocks_for
 
@@ -158,8 +158,8 @@ def _tile_proof(a: Attempt) -> str:
              "cuda.shared.array so that both the read of A and the write of B are coalesced.")
     races = t.races()
     if races:
-        fail(f"B came out right in the simulator, but threads race on the shared tile: {races[0]}. On a GPU the "
-             f"threads of a block do not run in the simulator's order. Likely cause: {races[0].missing_barrier} "
+        fail(f"B came out right {where_it_ran()}, but threads race on the shared tile: {races[0]}. On a GPU the "
+             f"threads of a block run in no fixed order. Likely cause: {races[0].missing_barrier} "
              f"(between filling the tile and reading it).")
     if ways.max() > 1:
         worst = max(t.requests(space="shared"), key=lambda q: q.bank_ways)
