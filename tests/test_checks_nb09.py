@@ -343,7 +343,7 @@ def test_block_size_alternative_passes(capsys):
 def test_fixed_256_fails_where_shared_memory_limits():
     with pytest.raises(CheckFailed, match=r"sm_75, 32 registers/thread, 40960 B .* block size 256 reaches 25% .*"
                                           r"limited by shared memory.*100% is possible, e.g. with 1024.*"
-                                          r"Likely cause: your function returns 256 in every case"):
+                                          r"Your function returned 256 in every case"):
         check_block_size(lambda cc, r, s: 256)
 
 

@@ -216,7 +216,7 @@ def _shape_hint(name: str, got: tuple[int, ...], before: tuple[int, ...], want: 
 
 # (images, batch): a short last batch (103 = 4 x 25 + 3), a batch larger than the data, batches that divide the
 # data, a batch of 1, a batch of n - 1 (last batch of one image)
-ACCURACY_RUNS = ((103, 25), (10, 32), (60, 20), (7, 1), (41, 40))
+ACCURACY_RUNS = ((103, 25), (10, 32), (60, 20), (7, 1), (41, 40), (103, 25))  # the last: new data, same sizes
 
 
 def _accuracy_data(n: int, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -254,7 +254,7 @@ def check_accuracy(accuracy) -> None:
     """Accuracy over a data set evaluated ``batch`` images at a time, whatever the size of the last batch.
 
     Several runs (:data:`ACCURACY_RUNS`): a short last batch, a batch larger than the data, batches that
-    divide it, a batch of 1. The fake ``logits_of`` looks up each image it is given, in the order given, so
+    divide it, a batch of 1, and the first sizes again with other data (an answer must not cache). The fake ``logits_of`` looks up each image it is given, in the order given, so
     the batches may be taken in any order, and counts how often each image was evaluated.
     """
     rng = np.random.default_rng(83)

@@ -246,13 +246,15 @@ def _best(cc: str, regs: int, shared: int):
 
 
 def _block_size_cause(fn, cases, good: list[int]) -> str:
-    """' Likely cause: ...' when the answers on every case show it (one fixed size; powers of two only), else ''."""
+    """What the answers on every case show (one size for all; powers of two only), else ''. Only facts: returning
+    one size everywhere may be a fixed size or a rule that happens to pick it, so no cause is guessed."""
     try:
         answers = [int(fn(*c)) for c in cases]
     except Exception:  # noqa: BLE001 - a cause that cannot be established is not named
         return ""
     if len(set(answers)) == 1:
-        return f" Likely cause: your function returns {answers[0]} in every case, a fixed block size."
+        return (f" Your function returned {answers[0]} in every case, while the best size changes with the limits "
+                f"of each case.")
     powers = {32, 64, 128, 256, 512, 1024}
     if set(answers) <= powers and not set(good) & powers:
         return (" Likely cause: your function returns only powers of two (" + ", ".join(map(str, answers)) + "), and "
