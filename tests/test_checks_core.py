@@ -165,7 +165,7 @@ def test_outputs_are_device_views_not_host_copies(monkeypatch):
     seen = {}
 
     def spy(kernel, grid, block, *args):
-        seen["out"] = args[-1]
+        seen.setdefault("out", args[-1])  # the first case's (00.1 runs several)
         kernel[grid, block](*args)
 
     monkeypatch.setattr(core, "launch", spy)
@@ -230,3 +230,17 @@ def test_a_failing_kernel_check_draws_who_wrote_what_and_what_the_culprit_read(m
 def test_no_pictures_outside_a_notebook(monkeypatch):
     monkeypatch.delenv("NBKIT_CHECK_PICTURES", raising=False)
     assert core.pictures_wanted() is False
+
+
+def test_verdicts_say_where_the_launch_ran(monkeypatch):
+    """A race verdict must not say "in the simulator" when the kernel ran on a GPU (or in the CPU executor)."""
+    import types
+
+    import nbkit.core.mode as mode
+    from nbkit.checks._core import where_it_ran
+
+    assert "simulator" in where_it_ran()
+    monkeypatch.setattr(mode, "MODE", types.SimpleNamespace(name="gpu"))
+    assert where_it_ran() == "on the GPU in this run"
+    monkeypatch.setattr(mode, "MODE", types.SimpleNamespace(name="cpu"))
+    assert "CPU executor" in where_it_ran()

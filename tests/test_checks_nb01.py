@@ -11,6 +11,7 @@ from nbkit.checks import (
     check_softmax_xent_backward,
     check_tanh_backward,
 )
+from nbkit.checks.nb01 import CONV2D_WEIGHT_GRAD, DENSE_BACKWARD, SOFTMAX_XENT_BACKWARD, TANH_BACKWARD
 from nbkit.nn import reference as ref
 
 
@@ -241,3 +242,54 @@ def test_unsolved_stubs_say_not_solved(capsys):
                           (check_softmax_xent_backward, "01.3"), (check_conv2d_weight_grad, "01.4")):
         check(stub)
         assert capsys.readouterr().out.startswith(f"◻ Exercise {number} not solved yet")
+
+
+# ------------------------------------------------------------------ issue 16: varied cases, verified causes
+
+
+def test_conv2d_weight_grad_rejects_a_kernel_size_copied_from_the_statement():
+    def kh_three(dout, x, KH, KW):  # the statement's KH = 3 in place of the parameter
+        return conv_dw_loops(dout, x, 3, KW)
+
+    def kw_two(dout, x, KH, KW):  # the statement's KW = 2
+        return conv_dw_loops(dout, x, KH, 2)
+
+    for answer in (kh_three, kw_two):
+        verdict = CONV2D_WEIGHT_GRAD.run(answer)
+        assert not verdict.passed and verdict.case.KH == 2 and verdict.case.KW == 4, verdict
+
+
+def test_dense_backward_and_tanh_reject_shapes_copied_from_the_statement():
+    def dense_fixed(dZ, A, W):
+        return dense_loops(dZ[:5, :3], A[:5, :4], W[:3, :4])
+
+    verdict = DENSE_BACKWARD.run(dense_fixed)
+    assert not verdict.passed and verdict.case.sizes == {"N": 6, "n_in": 1, "n_out": 5}, verdict
+    verdict = TANH_BACKWARD.run(lambda dout, y: (dout * (1 - y * y)).reshape(4, 5))
+    assert not verdict.passed and verdict.case.rows == 1, verdict
+
+
+def test_softmax_runs_other_shapes_and_labels():
+    def xent_seven_classes(logits, labels):  # the statement's C = 7 copied into the one-hot labels
+        z = logits - logits.max(axis=1, keepdims=True)
+        return (np.exp(z) / np.exp(z).sum(axis=1, keepdims=True) - np.eye(7)[labels]) / len(labels)
+
+    assert SOFTMAX_XENT_BACKWARD.run(xent_seven_classes, SOFTMAX_XENT_BACKWARD.cases[:2]).passed
+    verdict = SOFTMAX_XENT_BACKWARD.run(xent_seven_classes)
+    assert not verdict.passed and verdict.case.sizes == {"N": 1, "C": 2}, verdict
+
+
+def test_softmax_overflow_cause_only_where_the_logits_overflow():
+    def nan_in_row_zero(logits, labels):  # a nan that has nothing to do with overflow, on ordinary logits
+        out = xent_stable(logits, labels)
+        out[0, 0] = np.nan
+        return out
+
+    message = fails(check_softmax_xent_backward, nan_in_row_zero, r"dlogits\[0, 0\]")
+    assert "logits up to 1000" not in message
+
+
+def test_softmax_float32_cause_only_for_float32_values():
+    message = fails(check_softmax_xent_backward, lambda z, labels: xent_stable(z, labels) * (1 + 3e-7),
+                    r"dlogits is wrong")
+    assert "float32" not in message

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from nbkit.checks import CheckFailed, check_gradient_descent_step, check_hidden_delta, check_sigmoid_example
+from nbkit.checks.nb02 import GRADIENT_DESCENT_STEP, HIDDEN_DELTA, _sigmoid, sigmoid_example_tolerance
 
 
 def passes(check, answer, capsys):
@@ -115,3 +116,64 @@ def test_unsolved_stubs_say_not_solved(capsys):
     for check, number in ((check_gradient_descent_step, "02.1"), (check_hidden_delta, "02.2"), (check_sigmoid_example, "02.3")):
         check(stub)
         assert capsys.readouterr().out.startswith(f"◻ Exercise {number} not solved yet")
+
+
+# ------------------------------------------------------------------ issue 16: 02.3 within float64's error; varied cases
+
+
+def sigma_minus_z():  # the ✓ note's fix for 1 - σ(z) only: s - y still cancels at z = 34 (3.6 % off); rejected before
+    s = 1 / (1 + np.exp(-Z))
+    delta = (s - Y) * s * (1 / (1 + np.exp(Z)))
+    return np.outer(delta, X), delta
+
+
+def derivative_form():  # σ'(z) = e^-z / (1 + e^-z)², a - y as written
+    s, e = 1 / (1 + np.exp(-Z)), np.exp(-Z)
+    delta = (s - Y) * e / (1 + e) ** 2
+    return np.outer(delta, X), delta
+
+
+def tanh_form():  # σ(z) = (1 + tanh(z/2)) / 2: another rounding of σ(34)
+    s = (1 + np.tanh(Z / 2)) / 2
+    delta = (s - Y) * s * (1 - s)
+    return np.outer(delta, X), delta
+
+
+def test_sigmoid_example_accepts_every_correct_formula_and_says_the_tolerance(capsys):
+    for answer in (sigma_minus_z, derivative_form, tanh_form, stable, textbook, by_torch):
+        out = passes(check_sigmoid_example, answer, capsys)
+        assert "ompared with the exact δ within 2u·(|σ(1-σ)| + |(σ-y)σ|) + 4u·|δ| (u = 2^-53" in out, out
+    assert "yours is 4% off" in passes(check_sigmoid_example, sigma_minus_z, capsys)
+
+
+def test_sigmoid_example_rejects_wrong_derivatives():
+    s = 1 / (1 + np.exp(-Z))
+    fails(check_sigmoid_example, lambda: (2 * textbook()[0], 2 * textbook()[1]), r"dW is wrong at 6 of 6")  # L without ½
+    fails(check_sigmoid_example, lambda: (np.outer((s - Y) * s * (1 + s), X), (s - Y) * s * (1 + s)), "dW is wrong")
+    fails(check_sigmoid_example, lambda: (np.outer((s - Y) * s * (1 - s) * 1.3, X), (s - Y) * s * (1 - s) * 1.3),
+          "dW is wrong")
+    fails(check_sigmoid_example, lambda: (np.outer((s - Y) * _sigmoid(s) * (1 - _sigmoid(s)), X),
+                                          (s - Y) * _sigmoid(s) * (1 - _sigmoid(s))), "applied the sigmoid to s a second")
+
+
+def test_sigmoid_example_exact_delta_agrees_with_mpmath():
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    exact, tol = sigmoid_example_tolerance(Z, Y)
+    for z, y, e, t in zip(Z, Y, exact, tol):
+        sig = 1 / (1 + mpmath.exp(-mpmath.mpf(z)))
+        true = (sig - y) * sig * (1 - sig)
+        assert abs(e - float(true)) <= 6 * 2.0**-53 * abs(float(true))
+        # the tolerance covers the textbook formula's error, and is far below the size of δ₁
+        assert t < abs(float(true))
+    assert abs(textbook()[1][1] - exact[1]) < tol[1] and tol[0] < 1e-9 * abs(exact[0])
+
+
+def test_sgd_step_rejects_a_learning_rate_copied_from_the_statement():
+    verdict = GRADIENT_DESCENT_STEP.run(lambda X, Y, W, b, lr: sgd_step(X, Y, W, b, 0.01))
+    assert not verdict.passed and verdict.case.lr == 0.1, verdict
+
+
+def test_hidden_delta_runs_other_shapes(capsys):
+    verdict = HIDDEN_DELTA.run(lambda d2, W2, Z1: (d2 @ W2) * (Z1 > 0) if Z1.shape[0] != 3 else d2[:, :2] * 0)
+    assert not verdict.passed and verdict.case.sizes == {"N": 3, "hidden": 2, "out": 6}, verdict

@@ -1,5 +1,7 @@
 """Exercise checks of notebook 03: each passes correct answers (other mappings too) and names wrong ones."""
 
+import re
+
 import numpy as np
 import pytest
 from conftest import needs_compiler
@@ -12,6 +14,8 @@ from nbkit.checks import (
     check_row_sum,
     check_transpose,
 )
+from nbkit.checks.exercise import Case
+from nbkit.checks.nb03 import AXPY_GRID_STRIDE, BLUR3, ROW_SUM, TRANSPOSE
 
 # ------------------------------------------------------------------ 03.1 row sums
 
@@ -337,3 +341,203 @@ def test_stubs_say_not_solved(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" not solved")[0] for line in lines] == [f"◻ Exercise 03.{k}" for k in (1, 2, 4, 3)]
     assert np.all([line.endswith("then run this cell again.") for line in lines])
+
+
+# ------------------------------------------------------------------ issue 16: varied cases, stated requirements, causes
+
+
+@cuda.jit
+def row_sum_hard_coded(M, out):  # 37 x 13 copied from the statement
+    r = cuda.grid(1)
+    if r < 37:
+        acc = float32(0)
+        for j in range(13):
+            acc += M[r, j]
+        out[r] = acc
+
+
+@cuda.jit
+def row_sum_float64(M, out):  # acc = 0.0 is a float64: the statement asks for float32
+    r = cuda.grid(1)
+    if r < out.size:
+        acc = 0.0
+        for j in range(M.shape[1]):
+            acc += M[r, j]
+        out[r] = acc
+
+
+@cuda.jit
+def row_sum_accumulator_once(M, out):  # grid-stride, but acc is set once, before the loop over rows
+    acc = float32(0)
+    for r in range(cuda.grid(1), M.shape[0], cuda.gridsize(1)):
+        for j in range(M.shape[1]):
+            acc += M[r, j]
+        out[r] = acc
+
+
+@cuda.jit
+def row_sum_later_rows_short(M, out):  # grid-stride, acc reset, but later rows miss their last column
+    for r in range(cuda.grid(1), M.shape[0], cuda.gridsize(1)):
+        acc = float32(0)
+        stop = M.shape[1] if r < cuda.gridsize(1) else M.shape[1] - 1
+        for j in range(stop):
+            acc += M[r, j]
+        out[r] = acc
+
+
+@cuda.jit
+def row_sum_one_thread(M, out):  # thread 0 does every row: right values, no parallelism
+    if cuda.grid(1) == 0:
+        for r in range(M.shape[0]):
+            acc = float32(0)
+            for j in range(M.shape[1]):
+                acc += M[r, j]
+            out[r] = acc
+
+
+def test_row_sum_rejects_sizes_copied_from_the_statement():
+    verdict = ROW_SUM.run(row_sum_hard_coded)
+    assert not verdict.passed and (verdict.case.rows, verdict.case.cols) == (1, 5), verdict
+    assert "outside an array" in verdict.message
+
+
+@needs_compiler
+def test_row_sum_requires_float32_accumulation():
+    with pytest.raises(CheckFailed, match="float64 instruction"):
+        check_row_sum(row_sum_float64)
+
+
+def test_row_sum_names_an_accumulator_set_once_before_a_grid_stride_loop():
+    verdict = ROW_SUM.run(row_sum_accumulator_once)
+    assert verdict.stage == "proof fewer", verdict
+    assert re.search(r"with 32 threads for rows = 70, cols = 5.*your kernel wrote out\[32\] = .*it wrote 70 row values "
+                     r"with 32 threads.*Likely cause: each thread's sum carries over.*rows r, r - 32, r - 64",
+                     verdict.message), verdict.message
+
+
+def test_row_sum_does_not_blame_the_accumulator_for_another_mistake_on_later_rows():
+    verdict = ROW_SUM.run(row_sum_later_rows_short)
+    assert verdict.stage == "proof fewer" and "out[32]" in verdict.message, verdict
+    assert "Likely cause" not in verdict.message and "carries over" not in verdict.message
+
+
+def test_row_sum_requires_one_thread_per_row():
+    verdict = ROW_SUM.run(row_sum_one_thread)
+    assert verdict.stage == "proof mapping", verdict
+    assert re.search(r"out is right, but thread \(0\) of block \(0\) wrote out\[0\], out\[1\] and 21 more.*one thread "
+                     r"per row", verdict.message), verdict.message
+
+
+def test_row_sum_success_names_what_was_checked(capsys):
+    check_row_sum(row_sum_right)
+    out = capsys.readouterr().out
+    assert "and of 1x5, 50x1, 97x31, 23x7; one thread per row (the memory-access tracer saw" in out, out
+    assert "with fewer threads than rows (32 threads), each thread still did one row" in out, out
+    check_row_sum(row_sum_grid_stride_backwards)
+    assert "with fewer threads than rows (32 threads), every row it handled was right" in capsys.readouterr().out
+
+
+@cuda.jit
+def transpose_hard_coded(M, out):
+    j, i = cuda.grid(2)
+    if i < 13 and j < 29:
+        out[j, i] = M[i, j]
+
+
+@cuda.jit
+def transpose_copy(M, out):  # out[i, j] = M[i, j]: a copy, not a transpose
+    j, i = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1] and i < M.shape[0] and j < M.shape[1]:
+        out[i, j] = M[i, j]
+
+
+def test_transpose_rejects_sizes_copied_from_the_statement():
+    verdict = TRANSPOSE.run(transpose_hard_coded)
+    assert not verdict.passed and (verdict.case.rows, verdict.case.cols) == (1, 7), verdict
+
+
+def test_transpose_names_a_copy():
+    with pytest.raises(CheckFailed, match=r"out\[0, 1\].*a copy, not a transpose"):
+        check_transpose(transpose_copy)
+
+
+def test_transpose_copy_cause_is_not_given_to_another_mistake():
+    verdict = TRANSPOSE.run(transpose_flat_copy)
+    assert "a copy, not a transpose" not in verdict.message and "wrong place" in verdict.message
+
+
+@cuda.jit
+def axpy_hard_coded_a(a, x, y):
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        y[i] = float32(2.0) * x[i] + y[i]
+
+
+def test_axpy_rejects_a_copied_from_the_statement():
+    verdict = AXPY_GRID_STRIDE.run(axpy_hard_coded_a)
+    assert not verdict.passed and verdict.case.a == -0.5, verdict
+
+
+def test_axpy_success_lists_the_values_of_a(capsys):
+    check_axpy_grid_stride(axpy_grid_stride)
+    assert "a = -0.5, -3, 1.25, 2): each element was updated exactly once." in capsys.readouterr().out
+
+
+@cuda.jit
+def blur3_hard_coded(x, out):
+    i = cuda.grid(1)
+    if i < 298:
+        out[i] = (x[i] + x[i + 1] + x[i + 1] + x[i + 2]) / float32(4)
+
+
+def test_blur3_rejects_a_size_copied_from_the_statement():
+    verdict = BLUR3.run(blur3_hard_coded)
+    assert not verdict.passed and verdict.case.n == 3, verdict
+
+
+def test_blur3_window_cause_is_not_claimed_with_one_output():
+    @cuda.jit
+    def blur3_wrong_for_one(x, out):  # right for n > 3, wrong when out has one element
+        i = cuda.grid(1)
+        if i < out.size:
+            out[i] = float32(0.25) * x[i] + float32(0.5) * x[i + 1] + float32(0.25) * x[i + 2]
+            if out.size == 1:
+                out[i] = x[i]
+
+    verdict = BLUR3.run(blur3_wrong_for_one)
+    assert verdict.case.n == 3 and verdict.cause is None, verdict
+
+
+def test_blur3_requires_one_thread_per_output():
+    @cuda.jit
+    def blur3_two_per_thread(x, out):  # thread i writes outputs 2i and 2i + 1: right values, half the threads
+        i = 2 * cuda.grid(1)
+        for k in range(i, min(i + 2, out.size)):
+            out[k] = float32(0.25) * x[k] + float32(0.5) * x[k + 1] + float32(0.25) * x[k + 2]
+
+    verdict = BLUR3.run(blur3_two_per_thread)
+    assert verdict.stage == "proof mapping" and "one thread per output" in verdict.message, verdict
+
+
+@cuda.jit
+def row_sum_two_threads_per_row(M, out):  # right values, one writer per row, but two threads share each row's reads
+    half = cuda.shared.array(32, float32)
+    t = cuda.threadIdx.x
+    r = t % 32
+    acc = float32(0)
+    if r < M.shape[0]:
+        start = 0 if t < 32 else M.shape[1] // 2
+        stop = M.shape[1] // 2 if t < 32 else M.shape[1]
+        for j in range(start, stop):
+            acc += M[r, j]
+        if t >= 32:
+            half[r] = acc
+    cuda.syncthreads()
+    if t < 32 and r < M.shape[0]:
+        out[r] = acc + half[r]
+
+
+def test_row_sum_one_thread_per_row_means_it_reads_its_whole_row():
+    verdict = ROW_SUM.run(row_sum_two_threads_per_row, [Case(grid=1, block=64, sizes={"rows": 20, "cols": 4})])
+    assert verdict.stage == "proof mapping", verdict
+    assert re.search(r"out\[0\] was written by thread \(0\) of block \(0\), which itself read only 2 of the 4 elements "
+                     r"of M", verdict.message), verdict.message

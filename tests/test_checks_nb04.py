@@ -1,5 +1,6 @@
 """Exercise checks of notebook 04: each passes correct answers (other mappings too) and names wrong ones."""
 
+import re
 import sys
 
 import numpy as np
@@ -14,6 +15,7 @@ from nbkit.checks import (
     check_matmul_at_b_tiled,
     check_transposed_matmul,
 )
+from nbkit.checks.nb04 import BIAS_GRAD, MATMUL_AT_B_TILED, TRANSPOSED_MATMUL
 
 T = 8  # the exercises' tile width
 
@@ -554,8 +556,39 @@ def test_tiled_check_names_the_missing_zero_padding():
 
 
 def test_tiled_check_names_the_early_return():
-    with pytest.raises(CheckFailed, match=r"only blocks on the edge of C are wrong.*no early return"):
+    needs_tracer()
+    with pytest.raises(CheckFailed, match=r"in block \(1, 0\), thread \(5, 0\) lies outside C.*stored nothing into the "
+                                          r"shared tiles, while every thread inside C did.*no early return"):
         check_matmul_at_b_tiled(at_b_tiled_early_return)
+
+
+@cuda.jit
+def at_b_tiled_short_b_guard(A, B, C):  # only edge blocks wrong too, but every thread loads: the B guard is one short
+    sA = cuda.shared.array((T, T), float32)
+    sB = cuda.shared.array((T, T), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * T + ty
+    col = cuda.blockIdx.x * T + tx
+    K, M = A.shape
+    N = B.shape[1]
+    acc = float32(0)
+    for t in range((K + T - 1) // T):
+        k = t * T + tx
+        sA[ty, tx] = A[k, row] if row < M and k < K else float32(0)
+        k = t * T + ty
+        sB[ty, tx] = B[k, col] if k < K and col < N - 1 else float32(0)
+        cuda.syncthreads()
+        for i in range(T):
+            acc += sA[ty, i] * sB[i, tx]
+        cuda.syncthreads()
+    if row < M and col < N:
+        C[row, col] = acc
+
+
+def test_tiled_check_does_not_blame_the_loads_of_threads_outside_c_when_they_load():
+    verdict = MATMUL_AT_B_TILED.run(at_b_tiled_short_b_guard)
+    assert not verdict.passed and verdict.message.startswith("✗ C is wrong at 19 of 247 elements; the first is C[0, 12]")
+    assert "no early return" not in verdict.message and verdict.cause is None, verdict
 
 
 def test_tiled_check_names_the_missing_barrier():
@@ -586,3 +619,225 @@ def test_stubs_say_not_solved(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" not solved")[0] for line in lines] == [f"◻ Exercise 04.{k}" for k in (1, 3, 4, 2)]
     assert np.all([line.endswith("then run this cell again.") for line in lines])
+
+
+# ------------------------------------------------------------------ issue 16: varied cases, stated requirements, causes
+
+
+@cuda.jit
+def at_b_hard_coded(A, B, C):  # M = 19, N = 13, K = 21 copied from the statement
+    col, row = cuda.grid(2)
+    if row < 19 and col < 13:
+        acc = float32(0)
+        for k in range(21):
+            acc += A[k, row] * B[k, col]
+        C[row, col] = acc
+
+
+@cuda.jit
+def at_b_accumulator_once(A, B, C):  # 2-D grid-stride, acc set once per thread
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    acc = float32(0)
+    for row in range(y0, C.shape[0], sy):
+        for col in range(x0, C.shape[1], sx):
+            for k in range(A.shape[0]):
+                acc += A[k, row] * B[k, col]
+            C[row, col] = acc
+
+
+@cuda.jit
+def at_b_one_thread(A, B, C):  # one thread computes all of C
+    if cuda.grid(2) == (0, 0):
+        for row in range(C.shape[0]):
+            for col in range(C.shape[1]):
+                acc = float32(0)
+                for k in range(A.shape[0]):
+                    acc += A[k, row] * B[k, col]
+                C[row, col] = acc
+
+
+def test_transposed_matmul_rejects_sizes_copied_from_the_statement():
+    verdict = TRANSPOSED_MATMUL.run(at_b_hard_coded)
+    assert not verdict.passed and verdict.case.M == 1, verdict
+
+
+def test_transposed_matmul_rejects_an_accumulator_set_once():
+    verdict = TRANSPOSED_MATMUL.run(at_b_accumulator_once)
+    assert verdict.stage == "proof fewer", verdict
+    assert re.search(r"with 64 threads for M = 19, K = 5, N = 13 \(fewer threads than elements.*your kernel wrote C\[",
+                     verdict.message), verdict.message
+
+
+def test_transposed_matmul_requires_one_thread_per_element():
+    verdict = TRANSPOSED_MATMUL.run(at_b_one_thread)
+    assert verdict.stage == "proof mapping" and "one thread per element" in verdict.message, verdict
+
+
+@cuda.jit
+def bias_grad_hard_coded(dZ, db):  # (37, 45) copied from the statement
+    j = cuda.grid(1)
+    if j < 45:
+        acc = float32(0)
+        for n in range(37):
+            acc += dZ[n, j]
+        db[j] = acc
+
+
+@cuda.jit
+def bias_grad_float64(dZ, db):
+    j = cuda.grid(1)
+    if j < db.size:
+        acc = 0.0
+        for n in range(dZ.shape[0]):
+            acc += dZ[n, j]
+        db[j] = acc
+
+
+@cuda.jit
+def bias_grad_accumulator_once(dZ, db):
+    acc = float32(0)
+    for j in range(cuda.grid(1), db.size, cuda.gridsize(1)):
+        for n in range(dZ.shape[0]):
+            acc += dZ[n, j]
+        db[j] = acc
+
+
+@cuda.jit
+def bias_grad_one_thread(dZ, db):
+    if cuda.grid(1) == 0:
+        for j in range(db.size):
+            acc = float32(0)
+            for n in range(dZ.shape[0]):
+                acc += dZ[n, j]
+            db[j] = acc
+
+
+@cuda.jit
+def bias_grad_strided_columns(dZ, db):  # one thread per column, but lane j takes column (7 j) mod n: not coalesced
+    t = cuda.grid(1)
+    if t < db.size:
+        j = (7 * t) % db.size if db.size % 7 else t
+        acc = float32(0)
+        for n in range(dZ.shape[0]):
+            acc += dZ[n, j]
+        db[j] = acc
+
+
+def test_bias_grad_rejects_sizes_copied_from_the_statement():
+    verdict = BIAS_GRAD.run(bias_grad_hard_coded)
+    assert not verdict.passed and verdict.case.batch == 1, verdict
+
+
+@needs_compiler
+def test_bias_grad_requires_float32_accumulation():
+    with pytest.raises(CheckFailed, match="float64 instruction"):
+        check_bias_grad(bias_grad_float64)
+
+
+def test_bias_grad_names_an_accumulator_set_once():
+    verdict = BIAS_GRAD.run(bias_grad_accumulator_once)
+    assert verdict.stage == "proof fewer", verdict
+    assert "Likely cause: each thread's sum carries over" in verdict.message, verdict.message
+
+
+def test_bias_grad_requires_one_thread_per_column():
+    verdict = BIAS_GRAD.run(bias_grad_one_thread)
+    assert verdict.stage == "proof mapping" and "one thread per column" in verdict.message, verdict
+
+
+def test_bias_grad_success_says_what_the_tracer_measured(capsys):
+    needs_tracer()
+    check_bias_grad(bias_grad_right)
+    out = capsys.readouterr().out
+    assert "one thread per column (the memory-access tracer saw" in out, out
+    assert re.search(r"the reads of dZ are coalesced: at most [45] 32-byte sectors per warp request, measured", out), out
+    check_bias_grad(bias_grad_strided_columns)
+    out = capsys.readouterr().out
+    assert out.startswith("✓") and "the reads of dZ are NOT coalesced" in out, out
+
+
+# mutants from /work/scratch/mutation-results.md (04.3-m63/m64, 04.4-m63/m64): a sign flipped in the tile's row or
+# column; negative indices wrap around in NumPy, so the statement's single shape came out right
+
+
+@cuda.jit
+def a_bt_row_minus(A, B, C):
+    sA = cuda.shared.array((T, T), float32)
+    sB = cuda.shared.array((T, T), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * T - ty
+    col = cuda.blockIdx.x * T + tx
+    M, K = A.shape
+    N = B.shape[0]
+    acc = float32(0)
+    for t in range((K + T - 1) // T):
+        k = t * T + tx
+        sA[ty, tx] = A[row, k] if row < M and k < K else float32(0)
+        k = t * T + ty
+        sB[ty, tx] = B[col, k] if col < N and k < K else float32(0)
+        cuda.syncthreads()
+        for i in range(T):
+            acc += sA[ty, i] * sB[i, tx]
+        cuda.syncthreads()
+    if row < M and col < N:
+        C[row, col] = acc
+
+
+@cuda.jit
+def at_b_tiled_col_minus(A, B, C):
+    sA = cuda.shared.array((T, T), float32)
+    sB = cuda.shared.array((T, T), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * T + ty
+    col = cuda.blockIdx.x * T - tx
+    K, M = A.shape
+    N = B.shape[1]
+    acc = float32(0)
+    for t in range((K + T - 1) // T):
+        k = t * T + tx
+        sA[ty, tx] = A[k, row] if row < M and k < K else float32(0)
+        k = t * T + ty
+        sB[ty, tx] = B[k, col] if k < K and col < N else float32(0)
+        cuda.syncthreads()
+        for i in range(T):
+            acc += sA[ty, i] * sB[i, tx]
+        cuda.syncthreads()
+    if row < M and col < N:
+        C[row, col] = acc
+
+
+def test_tiled_checks_reject_a_flipped_sign_that_wraps_around():
+    from nbkit.checks.nb04 import MATMUL_A_BT_TILED
+
+    verdict = MATMUL_A_BT_TILED.run(a_bt_row_minus)
+    assert not verdict.passed and verdict.case.M == 1, verdict
+    verdict = MATMUL_AT_B_TILED.run(at_b_tiled_col_minus)
+    assert not verdict.passed and verdict.case.sizes["M"] in (1, 5), verdict
+
+
+@cuda.jit
+def at_b_tiled_hard_coded(A, B, C):  # the statement's M = 19 and N = 13 in the guards (probe, "hard-coded")
+    sA = cuda.shared.array((T, T), float32)
+    sB = cuda.shared.array((T, T), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    row = cuda.blockIdx.y * T + ty
+    col = cuda.blockIdx.x * T + tx
+    K = A.shape[0]
+    acc = float32(0)
+    for t in range((K + T - 1) // T):
+        k = t * T + tx
+        sA[ty, tx] = A[k, row] if row < 19 and k < K else float32(0)
+        k = t * T + ty
+        sB[ty, tx] = B[k, col] if k < K and col < 13 else float32(0)
+        cuda.syncthreads()
+        for i in range(T):
+            acc += sA[ty, i] * sB[i, tx]
+        cuda.syncthreads()
+    if row < 19 and col < 13:
+        C[row, col] = acc
+
+
+def test_tiled_check_rejects_sizes_copied_from_the_statement():
+    verdict = MATMUL_AT_B_TILED.run(at_b_tiled_hard_coded)
+    assert not verdict.passed and verdict.case.sizes["M"] == 1, verdict

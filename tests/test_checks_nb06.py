@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import needs_compiler
 from numba import cuda, float32
 
 from nbkit.checks import CheckFailed, check_avgpool, check_conv_weight_grad, check_maxpool, check_seed_conv_fixed
@@ -77,6 +78,63 @@ def avg_backward_skips_edges(dy, dx):
     if n < dx.shape[0] and h < dx.shape[2] and w < dx.shape[3]:
         if h // 2 < dy.shape[2] and w // 2 < dy.shape[3]:
             dx[n, c, h, w] = dy[n, c, h // 2, w // 2] * float32(0.25)
+
+
+@cuda.jit
+def avg_forward_three_channels(x, y):  # wrong: C = 3 hard-coded (the statement's first shape)
+    j, i, z = cuda.grid(3)
+    n, c = z // 3, z % 3
+    if n < y.shape[0] and i < y.shape[2] and j < y.shape[3]:
+        s = x[n, c, 2 * i, 2 * j] + x[n, c, 2 * i, 2 * j + 1] + x[n, c, 2 * i + 1, 2 * j] + x[n, c, 2 * i + 1, 2 * j + 1]
+        y[n, c, i, j] = s * float32(0.25)
+
+
+@cuda.jit
+def avg_forward_float64(x, y):  # wrong: bare 0.1 and 2.5 are float64 (the hint says float32 literals)
+    j, i, z = cuda.grid(3)
+    C = y.shape[1]
+    n, c = z // C, z % C
+    if n < y.shape[0] and i < y.shape[2] and j < y.shape[3]:
+        s = x[n, c, 2 * i, 2 * j] + x[n, c, 2 * i, 2 * j + 1] + x[n, c, 2 * i + 1, 2 * j] + x[n, c, 2 * i + 1, 2 * j + 1]
+        y[n, c, i, j] = (s * 0.1) * 2.5  # (s * 0.25 alone is shrunk to a float32 multiply by LLVM: exact)
+
+
+@cuda.jit
+def avg_forward_n_below_C(x, y):  # wrong: the batch guard against y.shape[1] (mutant 06.1-m128)
+    j, i, z = cuda.grid(3)
+    C = y.shape[1]
+    n, c = z // C, z % C
+    if n < y.shape[1] and i < y.shape[2] and j < y.shape[3]:
+        s = x[n, c, 2 * i, 2 * j] + x[n, c, 2 * i, 2 * j + 1] + x[n, c, 2 * i + 1, 2 * j] + x[n, c, 2 * i + 1, 2 * j + 1]
+        y[n, c, i, j] = s * float32(0.25)
+
+
+@cuda.jit
+def avg_forward_x_down_rows(x, y):  # wrong: i, j swapped; the statement fixes j, i, z (mutant 06.1-m136)
+    i, j, z = cuda.grid(3)
+    C = y.shape[1]
+    n, c = z // C, z % C
+    if n < y.shape[0] and i < y.shape[2] and j < y.shape[3]:
+        s = x[n, c, 2 * i, 2 * j] + x[n, c, 2 * i, 2 * j + 1] + x[n, c, 2 * i + 1, 2 * j] + x[n, c, 2 * i + 1, 2 * j + 1]
+        y[n, c, i, j] = s * float32(0.25)
+
+
+def test_avgpool_mutants_fail():
+    with pytest.raises(CheckFailed, match="forward y is wrong.*never written"):
+        check_avgpool(avg_forward_n_below_C, avg_backward)
+    with pytest.raises(CheckFailed, match="forward y is wrong.*never written"):
+        check_avgpool(avg_forward_x_down_rows, avg_backward)
+
+
+def test_avgpool_runs_other_shapes():
+    with pytest.raises(CheckFailed, match="outside an array.*axis 1 with size 1"):
+        check_avgpool(avg_forward_three_channels, avg_backward)
+
+
+@needs_compiler
+def test_avgpool_float64_literal_fails_the_ptx_proof():
+    with pytest.raises(CheckFailed, match="float64 instruction"):
+        check_avgpool(avg_forward_float64, avg_backward)
 
 
 def test_avgpool_check(capsys):
@@ -228,6 +286,23 @@ def mp_backward_wrong_element(x, dy, dx):  # the winner's position decoded as (t
         dx[n, c, h, w] = g
 
 
+@cuda.jit
+def mp_forward_fixed_size(x, y):  # wrong: the first shape's output size (3 x 4) hard-coded
+    j, i, z = cuda.grid(3)
+    C = y.shape[1]
+    n, c = z // C, z % C
+    if n < y.shape[0] and i < 3 and j < 4:
+        best = x[n, c, 2 * i, 2 * j]
+        for t in range(1, 4):
+            best = max(best, x[n, c, 2 * i + t // 2, 2 * j + t % 2])
+        y[n, c, i, j] = best
+
+
+def test_maxpool_runs_other_shapes():
+    with pytest.raises(CheckFailed, match="outside an array"):
+        check_maxpool(mp_forward_fixed_size, mp_backward)
+
+
 def test_maxpool_check(capsys):
     check_maxpool(mp_forward, mp_backward)
     check_maxpool(mp_forward, mp_backward_no_earlier_tie)
@@ -368,6 +443,26 @@ def wgrad_batch_over_filters(dy, x, dw):  # the batch loop over dy.shape[1] (F =
         dw[f, c, i, j] = acc
 
 
+@cuda.jit
+def wgrad_batch_of_two(dy, x, dw):  # wrong: the first shape's batch N = 2 hard-coded
+    j, i, z = cuda.grid(3)
+    C = dw.shape[1]
+    f, c = z // C, z % C
+    if f < dw.shape[0] and i < dw.shape[2] and j < dw.shape[3]:
+        acc = float32(0)
+        for n in range(2):
+            if n < x.shape[0]:
+                for y in range(dy.shape[2]):
+                    for xx in range(dy.shape[3]):
+                        acc += dy[n, f, y, xx] * x[n, c, y + i, xx + j]
+        dw[f, c, i, j] = acc
+
+
+def test_conv_weight_grad_runs_other_shapes():
+    with pytest.raises(CheckFailed, match="dw is wrong"):
+        check_conv_weight_grad(wgrad_batch_of_two)
+
+
 def test_conv_weight_grad_out_of_bounds_axis_names_the_cause():
     with pytest.raises(CheckFailed, match=r"axis 1 with size 3.*f, c = z // C, z % C") as e:
         check_conv_weight_grad(wgrad_split_swapped)
@@ -475,6 +570,55 @@ def seed_fixed_bias_per_pixel(output, input, weights, biases, width, height, dep
                     if x >= 0 and x < height and y >= 0 and y < width:
                         s += input[d * width * height + x * width + y] * weights[d * 9 + i * 3 + j]
         output[row * width + col] = s + biases[row * width + col]
+
+
+@cuda.jit
+def seed_fixed_x_down_rows(output, input, weights, biases, width, height, depth):  # noqa: A002
+    row, col = cuda.grid(2)  # wrong: x runs down the rows; the statement launches x along the columns
+    if row < height and col < width:
+        s = float32(0.0)
+        for d in range(depth):
+            for i in range(3):
+                for j in range(3):
+                    x = i - 1 + row
+                    y = j - 1 + col
+                    if x >= 0 and x < height and y >= 0 and y < width:
+                        s += input[d * width * height + x * width + y] * weights[d * 9 + i * 3 + j]
+        output[row * width + col] = s + biases[0]
+
+
+def _seed_with(width=None, height=None, depth=None):
+    """The fixed seed kernel with one of its size parameters replaced by the 9 x 11 x 3 image's (mutants 06.4-m55..57)."""
+    W, H, D = (str(v) if v else name for v, name in ((width, "width"), (height, "height"), (depth, "depth")))
+    source = f"""
+def k(output, input, weights, biases, width, height, depth):
+    col, row = cuda.grid(2)
+    if row < {H} and col < {W}:
+        s = float32(0.0)
+        for d in range({D}):
+            for i in range(3):
+                for j in range(3):
+                    x = i - 1 + row
+                    y = j - 1 + col
+                    if x >= 0 and x < {H} and y >= 0 and y < {W}:
+                        s += input[d * {W} * {H} + x * {W} + y] * weights[d * 9 + i * 3 + j]
+        output[row * {W} + col] = s + biases[0]
+"""
+    namespace = {"cuda": cuda, "float32": float32}
+    exec(source, namespace)  # noqa: S102 - a test-made kernel variant
+    return cuda.jit(namespace["k"])
+
+
+@pytest.mark.parametrize("fixed", [{"width": 11}, {"height": 9}, {"depth": 3}])
+def test_seed_conv_hard_coded_sizes_fail(fixed):
+    with pytest.raises(CheckFailed):
+        check_seed_conv_fixed(_seed_with(**fixed))
+
+
+def test_seed_conv_x_down_the_rows_fails_on_a_non_square_grid():
+    """On the square 2 x 2 grid of the 9 x 11 image this passes; the 5 x 21 image's grid is 3 x 1 blocks."""
+    with pytest.raises(CheckFailed, match="pixels were never written"):
+        check_seed_conv_fixed(seed_fixed_x_down_rows)
 
 
 def test_seed_conv_fixed_check(capsys):

@@ -101,6 +101,16 @@ def sgd_decay_after_dampening(param, grad, buf, lr, momentum, dampening, weight_
 
 
 @cuda.jit
+def sgd_decay_in_the_step(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+    i = cuda.grid(1)  # wrong: weight decay added to the step, not to the buffer (probe 07.1 C: it is not "missing")
+    if i < param.size:
+        g = grad[i]
+        b = g if first_step else momentum * buf[i] + (float32(1) - dampening) * g
+        buf[i] = b
+        param[i] -= lr * (b + weight_decay * param[i])
+
+
+@cuda.jit
 def sgd_unguarded(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
     i = cuda.grid(1)
     g = grad[i] + weight_decay * param[i]
@@ -120,7 +130,8 @@ def test_sgd_momentum_passes_any_thread_mapping(capsys):
 @pytest.mark.parametrize("wrong, message", [
     (sgd_textbook, r"step 1 of the run with lr=0.1, momentum=0.9.*buf is wrong.*the first is buf\[0\].*v = μv - lr·g"),
     (sgd_no_first_step, r"step 1 of the run with .*dampening=0.25.*on the first step PyTorch sets buf = g"),
-    (sgd_no_weight_decay, "weight decay is missing"),
+    (sgd_no_weight_decay, "your buffer holds the gradient without weight decay"),
+    (sgd_decay_in_the_step, "your buffer holds the gradient without weight decay"),
     (sgd_decay_after_dampening, r"step 2 of the run with .*dampening=0.25, weight_decay=0.05.*buf is wrong.*"
                                 r"weight decay must be added to the gradient before momentum and dampening: "
                                 r"g = grad \+ wd \* param"),
@@ -129,6 +140,20 @@ def test_sgd_momentum_passes_any_thread_mapping(capsys):
 ])
 def test_sgd_momentum_wrong_answers(wrong, message):
     fails(check_sgd_momentum, wrong, message)
+
+
+@cuda.jit
+def sgd_fixed_size(param, grad, buf, lr, momentum, dampening, weight_decay, first_step):
+    i = cuda.grid(1)
+    if i < 101:  # wrong: the size of the first runs hard-coded
+        g = grad[i] + weight_decay * param[i]
+        b = g if first_step else momentum * buf[i] + (float32(1) - dampening) * g
+        buf[i] = b
+        param[i] -= lr * b
+
+
+def test_sgd_momentum_runs_other_sizes():
+    fails(check_sgd_momentum, sgd_fixed_size, "step 1 of the run with .*257 elements: .*buf is wrong")
 
 
 def test_sgd_momentum_parameter_order():
@@ -174,6 +199,62 @@ class SigmoidCrashes(SigmoidRight):
         return sigmoid_backward(dout, self.output)
 
 
+class SigmoidCachesFirst(SigmoidRight):  # wrong: keeps the output of its first call
+    def forward(self, x):
+        if not hasattr(self, "y"):
+            self.y = sigmoid_forward(x)
+        return self.y
+
+
+class SigmoidClassState:  # wrong: y kept in the class, shared by every layer object
+    y = None
+
+    def forward(self, x):
+        SigmoidClassState.y = sigmoid_forward(x)
+        return SigmoidClassState.y
+
+    def backward(self, dout):
+        return sigmoid_backward(dout, SigmoidClassState.y)
+
+
+class SigmoidBackwardFirstOutput:  # wrong: backward uses the output of the first forward only
+    def forward(self, x):
+        y = sigmoid_forward(x)
+        if not hasattr(self, "first"):
+            self.first = y
+        return y
+
+    def backward(self, dout):
+        return sigmoid_backward(dout, self.first)
+
+
+class SigmoidIsTanh(SigmoidRight):
+    def forward(self, x):
+        from nbkit.kernels.activations import tanh_forward
+
+        self.y = tanh_forward(x)
+        return self.y
+
+
+class SigmoidForgetsDout(SigmoidRight):
+    def backward(self, dout):
+        return sigmoid_backward(sigmoid_forward(self.y) * 0 + 1, self.y)
+
+
+def test_sigmoid_layer_names_tanh_and_a_missing_dout():
+    fails(check_sigmoid_layer, SigmoidIsTanh, "forward computed tanh")
+    fails(check_sigmoid_layer, SigmoidForgetsDout, "without multiplying by the upstream gradient dout")
+
+
+def test_sigmoid_layer_is_called_more_than_once():
+    fails(check_sigmoid_layer, SigmoidCachesFirst, r"layer \(second call\).forward\(x\).*forward is wrong.*Likely cause: "
+                                                   r"forward returned the output of an earlier forward call of this layer")
+    fails(check_sigmoid_layer, SigmoidBackwardFirstOutput, r"layer.backward\(dout\).*Likely cause: backward used the "
+                                                           r"output of an earlier forward call of this layer")
+    fails(check_sigmoid_layer, SigmoidClassState, r"layer.backward\(dout\).*Likely cause: backward used the output of "
+                                                  r"the other layer object's forward")
+
+
 def test_sigmoid_layer_check(capsys):
     for right in (SigmoidRight, SigmoidKeepsInput):
         check_sigmoid_layer(right)
@@ -204,8 +285,12 @@ def loop_set_to_zero(model, opt, batches):  # another correct loop: zero the gra
         opt.step()
         for p in model.parameters():
             p.grad.zero_()
-        losses.append(loss.detach())
+        losses.append(loss.item())
     return losses
+
+
+def loop_tensor_losses(model, opt, batches):  # wrong: the statement asks for floats (probe 07.3 A)
+    return [torch.tensor(v) for v in loop_right(model, opt, batches)]
 
 
 def loop_no_zero(model, opt, batches):
@@ -239,12 +324,51 @@ def loop_step_before_backward(model, opt, batches):
     return losses
 
 
+def loop_no_step(model, opt, batches):  # wrong: opt.step() is missing
+    losses = []
+    for X, y in batches:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(X), y)
+        loss.backward()
+        losses.append(loss.item())
+    return losses
+
+
+def loop_sum(model, opt, batches):  # wrong: reduction='sum'
+    losses = []
+    for X, y in batches:
+        opt.zero_grad()
+        loss = F.cross_entropy(model(X), y, reduction="sum")
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def loop_own_optimizer(model, opt, batches):  # wrong: ignores the optimizer it is given
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return loop_right(model, opt, batches)
+
+
+def test_training_loop_causes_come_from_the_calls_made():
+    """No step and zero_grad between backward and step give the same losses: the recorded calls tell them apart."""
+    message = fails(check_training_loop, loop_no_step, "opt.step\\(\\) is never called")
+    assert "between backward" not in message
+    message = fails(check_training_loop, loop_zero_between, "zero_grad\\(\\) between backward\\(\\) and step\\(\\)")
+    assert "never called" not in message
+    fails(check_training_loop, loop_sum, "reduction='sum'")
+    fails(check_training_loop, loop_tensor_losses, "losses as floats.*Tensor")
+    message = fails(check_training_loop, loop_own_optimizer, r"with SGD\(lr=0.05, momentum=0.0\) on batches of 16, 9, 4: "
+                                                             r"losses is wrong")
+    assert "Likely cause" not in message
+
+
 def test_training_loop_check(capsys):
     for right in (loop_right, loop_set_to_zero):
         check_training_loop(right)
         assert capsys.readouterr().out.startswith("✓ your loop matches"), right
     fails(check_training_loop, loop_no_zero, r"losses is wrong.*the first is losses\[2\].*gradients accumulate")
-    fails(check_training_loop, loop_zero_between, "parameters never change.*zero_grad\\(\\) between backward")
+    fails(check_training_loop, loop_zero_between, "zero_grad\\(\\) between backward.*parameters never change")
     fails(check_training_loop, loop_step_before_backward, "raised RuntimeError.*the order is zero_grad")
     fails(check_training_loop, lambda m, o, b: loop_right(m, o, b)[:-1], "one loss per batch")
     fails(check_training_loop, lambda m, o, b: None, "must return a list")

@@ -45,7 +45,21 @@ def relu_bwd_at_zero(dout, x, dx):  # wrong: ReLU'(0) = 1
 def leaky_fwd(x, y):  # wrong: leaky ReLU
     i = cuda.grid(1)
     if i < y.size:
-        y[i] = x[i] if x[i] > 0 else x[i] * 0.01
+        y[i] = x[i] if x[i] > 0 else x[i] * float32(0.01)
+
+
+@cuda.jit
+def relu_fwd_first_thousand(x, y):  # wrong: elements past 1000 are never written (LeNet's activations are larger)
+    i = cuda.grid(1)
+    if i < y.size and i < 1000:
+        y[i] = max(x[i], float32(0))
+
+
+@cuda.jit
+def relu_fwd_reads_past_end_when_large(x, y):  # wrong: reads one element too far once x is large
+    i = cuda.grid(1)
+    if i < y.size:
+        y[i] = max(x[i + (1 if x.size > 1000 else 0)], float32(0))
 
 
 def test_relu_check_accepts_a_kernel_per_element(capsys):
@@ -66,6 +80,17 @@ def test_relu_check_rejects_relu_prime_of_zero_one():
 def test_relu_check_rejects_leaky_relu():
     with pytest.raises(CheckFailed, match=r"relu_forward\(x\) is wrong at .*the first is relu_forward\(x\)\[0\]"):
         check_relu_in_lenet(leaky_fwd, relu_bwd)
+
+
+def test_relu_unwritten_elements_spoil_the_lenet_loss():
+    """Outputs start as NaN in LeNet: elements never written cannot keep a right value by chance."""
+    with pytest.raises(CheckFailed, match="loss nan.*never written"):
+        check_relu_in_lenet(relu_fwd_first_thousand, relu_bwd)
+
+
+def test_relu_out_of_bounds_inside_lenet_is_a_verdict():
+    with pytest.raises(CheckFailed, match="inside LeNet a thread of your ReLU kernel accessed an element outside"):
+        check_relu_in_lenet(relu_fwd_reads_past_end_when_large, relu_bwd)
 
 
 @cuda.jit
@@ -117,6 +142,17 @@ def shapes_ceil_pool(h, w):
     return out + [(c * h * w,)]
 
 
+def shapes_round_pool(h, w):  # wrong: round(h / 2) equals h // 2 whenever h / 2 = x.5 with x even
+    out, c = [], 3
+    for kind in ("conv6", "relu", "pool", "conv16", "relu", "pool"):
+        if kind.startswith("conv"):
+            c, h, w = int(kind[4:]), h - 4, w - 4
+        elif kind == "pool":
+            h, w = round(h / 2), round(w / 2)
+        out.append((c, h, w))
+    return out + [(c * h * w,)]
+
+
 @pytest.mark.parametrize("answer", [shapes_formula, shapes_loop])
 def test_shapes_check_accepts(answer, capsys):
     check_feature_shapes(answer)
@@ -129,8 +165,21 @@ def test_shapes_check_rejects_an_off_by_one_conv():
 
 
 def test_shapes_check_rejects_ceil_pooling():
-    with pytest.raises(CheckFailed, match=r"37x30 image, layer 2 \(max-pool 2x2\).*H // 2"):
+    with pytest.raises(CheckFailed, match=r"37x30 image, layer 2 \(max-pool 2x2\).*33x26 halved and rounded "
+                                          r"as math.ceil rounds them.*H // 2"):
         check_feature_shapes(shapes_ceil_pool)
+
+
+def test_shapes_check_flatten_as_an_int_is_a_verdict():
+    """Probe 08.2 E: a bare int for flatten crashed the check with a TypeError."""
+    with pytest.raises(CheckFailed, match=r"layer 6 \(flatten\): you have 400 \(type int\); every shape is a tuple"):
+        check_feature_shapes(lambda h, w: shapes_formula(h, w)[:-1] + [shapes_formula(h, w)[-1][0]])
+
+
+def test_shapes_check_rejects_round():
+    with pytest.raises(CheckFailed, match=r"35x27 image, layer 2 \(max-pool 2x2\).*31x23 halved and rounded "
+                                          r"as math.ceil and round\(\) round them"):
+        check_feature_shapes(shapes_round_pool)
 
 
 def accuracy_counts(logits_of, x, y, batch):
@@ -150,12 +199,53 @@ def accuracy_batch_means(logits_of, x, y, batch):
                           for i in range(0, len(x), batch)]))
 
 
+def accuracy_reversed(logits_of, x, y, batch):  # correct too: batches from the end, each slice reversed
+    correct = 0
+    for i in reversed(range(0, len(x), batch)):
+        correct += int((logits_of(x[i:i + batch][::-1]).argmax(axis=1) == y[i:i + batch][::-1]).sum())
+    return correct / len(x)
+
+
+def accuracy_full_batches_denominator(logits_of, x, y, batch):  # wrong: divides by batch x number of batches
+    correct, batches = 0, 0
+    for i in range(0, len(x), batch):
+        correct += int((logits_of(x[i:i + batch]).argmax(axis=1) == y[i:i + batch]).sum())
+        batches += 1
+    return correct / (batch * batches)
+
+
+def accuracy_skips_last_image(logits_of, x, y, batch):  # wrong: range(0, len(x) - 1, batch) (mutant 08.3-m12)
+    correct = 0
+    for i in range(0, len(x) - 1, batch):
+        correct += int((logits_of(x[i:i + batch]).argmax(axis=1) == y[i:i + batch]).sum())
+    return correct / len(x)
+
+
+def accuracy_full_batches_only(logits_of, x, y, batch):  # wrong: divides by the images in full batches
+    correct = 0
+    for i in range(0, len(x), batch):
+        correct += int((logits_of(x[i:i + batch]).argmax(axis=1) == y[i:i + batch]).sum())
+    return correct / (len(x) // batch * batch)
+
+
+def test_accuracy_full_batches_denominator_is_named():
+    with pytest.raises(CheckFailed, match="divided the number of correct predictions by the images in full batches, "
+                                          "100, not by 103") as e:
+        check_accuracy(accuracy_full_batches_only)
+    assert "averaged" not in str(e.value)
+
+
+def test_accuracy_check_rejects_a_range_one_short():
+    with pytest.raises(CheckFailed, match="logits_of never saw image"):
+        check_accuracy(accuracy_skips_last_image)
+
+
 def accuracy_drops_last(logits_of, x, y, batch):
     n = len(x) // batch * batch
     return accuracy_counts(logits_of, x[:n], y[:n], batch)
 
 
-@pytest.mark.parametrize("answer", [accuracy_counts, accuracy_concat])
+@pytest.mark.parametrize("answer", [accuracy_counts, accuracy_concat, accuracy_reversed])
 def test_accuracy_check_accepts(answer, capsys):
     check_accuracy(answer)
     assert "✓" in capsys.readouterr().out
@@ -164,6 +254,13 @@ def test_accuracy_check_accepts(answer, capsys):
 def test_accuracy_check_rejects_the_mean_of_batch_accuracies():
     with pytest.raises(CheckFailed, match="averaged the 5 batch accuracies"):
         check_accuracy(accuracy_batch_means)
+
+
+def test_accuracy_wrong_denominator_is_not_called_batch_means():
+    with pytest.raises(CheckFailed, match=r"divided the number of correct predictions by batch × number of batches = "
+                                          r"125") as e:
+        check_accuracy(accuracy_full_batches_denominator)
+    assert "averaged" not in str(e.value)
 
 
 def test_accuracy_check_rejects_a_dropped_last_batch():

@@ -54,6 +54,14 @@ def scale_add_columns_stop_early(A, B, alpha, out):
 
 
 @cuda.jit
+def scale_add_fixed_strides(A, B, alpha, out):  # wrong: the strides of the (2, 2) grid hard-coded
+    x0, y0 = cuda.grid(2)
+    for i in range(y0, out.shape[0], 16):
+        for j in range(x0, out.shape[1], 64):
+            out[i, j] = alpha * A[i, j] + B[i, j]
+
+
+@cuda.jit
 def scale_add_stub(A, B, alpha, out):
     raise NotImplementedError()
 
@@ -76,8 +84,46 @@ def test_strided_but_correct_fails_on_sectors():
 
 
 def test_missing_columns_fail_on_output():
-    with pytest.raises(CheckFailed, match=r"out is wrong at .* first is out\[0, 40\].*columns beyond the first M"):
+    with pytest.raises(CheckFailed, match=r"out is wrong at .* first is out\[0, 1\].*columns beyond the first M"):
         check_coalesced_scale_add(scale_add_columns_stop_early)
+
+
+@cuda.jit
+def scale_add_chunk_per_thread(A, B, alpha, out):  # correct values, lanes 4 apart along a row (probe 09.1 C)
+    tid = ((cuda.blockIdx.y * cuda.gridDim.x + cuda.blockIdx.x) * (cuda.blockDim.x * cuda.blockDim.y)
+           + cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x)
+    nthreads = cuda.gridDim.x * cuda.gridDim.y * cuda.blockDim.x * cuda.blockDim.y
+    M, N = out.shape
+    per = (M * N + nthreads - 1) // nthreads
+    for k in range(tid * per, min(tid * per + per, M * N)):
+        i = k // N
+        j = k - i * N
+        out[i, j] = alpha * A[i, j] + B[i, j]
+
+
+def test_lanes_apart_along_a_row_are_not_called_a_column():
+    with pytest.raises(CheckFailed, match="not coalesced.*elements 4 apart along a row") as e:
+        check_coalesced_scale_add(scale_add_chunk_per_thread)
+    assert "down a column" not in str(e.value)
+
+
+@cuda.jit
+def scale_add_fixed_alpha(A, B, alpha, out):  # wrong: alpha written into the kernel (mutant 09.1-m37)
+    x0, y0 = cuda.grid(2)
+    sx, sy = cuda.gridsize(2)
+    for i in range(y0, out.shape[0], sy):
+        for j in range(x0, out.shape[1], sx):
+            out[i, j] = float32(1.5) * A[i, j] + B[i, j]
+
+
+def test_scale_add_uses_alpha():
+    with pytest.raises(CheckFailed, match="out is wrong"):
+        check_coalesced_scale_add(scale_add_fixed_alpha)
+
+
+def test_scale_add_runs_other_grids():
+    with pytest.raises(CheckFailed, match=r"out is wrong.*never written"):
+        check_coalesced_scale_add(scale_add_fixed_strides)
 
 
 def test_stub_is_not_solved(capsys):
@@ -197,6 +243,48 @@ def test_untransposed_tile_fails_on_output():
         check_padded_transpose(transpose_padded_not_transposed)
 
 
+@cuda.jit
+def transpose_padded_fixed_size(A, B):  # wrong: the statement's 33 x 45 hard-coded in the guards
+    tile = cuda.shared.array((TILE, TILE_PAD), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    x0, y0 = cuda.blockIdx.x * TILE, cuda.blockIdx.y * TILE
+    for r in range(0, TILE, ROWS):
+        if y0 + ty + r < 33 and x0 + tx < 45:
+            tile[ty + r, tx] = A[y0 + ty + r, x0 + tx]
+    cuda.syncthreads()
+    for r in range(0, TILE, ROWS):
+        if x0 + ty + r < 45 and y0 + tx < 33:
+            B[x0 + ty + r, y0 + tx] = tile[tx, ty + r]
+
+
+TILE_PAD2 = TILE + 2
+
+
+@cuda.jit
+def transpose_padded_by_two(A, B):  # an even padding: rows r and r + 16 share a bank (2-way), probe 09.2 C
+    tile = cuda.shared.array((TILE, TILE_PAD2), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    x0, y0 = cuda.blockIdx.x * TILE, cuda.blockIdx.y * TILE
+    for r in range(0, TILE, ROWS):
+        if y0 + ty + r < A.shape[0] and x0 + tx < A.shape[1]:
+            tile[ty + r, tx] = A[y0 + ty + r, x0 + tx]
+    cuda.syncthreads()
+    for r in range(0, TILE, ROWS):
+        if x0 + ty + r < B.shape[0] and y0 + tx < B.shape[1]:
+            B[x0 + ty + r, y0 + tx] = tile[tx, ty + r]
+
+
+def test_even_padding_is_not_explained_as_an_unpadded_tile():
+    with pytest.raises(CheckFailed, match="2-way bank conflict.*Note: .*w must be odd") as e:
+        check_padded_transpose(transpose_padded_by_two)
+    assert "lies in one bank" not in str(e.value)
+
+
+def test_padded_transpose_runs_other_shapes():
+    with pytest.raises(CheckFailed, match=r"B is wrong .* the first is B\[0, 33\].*never written"):
+        check_padded_transpose(transpose_padded_fixed_size)
+
+
 def test_transpose_without_shared_memory_is_refused():
     with pytest.raises(CheckFailed, match="never touched shared memory"):
         check_padded_transpose(transpose_without_shared)
@@ -221,9 +309,30 @@ def largest_best(cc, registers_per_thread, shared_bytes_per_block):
     return np.int64(pick)
 
 
+def best_power_of_two(cc, registers_per_thread, shared_bytes_per_block):  # wrong: tries powers of two only
+    return max((32, 64, 128, 256, 512, 1024),
+               key=lambda n: occupancy(cc, n, registers_per_thread, shared_bytes_per_block).fraction)
+
+
 def test_block_size_passes(capsys):
     check_block_size(smallest_best)
-    assert capsys.readouterr().out.startswith("✓ your block sizes reach the highest MODEL occupancy in all 5 cases")
+    assert capsys.readouterr().out.startswith("✓ your block sizes reach the highest MODEL occupancy in all 8 cases")
+
+
+def registers_ignored(cc, registers_per_thread, shared_bytes_per_block):  # wrong: 32 registers assumed (probe 09.3 A)
+    return max(range(32, 1025, 32), key=lambda n: (occupancy(cc, n, 32, shared_bytes_per_block).fraction, -n))
+
+
+def test_ignoring_the_registers_fails():
+    with pytest.raises(CheckFailed, match=r"sm_75, 72 registers/thread, 10240 B.*block size 256 reaches 75%") as e:
+        check_block_size(registers_ignored)
+    assert "Likely cause" not in str(e.value)
+
+
+def test_powers_of_two_fail_where_none_reaches_the_best():
+    with pytest.raises(CheckFailed, match=r"sm_75, 72 registers/thread, 10240 B.*e.g. with 224 or 896 threads.*"
+                                          r"Likely cause: your function returns only powers of two"):
+        check_block_size(best_power_of_two)
 
 
 def test_block_size_alternative_passes(capsys):
@@ -233,7 +342,8 @@ def test_block_size_alternative_passes(capsys):
 
 def test_fixed_256_fails_where_shared_memory_limits():
     with pytest.raises(CheckFailed, match=r"sm_75, 32 registers/thread, 40960 B .* block size 256 reaches 25% .*"
-                                          r"limited by shared memory.*100% is possible, e.g. with 1024"):
+                                          r"limited by shared memory.*100% is possible, e.g. with 1024.*"
+                                          r"Your function returned 256 in every case"):
         check_block_size(lambda cc, r, s: 256)
 
 

@@ -67,6 +67,20 @@ def rs_off_by_one_element(bufs, step):
     return out
 
 
+def rs_first_five_ranks(bufs, step):  # wrong: ranks past the fifth never send
+    p = bufs.shape[0]
+    out = bufs.copy()
+    for r in range(min(p, 5)):
+        c = (r - step) % p
+        out[(r + 1) % p, c] += bufs[r, c]
+    return out
+
+
+def test_reduce_scatter_runs_more_ranks():
+    with pytest.raises(CheckFailed, match="with p=7 ranks"):
+        nb10.check_reduce_scatter_step(rs_first_five_ranks)
+
+
 @pytest.mark.parametrize("fn", [rs_loop, rs_vectorised_in_place, rs_sequential_in_place])
 def test_reduce_scatter_accepts(fn, capsys):
     nb10.check_reduce_scatter_step(fn)
@@ -124,7 +138,12 @@ def t_whole_gradient(n_params, bytes_per_param, p, bandwidth_GBps, latency_us):
     return 2 * (p - 1) * latency_us * 1e-6 + 2 * (p - 1) * n_params * bytes_per_param / (bandwidth_GBps * 1e9)
 
 
-@pytest.mark.parametrize("fn", [t_formula, t_by_steps])
+def t_whole_values(n_params, bytes_per_param, p, bandwidth_GBps, latency_us):  # correct: chunks of whole values
+    chunk = -(-n_params // p) * bytes_per_param
+    return 2 * (p - 1) * (latency_us * 1e-6 + chunk / (bandwidth_GBps * 1e9))
+
+
+@pytest.mark.parametrize("fn", [t_formula, t_by_steps, t_whole_values])
 def test_allreduce_seconds_accepts(fn, capsys):
     nb10.check_allreduce_seconds(fn)
     assert capsys.readouterr().out.startswith("✓")

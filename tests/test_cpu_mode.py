@@ -172,6 +172,46 @@ def test_tracer_and_race_check_use_the_simulator(python_in_fresh_process, tmp_pa
 
 
 @pytest.mark.subprocess
+def test_checks_reject_skipped_barriers_and_unwritten_shared_memory_in_cpu_mode(python_in_fresh_process, tmp_path):
+    # The executor runs the fixed-stride tree with shared memory starting as NaN (as the simulator does); the tree
+    # with its barrier inside the if falls back to the simulator, which lets it through: the check's tracer does not.
+    out = _run(python_in_fresh_process, tmp_path, """
+        from numba import float32
+        from nbkit.checks.nb05 import BLOCK_SUM
+
+        def tree(fixed, barrier_in_if):
+            @cuda.jit
+            def block_sum(x, partial):
+                buf = cuda.shared.array(128, float32)
+                t = cuda.threadIdx.x
+                B = cuda.blockDim.x
+                i = cuda.blockIdx.x * 2 * B + t
+                buf[t] = (x[i] if i < x.size else float32(0)) + (x[i + B] if i + B < x.size else float32(0))
+                cuda.syncthreads()
+                stride = 64 if fixed else B // 2
+                while stride > 0:
+                    if t < stride:
+                        buf[t] += buf[t + stride]
+                        if barrier_in_if:
+                            cuda.syncthreads()
+                    if not barrier_in_if:
+                        cuda.syncthreads()
+                    stride //= 2
+                if t == 0:
+                    partial[cuda.blockIdx.x] = buf[0]
+            return block_sum
+
+        fixed = BLOCK_SUM.run(tree(True, False))
+        assert fixed.status == "failed" and "before any thread of the block wrote it" in fixed.message, fixed.message
+        skipped = BLOCK_SUM.run(tree(False, True))
+        assert skipped.stage == "proof barriers" and "never reached the cuda.syncthreads()" in skipped.message
+        assert BLOCK_SUM.run(tree(False, False)).passed
+        print("rejected both")
+    """)
+    assert "rejected both" in out
+
+
+@pytest.mark.subprocess
 def test_cpu_mode_after_numba_was_imported_in_simulator_mode(python_in_fresh_process):
     r = python_in_fresh_process("import numba.cuda\nimport nbkit\nprint(nbkit.MODE.name)", NBKIT_MODE="cpu",
                                 NUMBA_ENABLE_CUDASIM="1")

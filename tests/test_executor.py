@@ -454,3 +454,23 @@ def not_typeable_on_cpu(x):
 def test_what_numba_cannot_compile_is_unsupported_not_a_numba_error():
     with pytest.raises(ExecutorUnsupported, match="numba cannot compile not_typeable_on_cpu"):
         run_on_cpu(not_typeable_on_cpu, 1, 1, np.zeros(1, np.float32))
+
+
+@cuda.jit
+def _reads_unwritten_shared(x, out):
+    buf = cuda.shared.array(64, float32)
+    counts = cuda.shared.array(64, np.int32)
+    t = cuda.threadIdx.x
+    if cuda.blockIdx.x == 0:
+        buf[t] = x[t]
+        counts[t] = 1
+    cuda.syncthreads()
+    out[cuda.blockIdx.x, t] = buf[t] + counts[t]
+
+
+def test_shared_memory_starts_poisoned_in_every_block_as_in_the_simulator():
+    x = np.ones(32, np.float32)
+    out = np.zeros((2, 32), np.float32)
+    run_on_cpu(_reads_unwritten_shared, 2, 32, x, out)
+    assert (out[0] == 2).all() and np.isnan(out[1]).all()  # block 1 wrote nothing: NaN + a large negative int
+    assert "np.full(64, _poison_buf, float32)" in generated_source(_reads_unwritten_shared, x, out)

@@ -86,3 +86,143 @@ def test_the_numba_only_environment_is_the_main_one_less_numba_cuda():
     assert {"pytest", "nbval", "ipykernel", "torch"} <= set(names)  # the test and lab extras are in
     fake = text.replace('"numba>=0.60",', '"numba>=0.60",\n    "Numba_CUDA[cu13]>=0.30",')
     assert numba_only.requirements(fake) == reqs  # any spelling of numba-cuda is left out
+
+
+# ---------------------------------------------------------------- hardening: poisoned memory, locks, barriers
+# nbkit hardens the simulator at start-up in sim and cpu mode (nbkit.core.launch calls simulator.harden()).
+
+TREE = 64
+
+
+@cuda.jit
+def _reads_unwritten_memory(out_f, out_i, out_local):
+    sf = cuda.shared.array(4, float32)
+    si = cuda.shared.array(4, numba.int32)
+    lf = cuda.local.array(3, float64)
+    t = cuda.threadIdx.x
+    out_f[t] = sf[t]
+    out_i[t] = si[t]
+    out_local[t] = lf[t % 3]
+
+
+def test_uninitialised_shared_and_local_memory_reads_as_nan_or_a_sentinel():
+    out_f, out_i, out_local = np.zeros(4, np.float32), np.zeros(4, np.int32), np.zeros(4)
+    _reads_unwritten_memory[1, 4](out_f, out_i, out_local)
+    assert np.isnan(out_f).all() and np.isnan(out_local).all()
+    assert (out_i == np.iinfo(np.int32).min).all()
+
+
+def test_poison_values_by_kind():
+    assert np.isnan(simulator.poison_value(np.float16)) and np.isnan(simulator.poison_value(np.complex64))
+    assert simulator.poison_value(np.int64) == np.iinfo(np.int64).min
+    assert simulator.poison_value(np.uint8) == 255 and simulator.poison_value(np.bool_) is True
+    assert np.isnan(simulator.poisoned((2, 3), float32)).all() and simulator.poisoned(2, float32).dtype == np.float32
+
+
+@cuda.jit
+def _second_block_reads_the_first_blocks_memory(out):
+    buf = cuda.shared.array(8, float32)
+    t = cuda.threadIdx.x
+    if cuda.blockIdx.x == 0:
+        buf[t] = 5.0
+    cuda.syncthreads()
+    out[cuda.blockIdx.x, t] = buf[t]
+
+
+def test_every_block_starts_with_fresh_poisoned_shared_memory():
+    # the simulator keeps one shared array per launch; on a GPU a block never sees another block's shared memory
+    out = np.zeros((2, 8), np.float32)
+    _second_block_reads_the_first_blocks_memory[2, 8](out)
+    assert (out[0] == 5).all() and np.isnan(out[1]).all()
+
+
+@cuda.jit
+def _dynamic_shared(out):
+    dyn = cuda.shared.array(0, float32)
+    t = cuda.threadIdx.x
+    if cuda.blockIdx.x == 0:
+        dyn[t] = 1.0
+    cuda.syncthreads()
+    out[cuda.blockIdx.x, t] = dyn[t]
+
+
+def test_dynamic_shared_memory_is_poisoned_for_every_block():
+    out = np.zeros((2, 4), np.float32)
+    _dynamic_shared[2, 4, 0, 16](out)
+    assert (out[0] == 1).all() and np.isnan(out[1]).all()
+
+
+@cuda.jit
+def _block_total(out):
+    buf = cuda.shared.array(TREE, numba.int64)
+    t = cuda.threadIdx.x
+    buf[t] = t + 1
+    cuda.syncthreads()
+    if t == 0:
+        s = 0
+        for k in range(cuda.blockDim.x):
+            s += buf[k]
+        out[cuda.blockIdx.x] = s
+
+
+def test_every_thread_of_a_block_gets_the_same_shared_array(monkeypatch):
+    # The simulator's own cuda.shared.array looks the array up, creates it and stores it without a lock: a thread
+    # switch in between gives two threads two arrays. A slow np.empty in the simulator's threads widens that gap.
+    real_empty = np.empty
+
+    def slow_empty(*args, **kwargs):
+        if hasattr(__import__("threading").current_thread(), "blockIdx"):
+            __import__("time").sleep(0.002)
+        return real_empty(*args, **kwargs)
+
+    monkeypatch.setattr(np, "empty", slow_empty)
+    for _ in range(3):
+        out = np.zeros(6, np.int64)
+        _block_total[6, TREE](out)
+        assert out.tolist() == [TREE * (TREE + 1) // 2] * 6
+
+
+@cuda.jit
+def _barriers_at_two_call_sites(out):
+    t = cuda.threadIdx.x
+    if t < 16:
+        cuda.syncthreads()
+    else:
+        cuda.syncthreads()
+    out[t] = t
+
+
+def test_threads_waiting_at_different_barriers_raise():
+    with pytest.raises(simulator.DivergentBarrier, match=r"wait at different cuda.syncthreads\(\) calls: thread .* at "
+                                                         r"line \d+, thread .* at line \d+ \(barrier number 1"):
+        _barriers_at_two_call_sites[1, 32](np.zeros(32, np.int64))
+
+
+@cuda.jit
+def _uniform_barriers(out):
+    t = cuda.threadIdx.x
+    if cuda.blockIdx.x == 0:  # the same for the whole block: allowed
+        cuda.syncthreads()
+    for _ in range(3):
+        cuda.syncthreads_count(t)
+    out[cuda.blockIdx.x, t] = t
+
+
+def test_barriers_reached_by_the_whole_block_pass():
+    out = np.zeros((2, 8), np.int64)
+    _uniform_barriers[2, 8](out)
+    assert out.tolist() == [list(range(8))] * 2
+    simulator.harden()  # idempotent
+    _uniform_barriers[2, 8](out)
+
+
+@cuda.jit
+def _aligned_shared(out):
+    buf = cuda.shared.array(4, float32, alignment=16)
+    out[0] = buf[0]
+
+
+def test_shared_alignment_is_refused_as_the_simulator_refuses_it():
+    # numba-cuda's simulator: RuntimeError "Array alignment is not supported in cudasim"; numba's has no parameter
+    with pytest.raises((RuntimeError, TypeError)):
+        _aligned_shared[1, 1](np.zeros(1, np.float32))

@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from nbkit.core.launch import launch, static_shared_bytes
+from nbkit.core.simulator import DivergentBarrier
 from nbkit.core.source import python_function
 from nbkit.core.warp import WarpError
 from nbkit.perf.compiler import KernelCompile, compile_error, compile_kernel
@@ -236,9 +237,12 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
     after the outputs, e.g. the inputs of a kernel whose output comes first).
 
     Outputs start as the sentinel (or ``initial``); after the launch a changed sentinel anywhere in the
-    padding means a thread wrote outside the array: a missing or wrong bounds guard. In the simulator an
-    out-of-bounds access raises IndexError, reported the same way; on a GPU a fault inside the kernel (an illegal
-    address) surfaces at the copy back and a compile error at the launch, each one line (:func:`launch_failed`).
+    padding means a thread wrote outside the array: a missing or wrong bounds guard. The sentinel is -7, not NaN
+    (which nbkit's simulator puts in uninitialised shared and local memory): NaN is also what some wrong answers
+    compute (0 / 0 in a softmax without the maximum subtracted), and the checks tell "never written" from that.
+    In the simulator an out-of-bounds access raises IndexError, reported the same way; on a GPU a fault inside the
+    kernel (an illegal address) surfaces at the copy back and a compile error at the launch, each one line
+    (:func:`launch_failed`).
     ``call`` (e.g. ``"saxpy(alpha, x, y, out)"``) is how the check calls the kernel: parameter count and order
     are checked against it first, and error messages quote it.
     """
@@ -281,6 +285,17 @@ def run_kernel(kernel: object, griddim: object, blockdim: object, inputs: Sequen
     return run
 
 
+def where_it_ran() -> str:
+    """Where the learner's launch ran in this process, in words for a verdict ("C came out right {where}")."""
+    from nbkit.core.mode import MODE
+
+    if MODE.name == "gpu":
+        return "on the GPU in this run"
+    if MODE.name == "cpu":
+        return "in the CPU executor, which ran the threads of each block one after another"
+    return "in the simulator, which ran the threads of each block in one particular order"
+
+
 def launch_failed(exc: Exception, call: str | None = None) -> None:
     """Fail with one line for an exception raised by the learner's launch; raise it again when it is not theirs.
 
@@ -302,6 +317,8 @@ def launch_failed(exc: Exception, call: str | None = None) -> None:
         fail(f"a thread accessed an element outside an array ({exc}). The grid has more threads than elements "
              "(or an index is computed wrongly): every thread must check its index before reading or writing "
              "(the bounds guard), and use the array's shape, not a hard-coded size.")
+    if isinstance(exc, DivergentBarrier):  # the simulator saw threads of a block wait at different barriers
+        fail(str(exc).split(": ", 1)[-1] if str(exc).startswith("tid=") else str(exc))
     if isinstance(exc, (TypeError, ValueError, AttributeError, ZeroDivisionError, WarpError)):
         fail(f"your kernel raised {type(exc).__name__}: {exc}{calls}")
     raise exc
@@ -505,17 +522,37 @@ def require_float32(kernel: object, signature: str) -> str:
 # shared-memory races, found by the memory-access tracer
 
 
-def find_races(kernel, grid, block, *args) -> tuple[list | None, bool]:
-    """(races, uses shared memory) of one traced launch; races is None when the tracer is not available."""
+@dataclass
+class SharedScan:
+    """What the memory-access tracer found in one launch: shared-memory races, reads of shared memory no thread
+    had written, barriers not reached by every thread of a block. ``None`` fields: the tracer could not run."""
+
+    races: list | None = None
+    uninitialised: list | None = None
+    divergent: list | None = None
+    uses_shared: bool = False
+    arguments: list | None = None  # the launch's arguments after the traced run (copies; shared memory poisoned)
+
+
+def scan_shared(kernel, grid, block, *args) -> SharedScan:
+    """Trace one launch (copies of the array arguments) and collect what :class:`SharedScan` holds."""
     try:
         from nbkit.tracer import trace
     except ImportError:
-        return None, static_shared_bytes(kernel) > 0
+        return SharedScan(uses_shared=static_shared_bytes(kernel) > 0)
+    copies = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
     try:
-        t = trace(kernel, grid, block, *[np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args])
+        t = trace(kernel, grid, block, *copies)
     except Exception:  # noqa: BLE001 - the launch itself was checked before; a tracer failure proves nothing
-        return None, static_shared_bytes(kernel) > 0
-    return list(t.races()), any(a.space == "shared" for a in t.arrays)
+        return SharedScan(uses_shared=static_shared_bytes(kernel) > 0)
+    return SharedScan(list(t.races()), t.uninitialised_reads(), t.divergent_barriers(),
+                      any(a.space == "shared" for a in t.arrays), copies)
+
+
+def find_races(kernel, grid, block, *args) -> tuple[list | None, bool]:
+    """(races, uses shared memory) of one traced launch; races is None when the tracer is not available."""
+    found = scan_shared(kernel, grid, block, *args)
+    return found.races, found.uses_shared
 
 
 _RACE_ADVICE = {
@@ -530,7 +567,28 @@ _RACE_ADVICE = {
 
 
 def race_sentence(races: list) -> str:
-    """The first race in words, how many more, and what to do about its kind."""
+    """The first race in words, how many more, what to do about its kind, and where the barrier is missing.
+
+    The kind and the place come from the program order of the two accesses (:class:`nbkit.tracer.Race`), not from
+    the order the simulator ran the threads in, so the advice is the same in every run.
+    """
     more = f" (and {len(races) - 1} more in this launch)" if len(races) > 1 else ""
     advice = _RACE_ADVICE.get(getattr(races[0], "kind", ""), "add the missing cuda.syncthreads().")
-    return f"{races[0]}{more}. In words: {advice}"
+    where = getattr(races[0], "missing_barrier", "")
+    return f"{races[0]}{more}. In words: {advice}" + (f" Here: {where}." if where else "")
+
+
+def uninitialised_sentence(reads: list) -> str:
+    """The first read of never-written shared memory, how many more elements, and what to do."""
+    more = f" ({len(reads) - 1} more element(s) like it in this launch)" if len(reads) > 1 else ""
+    return (f"{reads[0]}{more}. Every element a thread reads must have been written first, in this block and before "
+            "a cuda.syncthreads() that separates the write from the read: shared memory starts with garbage on a GPU, "
+            "not zeros.")
+
+
+def divergence_sentence(divergent: list) -> str:
+    """The first divergent barrier in words, and the rule."""
+    return (f"{divergent[0]}. Every thread of a block must reach every cuda.syncthreads() (threads that have returned "
+            "from the kernel excepted): a barrier inside an if is allowed only when the condition is the same for the "
+            "whole block (CUDA Programming Guide, __syncthreads()); otherwise the GPU may hang or let threads through "
+            "early. Put the barrier outside the if, where every thread reaches it.")

@@ -42,7 +42,9 @@ their shapes are the output shapes.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import functools
+import inspect
 import types
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Mapping, Sequence
@@ -55,10 +57,11 @@ from nbkit.checks._core import (
     UNWRITTEN,
     CheckFailed,
     KernelRun,
+    SharedScan,
     call_parameters,
     compare,
+    divergence_sentence,
     fail,
-    find_races,
     first_wrong,
     is_stub,
     never_written,
@@ -68,9 +71,12 @@ from nbkit.checks._core import (
     require_float32,
     run_kernel,
     say_not_solved,
+    scan_shared,
     signature_of,
+    uninitialised_sentence,
 )
 from nbkit.core.launch import blocks_for
+from nbkit.core.source import python_function
 from nbkit.perf.compiler import NO_COMPILER, start_compile_worker
 
 Dim = int | tuple[int, ...]
@@ -171,19 +177,46 @@ class Attempt:
         return ~np.isclose(self.got, self.want, rtol=self.rtol, atol=self.atol, equal_nan=True)
 
     @functools.cached_property
-    def _race_scan(self) -> tuple[list | None, bool]:
-        fresh = [np.zeros(shape, dtype) for shape, dtype in zip(self.run.out_shapes, self.run.dtypes)]
-        return find_races(self.run.kernel, self.case.grid, self.case.block, *self.run.inputs, *fresh, *self.run.extra)
+    def _scan(self) -> SharedScan:
+        # the outputs start as in the checked launch: the sentinel, or an in-place output's starting value
+        fresh = [np.array(self.inputs[name], dtype=dtype) if name in self.inputs else np.full(shape, SENTINEL, dtype)
+                 for name, shape, dtype in zip(self.exercise.outputs, self.run.out_shapes, self.run.dtypes)]
+        return scan_shared(self.run.kernel, self.case.grid, self.case.block, *self.run.inputs, *fresh, *self.run.extra)
 
     @property
     def races(self) -> list | None:
         """Shared-memory races of this launch, found by the tracer on a fresh run (None when it cannot run)."""
-        return self._race_scan[0]
+        return self._scan.races
+
+    @property
+    def uninitialised(self) -> list | None:
+        """Reads of shared memory that no thread of the block had written (the tracer; None when it cannot run)."""
+        return self._scan.uninitialised
+
+    @property
+    def poison_reached(self) -> bool:
+        """Whether uninitialised shared memory reached this output: the traced run (shared memory starts as NaN)
+        has NaN where the reference is finite, and the tracer saw reads of never-written shared memory. A read
+        whose value is thrown away (a thread past the edge that computes but does not store) is harmless."""
+        scan = self._scan
+        if not scan.uninitialised or scan.arguments is None:
+            return False
+        traced = scan.arguments[len(self.run.inputs) + self.exercise.outputs.index(self.output)]
+        try:
+            got = np.asarray(traced, dtype=np.float64)
+        except (TypeError, ValueError):
+            return False
+        return got.shape == self.want.shape and bool(np.any(np.isnan(got) & np.isfinite(self.want)))
+
+    @property
+    def divergent_barriers(self) -> list | None:
+        """Blocks whose threads did not all wait at the same cuda.syncthreads() (the tracer; None: not run)."""
+        return self._scan.divergent
 
     @property
     def uses_shared_memory(self) -> bool:
         """Whether the kernel uses shared memory (seen by the tracer, or from its static allocation)."""
-        return self._race_scan[1]
+        return self._scan.uses_shared
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,6 +256,28 @@ def equals(mistake: Callable[[Attempt], object], message: str | Callable[[Attemp
 
 NEVER_WRITTEN = Cause(lambda a: bool(a.never_written.any()), UNWRITTEN)
 """Some elements still hold the sentinel: too few threads, a guard too strict, a loop that stops early."""
+
+
+DIVERGENT_BARRIER = Cause(lambda a: bool(a.divergent_barriers), lambda a: divergence_sentence(a.divergent_barriers))
+"""Threads of a block did not all wait at the same cuda.syncthreads() (the tracer saw it)."""
+
+UNINITIALISED_READ = Cause(lambda a: a.poison_reached, lambda a: uninitialised_sentence(a.uninitialised))
+"""A thread read shared memory that no thread of its block had written, and that value reached the output (the
+tracer saw the read; its run, with shared memory starting as NaN, gave NaN in the output)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _source_of(fn: object) -> str:
+    try:
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return ""
+
+
+def uses_barriers_or_shared(kernel: object) -> bool:
+    """Whether the kernel's source calls a barrier or declares shared memory: then the tracer's findings apply."""
+    source = _source_of(python_function(kernel))
+    return "syncthreads" in source or ".shared." in source
 
 
 def summed_into_output(message: str) -> Cause:
@@ -376,6 +431,10 @@ class Exercise(abc.ABC):
                 continue
         return None
 
+    def cause_text(self, cause: Cause | None, attempt: Attempt) -> str:
+        """What a wrong output's message says after "Likely cause:" ('' for none)."""
+        return cause.text(attempt) if cause else ""
+
     def _refuse(self, attempt: Attempt, progress: _Progress) -> None:
         """Fail with the message alone when one of the ``before`` causes holds for this attempt."""
         progress.stage = f"before {attempt.output}"
@@ -395,7 +454,7 @@ class Exercise(abc.ABC):
                                                                                   attempt.atol) is None:
             return
         cause = progress.cause = self.diagnose(attempt)
-        message = cause.text(attempt) if cause else ""
+        message = self.cause_text(cause, attempt)
         compare(self.names.get(attempt.output, attempt.output), attempt.got, attempt.want, rtol=attempt.rtol,
                 atol=attempt.atol, causes=[(lambda got: True, message)] if message else [], run=attempt.run)
 
@@ -537,6 +596,54 @@ class KernelExercise(Exercise):
         return [Attempt(self, case, inputs, run, name, outputs[name], wants[name], outputs, wants)
                 for name in self.outputs]
 
+    def diagnose(self, attempt: Attempt, causes: Sequence[Cause] | None = None) -> Cause | None:
+        """As :meth:`Exercise.diagnose`; for a kernel with barriers or shared memory, when no cause of the table
+        holds, the tracer's findings (a divergent barrier, never-written shared memory that reached the output)."""
+        if causes is None and uses_barriers_or_shared(attempt.run.kernel):
+            causes = (*self.causes, DIVERGENT_BARRIER, UNINITIALISED_READ)
+        return super().diagnose(attempt, causes)
+
+    def cause_text(self, cause: Cause | None, attempt: Attempt) -> str:
+        """The cause's text; when the table named one, the tracer's verified finding is added after it."""
+        text = super().cause_text(cause, attempt)
+        if cause in (DIVERGENT_BARRIER, UNINITIALISED_READ) or not uses_barriers_or_shared(attempt.run.kernel):
+            return text
+        for finding in (DIVERGENT_BARRIER, UNINITIALISED_READ):
+            try:
+                holds = finding.holds(attempt)
+            except Exception:  # noqa: BLE001 - a finding that cannot be computed is not offered
+                holds = False
+            if holds:
+                extra = finding.text(attempt)
+                return f"{text} The memory-access tracer also found: {extra}" if text else extra
+        return text
+
+    @staticmethod
+    def _attempts_of(last: Attempt) -> list[Attempt]:
+        """The last case's attempt for every output, sharing ``last``'s traced run."""
+        attempts = []
+        for name in last.outputs:
+            a = dataclasses.replace(last, output=name, got=last.outputs[name], want=last.wants[name])
+            a.__dict__["_scan"] = last._scan  # one traced run for all outputs
+            attempts.append(a)
+        return attempts
+
+    def _barrier_proof(self, kernel: object, last: Attempt, progress: _Progress) -> None:
+        """Fail when the tracer finds a barrier not reached by the whole block, or never-written shared memory
+        that reached an output: right outputs can hide both (the simulator's order, or luck on a GPU)."""
+        if uses_barriers_or_shared(kernel):
+            progress.stage = "proof barriers"
+            if DIVERGENT_BARRIER.holds(last):
+                progress.cause = DIVERGENT_BARRIER
+                fail("the outputs are right in this run, but the memory-access tracer (which does not depend on the "
+                     "order the simulator ran the threads in) found: " + DIVERGENT_BARRIER.text(last))
+            for attempt in self._attempts_of(last):
+                if UNINITIALISED_READ.holds(attempt):
+                    progress.cause = UNINITIALISED_READ
+                    fail(f"the outputs are right in this run, but not when shared memory starts as garbage (as on a "
+                         f"GPU): the memory-access tracer ran your kernel with shared memory starting as NaN and "
+                         f"{attempt.output} came out NaN. " + UNINITIALISED_READ.text(attempt))
+
     def signature(self, attempt: Attempt) -> str:
         """The signature the kernel is compiled with: ``float32``'s, else that of the attempt's launch."""
         if self.float32:
@@ -552,10 +659,12 @@ class KernelExercise(Exercise):
         simulator ran it (a shared array sized at launch, a Python feature numba lacks); then the proofs, float32.
 
         After the cases, so that a wrong answer gets the simulator's own diagnosis first, and only a right one
-        pays for the compile (cached per kernel source: a second check costs nothing).
+        pays for the compile (cached per kernel source: a second check costs nothing). Between the compile and the
+        proofs: :meth:`_barrier_proof`.
         """
         progress.stage = "compile"
         compiled = require_compiles(kernel, self.signature(last))
+        self._barrier_proof(kernel, last, progress)
         phrases = super()._phrases(kernel, last, progress)
         if compiled.skipped not in (None, NO_COMPILER) and not self.float32:  # float32's phrase says it otherwise
             phrases["not_compiled"] = compiled.skipped

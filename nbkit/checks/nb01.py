@@ -24,7 +24,8 @@ def _tanh_inputs(rng: np.random.Generator, case: Case) -> dict[str, np.ndarray]:
 
 TANH_BACKWARD = FunctionExercise(
     number="01.1", task="write tanh_backward(dout, y)", call="tanh_backward(dout, y)", outputs=("dx",),
-    inputs=_tanh_inputs, reference=ref.tanh_backward, cases=(Case(sizes={"rows": 4, "cols": 5}),), seed=11,
+    inputs=_tanh_inputs, reference=ref.tanh_backward,
+    cases=tuple(Case(sizes={"rows": r, "cols": c}) for r, c in [(4, 5), (1, 1), (7, 2), (3, 11)]), seed=11,
     causes=(
         equals(lambda a: 1 - a.y**2, "you returned tanh'(x) = 1 - y² but forgot to multiply by the upstream "
                                      "gradient dout."),
@@ -53,7 +54,10 @@ DENSE_BACKWARD = FunctionExercise(
     inputs=lambda rng, c: {"A": rng.standard_normal((c.N, c.n_in)), "W": rng.standard_normal((c.n_out, c.n_in)),
                            "dZ": rng.standard_normal((c.N, c.n_out))},
     reference=lambda dZ, A, W: ref.dense_backward(dZ, A, W),
-    cases=(Case(sizes={"N": 5, "n_in": 4, "n_out": 3}),), seed=12,
+    # the statement's shapes first (all different, so a transposed result cannot pass), then one sample, one input,
+    # one output: a size hard-coded from the statement fails there
+    cases=tuple(Case(sizes={"N": N, "n_in": i, "n_out": o}) for N, i, o in [(5, 4, 3), (1, 3, 2), (6, 1, 5), (3, 7, 1)]),
+    seed=12,
     shapes={
         "dA": lambda a: f"a gradient has the shape of its variable, here A: (N, n_in) = {a.want.shape}. dA[n, k] = "
                         "Σ_j dZ[n, j] W[j, k].",
@@ -79,7 +83,8 @@ DENSE_BACKWARD = FunctionExercise(
                output="db"),
     ),
     success="dA[n, k] = Σ_j dZ[n, j] W[j, k], dW[j, k] = Σ_n dZ[n, j] A[n, k], db[j] = Σ_n dZ[n, j]: all three "
-            "correct on N={N}, n_in={n_in}, n_out={n_out}. Vectorised: dA = dZ @ W, dW = dZ.T @ A, db = dZ.sum(0).",
+            "correct on N={cases[0].N}, n_in={cases[0].n_in}, n_out={cases[0].n_out} and three other shapes. "
+            "Vectorised: dA = dZ @ W, dW = dZ.T @ A, db = dZ.sum(0).",
 )
 
 
@@ -114,7 +119,7 @@ def _one_per_row(a: Attempt, rows: bool) -> np.ndarray:
 
 
 SOFTMAX_CAUSES = (
-    Cause(lambda a: np.isnan(a.got[0]).any() or np.isinf(a.got[0]).any(),
+    Cause(lambda a: np.abs(a.logits[0]).max() > 709 and not np.isfinite(a.got[0]).all(),
           "your softmax overflowed: row 0 has logits up to 1000 and exp(1000) is inf (float64 overflows above 709), "
           "so p = inf / inf = nan. Subtract each row's maximum before exp: p does not change, and the largest "
           "exponent is exp(0) = 1."),
@@ -135,7 +140,8 @@ SOFTMAX_CAUSES = (
     equals(lambda a: (_softmax(a.logits, axis=0) - np.eye(a.logits.shape[1])[a.labels]) / a.logits.shape[0],
            "your softmax normalises over the batch (axis 0). Each sample's probabilities sum to 1 over its classes: "
            "axis=1, keepdims=True."),
-    Cause(lambda a: np.allclose(a.got, a.want, rtol=1e-5, atol=1e-8),
+    Cause(lambda a: np.array_equal(a.got.astype(np.float32).astype(np.float64), a.got)
+          and np.allclose(a.got, a.want, rtol=1e-5, atol=1e-8),
           "agrees to about 1e-6 only: you computed in float32; this exercise is in float64, where any correct form "
           "agrees to 1e-9 (look for logits.astype(np.float32) or a float32 array)."),
 )
@@ -173,7 +179,9 @@ def _labels_name(fn: object) -> str:
 SOFTMAX_XENT_BACKWARD = FunctionExercise(
     number="01.3", task="write softmax_xent_backward(logits, labels)", call="softmax_xent_backward(logits, labels)",
     outputs=("dlogits",),
-    inputs=lambda rng, c: {"logits": rng.standard_normal((c.N, c.C)) * 3, "labels": np.array([3, 0, 6, 3, 1])},
+    inputs=lambda rng, c: {"logits": rng.standard_normal((c.N, c.C)) * 3,
+                           # the statement's case keeps its labels (3 twice); the others draw theirs
+                           "labels": np.array([3, 0, 6, 3, 1]) if (c.N, c.C) == (5, 7) else rng.integers(0, c.C, c.N)},
     reference=ref.softmax_cross_entropy_backward,
     cases=(
         Case(sizes={"N": 5, "C": 7}),  # ordinary logits
@@ -181,6 +189,7 @@ SOFTMAX_XENT_BACKWARD = FunctionExercise(
                                        [2.0, 1, 0.1, -1, 0.5, 0, -2],
                                        [-800.0, -805, -790, -801, -799, -850, -795]]),
                    "labels": np.array([4, 0, 2])}),
+        Case(sizes={"N": 1, "C": 2}), Case(sizes={"N": 9, "C": 3}), Case(sizes={"N": 4, "C": 10}),  # other shapes
     ),
     seed=13,
     hint=lambda exc, line, inputs, fn: _softmax_error_hint(exc, line, _labels_name(fn)),
@@ -238,8 +247,11 @@ CONV2D_WEIGHT_GRAD = FunctionExercise(
                            "dout": rng.standard_normal((c.N, c.F, c.H - c.KH + 1, c.W - c.KW + 1)),
                            "KH": c.KH, "KW": c.KW},
     reference=lambda dout, x, KH, KW: ref.conv2d_backward(dout, x, np.zeros((dout.shape[1], x.shape[1], KH, KW)))[1],
-    # a 3 x 2 kernel (not square) over 7 x 8: every swapped index, flipped kernel or loop bound off by one differs
-    cases=(Case(sizes={"N": 2, "C": 3, "H": 7, "W": 8, "F": 4, "KH": 3, "KW": 2}),),
+    # a 3 x 2 kernel (not square) over 7 x 8: every swapped index, flipped kernel or loop bound off by one differs;
+    # then other kernel sizes (a 3 or a 2 hard-coded from the statement fails), a kernel as large as the image, and
+    # one sample, one channel
+    cases=tuple(Case(sizes=dict(zip(("N", "C", "H", "W", "F", "KH", "KW"), v)))
+                for v in [(2, 3, 7, 8, 4, 3, 2), (3, 2, 6, 5, 3, 2, 4), (1, 1, 3, 3, 1, 3, 3), (2, 1, 4, 9, 2, 1, 4)]),
     seed=14,
     hint=lambda exc, line, inputs, fn: (f"Here x is (N, C, H, W) = {inputs['x'].shape}, dout is (N, F, H-KH+1, "
                                         f"W-KW+1) = {inputs['dout'].shape}."),
@@ -261,8 +273,10 @@ CONV2D_WEIGHT_GRAD = FunctionExercise(
         equals(lambda a: _cut(a, 0, 0, samples=1), "only sample 0 contributed: dw sums over all N samples."),
         equals(_last_term, "you assigned (=) where the formula sums (+=): only the last term (n, i, j) is left."),
     ),
-    success="dw[f, c, p, q] = Σ_(n, i, j) dout[n, f, i, j] x[n, c, i+p, j+q] is correct for x {x.shape} and a "
-            "{KH}x{KW} kernel: the weight gradient correlates the input with the output gradient.",
+    success=lambda f: ("dw[f, c, p, q] = Σ_(n, i, j) dout[n, f, i, j] x[n, c, i+p, j+q] is correct for x "
+                       f"{f.cases[0].x.shape} and a {f.cases[0].KH}x{f.cases[0].KW} kernel, and for "
+                       + ", ".join(f"x {c.x.shape} with a {c.KH}x{c.KW} kernel" for c in f.cases[1:])
+                       + ": the weight gradient correlates the input with the output gradient."),
 )
 
 

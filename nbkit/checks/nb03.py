@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nbkit.checks._mapping import carried, fewer_threads, one_thread_per_item
 from nbkit.checks.exercise import (
     NEVER_WRITTEN,
     Attempt,
@@ -20,12 +21,18 @@ ROW_SUM = KernelExercise(
     number="03.1", task="write the kernel row_sum(M, out)", call="row_sum(M, out)", outputs=("out",),
     inputs=lambda rng, c: {"M": rng.standard_normal((c.rows, c.cols)).astype(np.float32)},
     reference=lambda M: M.sum(axis=1, dtype=np.float64),
-    # 64 threads for 37 rows, so the guard matters; 13 columns, so a column sum is told apart
-    cases=(Case(grid=blocks_for(37, 32), block=32, sizes={"rows": 37, "cols": 13}),),
+    # the statement's launch first: 64 threads for 37 rows, so the guard matters; 13 columns, so a column sum is told
+    # apart. Then other shapes (one row, one column, a prime number of rows, more blocks than needed): a size
+    # hard-coded from the statement fails there.
+    cases=(Case(grid=blocks_for(37, 32), block=32, sizes={"rows": 37, "cols": 13}),
+           Case(grid=1, block=32, sizes={"rows": 1, "cols": 5}),
+           Case(grid=2, block=32, sizes={"rows": 50, "cols": 1}),
+           Case(grid=blocks_for(97, 32) + 1, block=32, sizes={"rows": 97, "cols": 31}),
+           Case(grid=1, block=32, sizes={"rows": 23, "cols": 7})),
     rtol=1e-5, atol=1e-5, seed=31,
     causes=(
-        Cause(lambda a: np.allclose(a.got[:min(a.rows, a.cols)], a.M.sum(axis=0)[:min(a.rows, a.cols)], rtol=1e-5,
-                                    atol=1e-5),
+        Cause(lambda a: min(a.rows, a.cols) > 1 and np.allclose(
+                  a.got[:min(a.rows, a.cols)], a.M.sum(axis=0)[:min(a.rows, a.cols)], rtol=1e-5, atol=1e-5),
               "out[i] holds the sum of column i: a row sum runs along the second index, M[r, j] for j in "
               "range(M.shape[1])."),
         equals(lambda a: a.want / a.cols,
@@ -37,13 +44,30 @@ ROW_SUM = KernelExercise(
                            "here): sum into a local variable acc = float32(0), then write out[r] = acc once."),
         NEVER_WRITTEN,
     ),
-    float32="void(float32[:, ::1], float32[::1])",  # the statement asks: accumulate in float32
-    success="row sums of a {rows}x{cols} matrix are correct ({grid} blocks of {block} threads); {float32}.",
+    proofs={
+        "mapping": one_thread_per_item("row", reads=lambda a, index: {"M": (index[0], slice(None))}),
+        "fewer": fewer_threads(Case(grid=1, block=32, sizes={"rows": 70, "cols": 5}), "row", causes=(
+            Cause(lambda a: np.allclose(a.got[~a.never_written],
+                                        carried(a.M.sum(axis=1, dtype=np.float64), a.case.threads)[~a.never_written],
+                                        rtol=a.rtol, atol=a.atol),
+                  lambda a: f"each thread's sum carries over from one of its rows to the next (out[r] is the sum "
+                            f"of rows r, r - {a.case.threads}, r - {2 * a.case.threads}, ...): set acc = float32(0) "
+                            "inside the loop over rows, once per row."),)),
+    },
+    float32="void(float32[:, ::1], float32[::1])",
+    success=lambda f: (f"row sums of a {f.cases[0].rows}x{f.cases[0].cols} matrix are correct ({f.cases[0].grid} "
+                       f"blocks of {f.cases[0].block} threads), and of "
+                       + ", ".join(f"{c.rows}x{c.cols}" for c in f.cases[1:])
+                       + f"; {f.mapping}; {f.fewer}; {f.float32}."),
 )
 
 
 def check_row_sum(kernel) -> None:
-    """Exercise 03.1: ``kernel(M, out)`` with one thread per row writes ``out[r] = sum of row r``."""
+    """Exercise 03.1: ``kernel(M, out)`` with one thread per row writes ``out[r] = sum of row r``, in float32.
+
+    Checked on five shapes; then the tracer sees one thread compute and write each row, a launch with fewer
+    threads than rows must leave every row it writes right, and the PTX must have no float64 arithmetic.
+    """
     ROW_SUM.check(kernel)
 
 
@@ -53,17 +77,28 @@ TRANSPOSE = KernelExercise(
     reference=lambda M: M.T,
     # 13 and 29 need 2 and 4 blocks of 8: a guard or an index that mixes up the dimensions misses elements or
     # writes outside out; 1024 threads for 377 elements, so the guard must stop the rest
-    cases=(Case(grid=square_grid(13, 29, (8, 8)), block=(8, 8), sizes={"rows": 13, "cols": 29}),),
+    cases=tuple(Case(grid=square_grid(rows, cols, block), block=block, sizes={"rows": rows, "cols": cols})
+                for rows, cols, block in [(13, 29, (8, 8)), (1, 7, (8, 8)), (6, 1, (8, 8)), (32, 16, (16, 16)),
+                                          (5, 3, (8, 8))]),
     rtol=0, atol=0, seed=32,
     causes=(
+        Cause(lambda a: min(a.rows, a.cols) > 1 and np.array_equal(a.got[:min(a.rows, a.cols), :min(a.rows, a.cols)],
+                                                                   a.M[:min(a.rows, a.cols), :min(a.rows, a.cols)]),
+              "out[i, j] holds M[i, j]: a copy, not a transpose. Element (i, j) of M goes to out[j, i]."),
         NEVER_WRITTEN,
         Cause(lambda a: np.array_equal(np.sort(a.got.ravel()), np.sort(a.M.ravel())),
               lambda a: "every value of M is in out, but some at the wrong place: out[j, i] must receive M[i, j] (out "
                         f"has shape (cols, rows) = ({a.cols}, {a.rows}); the row index of out is the column index of "
                         "M)."),
     ),
-    success="out = Mᵀ for M of shape {M.shape} ({grid} blocks of {block} threads, {threads} threads for {M.size} "
-            "elements: the guard stopped the rest).",
+    proofs={
+        "mapping": one_thread_per_item("element", reads=lambda a, index: {"M": (index[1], index[0])}),
+        "fewer": fewer_threads(Case(grid=(1, 1), block=(8, 8), sizes={"rows": 13, "cols": 29}), "element"),
+    },
+    success=lambda f: (f"out = Mᵀ for M of shape {f.cases[0].M.shape} ({f.cases[0].grid} blocks of {f.cases[0].block} "
+                       f"threads, {f.cases[0].threads} threads for {f.cases[0].M.size} elements: the guard stopped "
+                       "the rest), and for M of shape " + ", ".join(str(c.M.shape) for c in f.cases[1:])
+                       + f"; {f.mapping}; {f.fewer}."),
 )
 
 
@@ -130,14 +165,17 @@ def _uneven_message(a: Attempt) -> str:
 AXPY_GRID_STRIDE = KernelExercise(
     number="03.3", task="write the kernel axpy(a, x, y) with a grid-stride loop", call="axpy(a, x, y)",
     outputs=("y",),
-    inputs=lambda rng, c: {"a": np.float32(2.0),
+    inputs=lambda rng, c: {"a": np.float32(c.sizes.get("a", 2.0)),
                            "x": (rng.uniform(0.5, 1.5, c.n) * rng.choice([-1.0, 1.0], c.n)).astype(np.float32),
                            "y": rng.standard_normal(c.n).astype(np.float32)},
     reference=lambda a, x, y: a.astype(np.float64) * x + y,
-    # fewer threads than elements, always >= 2 blocks (a stride of blockDim.x would then revisit elements),
-    # grid sizes that do not divide n, and one grid larger than n
-    cases=tuple(Case(grid=blocks, block=threads, sizes={"n": n})
-                for n, blocks, threads in [(1000, 2, 32), (1000, 3, 64), (1000, 7, 32), (45, 2, 32)]),
+    # the statement's launches first: fewer threads than elements, always >= 2 blocks (a stride of blockDim.x would
+    # then revisit elements), grid sizes that do not divide n, and one grid larger than n; then other values of a,
+    # one element, a prime n with blocks of 96, and exactly one element per thread
+    cases=tuple(Case(grid=blocks, block=threads, sizes={"n": n, "a": a})
+                for n, blocks, threads, a in [(1000, 2, 32, 2.0), (1000, 3, 64, 2.0), (1000, 7, 32, 2.0),
+                                              (45, 2, 32, 2.0), (1, 1, 32, -0.5), (997, 3, 96, 1.25),
+                                              (64, 2, 32, -3.0)]),
     rtol=1e-5, atol=1e-5, seed=33,
     causes=(
         equals(lambda a: a.a * a.x, "y[i] = a * x[i] overwrites y: axpy adds to the old value, y[i] = a * x[i] + y[i]."),
@@ -146,7 +184,8 @@ AXPY_GRID_STRIDE = KernelExercise(
     ),
     success=lambda f: ("axpy with a grid-stride loop is correct for every launch ("
                        + ", ".join(f"{c.threads} threads for {c.n}" for c in f.cases)
-                       + " elements): each element was updated exactly once."),
+                       + " elements, a = " + ", ".join(sorted({f"{float(c.a):g}" for c in f.cases}))
+                       + "): each element was updated exactly once."),
 )
 
 
@@ -165,10 +204,14 @@ BLUR3 = KernelExercise(
     number="03.4", task="write the kernel blur3(x, out) in float32", call="blur3(x, out)", outputs=("out",),
     inputs=lambda rng, c: {"x": rng.standard_normal(c.n).astype(np.float32)},
     reference=lambda x: (x[:-2].astype(np.float64) + 2 * x[1:-1].astype(np.float64) + x[2:]) / 4,
-    cases=(Case(grid=blocks_for(298, 64), block=64, sizes={"n": 300}),),  # out has n - 2 elements
+    # out has n - 2 elements. The statement's launch first, then one output, a grid with a block to spare, one block
+    cases=(Case(grid=blocks_for(298, 64), block=64, sizes={"n": 300}),
+           Case(grid=1, block=32, sizes={"n": 3}),
+           Case(grid=blocks_for(129, 64) + 1, block=64, sizes={"n": 131}),
+           Case(grid=1, block=64, sizes={"n": 40})),
     rtol=1e-5, atol=1e-6, seed=34,
     causes=(
-        Cause(lambda a: np.allclose(a.got[1:], a.want[:-1], rtol=a.rtol, atol=a.atol),
+        Cause(lambda a: a.n > 4 and np.allclose(a.got[1:], a.want[:-1], rtol=a.rtol, atol=a.atol),
               "out[i] is centred on x[i] (it reads x[i-1], x[i], x[i+1]); here the window starts at x[i]: out[i] uses "
               "x[i], x[i+1], x[i+2], since out is 2 shorter than x."),
         equals(lambda a: 4 * a.want, "the weighted sum is not divided by 4: the weights 1, 2, 1 sum to 4."),
@@ -177,8 +220,13 @@ BLUR3 = KernelExercise(
                "out[i] = (x[i] + 2 x[i+1] + x[i+2]) / 4."),
         NEVER_WRITTEN,
     ),
+    proofs={
+        "mapping": one_thread_per_item("output", reads=lambda a, index: {"x": slice(index[0], index[0] + 3)}),
+        "fewer": fewer_threads(Case(grid=1, block=32, sizes={"n": 100}), "output"),
+    },
     float32="void(float32[::1], float32[::1])",
-    success="the [1, 2, 1] / 4 blur of {n} values is correct; {float32}.",
+    success=lambda f: (f"the [1, 2, 1] / 4 blur of {f.cases[0].n} values is correct, and of "
+                       + ", ".join(str(c.n) for c in f.cases[1:]) + f"; {f.mapping}; {f.fewer}; {f.float32}."),
 )
 
 

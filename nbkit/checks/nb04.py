@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbkit.checks._core import fail, race_sentence
+from nbkit.checks._core import fail, race_sentence, where_it_ran
+from nbkit.checks._mapping import carried, coalesced_reads, fewer_threads, one_thread_per_item, trace_of
 from nbkit.checks.exercise import (
     NEVER_WRITTEN,
     Attempt,
@@ -22,7 +23,7 @@ TILE = 8  # the notebook's TILE_W; the tiled checks take another as tile=
 
 def _swapped(a: Attempt) -> bool:
     s = min(a.M, a.N)
-    return np.allclose(a.got[:s, :s].T, a.want[:s, :s], rtol=a.rtol, atol=a.atol)
+    return s > 1 and np.allclose(a.got[:s, :s].T, a.want[:s, :s], rtol=a.rtol, atol=a.atol)
 
 
 TRANSPOSED_MATMUL = KernelExercise(
@@ -30,8 +31,12 @@ TRANSPOSED_MATMUL = KernelExercise(
     inputs=lambda rng, c: {"A": rng.standard_normal((c.K, c.M)).astype(np.float32),
                            "B": rng.standard_normal((c.K, c.N)).astype(np.float32)},
     reference=lambda A, B: A.T.astype(np.float64) @ B,
-    # M, N, K all differ and none is a multiple of 8: a swapped index or a sum over the wrong dimension fails
-    cases=(Case(grid=square_grid(19, 13, (8, 8)), block=(8, 8), sizes={"M": 19, "K": 21, "N": 13}),),
+    # the statement's launch first: M, N, K all differ and none is a multiple of 8, so a swapped index or a sum over
+    # the wrong dimension fails; then one row of C, K = 1, whole blocks, a prime M with more blocks than needed
+    # (square grids: x may run along the rows or the columns of C)
+    cases=tuple(Case(grid=tuple(s + spare for s in square_grid(M, N, (8, 8))), block=(8, 8),
+                     sizes={"M": M, "K": K, "N": N})
+                for M, K, N, spare in [(19, 21, 13, 0), (1, 5, 7, 0), (16, 1, 16, 0), (37, 3, 2, 1), (5, 6, 3, 0)]),
     rtol=1e-4, atol=1e-4, seed=41,
     causes=(
         Cause(_swapped, "row and column are swapped: C[row, col] = sum over k of A[k, row] * B[k, col]."),
@@ -40,7 +45,14 @@ TRANSPOSED_MATMUL = KernelExercise(
                          f"k < A.shape[0] = {a.K}."),
         NEVER_WRITTEN,
     ),
-    success="C = Aᵀ B is correct for A {A.shape}, B {B.shape}, without copying a transposed A.",
+    proofs={
+        "mapping": one_thread_per_item("element", reads=lambda a, index: {"A": (slice(None), index[0]),
+                                                                              "B": (slice(None), index[1])}),
+        "fewer": fewer_threads(Case(grid=(1, 1), block=(8, 8), sizes={"M": 19, "K": 5, "N": 13}), "element"),
+    },
+    success=lambda f: (f"C = Aᵀ B is correct for A {f.cases[0].A.shape}, B {f.cases[0].B.shape}, and for (M, K, N) = "
+                       + ", ".join(str((c.M, c.K, c.N)) for c in f.cases[1:])
+                       + f", without copying a transposed A; {f.mapping}; {f.fewer}."),
 )
 
 
@@ -58,8 +70,11 @@ BIAS_GRAD = KernelExercise(
     number="04.2", task="write the kernel bias_grad(dZ, db)", call="bias_grad(dZ, db)", outputs=("db",),
     inputs=lambda rng, c: {"dZ": rng.standard_normal((c.batch, c.n_out)).astype(np.float32)},
     reference=lambda dZ: dZ.sum(axis=0, dtype=np.float64),
-    # more threads than columns, and a batch size that differs from the column count
-    cases=(Case(grid=blocks_for(45, 32), block=32, sizes={"batch": 37, "n_out": 45}),),
+    # the statement's launch first: more threads than columns, and a batch size that differs from the column count;
+    # then a batch of one, one column, a prime column count with a block to spare, and a last launch that the tracer
+    # measures (one thread per column, coalesced reads)
+    cases=tuple(Case(grid=blocks_for(n_out, 32) + extra, block=32, sizes={"batch": batch, "n_out": n_out})
+                for batch, n_out, extra in [(37, 45, 0), (1, 3, 0), (20, 1, 0), (7, 97, 1), (9, 45, 0)]),
     rtol=1e-5, atol=1e-5, seed=42,
     causes=(
         equals(lambda a: a.want / a.batch,
@@ -72,14 +87,31 @@ BIAS_GRAD = KernelExercise(
                                             "must run over range(dZ.shape[0])."),
         NEVER_WRITTEN,
     ),
-    float32="void(float32[:, ::1], float32[::1])",  # the hint asks for a local float32 acc
-    success="db = column sums of dZ {dZ.shape} is correct: one thread per column, so neighbouring threads read "
-            "neighbouring addresses at every step of the loop (coalesced); {float32}.",
+    proofs={
+        "mapping": one_thread_per_item("column", reads=lambda a, index: {"dZ": (slice(None), index[0])}),
+        "coalesced": coalesced_reads("dZ"),
+        "fewer": fewer_threads(Case(grid=1, block=32, sizes={"batch": 6, "n_out": 75}), "column", causes=(
+            Cause(lambda a: np.allclose(a.got[~a.never_written],
+                                        carried(a.dZ.sum(axis=0, dtype=np.float64), a.case.threads)[~a.never_written],
+                                        rtol=a.rtol, atol=a.atol),
+                  lambda a: f"each thread's sum carries over from one of its columns to the next (db[j] is the sum of "
+                            f"columns j, j - {a.case.threads}, j - {2 * a.case.threads}, ...): set acc = float32(0) "
+                            "inside the loop over columns, once per column."),)),
+    },
+    float32="void(float32[:, ::1], float32[::1])",
+    success=lambda f: (f"db = column sums of dZ {f.cases[0].dZ.shape} is correct, and of dZ "
+                       + ", ".join(str(c.dZ.shape) for c in f.cases[1:])
+                       + f"; {f.mapping}; {f.coalesced}; {f.fewer}; {f.float32}."),
 )
 
 
 def check_bias_grad(kernel) -> None:
-    """Exercise 04.2: ``kernel(dZ, db)`` writes ``db[j] = sum over n of dZ[n, j]``, one thread per column."""
+    """Exercise 04.2: ``kernel(dZ, db)`` writes ``db[j] = sum over n of dZ[n, j]``, one thread per column, in float32.
+
+    Checked on five shapes; then the tracer sees one thread compute and write each column and measures the
+    sectors per warp request of the reads of dZ (the ✓ says what it measured), a launch with fewer threads than
+    columns must leave every column it writes right, and the PTX must have no float64 arithmetic.
+    """
     BIAS_GRAD.check(kernel)
 
 
@@ -87,27 +119,63 @@ def check_bias_grad(kernel) -> None:
 # shared-memory tiles: the race detector of the memory-access tracer
 
 
-def _edge_blocks_only(wrong: np.ndarray, tile: int) -> bool:
-    """All wrong outputs lie in the last row or last column of blocks (the partial tiles of C)."""
-    M, N = wrong.shape
-    inner = np.zeros_like(wrong)
-    inner[:(M // tile) * tile, :(N // tile) * tile] = True
-    return bool(wrong.any() and not (wrong & inner).any())
+def _outside_threads_skip_loads(a: Attempt) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(block, thread) of a thread outside C, by its row or by its column but not both, that stored nothing into
+    shared memory in the whole launch, in a block where every thread inside C did (recorded by the tracer); None
+    when there is none.
+
+    Block (bx, by) computes the tile of C at rows by*tile..., columns bx*tile... (the exercise's launch), so thread
+    (tx, ty) is outside C when by*tile + ty >= M or bx*tile + tx >= N. A thread outside by its row only owns a slot
+    of the B tile that threads inside C read (outside by its column only: a slot of the A tile), so its skipped
+    loads change C; a thread outside by both feeds no element of C.
+    """
+    from nbkit.tracer.memory import WRITE
+
+    t = trace_of(a)
+    if t is None:
+        return None
+    shared = [k for k, info in enumerate(t.arrays) if info.space == "shared"]
+    r = t.records
+    stores = np.isin(r["array"], shared) & (r["op"] == WRITE)
+    storing = set(zip(r["block"][stores].tolist(), r["thread"][stores].tolist()))
+    threads = int(np.prod(a.case.block))
+    for b in range(int(np.prod(a.case.grid))):
+        bx, by = t.block_index(b)[:2]
+        inside, idle = [], []
+        for th in range(threads):
+            tx, ty = t.thread_index(th)[:2]
+            past_row, past_col = by * a.tile + ty >= a.M, bx * a.tile + tx >= a.N
+            if past_row and past_col:
+                continue
+            (idle if past_row or past_col else inside).append((th, (b, th) in storing))
+        skipped = [th for th, stored in idle if not stored]
+        if inside and skipped and all(stored for _, stored in inside):
+            return t.block_index(b), t.thread_index(skipped[0])
+    return None
+
+
+def _skip_text(a: Attempt) -> str:
+    block, thread = _outside_threads_skip_loads(a)
+    return (f"in block {block}, thread {thread} lies outside C (row >= M or col >= N) and stored nothing into the "
+            "shared tiles, while every thread inside C did (recorded by the memory-access tracer): its slot of a "
+            "tile, which threads inside C read, is never filled. Threads outside C must still load their element of "
+            "the tiles (a zero) and reach every cuda.syncthreads(); skip only the final write to C, never the loads "
+            "(no early return).")
 
 
 TILED_CAUSES = (
     Cause(lambda a: bool(a.races), lambda a: "a race on shared memory: " + race_sentence(a.races)),
     NEVER_WRITTEN,
-    Cause(lambda a: _edge_blocks_only(a.wrong, a.tile),
-          "only blocks on the edge of C are wrong: threads outside C (row >= M or col >= N) must still load their "
-          "element of the tiles (a zero) and reach every cuda.syncthreads(); skip only the final write to C, never "
-          "the loads (no early return)."),
+    Cause(lambda a: _outside_threads_skip_loads(a) is not None, _skip_text),
 )
-"""What a wrong tiled product is told, first: a race (the tracer), unwritten elements, the edge blocks."""
+"""What a wrong tiled product is told, first: a race (the tracer), unwritten elements, threads that skip the loads."""
 
 
 def _race_free(a: Attempt) -> str:
     """Proof: the kernel uses shared memory and the tracer finds no race in it."""
+    t = trace_of(a)
+    if t is not None:  # one trace for every proof of this launch
+        a.__dict__["_race_scan"] = (list(t.races()), any(info.space == "shared" for info in t.arrays))
     if not a.uses_shared_memory:
         fail("your kernel gives the right C but uses no shared memory: this exercise is about tiles in "
              "cuda.shared.array, loaded once per block and read by every thread of the block.")
@@ -115,7 +183,7 @@ def _race_free(a: Attempt) -> str:
         return ("shared-memory races were NOT checked (the memory-access tracer nbkit.tracer is not available here, "
                 "or could not run this kernel)")
     if a.races:
-        fail("C came out right in the simulator, which ran the threads of each block in one particular order, but "
+        fail(f"C came out right {where_it_ran()}, but "
              "the tracer (which does not depend on that order) found a race on shared memory: "
              + race_sentence(a.races) + " On a GPU the order changes from run to run, and so may the result.")
     return (f"the tracer found no shared-memory race in any of the {int(np.prod(a.case.grid))} blocks (every pair of "
@@ -129,15 +197,9 @@ def _both_tiles(a: Attempt) -> str:
     thread reads it from there; a kernel that reads A (or B) from global memory inside the product reads
     each element once per thread of a block row (``tile`` times). Counted by the memory-access tracer.
     """
-    try:
-        from nbkit.tracer import trace
-    except ImportError:
-        return "whether A and B are both read through shared memory was NOT checked (no tracer here)"
-    try:
-        t = trace(a.run.kernel, a.case.grid, a.case.block, np.array(a.A), np.array(a.B),
-                  np.zeros(a.want.shape, np.float32), names=["A", "B", "C"])  # the check's names, not the kernel's
-    except Exception:  # noqa: BLE001 - the launch was checked before; a tracer failure proves nothing
-        return "whether A and B are both read through shared memory was NOT checked (the tracer could not run it)"
+    t = trace_of(a)  # names the arrays as the check does (A, B, C), not as the kernel does
+    if t is None:
+        return "whether A and B are both read through shared memory was NOT checked (the tracer could not run here)"
     for name in ("A", "B"):
         for b in range(int(np.prod(a.case.grid))):
             reads = t.reads_per_element(name, b)
@@ -158,8 +220,11 @@ def _tiled_case(M: int, K: int, N: int, tile: int) -> Case:
 
 
 def _a_bt_cases(tile: int) -> tuple[Case, ...]:
-    # 3 x 2 blocks (tile 8), 3 steps along K with a partial last tile
-    return (_tiled_case(19, 21, 13, tile),)
+    # the statement's launch first: 3 x 2 blocks (tile 8), 3 steps along K with a partial last tile; then one row of
+    # C and K shorter than a tile, whole tiles, and last one block with 3 steps along K, where the tracer looks for
+    # races (a race between steps needs several steps)
+    return (_tiled_case(19, 21, 13, tile), _tiled_case(1, 3, 2 * tile + 1, tile), _tiled_case(2 * tile, tile, tile, tile),
+            _tiled_case(5, 2 * tile + 3, 3, tile))
 
 
 MATMUL_A_BT_TILED = KernelExercise(
@@ -172,7 +237,9 @@ MATMUL_A_BT_TILED = KernelExercise(
     rtol=1e-4, atol=1e-4, seed=43,
     causes=TILED_CAUSES,
     proofs={"races": _race_free},
-    success="C = A Bᵀ is correct for A {A.shape}, B {B.shape} with {tile}x{tile} tiles; {races}.",
+    success=lambda f: (f"C = A Bᵀ is correct for A {f.cases[0].A.shape}, B {f.cases[0].B.shape} with {f.tile}x{f.tile} "
+                       "tiles, and for (M, K, N) = " + ", ".join(str((c.M, c.K, c.N)) for c in f.cases[1:])
+                       + f"; {f.races}."),
 )
 
 
@@ -215,8 +282,10 @@ def _stale_slots(a: Attempt) -> np.ndarray:
 
 def _at_b_cases(tile: int) -> tuple[Case, ...]:
     # M = 2 tile + 3 and N = tile + 5 need 3 and 2 blocks: every block row and column has a partial tile; first
-    # whole tiles along K, then a partial one (a kernel right for the first only does not zero-pad)
-    return tuple(_tiled_case(2 * tile + 3, K, tile + 5, tile) for K in (2 * tile, 2 * tile + 5))
+    # whole tiles along K, then a partial one (a kernel right for the first only does not zero-pad); then one row of
+    # C with K shorter than a tile, and last one block with 3 steps along K (the tracer's proofs run on it)
+    return (*(_tiled_case(2 * tile + 3, K, tile + 5, tile) for K in (2 * tile, 2 * tile + 5)),
+            _tiled_case(1, 3, 2 * tile + 1, tile), _tiled_case(5, 2 * tile + 3, 3, tile))
 
 
 MATMUL_AT_B_TILED = KernelExercise(
@@ -235,15 +304,15 @@ MATMUL_AT_B_TILED = KernelExercise(
         Cause(lambda a: _partial(a) and np.allclose(a.got, _stale_slots(a), rtol=a.rtol, atol=a.atol),
               lambda a: _right_for(a) + "Threads whose k is past the end (k >= K) must store a zero in the tile, not "
                         "skip the store: your C is exactly what the previous step's values left in those slots give."),
-        Cause(_partial,
-              lambda a: _right_for(a) + "Possibly the partial tile is not zero-padded (threads whose k >= K must "
-                        "store a zero in the tile, not skip the store, or the slot keeps an old value), or the last "
-                        "step along K is handled differently from the others."),
+        Cause(_partial, lambda a: _right_for(a) + "Look at what the last step loads into the tiles and how many "
+                                                  "of their slots it uses."),
     ),
     proofs={"races": _race_free, "tiles": _both_tiles},
     float32="void(float32[:, ::1], float32[:, ::1], float32[:, ::1])",
     success=lambda f: (f"C = Aᵀ B with {f.tile}x{f.tile} shared-memory tiles is correct for K = "
-                       f"{' and '.join(str(c.K) for c in f.cases)} (C {f.M}x{f.N}); {f.races}; {f.tiles}; {f.float32}."),
+                       f"{' and '.join(str(c.K) for c in f.cases[:2])} (C {f.cases[0].M}x{f.cases[0].N}), and for "
+                       "(M, K, N) = " + ", ".join(str((c.M, c.K, c.N)) for c in f.cases[2:])
+                       + f"; {f.races}; {f.tiles}; {f.float32}."),
 )
 
 

@@ -10,7 +10,15 @@ import types
 import numpy as np
 
 from nbkit.checks._core import fail, race_sentence
-from nbkit.checks.exercise import NEVER_WRITTEN, Attempt, Case, Cause, ExerciseGroup, KernelExercise, equals
+from nbkit.checks.exercise import (
+    NEVER_WRITTEN,
+    Attempt,
+    Case,
+    Cause,
+    ExerciseGroup,
+    KernelExercise,
+    equals,
+)
 from nbkit.core.launch import blocks_for
 from nbkit.core.source import python_function
 
@@ -21,18 +29,17 @@ from nbkit.core.source import python_function
 def _leaky_inputs(rng: np.random.Generator, c: Case) -> dict[str, object]:
     """x with 0, -0 and a tiny positive value first (the derivative at 0 is the slope, as in PyTorch)."""
     x = rng.standard_normal(c.n).astype(np.float32)
-    x[:3] = [0.0, -0.0, 1e-30]
-    return {"x": x, "dout": rng.standard_normal(c.n).astype(np.float32), "slope": np.float32(0.01)}
+    x[:3] = [0.0, -0.0, 1e-30][:c.n]
+    return {"x": x, "dout": rng.standard_normal(c.n).astype(np.float32), "slope": np.float32(c.slope)}
 
 
-def _both_float32(forward: types.SimpleNamespace, backward: types.SimpleNamespace) -> str:
-    """The PTX phrase once when both kernels' agree, else each."""
-    if forward.float32 == backward.float32:
-        return forward.float32
-    return f"forward: {forward.float32}; backward: {backward.float32}"
+def _leaky_case(n: int, block: int, slope: float) -> Case:
+    return Case(grid=blocks_for(n, block), block=block, sizes={"n": n, "slope": slope})
 
 
-_LEAKY_CASES = (Case(grid=blocks_for(301, 128), block=128, sizes={"n": 301}),)
+# slopes other than PyTorch's default 0.01 (a kernel must use its slope parameter); one element; full blocks
+_LEAKY_CASES = (_leaky_case(301, 128, 0.01), _leaky_case(1, 32, 0.2), _leaky_case(257, 64, 0.3),
+                _leaky_case(64, 32, 0.05))
 
 LEAKY_RELU = ExerciseGroup(
     number="05.1", task="write the kernels leaky_relu_forward and leaky_relu_backward",
@@ -66,8 +73,10 @@ LEAKY_RELU = ExerciseGroup(
             float32="void(float32[::1], float32[::1], float32[::1], float32)",
         ),
     ),
-    success=lambda f: (f"leaky ReLU forward and backward are correct on {f.parts[0].n} elements, including x = 0; "
-                       f"{_both_float32(*f.parts)}."),
+    success=lambda f: (f"leaky ReLU forward and backward are correct with slopes "
+                       f"{', '.join(f'{float(c.slope):g}' for c in f.parts[0].cases)} on "
+                       f"{', '.join(str(c.n) for c in f.parts[0].cases)} elements, including x = 0; "
+                       f"{f.float32}."),
 )
 
 
@@ -75,8 +84,9 @@ def check_leaky_relu(forward_kernel, backward_kernel) -> None:
     """Exercise 05.1: leaky ReLU, ``forward_kernel(x, y, slope)`` and ``backward_kernel(dout, x, dx, slope)``.
 
     Forward: ``y = x`` if ``x > 0`` else ``slope * x``. Backward: ``dx = dout`` if ``x > 0`` else ``slope * dout``
-    (at exactly 0 the slope, as in PyTorch). One thread per element, 128 threads per block, slope 0.01,
-    301 elements. Both kernels must be float32 throughout: checked in their PTX where numba-cuda is installed.
+    (at exactly 0 the slope, as in PyTorch). One thread per element; four launches (:data:`_LEAKY_CASES`) with
+    slopes 0.01, 0.2, 0.3 and 0.05, 1 to 301 elements. Both kernels must be float32 throughout: checked in
+    their PTX where numba-cuda is installed.
     """
     LEAKY_RELU.check(forward_kernel, backward_kernel)
 
@@ -86,7 +96,7 @@ def check_leaky_relu(forward_kernel, backward_kernel) -> None:
 
 
 def _xent_inputs(rng: np.random.Generator, c: Case) -> dict[str, object]:
-    """Logits with ordinary rows and rows that overflow / underflow a naive softmax in float32."""
+    """Logits with ordinary rows and rows 1-3 that overflow / underflow a naive softmax in float32 (N >= 5, C >= 6)."""
     logits = (3 * rng.standard_normal((c.N, c.C))).astype(np.float32)
     logits[1] += 100.0                  # exp(100) overflows float32 (largest ~3.4e38 = exp(88.7))
     logits[2] -= 1000.0                 # exp(-1000) underflows to 0 in every class: 0 / 0
@@ -94,10 +104,10 @@ def _xent_inputs(rng: np.random.Generator, c: Case) -> dict[str, object]:
     labels = rng.integers(0, c.C, size=c.N).astype(np.int64)
     labels[:4] = [0, c.C - 1, 3, 5]     # first and last class appear
     labels[4] = c.C - 1
-    return {"logits": logits, "labels": labels}
+    return {"logits": logits, "labels": labels, "extreme": [1, 2, 3]}
 
 
-def _xent_reference(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def _xent_reference(logits: np.ndarray, labels: np.ndarray, **_) -> np.ndarray:
     N, C = logits.shape
     return (_softmax64(logits) - np.eye(C)[labels]) / N
 
@@ -134,10 +144,6 @@ def _label_cause(got: np.ndarray, p: np.ndarray, labels: np.ndarray) -> str:
     return ""
 
 
-def _wrong_rows(a: Attempt) -> list[int]:
-    return sorted({int(r) for r in np.argwhere(a.wrong)[:, 0]})
-
-
 def _label_message(a: Attempt) -> str:
     return _label_cause(a.got.astype(np.float64), _softmax64(a.logits), a.labels)
 
@@ -149,32 +155,57 @@ def _not_finite_message(a: Attempt) -> str:
             "sum(exp(z - m)), so the largest exponent is exp(0) = 1.")
 
 
+def _ordinary_rows_right(a: Attempt) -> bool:
+    """Every row without extreme logits is right."""
+    rows = np.setdiff1d(np.arange(a.N), a.extreme)
+    return bool(np.allclose(a.got[rows], a.want[rows], rtol=a.rtol, atol=a.atol))
+
+
+def _max_from_zero(a: Attempt) -> bool:
+    """The output equals a maximum that starts at 0's: right, except NaN in the row around -1000."""
+    return _ordinary_rows_right(a) and bool(np.isnan(a.got[2]).all()) and bool(
+        np.allclose(a.got[[1, 3]], a.want[[1, 3]], rtol=a.rtol, atol=a.atol))
+
+
+def _overflow_rows_only(a: Attempt) -> bool:
+    """Non-finite values, only in rows with extreme logits (+100, -1000, 500), every other row right."""
+    bad = ~np.isfinite(a.got).all(axis=1)
+    return bool(bad.any()) and set(np.flatnonzero(bad)) <= set(a.extreme) and _ordinary_rows_right(a)
+
+
+def _distribution_not_softmax(a: Attempt) -> bool:
+    """The probabilities implied by the answer (N · dlogits + onehot) are a distribution, but not the softmax."""
+    q = a.N * a.got.astype(np.float64) + np.eye(a.C)[a.labels]
+    return bool(np.isfinite(q).all() and np.allclose(q.sum(axis=1), 1, atol=1e-4) and (q > -1e-4).all())
+
+
 SOFTMAX_XENT_GRAD = KernelExercise(
     number="05.2", task="write the kernel softmax_xent_grad(logits, labels, dlogits)",
     call="softmax_xent_grad(logits, labels, dlogits)", outputs=("dlogits",), inputs=_xent_inputs,
     reference=_xent_reference,
-    cases=(Case(grid=blocks_for(37, 32), block=32, sizes={"N": 37, "C": 13}),),
+    # one thread per row, ceil(N / 32) blocks of 32: a partial last block, one block with surplus threads, 3 blocks
+    cases=tuple(Case(grid=blocks_for(N, 32), block=32, sizes={"N": N, "C": C}) for N, C in ((37, 13), (5, 6), (70, 10))),
     rtol=1e-4, atol=1e-7, seed=52,
     causes=(
         NEVER_WRITTEN,
-        # only the row around -1000 is wrong; the row around +100 (where a maximum starting at 0 is reached) is fine
-        Cause(lambda a: _wrong_rows(a) == [2],
-              "only row 2 (logits around -1000) is wrong, while row 1 (around +100) is right: your maximum starts at "
-              "0, and 0 is larger than every logit of row 2, so exp(z - 0) underflows to 0 in every class (0 / 0 = "
-              "nan). Start it at logits[n, 0] (or -inf)."),
-        Cause(lambda a: not np.isfinite(a.got).all(), _not_finite_message),
+        Cause(_max_from_zero, "only row 2 (logits around -1000) is wrong, and it is NaN, exactly what a maximum that "
+                              "starts at 0 gives: 0 is larger than every logit of row 2, so exp(z - 0) underflows to 0 "
+                              "in every class (0 / 0 = nan), while every other row is right. Start it at logits[n, 0] "
+                              "(or -inf)."),
+        Cause(_overflow_rows_only, _not_finite_message),
         equals(lambda a: a.N * a.want,
                "the 1/N is missing: the loss is the MEAN over the N rows, so every gradient is divided by N."),
         equals(lambda a: a.want / a.N, "divided by N twice."),
         equals(lambda a: a.want * a.N / a.C, "divided by C (classes) instead of N (rows)."),
         Cause(lambda a: bool(_label_message(a)), _label_message),
-        Cause(lambda a: np.allclose(a.got[np.isfinite(a.want).all(axis=1)].sum(axis=1), 0, atol=1e-5),
-              "each row sums to 0 as it should, but the probabilities are wrong: check the softmax (exp of z - max, "
-              "divided by the sum of the whole row)."),
+        Cause(_distribution_not_softmax,
+              "N · dlogits + onehot, the probabilities your kernel used, sum to 1 in every row but are not "
+              "softmax(z): check the softmax (exp of z - max, divided by the sum over the whole row)."),
     ),
     float32="void(float32[:, ::1], int64[::1], float32[:, ::1])",
-    success="dlogits = (softmax - onehot) / N is correct on {N} rows × {C} classes, including logits of +100 and "
-            "-1000 (no overflow); {float32}.",
+    success=lambda f: ("dlogits = (softmax - onehot) / N is correct on "
+                       + ", ".join(f"{c.N} rows × {c.C} classes" for c in f.cases)
+                       + f", including logits of +100 and -1000 (no overflow); {f.float32}."),
 )
 
 
@@ -182,7 +213,7 @@ def check_softmax_xent_grad(kernel) -> None:
     """Exercise 05.2: ``kernel(logits, labels, dlogits)`` writes ``(softmax(logits) - onehot(labels)) / N``.
 
     One thread per row: launched with ``ceil(N / 32)`` blocks of 32 threads (a grid-stride loop over rows
-    is fine too), N = 37 rows of C = 13 classes. Row 1 has logits around 100 and row 2 around -1000, so a
+    is fine too), on 37 × 13, 5 × 6 and 70 × 10 logits. Row 1 has logits around 100 and row 2 around -1000, so a
     softmax that does not subtract the row maximum overflows (inf / inf) or underflows (0 / 0) in float32.
     Float32 throughout is checked from the PTX where numba-cuda is installed.
     """
@@ -231,7 +262,9 @@ def _tree_case(B: int, n: int) -> Case:
     return Case(grid=blocks_for(n, 2 * B), block=B, sizes={"n": n})
 
 
-_TREE_CASES = (_tree_case(128, 300), _tree_case(32, 100))  # n is no multiple of 2B
+# n no multiple of 2B (128 and 32 threads), n a multiple of 2B (64), a single element (128), one partial block (32);
+# no block below a warp: 05.4's shuffle tail, which also answers 05.3, needs full warps
+_TREE_CASES = (_tree_case(128, 300), _tree_case(32, 100), _tree_case(64, 256), _tree_case(128, 1), _tree_case(32, 45))
 
 
 def _prefix_message(a: Attempt) -> str:
@@ -258,6 +291,11 @@ def _no_race(a: Attempt) -> str:
             f"another thread by a cuda.syncthreads() (last launch: {a.case.grid} blocks of {a.case.block} threads).")
 
 
+def _right_blocks(a: Attempt) -> str:
+    """The block sizes of the earlier launches, which came out right."""
+    return " and ".join(str(b) for b in sorted({c.block for c in a.earlier if c.block != a.case.block}, reverse=True))
+
+
 def _launch_context(message: str, stage: str, c: Case) -> str:
     """A wrong sum says which launch it came from: the two launches differ in block size."""
     if not stage.startswith("output"):
@@ -277,11 +315,14 @@ BLOCK_SUM = KernelExercise(
     ),
     causes=(
         NEVER_WRITTEN,
-        Cause(lambda a: bool(_barriers(a.run.kernel)[1]),
-              "there is no cuda.syncthreads() inside your loop: a thread may read buf[t + stride] before the thread "
-              "that owns it has added into it. Put a barrier after every step of the tree. (In the simulator the "
-              "result of such a race depends on how Python schedules the threads, so it can change from run to run; "
-              "on a GPU too.)"),
+        Cause(lambda a: bool(a.races) and bool(_barriers(a.run.kernel)[1]),
+              lambda a: "there is no cuda.syncthreads() inside your loop, so a thread may read buf[t + stride] before "
+                        "the thread that owns it has added into it: put a barrier after every step of the tree. The "
+                        "memory-access tracer found such a race: " + race_sentence(a.races) + " (In the simulator the "
+                        "result of a race depends on how Python schedules the threads, so it can change from run to "
+                        "run; on a GPU too.)"),
+        Cause(lambda a: bool(a.races),
+              lambda a: "the memory-access tracer found a race on shared memory: " + race_sentence(a.races)),
         equals(lambda a: [ch[:a.case.block].sum() for ch in a.chunks],
                "only the first B elements of each block's 2B are summed: each thread adds x[i] and x[i + blockDim.x], "
                "with i = blockIdx.x * 2 * blockDim.x + threadIdx.x."),
@@ -292,21 +333,29 @@ BLOCK_SUM = KernelExercise(
         equals(lambda a: [_doubling_schedule(v) for v in a.loaded],
                "wrong stride order: with `if t < stride`, the stride must start at blockDim.x // 2 and halve (64, 32, "
                "..., 1); growing it (1, 2, 4, ...) adds values that are not partial sums yet."),
-        Cause(lambda a: bool(np.array_equal(a.got[:-1], a.want[:-1]) and a.got[-1] != a.want[-1]),
+        equals(lambda a: [a.x[b * a.case.block:(b + 2) * a.case.block].astype(np.float64).sum()
+                          for b in range(a.case.grid)],
+               "block b sums x[bB : bB + 2B]: its offset is b·B, but each block covers 2B elements, so "
+               "i = blockIdx.x * 2 * blockDim.x + threadIdx.x (block 0 comes out right because its offset is 0)."),
+        Cause(lambda a: bool(a.n % (2 * a.case.block) and np.array_equal(a.got[:-1], a.want[:-1])
+                             and a.got[-1] != a.want[-1]),
               lambda a: "only the last block's sum is wrong: it has threads whose second element, or both, lie past "
                         f"the end of x (n = {a.n}); each thread must add x[i] only if i < n and x[i + B] only if "
                         "i + B < n (else 0), and must still take part in the tree and reach every cuda.syncthreads()."),
         Cause(lambda a: bool(_prefix_message(a)), _prefix_message),
-        Cause(lambda a: a.case.block != _TREE_CASES[0].block,
-              lambda a: f"the sums are right with {_TREE_CASES[0].block} threads per block but not with "
+        Cause(lambda a: any(c.block != a.case.block for c in a.earlier),
+              lambda a: f"the sums are right with {_right_blocks(a)} threads per block but not with "
                         f"{a.case.block}: does your kernel assume a block size? Start the stride at "
                         "cuda.blockDim.x // 2."),
     ),
     proofs={"races": _no_race},
     float32="void(float32[::1], float32[::1])",
     frame=_launch_context,
-    success="block sums are correct with 128 and 32 threads per block (two elements per thread) and n not a multiple "
-            "of 2B; {float32}. {races}",
+    success=lambda f: ("block sums are correct with "
+                       + ", ".join(str(b) for b in sorted({c.block for c in _TREE_CASES}, reverse=True)[:-1])
+                       + f" and {min(c.block for c in _TREE_CASES)} threads per block (two elements per thread), n = "
+                       + ", ".join(str(c.n) for c in _TREE_CASES) + f" (a multiple of 2B or not); {f.float32}. "
+                       + f.races),
 )
 
 
@@ -316,8 +365,10 @@ def check_block_sum(kernel) -> None:
     B = blockDim.x; each thread loads and adds two elements, x[i] and x[i + B] with i = 2bB + t, then the
     block sums its B values with a tree in shared memory. Launched with 128 and with 32 threads per block (any
     power of two up to 128 must work) and n not a multiple of 2B, so the last block has threads whose second
-    element, or both, lie past the end of x. Values are distinct multiples of 1/4, so every order of additions
-    gives the exact sum. Float32 is checked from the PTX, and shared-memory races by the memory-access tracer.
+    element, or both, lie past the end of x; then 64 threads with n = 256 (full blocks), 128 threads with one
+    element, 32 threads with n = 45 (one partial block). Values are distinct multiples of 1/4, so every
+    order of additions gives the exact sum. Float32 is checked from the PTX, and shared-memory races by the
+    memory-access tracer (on the last launch; a wrong sum's race is named on its own launch).
     """
     BLOCK_SUM.check(kernel)
 

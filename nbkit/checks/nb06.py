@@ -59,6 +59,10 @@ def _inside_right(a: Attempt) -> bool:
 
 
 _AVG_SHAPE = (2, 3, 7, 9)  # odd: the last row and column are dropped, and their gradient is 0
+# then: even sizes (nothing dropped), one output column, a single row of 9 windows in a wide image (a grid of 2 x 1
+# blocks: x along the rows instead of the columns fails there; the statement fixes j, i, z = cuda.grid(3))
+_AVG_SHAPES = (_AVG_SHAPE, (1, 2, 4, 6), (3, 1, 5, 2), (1, 1, 2, 19))
+_AVG_SIGNATURE = "void(float32[:, :, :, ::1], float32[:, :, :, ::1])"
 
 AVGPOOL = ExerciseGroup(
     number="06.1", task="write the kernels avgpool_forward and avgpool_backward",
@@ -66,24 +70,26 @@ AVGPOOL = ExerciseGroup(
         KernelExercise(
             number="06.1", task="write the kernel avgpool_forward(x, y)", call="avgpool_forward(x, y)",
             outputs=("y",), names={"y": "forward y"}, inputs=_avgpool_inputs, reference=_avgpool_forward,
-            cases=(_pool_case(*_AVG_SHAPE, over="outputs"),), rtol=1e-5, atol=1e-6, seed=61,
+            cases=tuple(_pool_case(*shape, over="outputs") for shape in _AVG_SHAPES), rtol=1e-5, atol=1e-6, seed=61,
             before=(equals(lambda a: 4 * a.want, "forward returns the sum of each window: divide by 4 for the average."),),
-            float32="void(float32[:, :, :, ::1], float32[:, :, :, ::1])",  # the hint asks for float32(0.25)
+            causes=(NEVER_WRITTEN,), float32=_AVG_SIGNATURE,  # the hint asks for float32(0.25)
         ),
         KernelExercise(
             number="06.1", task="write the kernel avgpool_backward(dy, dx)", call="avgpool_backward(dy, dx)",
             outputs=("dx",), names={"dx": "backward dx"}, inputs=_avgpool_inputs, reference=_avgpool_backward,
-            cases=(_pool_case(*_AVG_SHAPE, over="pixels"),), rtol=1e-5, atol=1e-6, seed=61,
+            cases=tuple(_pool_case(*shape, over="pixels") for shape in _AVG_SHAPES), rtol=1e-5, atol=1e-6, seed=61,
+            causes=(NEVER_WRITTEN,), float32=_AVG_SIGNATURE,
             before=(
                 equals(lambda a: 4 * a.want, "backward passes dy unchanged: each of the 4 inputs contributed 1/4 of the "
                                              "average, so it gets dy / 4."),
                 Cause(_inside_right, "the dropped last row/column must get gradient 0 (they never entered a window); "
                                      "was it written at all?"),
             ),
-            float32="void(float32[:, :, :, ::1], float32[:, :, :, ::1])",
         ),
     ),
-    success="average pooling forward and backward are correct, including the dropped odd row and column; {float32}.",
+    success=lambda f: (f"average pooling forward and backward are correct on inputs of shape "
+                       f"{', '.join(str(c.x.shape) for c in f.parts[0].cases)}, including the dropped odd row and "
+                       f"column; {f.float32}."),
 )
 
 
@@ -92,8 +98,9 @@ def check_avgpool(forward_kernel, backward_kernel) -> None:
 
     ``forward_kernel(x, y)``: one thread per output, ``j, i, z = cuda.grid(3)`` with z = n * C + c.
     ``backward_kernel(dy, dx)``: one thread per input pixel, the same mapping over the input.
-    Both are launched with blocks of (8, 8, 1) threads; x has shape (2, 3, 7, 9) (odd: the last row and
-    column are dropped, and their gradient is 0).
+    Both are launched with blocks of (8, 8, 1) threads on x of shapes (2, 3, 7, 9) (odd: the last row and
+    column are dropped, and their gradient is 0), (1, 2, 4, 6), (3, 1, 5, 2) and (1, 1, 2, 19). Float32 is
+    checked from the PTX (the hint asks for float32(0.25)).
     """
     AVGPOOL.check(forward_kernel, backward_kernel)
 
@@ -102,10 +109,12 @@ def check_avgpool(forward_kernel, backward_kernel) -> None:
 # 06.2 max-pool forward and backward, PyTorch's tie rule
 
 
-def _maxpool_data() -> np.ndarray:
+def _maxpool_data(shape: tuple[int, int, int, int] = (2, 3, 7, 9), seed: int = 62) -> np.ndarray:
     """Small integers, so ties of 2, 3 and 4 equal maxima happen often; negative windows included."""
-    r = np.random.default_rng(62)
-    x = r.integers(-3, 3, size=(2, 3, 7, 9)).astype(np.float32)
+    r = np.random.default_rng(seed)
+    x = r.integers(-3, 3, size=shape).astype(np.float32)
+    if shape[2] < 6 or shape[3] < 4:
+        return x
     x[0, 0, 0:2, 0:2] = [[2, 2], [2, 2]]      # four-way tie
     x[0, 0, 0:2, 2:4] = [[-1, -2], [-1, -3]]  # all negative, tie between (0,0) and (1,0)
     x[0, 0, 2:4, 0:2] = [[0, 1], [1, 1]]      # three-way tie, first at (0,1)
@@ -140,7 +149,7 @@ def maxpool_first_max_reference(x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarr
 
 
 def _maxpool_inputs(rng: np.random.Generator, c: Case) -> dict[str, object]:
-    x = _maxpool_data()
+    x = _maxpool_data((c.N, c.C, c.H, c.W), seed=62 + c.H * 100 + c.W)
     return {"x": x, "dy": rng.standard_normal((c.N, c.C, c.H // 2, c.W // 2)).astype(np.float32)}
 
 
@@ -174,6 +183,8 @@ def _not_a_max(a: Attempt) -> str:
 
 
 _MP_SHAPE = (2, 3, 7, 9)
+# then: even sizes, one output column, one row of windows in a wide image (all small integers: ties everywhere)
+_MP_SHAPES = (_MP_SHAPE, (1, 2, 4, 6), (3, 1, 5, 2), (1, 1, 2, 17))
 
 MAXPOOL = ExerciseGroup(
     number="06.2", task="write the kernels maxpool_forward(x, y) and maxpool_backward(x, dy, dx)",
@@ -181,7 +192,7 @@ MAXPOOL = ExerciseGroup(
         KernelExercise(
             number="06.2", task="write the kernel maxpool_forward(x, y)", call="maxpool_forward(x, y)",
             outputs=("y",), inputs=_maxpool_inputs, reference=lambda x, dy: maxpool_first_max_reference(x, dy)[0],
-            cases=(_pool_case(*_MP_SHAPE, over="outputs"),), rtol=0, atol=0, seed=63,
+            cases=tuple(_pool_case(*shape, over="outputs") for shape in _MP_SHAPES), rtol=0, atol=0, seed=63,
             causes=(
                 NEVER_WRITTEN,
                 equals(lambda a: np.maximum(a.want, 0), "the maximum starts at 0, so a window of negative numbers "
@@ -198,7 +209,7 @@ MAXPOOL = ExerciseGroup(
             number="06.2", task="write the kernel maxpool_backward(x, dy, dx)",
             call="maxpool_backward(x, dy, dx)", outputs=("dx",), inputs=_maxpool_inputs,
             reference=lambda x, dy: maxpool_first_max_reference(x, dy)[1],
-            cases=(_pool_case(*_MP_SHAPE, over="pixels"),), rtol=0, atol=0, seed=63,
+            cases=tuple(_pool_case(*shape, over="pixels") for shape in _MP_SHAPES), rtol=0, atol=0, seed=63,
             causes=(
                 equals(lambda a: _tie_to(a, "every"), "on a tie every maximum gets the gradient, so it is counted "
                        "several times; PyTorch gives it only to the FIRST maximum in row-major order ((0,0), (0,1), "
@@ -218,8 +229,10 @@ MAXPOOL = ExerciseGroup(
             ),
         ),
     ),
-    success="max-pool forward and backward are correct on a (2, 3, 7, 9) input, with PyTorch's rule on ties of two, "
-            "three and four (the first maximum in row-major order gets the gradient) and the dropped row and column.",
+    success=lambda f: (f"max-pool forward and backward are correct on inputs of shape "
+                       f"{', '.join(str(c.x.shape) for c in f.parts[0].cases)}, with PyTorch's rule on ties of two, "
+                       "three and four (the first maximum in row-major order gets the gradient) and the dropped row "
+                       "and column."),
 )
 
 
@@ -228,8 +241,8 @@ def check_maxpool(forward_kernel, backward_kernel) -> None:
 
     ``forward_kernel(x, y)``: one thread per output. ``backward_kernel(x, dy, dx)``: one thread per input pixel,
     which finds out from x whether it is the first maximum (row-major) of its window. Both use
-    ``j, i, z = cuda.grid(3)`` with z = n * C + c, blocks of (8, 8, 1). x has shape (2, 3, 7, 9) with small
-    integer values, so ties of two, three and four maxima are common.
+    ``j, i, z = cuda.grid(3)`` with z = n * C + c, blocks of (8, 8, 1). x has shapes (2, 3, 7, 9), (1, 2, 4, 6),
+    (3, 1, 5, 2) and (1, 1, 2, 17), with small integer values, so ties of two, three and four maxima are common.
     """
     MAXPOOL.check(forward_kernel, backward_kernel)
 
@@ -322,12 +335,22 @@ def _wg(a: Attempt, **kwargs) -> np.ndarray:
 
 
 _WG = {"N": 2, "C": 3, "H": 9, "W": 13, "F": 4, "KH": 3, "KW": 5}
+# then: a 1 x 1 kernel on a single image, a tall 4 x 2 kernel (rows fill the block's y), a 2 x 7 kernel on 1 channel
+_WG_SIZES = (_WG, {"N": 1, "C": 2, "H": 5, "W": 4, "F": 3, "KH": 1, "KW": 1},
+             {"N": 3, "C": 2, "H": 8, "W": 5, "F": 1, "KH": 4, "KW": 2},
+             {"N": 2, "C": 1, "H": 3, "W": 11, "F": 3, "KH": 2, "KW": 7})
+# N differs from F and C from F in every case: the axis and size of an out-of-bounds index name the array
+
+
+def _wg_case(sizes: dict[str, int]) -> Case:
+    """The launch of the statement: (8, 4, 1) blocks, grid (ceil(KW / 8), ceil(KH / 4), F * C)."""
+    return Case(grid=(blocks_for(sizes["KW"], _WG_BLOCK[0]), blocks_for(sizes["KH"], _WG_BLOCK[1]),
+                      sizes["F"] * sizes["C"]), block=_WG_BLOCK, sizes=sizes)
 
 CONV_WEIGHT_GRAD = KernelExercise(
     number="06.3", task="write the kernel conv2d_weight_grad(dy, x, dw)", call=_WG_CALL, outputs=("dw",),
     inputs=_wg_inputs, reference=conv_weight_grad_reference,
-    cases=(Case(grid=(blocks_for(_WG["KW"], _WG_BLOCK[0]), blocks_for(_WG["KH"], _WG_BLOCK[1]), _WG["F"] * _WG["C"]),
-                block=_WG_BLOCK, sizes=_WG),),
+    cases=tuple(_wg_case(sizes) for sizes in _WG_SIZES),
     rtol=1e-4, atol=1e-4, seed=64,
     causes=(
         Cause(_wg_axes_swapped, "the columns j >= 4 of dw were never written: i and j come from the wrong axes. "
@@ -348,8 +371,8 @@ CONV_WEIGHT_GRAD = KernelExercise(
     ),
     explain_launch=_wg_launch_cause,
     float32="void(float32[:, :, :, ::1], float32[:, :, :, ::1], float32[:, :, :, ::1])",
-    success="dw is correct for x {x.shape}, a {KH} × {KW} kernel and dy {dy.shape} (sum over batch and positions); "
-            "{float32}.",
+    success=lambda f: ("dw is correct for " + "; ".join(f"x {c.x.shape}, a {c.KH} × {c.KW} kernel" for c in f.cases)
+                       + f" (sum over batch and positions); {f.float32}."),
 )
 
 
@@ -358,7 +381,8 @@ def check_conv_weight_grad(kernel) -> None:
 
     One thread per weight: ``j, i, z = cuda.grid(3)`` with z = f * C + c, blocks of (8, 4, 1) threads,
     grid (1, 1, F * C). Sizes are odd and nothing is square: x (2, 3, 9, 13), a 3 × 5 kernel, dy (2, 4, 7, 9),
-    so swapped i and j, a missed image of the batch or a loop one step short all give wrong numbers.
+    so swapped i and j, a missed image of the batch or a loop one step short all give wrong numbers; then
+    1 × 1, 4 × 2 and 2 × 7 kernels on other shapes (one image, one channel, one filter).
     Float32 is checked from the PTX.
     """
     CONV_WEIGHT_GRAD.check(kernel)
@@ -430,13 +454,15 @@ def _seed_inside_right(a: Attempt) -> bool:
 
 
 _SEED = {"height": 9, "width": 11, "depth": 3}  # the grid has threads outside the image
+# then non-square grids (3 x 1 and 1 x 3 blocks), so x along the rows instead of the columns shows
+_SEED_SIZES = (_SEED, {"height": 5, "width": 21, "depth": 2}, {"height": 19, "width": 4, "depth": 1})
 
 SEED_CONV_FIXED = KernelExercise(
     number="06.4", task="fix the seed kernel in seed_conv2d_fixed(output, input, weights, biases, width, height, depth)",
     call="seed_conv2d_fixed(output, input, weights, biases, width, height, depth)", outputs=("output",),
     inputs=_seed_inputs, reference=_seed_reference,
-    cases=(Case(grid=(blocks_for(_SEED["width"], _SEED_BLOCK[0]), blocks_for(_SEED["height"], _SEED_BLOCK[1])),
-                block=_SEED_BLOCK, sizes=_SEED),),
+    cases=tuple(Case(grid=(blocks_for(sz["width"], _SEED_BLOCK[0]), blocks_for(sz["height"], _SEED_BLOCK[1])),
+                     block=_SEED_BLOCK, sizes=sz) for sz in _SEED_SIZES),
     rtol=1e-4, atol=1e-4, seed=65,
     causes=(
         Cause(lambda a: bool(_seed_bugs(a)), _seed_bugs),
@@ -446,8 +472,10 @@ SEED_CONV_FIXED = KernelExercise(
     ),
     explain_launch=_seed_launch_cause,
     float32="void(float32[::1], float32[::1], float32[::1], float32[::1], int32, int32, int32)",
-    success="the fixed seed kernel computes the 'same' 3 × 3 convolution of a {depth}-channel {height} × {width} "
-            "image: one thread per pixel from a 2-D grid, a bounds guard, one bias; {float32}.",
+    success=lambda f: ("the fixed seed kernel computes the 'same' 3 × 3 convolution of "
+                       + ", ".join(f"a {c.depth}-channel {c.height} × {c.width}" for c in f.cases)
+                       + f" image (grids of {', '.join(c.grid for c in f.cases)} blocks): every pixel right, the "
+                       f"threads outside the image wrote nothing (a bounds guard), one bias (biases[0]); {f.float32}."),
 )
 
 
@@ -458,6 +486,7 @@ def check_seed_conv_fixed(kernel) -> None:
     output height × width) of a depth-channel image into ONE feature map, with ONE bias, ``biases[0]``
     (the check passes, as the article does, as many biases as pixels: the others must not be used).
     Launched with a 2-D grid covering the image, (8, 8) threads per block, x along columns: the image is
-    9 × 11, so the grid has threads outside it. Float32 is checked from the PTX.
+    9 × 11, so the grid has threads outside it, then 5 × 21 and 19 × 4 (grids of 3 × 1 and 1 × 3 blocks: a
+    kernel with x along the rows fails there). Float32 is checked from the PTX.
     """
     SEED_CONV_FIXED.check(kernel)

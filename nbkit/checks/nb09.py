@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nbkit.checks._core import exercise, fail, passed
+from nbkit.checks._core import SENTINEL, exercise, fail, passed, where_it_ran
 from nbkit.checks.exercise import NEVER_WRITTEN, Attempt, Case, Cause, KernelExercise, equals
 from nbkit.core.launch import blocks_for
 
@@ -45,6 +45,21 @@ def _worst_global_request(t):
                default=None)
 
 
+def _lanes_cause(request, shape) -> str:
+    """' Likely cause: ...' from the addresses of the request's first two lanes: down a column, or apart along a row."""
+    if len(request.elements) < 2 or len(shape) != 2:
+        return ""
+    (r0, c0), (r1, c1) = (np.unravel_index(int(e), shape) for e in request.elements[:2])
+    if r0 != r1:
+        return (" Likely cause: consecutive threads (threadIdx.x, the lanes of a warp) run down a column; let them run "
+                "along a row (the last index, which is contiguous in memory).")
+    if abs(int(c1) - int(c0)) > 1:
+        return (f" Likely cause: consecutive lanes access elements {abs(int(c1) - int(c0))} apart along a row (each "
+                "thread takes a chunk of its own?); let consecutive lanes take consecutive elements, e.g. with a "
+                "grid-stride loop.")
+    return ""
+
+
 def _require_coalesced(t, what: str, run=None) -> tuple[float, int]:
     """Fail unless every global request of trace ``t`` touches at most COALESCED_SECTORS sectors."""
     spr = t.sectors_per_request()
@@ -58,9 +73,7 @@ def _require_coalesced(t, what: str, run=None) -> tuple[float, int]:
              f"The worst is the {worst.op} of {worst.array} at line {worst.site.line}: lanes "
              f"{int(worst.lanes[0])}, {int(worst.lanes[1]) if len(worst.lanes) > 1 else ''}... access "
              f"{_lanes_text(worst, shape)}. A coalesced request needs at most {COALESCED_SECTORS} "
-             f"(32 consecutive float32 = 128 bytes = 4 sectors, 5 when not aligned). Likely cause: consecutive "
-             f"threads (threadIdx.x, the lanes of a warp) run down a column; let them run along a row "
-             f"(the last index, which is contiguous in memory).", run)
+             f"(32 consecutive float32 = 128 bytes = 4 sectors, 5 when not aligned).{_lanes_cause(worst, shape)}", run)
     return float(spr.mean()), int(spr.max())
 
 
@@ -70,31 +83,51 @@ def _require_coalesced(t, what: str, run=None) -> tuple[float, int]:
 
 def _coalesced(a: Attempt) -> str:
     """The tracer's sectors per warp request of the learner's launch, as the ✓ phrase; fails when not coalesced."""
-    out = np.zeros(a.got.shape, np.float32)
+    out = np.full(a.got.shape, SENTINEL, np.float32)
     mean, worst = _require_coalesced(_trace(a.run.kernel, a.case.grid, a.case.block, a.A, a.B, a.alpha, out),
                                      "your kernel's output")
     return f"coalesced: {mean:.2f} sectors per warp request on average, {worst} at most"
 
 
+def _stops_early(a: Attempt, axis: int) -> bool:
+    """The output equals a loop over one axis that stops at the other axis's length: right before it, unwritten past."""
+    M, N = a.M, a.N
+    if (axis == 1 and M >= N) or (axis == 0 and N >= M):
+        return False
+    k = min(M, N)
+    inside = (slice(None), slice(0, k)) if axis == 1 else (slice(0, k), slice(None))
+    outside = (slice(None), slice(k, None)) if axis == 1 else (slice(k, None), slice(None))
+    return bool(np.allclose(a.got[inside], a.want[inside], rtol=a.rtol, atol=a.atol) and a.never_written[outside].all())
+
+
+# (M, N, grid, alpha): the statement's launch last (the tracer's proof runs on it; N a multiple of 32 there);
+# before it a single row, fewer columns than rows, a wide matrix, and grids of other shapes (grid-stride)
+_SCALE_ADD_CASES = ((1, 33, (1, 1), -0.5), (67, 5, (1, 2), 2.0), (3, 200, (2, 1), 0.25), (40, 96, (2, 2), 1.5))
+
 SCALE_ADD = KernelExercise(
     number="09.1", task="write the kernel scale_add(A, B, alpha, out) with coalesced accesses",
     call="scale_add(A, B, alpha, out)", outputs=("out",),
     inputs=lambda rng, c: {"A": rng.standard_normal((c.M, c.N)).astype(np.float32),
-                           "B": rng.standard_normal((c.M, c.N)).astype(np.float32), "alpha": np.float32(1.5)},
+                           "B": rng.standard_normal((c.M, c.N)).astype(np.float32), "alpha": np.float32(c.alpha)},
     reference=lambda A, B, alpha: alpha * A.astype(np.float64) + B,
     # the grid is smaller than the matrix: every thread loops (grid-stride) in both directions
-    cases=(Case(grid=(2, 2), block=(32, 8), sizes={"M": 40, "N": 96}),),
+    cases=tuple(Case(grid=grid, block=(32, 8), sizes={"M": M, "N": N, "alpha": alpha})
+                for M, N, grid, alpha in _SCALE_ADD_CASES),
     rtol=1e-5, atol=1e-5, seed=91,
     causes=(
         equals(lambda a: a.alpha * a.B.astype(np.float64) + a.A, "alpha multiplies B instead of A."),
-        Cause(lambda a: np.allclose(a.got[:, :min(a.M, a.N)], a.want[:, :min(a.M, a.N)], rtol=1e-5, atol=1e-5),
-              "the columns beyond the first M are missing: a loop over columns stops at the number of rows "
-              "(out.shape[0] where out.shape[1] is meant)."),
+        Cause(lambda a: _stops_early(a, axis=1),
+              "the columns beyond the first M are missing (never written): a loop over columns stops at the number "
+              "of rows (out.shape[0] where out.shape[1] is meant)."),
+        Cause(lambda a: _stops_early(a, axis=0),
+              "the rows beyond the first N are missing (never written): a loop over rows stops at the number of "
+              "columns (out.shape[1] where out.shape[0] is meant)."),
         NEVER_WRITTEN,
     ),
     proofs={"coalesced": _coalesced},
-    success="out = alpha A + B is correct ({M}x{N}, grid-stride over a (2, 2) grid of (32, 8) blocks) and {coalesced} "
-            "(tracer; MODEL, no caches), against 32 for the strided kernel.",
+    success=lambda f: ("out = alpha A + B is correct on "
+                       + ", ".join(f"{c.M}x{c.N} (grid {c.grid} of (32, 8) blocks)" for c in f.cases)
+                       + f", grid-stride; on the last launch {f.coalesced} (tracer; MODEL, no caches)."),
 )
 
 
@@ -102,6 +135,7 @@ def check_coalesced_scale_add(kernel) -> None:
     """Exercise 09.1: ``out = alpha A + B`` for (M, N) float32 matrices, launched with grid (2, 2) of (32, 8).
 
     The grid is smaller than the matrix on purpose: every thread loops (grid-stride) in both directions.
+    Before the statement's 40 x 96 launch, other shapes, alphas and grids (:data:`_SCALE_ADD_CASES`).
     Correct output is checked first, then the tracer measures the sectors of every warp request. N is a
     multiple of 32 so that the 32 lanes of a warp run their loops equally often: the tracer groups a warp's
     accesses into requests by how often each lane executed an access site (see nbkit.tracer).
@@ -117,24 +151,30 @@ _TILE, _ROWS = 32, 8
 
 def _tile_proof(a: Attempt) -> str:
     """The tracer's measurements of the shared tile and the global requests, as the ✓ phrase; fails on a problem."""
-    t = _trace(a.run.kernel, a.case.grid, a.case.block, a.A, np.zeros(a.got.shape, np.float32))
+    t = _trace(a.run.kernel, a.case.grid, a.case.block, a.A, np.full(a.got.shape, SENTINEL, np.float32))
     ways = t.bank_conflicts()
     if ways.size == 0:
         fail("B is correct, but your kernel never touched shared memory: this exercise stages the tile in "
              "cuda.shared.array so that both the read of A and the write of B are coalesced.")
     races = t.races()
     if races:
-        fail(f"B came out right in the simulator, but threads race on the shared tile: {races[0]}. On a GPU the "
-             f"threads of a block do not run in the simulator's order. Likely cause: a missing cuda.syncthreads() "
-             f"between filling the tile and reading it.")
+        fail(f"B came out right {where_it_ran()}, but threads race on the shared tile: {races[0]}. On a GPU the "
+             f"threads of a block run in no fixed order. Likely cause: {races[0].missing_barrier} "
+             f"(between filling the tile and reading it).")
     if ways.max() > 1:
         worst = max(t.requests(space="shared"), key=lambda q: q.bank_ways)
+        if worst.bank_ways == 32:
+            why = (f"a tile of {_TILE} float32 per row is 128 bytes, so a tile column lies in one bank; pad each row by "
+                   "one element: cuda.shared.array((TILE, TILE_PAD), float32) with TILE_PAD = TILE + 1 defined next to "
+                   "TILE (numba needs a constant shape).")
+        else:
+            why = None
+        advice = why or ("when a warp reads down a tile column, rows of w words put rows r and r + 32 / gcd(w, 32) in "
+                         "the same bank, so w must be odd: pad each row by exactly one element, TILE_PAD = TILE + 1.")
         fail(f"B is correct, but the shared tile has a {worst.bank_ways}-way bank conflict ({int((ways > 1).sum())} "
              f"of {ways.size} shared requests conflict; measured by the tracer): the {worst.op} of {worst.array} at "
              f"line {worst.site.line} puts {worst.bank_ways} different 4-byte words of one warp request in the same "
-             f"bank. Likely cause: a tile of {_TILE} float32 per row is 128 bytes, so a tile column lies in one "
-             f"bank; pad each row by one element: cuda.shared.array((TILE, TILE_PAD), float32) "
-             f"with TILE_PAD = TILE + 1 defined next to TILE (numba needs a constant shape).")
+             f"bank. " + (f"Likely cause: {why}" if why else f"Note: {advice}"))
     mean, worst_spr = _require_coalesced(t, "your transpose")
     return (f"the shared tile has no bank conflict ({ways.size} shared requests, all 1-way), no race between barriers, "
             f"and global requests are coalesced ({mean:.2f} sectors per request, {worst_spr} at most)")
@@ -143,7 +183,8 @@ def _tile_proof(a: Attempt) -> str:
 def _first_tile_untransposed(a: Attempt) -> bool:
     """The first tile holds A itself (past it, an untransposed tile read lands in another block's place)."""
     k = min(a.M, a.N, _TILE)
-    return np.array_equal(a.got[:k, :k], a.A[:k, :k])
+    corner = a.A[:k, :k]
+    return k >= 2 and not np.array_equal(corner, corner.T) and np.array_equal(a.got[:k, :k], corner)
 
 
 PADDED_TRANSPOSE = KernelExercise(
@@ -151,7 +192,9 @@ PADDED_TRANSPOSE = KernelExercise(
     call="transpose_padded(A, B)", outputs=("B",),
     inputs=lambda rng, c: {"A": rng.standard_normal((c.M, c.N)).astype(np.float32)},
     reference=lambda A: A.T,
-    cases=(Case(grid=(blocks_for(45, _TILE), blocks_for(33, _TILE)), block=(_TILE, _ROWS), sizes={"M": 33, "N": 45}),),
+    # full tiles, a single row, a thin matrix, then the statement's 33 x 45 (the tracer's proofs run on it)
+    cases=tuple(Case(grid=(blocks_for(N, _TILE), blocks_for(M, _TILE)), block=(_TILE, _ROWS), sizes={"M": M, "N": N})
+                for M, N in ((64, 32), (1, 40), (40, 7), (33, 45))),
     rtol=0, atol=0, seed=92,
     causes=(
         Cause(_first_tile_untransposed, "B holds A itself, not its transpose: the tile is read the way it was written "
@@ -162,14 +205,16 @@ PADDED_TRANSPOSE = KernelExercise(
         NEVER_WRITTEN,
     ),
     proofs={"tile": _tile_proof},
-    success="B = Aᵀ is correct ({M}x{N}), {tile}. Measured by the tracer: a MODEL without caches.",
+    success=lambda f: ("B = Aᵀ is correct (" + ", ".join(f"{c.M}x{c.N}" for c in f.cases) + f"); on the last launch "
+                       f"{f.tile}. Measured by the tracer: a MODEL without caches."),
 )
 
 
 def check_padded_transpose(kernel) -> None:
     """Exercise 09.2: ``B = Aᵀ`` through a shared tile, launched like nbkit.kernels.transpose's kernels.
 
-    Block (32, 8), grid (ceil(N / 32), ceil(M / 32)) for A of shape (33, 45). Checked: the transpose (first
+    Block (32, 8), grid (ceil(N / 32), ceil(M / 32)) for A of shapes (64, 32), (1, 40), (40, 7) and (33, 45),
+    the tracer's measurements on the last. Checked: the transpose (first
     wrong index), then by the tracer: shared memory is used, no shared-memory race (missing
     ``cuda.syncthreads``), no n-way bank conflict (n > 1), and coalesced global reads and writes.
     """
@@ -185,6 +230,10 @@ BLOCK_SIZE_CASES: tuple[tuple[str, int, int], ...] = (
     ("sm_86", 32, 0),  # 48 warps per SM: 1024-thread blocks (32 warps) leave a third empty
     ("sm_90", 64, 0),  # register-limited to 32 warps; any block that fits
     ("sm_75", 64, 2 * 1024),
+    # no power of two reaches the best here: 224, 448 or 896; only 768; 288, 384 or 576
+    ("sm_75", 72, 10 * 1024),
+    ("sm_86", 32, 40 * 1024),
+    ("sm_80", 56, 20 * 1024),
 )
 
 
@@ -196,10 +245,28 @@ def _best(cc: str, regs: int, shared: int):
     return table, best
 
 
+def _block_size_cause(fn, cases, good: list[int]) -> str:
+    """What the answers on every case show (one size for all; powers of two only), else ''. Only facts: returning
+    one size everywhere may be a fixed size or a rule that happens to pick it, so no cause is guessed."""
+    try:
+        answers = [int(fn(*c)) for c in cases]
+    except Exception:  # noqa: BLE001 - a cause that cannot be established is not named
+        return ""
+    if len(set(answers)) == 1:
+        return (f" Your function returned {answers[0]} in every case, while the best size changes with the limits "
+                f"of each case.")
+    powers = {32, 64, 128, 256, 512, 1024}
+    if set(answers) <= powers and not set(good) & powers:
+        return (" Likely cause: your function returns only powers of two (" + ", ".join(map(str, answers)) + "), and "
+                "here none reaches the best.")
+    return ""
+
+
 @exercise("09.3", "write the function best_block_size(cc, registers_per_thread, shared_bytes_per_block)")
 def check_block_size(fn, cases=BLOCK_SIZE_CASES) -> None:
     """Exercise 09.3: ``fn(cc, regs, shared)`` returns a block size (a multiple of 32, at most 1024) reaching the
     highest occupancy the MODEL (:func:`nbkit.perf.occupancy.occupancy`) allows. Every such block size is accepted.
+    In the last three cases no power of two reaches it (the best are 224/448/896, 768, and 288/384/576).
     """
     from nbkit.perf.occupancy import occupancy
 
@@ -222,7 +289,7 @@ def check_block_size(fn, cases=BLOCK_SIZE_CASES) -> None:
             fail(f"for {label} your block size {got} reaches {mine.fraction:.0%} occupancy ({mine.active_blocks} "
                  f"block(s) per SM, limited by {', '.join(mine.limited_by)}), but {best:.0%} is possible, e.g. with "
                  f"{good[0]}" + (f" or {good[-1]}" if len(good) > 1 else "") + f" threads ({len(good)} block sizes "
-                 f"reach it). Likely cause: a fixed block size; try every multiple of 32 with "
+                 f"reach it).{_block_size_cause(fn, cases, good)} Try every multiple of 32 with "
                  f"nbkit.perf.occupancy.occupancy and keep one with the highest fraction.")
     passed(f"your block sizes reach the highest MODEL occupancy in all {len(cases)} cases "
            f"({', '.join(f'{c[0]}: {fn(*c)}' for c in cases)}).")

@@ -39,6 +39,10 @@ def _wrong_variants(bufs: np.ndarray, step: int) -> dict[str, np.ndarray]:
     }
 
 
+# (ranks p, elements per chunk m): 2 to 7 ranks, chunks of one element too
+RING_SIZES = ((2, 3), (3, 1), (4, 5), (5, 2), (7, 4), (6, 1))
+
+
 @exercise("10.1", "reduce_scatter_step(bufs, step): one step of the ring's reduce-scatter")
 def check_reduce_scatter_step(fn) -> None:
     """Exercise 10.1: ``fn(bufs, step)`` returns the buffers after step ``step`` of the reduce-scatter.
@@ -47,7 +51,7 @@ def check_reduce_scatter_step(fn) -> None:
     (r + 1) mod p, which adds it. The answer may change ``bufs`` in place or not: only what it returns counts.
     """
     rng = np.random.default_rng(10)
-    for p, m in ((2, 3), (3, 1), (4, 5), (5, 2)):
+    for p, m in RING_SIZES:
         bufs = rng.integers(-50, 50, size=(p, p, m)).astype(np.float64)  # integers: sums are exact in any order
         for step in range(p - 1):
             want = reduce_scatter_step(bufs, step)
@@ -77,8 +81,8 @@ def check_reduce_scatter_step(fn) -> None:
         for r in range(p):
             if not np.array_equal(done[r, (r + 1) % p], total[:, (r + 1) % p].sum(axis=0)):
                 fail(f"after all {p - 1} steps with p={p}, rank {r} should hold the full sum of chunk {(r + 1) % p}.")
-    passed("reduce_scatter_step is right for 2 to 5 ranks, every step; after p-1 steps rank r holds the sum of "
-           "chunk (r+1) mod p.")
+    passed(f"reduce_scatter_step is right for {min(p for p, _ in RING_SIZES)} to {max(p for p, _ in RING_SIZES)} ranks, "
+           "every step; after p-1 steps rank r holds the sum of chunk (r+1) mod p.")
 
 
 def _number(value: object) -> bool:
@@ -92,8 +96,8 @@ def _number(value: object) -> bool:
 
 def _seconds_call(a: Attempt) -> str:
     return (f"allreduce_seconds(n_params={a.n_params}, bytes_per_param={a.bytes_per_param}, p={a.p}, "
-            f"bandwidth_GBps={a.bandwidth_GBps}, latency_us={a.latency_us}) = {float(a.got):.6g} s, expected "
-            f"{float(a.want):.6g} s")
+            f"bandwidth_GBps={a.bandwidth_GBps}, latency_us={a.latency_us}) = {float(a.got):.10g} s, expected "
+            f"{float(a.want):.10g} s")
 
 
 def _ring(a: Attempt, nbytes: float, bandwidth: float, latency: float) -> float:
@@ -144,7 +148,8 @@ ALLREDUCE_SECONDS = FunctionExercise(
     # 1 to 8 ranks, PCIe and NVLink bandwidths, with and without latency
     cases=tuple(Case(sizes=dict(zip(("n_params", "bytes_per_param", "p", "bandwidth_GBps", "latency_us"), c)))
                 for c in _SECONDS_CASES),
-    rtol=1e-9, atol=1e-15,
+    # a MODEL of seconds: chunks of ceil(n / p) whole values (0.3 ppm more here) are as right as n / p
+    rtol=1e-4, atol=1e-15,
     # every wrong time is worded as the call and its two values; the table names the mistake where it can
     before=(
         Cause(lambda a: not _number(a.got),

@@ -29,7 +29,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from nbkit.core.simulator import device_array_memory
+from nbkit.core.simulator import as_dtype, device_array_memory, poison_value
 from nbkit.core.source import python_function
 
 __all__ = ["BarrierDivergence", "ExecutorUnsupported", "run_on_cpu", "compile_for_cpu", "generated_source"]
@@ -560,7 +560,8 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
     lines += [ind2 + s for s in _BLOCK]
     for stmt in plan.shared:
         shape, dtype = (ast.unparse(a) for a in stmt.value.args)
-        lines.append(f"{ind2}{stmt.targets[0].id} = np.zeros({shape}, {dtype})")
+        # poisoned like the simulator's (NaN, or an integer sentinel): _poison_<name> is set by compile_for_cpu
+        lines.append(f"{ind2}{stmt.targets[0].id} = np.full({shape}, _poison_{stmt.targets[0].id}, {dtype})")
     for v in sorted(plan.arrays):
         if v in plan.assigned_params:
             lines.append(f"{ind2}{v}__a = np.full(_nt, _p_{v})")
@@ -712,10 +713,20 @@ def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
         code = _emit(plan, dtypes)
         env = dict(plan.env)
         env.update({f"_dt_{v}": dt for v, dt in dtypes.items()})
+        env.update({f"_poison_{stmt.targets[0].id}": _poison(stmt.value.args[1], env) for stmt in plan.shared})
         _run_source(code, plan.name, env)
         compiled = _Compiled(numba.njit(**_JIT)(env[f"_launch_{plan.name}"]), plan.atomics, code)
         _COMPILED[key] = compiled
         return compiled
+
+
+def _poison(dtype: ast.expr, env: dict) -> object:
+    """What a shared array of this dtype (the kernel's expression) starts as: the simulator's poison, else 0."""
+    try:
+        value = poison_value(as_dtype(eval(compile(ast.Expression(dtype), "<dtype>", "eval"), dict(env))))  # noqa: S307
+    except Exception:  # noqa: BLE001 - an expression we cannot evaluate here: numba will say what is wrong with it
+        value = None
+    return 0 if value is None else value
 
 
 def generated_source(kernel: object, *args: object) -> str:

@@ -304,3 +304,4 @@ if MODE.name == "cpu":
 
 if MODE.is_simulator:  # the simulators lack warp shuffles and votes: nbkit.core.warp supplies them
     simulator.install_warp_intrinsics()
+    simulator.harden()  # poisoned shared/local memory, locked shared arrays, mismatched barriers raise

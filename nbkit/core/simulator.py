@@ -36,7 +36,7 @@ SUPPORTED = "numba-cuda 0.30 (on numba 0.68) or numba 0.68's built-in CUDA simul
 __all__ = ["SUPPORTED", "SimulatorInternalsError", "Internals", "internals", "which", "numba_cuda_loaded", "as_dtype",
            "device_array_memory",
            "simulated_kernel", "is_simulated_kernel", "is_device_function", "launch_context", "Router", "route_launches",
-           "install_warp_intrinsics", "warp_sync"]
+           "install_warp_intrinsics", "warp_sync", "poison_value", "poisoned", "DivergentBarrier", "harden"]
 
 
 class SimulatorInternalsError(RuntimeError):
@@ -195,6 +195,158 @@ def route_launches(run: Router | None) -> None:
         _ROUTER.append(run)
 
 
+# ---------------------------------------------------------------------------------------------- hardening
+# Uninitialised memory and barriers: the simulator's own behaviour hides two kernel bugs that a GPU punishes.
+
+
+def poison_value(dtype: object) -> object:
+    """What uninitialised shared and local memory holds in nbkit's simulator: NaN for floats, a sentinel otherwise.
+
+    Why: the simulator's ``np.empty`` often gives zeros, and a kernel that reads an element nobody wrote (a tree
+    that starts at a stride larger than the block) then computes the right sum by luck. On a GPU that memory holds
+    whatever was there. NaN spreads through float arithmetic, so such a read shows in the output. Integers get
+    the most negative value (unsigned: the largest): an index read from there is out of bounds. Bools: True.
+    """
+    dt = np.dtype(dtype)
+    if dt.kind in "fc":
+        return np.nan
+    if dt.kind == "i":
+        return np.iinfo(dt).min
+    if dt.kind == "u":
+        return np.iinfo(dt).max
+    if dt.kind == "b":
+        return True
+    return None
+
+
+def poisoned(shape: object, dtype: object) -> np.ndarray:
+    """A new array filled with :func:`poison_value` (records and other dtypes: left as ``np.empty`` made them)."""
+    a = np.empty(shape, as_dtype(dtype))
+    value = poison_value(a.dtype)
+    if value is not None:
+        a[...] = value
+    return a
+
+
+DYNAMIC_POISON_BYTE = -1  # int8 0xFF: every byte of dynamic shared memory; NaN in every float dtype, -1 in an int
+
+
+class DivergentBarrier(RuntimeError):
+    """Threads of one block wait at different ``cuda.syncthreads()`` calls: undefined behaviour on a GPU.
+
+    The CUDA C++ Programming Guide (``__syncthreads()``): allowed in conditional code "but only if the conditional
+    evaluates identically across the entire thread block, otherwise the code execution is likely to hang or
+    produce unintended side effects".
+    """
+
+
+_ALLOC_LOCK = threading.Lock()  # one per process: shared arrays are created once per block and declaring line
+_HARDENED: list[bool] = []
+
+
+def _current_block() -> tuple:
+    return tuple(getattr(threading.current_thread(), "blockIdx", ()))
+
+
+def _shared_array(original: Callable) -> Callable:
+    def array(self, shape, dtype, alignment=None):
+        """The simulator's ``cuda.shared.array``, poisoned, one per block and declaring line, under a lock."""
+        if alignment is not None:  # the simulator's own error (numba's built-in one has no such parameter)
+            return original(self, shape, dtype, alignment)
+        if shape == 0 or shape == (0,):  # dynamic shared memory: one buffer, viewed with this dtype
+            block = _current_block()
+            with _ALLOC_LOCK:  # the first call of a new block poisons the buffer (blocks run one at a time)
+                if getattr(self, "_nbkit_dynamic_block", None) != block:
+                    self._dynshared[...] = DYNAMIC_POISON_BYTE
+                    self._nbkit_dynamic_block = block
+            return original(self, 0, dtype)
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)  # as the simulator: one array per declaring line
+        block = _current_block()
+        with _ALLOC_LOCK:  # the simulator's own has no lock: two threads could each create their own array
+            table = self.__dict__.setdefault("_nbkit_allocations", {})
+            entry = table.get(key)
+            if entry is None or entry[0] != block:  # a new block starts with fresh (poisoned) shared memory
+                entry = table[key] = (block, poisoned(shape, dtype))
+        return entry[1]
+
+    return array
+
+
+def _local_array(original: Callable) -> Callable:
+    def array(self, shape, dtype, *rest, **kw):
+        """The simulator's ``cuda.local.array``, poisoned."""
+        a = original(self, shape, dtype, *rest, **kw)
+        value = poison_value(a.dtype)
+        if value is not None:
+            a[...] = value
+        return a
+
+    return array
+
+
+def barrier_arrival(frame: Any) -> None:
+    """Count one barrier of the calling thread; raise :class:`DivergentBarrier` when another thread of its block
+    had its barrier of the same number at another ``cuda.syncthreads()`` call (``frame``: the caller's frame).
+
+    Cheap and order-independent: the first thread to reach its k-th barrier records the call site for the block,
+    every later one compares. Threads that skip a barrier and leave the kernel are not seen here (the tracer
+    reports them).
+    """
+    t = threading.current_thread()
+    manager = getattr(t, "_manager", None)
+    if manager is None:
+        return
+    k = t.__dict__.get("_nbkit_barriers", 0)
+    t._nbkit_barriers = k + 1
+    site = (frame.f_code, frame.f_lineno)  # a line, not an instruction offset: specialised code may move those
+    first = manager.__dict__.setdefault("_nbkit_barrier_sites", {}).setdefault(k, (site, frame.f_lineno, t))
+    if first[0] != site:
+        other = first[2]
+        raise DivergentBarrier(
+            f"threads of block {tuple(t.blockIdx)} wait at different cuda.syncthreads() calls: thread "
+            f"{tuple(other.threadIdx)} at line {first[1]}, thread {tuple(t.threadIdx)} at line {frame.f_lineno} "
+            f"(barrier number {k + 1} of each). Every thread of a block must reach the same barrier; a barrier in "
+            "an if is allowed only when the condition is the same for the whole block (CUDA Programming Guide, "
+            "__syncthreads()).")
+
+
+def _barrier(original: Callable) -> Callable:
+    def barrier(self, *args):
+        barrier_arrival(sys._getframe(1))
+        return original(self, *args)
+
+    functools.update_wrapper(barrier, original)
+    return barrier
+
+
+def harden() -> None:
+    """Make the loaded simulator closer to a GPU; idempotent. Called at start-up in sim and cpu mode, and by the
+    tracer (which runs on the simulator in GPU mode too).
+
+    * ``cuda.shared.array`` and ``cuda.local.array`` start poisoned (:func:`poison_value`), shared memory afresh
+      for every block (the simulator keeps one array per launch); dynamic shared memory has every byte 0xFF;
+    * a block's shared array is created under a lock, so every thread of the block gets the same one;
+    * ``cuda.syncthreads()`` (and its _count/_and/_or forms) raises :class:`DivergentBarrier` when threads of a
+      block wait at different call sites (:func:`barrier_arrival`).
+    """
+    if _HARDENED:
+        return
+    from numba.cuda.simulator import kernelapi
+
+    shared, local, module = kernelapi.FakeCUDAShared, kernelapi.FakeCUDALocal, internals().FakeCUDAModule
+    shared.array = _shared_array(shared.array)
+    local.array = _local_array(local.array)
+    original_init = shared.__init__
+
+    def __init__(self, dynshared_size):
+        original_init(self, dynshared_size)
+        self._dynshared[...] = DYNAMIC_POISON_BYTE
+
+    shared.__init__ = __init__
+    for name in ("syncthreads", "syncthreads_count", "syncthreads_and", "syncthreads_or"):
+        setattr(module, name, _barrier(getattr(module, name)))
+    _HARDENED.append(True)
 # ---------------------------------------------------------------------------------------------- warp intrinsics
 
 _WARP_STATE = "_nbkit_warps"  # on a BlockManager: the BlockWarps of the block it runs

@@ -4,7 +4,10 @@ Why: the simulator runs every CUDA thread, so it can say which thread touched wh
 group those accesses the way a GPU serves them: one *warp request* is the n-th execution of one access
 site (a subscript in the source) by the active lanes of one warp. From the requests follow the units
 hardware moves: 32-byte sectors per global request (coalescing), n-way shared-memory bank conflicts, and
-from the barrier counts, shared-memory races that the simulator's lucky scheduling may have hidden.
+from the barrier counts, shared-memory races that the simulator's lucky scheduling may have hidden; also reads
+of shared memory that no thread of the block had written (:meth:`Trace.uninitialised_reads`; shared memory
+starts as NaN here, afresh for every block) and barriers not reached by the whole block
+(:meth:`Trace.divergent_barriers`; the rule is written there).
 The same records draw the learner's pictures (who wrote what, what one thread read).
 
 How: the kernel's Python function runs on the simulator's own thread machinery, but each array argument
@@ -33,7 +36,7 @@ module), :mod:`~nbkit.tracer.runner` (blocks on the simulator's threads), :mod:`
 The simulator's internals are reached only through :mod:`nbkit.core.simulator`.
 """
 
-from nbkit.tracer.analysis import Race, Trace, WriteMap
+from nbkit.tracer.analysis import BarrierMismatch, Race, Trace, UninitialisedRead, WriteMap
 from nbkit.tracer.launch import trace
 from nbkit.tracer.memory import (
     BANK_BYTES,
@@ -48,5 +51,6 @@ from nbkit.tracer.memory import (
 from nbkit.tracer.record import ArrayInfo, Site, TraceError, TraceIndexError
 from nbkit.tracer.requests import Request
 
-__all__ = ["Trace", "TraceError", "TraceIndexError", "Request", "Race", "WriteMap", "Site", "ArrayInfo", "trace",
+__all__ = ["Trace", "TraceError", "TraceIndexError", "Request", "Race", "UninitialisedRead", "BarrierMismatch",
+           "WriteMap", "Site", "ArrayInfo", "trace",
            "SECTOR_BYTES", "BANKS", "BANK_BYTES", "WARP_SIZE", "GLOBAL_ALIGNMENT", "DYNAMIC_SHARED_BASE", "SPACES", "OPS"]

@@ -26,12 +26,18 @@ _REC_DTYPE = np.dtype([("block", np.int32), ("thread", np.int32), ("warp", np.in
 
 @dataclass(frozen=True)
 class Race:
-    """Two threads of one block touching the same shared element between the same pair of barriers."""
+    """Two threads of one block touching the same shared element between the same pair of barriers.
+
+    ``first`` and ``second`` are in *program order* (the order one thread executes the two accesses between those
+    barriers), not in the order the simulator happened to run them, so the same kernel gives the same race, kind
+    and advice in every run. ``later_iteration``: the second access comes in a later iteration of a loop than the
+    first (e.g. ``buf[t] += buf[t + stride]`` read one step after another thread's write).
+    """
 
     array: str
     element: str  # e.g. "sA[0, 6]"
     block: tuple[int, ...]
-    kind: str  # "read-after-write", "write-after-read" or "write-after-write" (in the simulator's order)
+    kind: str  # "read-after-write", "write-after-read" or "write-after-write" (in program order)
     first_thread: tuple[int, ...]
     first_op: str
     first_site: Site
@@ -39,6 +45,7 @@ class Race:
     second_op: str
     second_site: Site
     epoch: int
+    later_iteration: bool = False
 
     def __str__(self) -> str:
         verb = {"read": "reads", "write": "writes", "atomic": "atomically updates"}
@@ -46,6 +53,85 @@ class Race:
                 f"(line {self.second_site.line}) that thread {_tup(self.first_thread)} {verb[self.first_op]} "
                 f"(line {self.first_site.line}) with no syncthreads between ({self.kind} hazard, "
                 f"after {self.epoch} barrier(s))")
+
+    @property
+    def missing_barrier(self) -> str:
+        """Where a ``cuda.syncthreads()`` is missing, from the program order of the two accesses."""
+        a, b = self.first_site.line, self.second_site.line
+        if self.first_site == self.second_site and not self.later_iteration:
+            return f"no barrier can order the two: both threads run line {a} between the same barriers"
+        if self.later_iteration:
+            return (f"a cuda.syncthreads() is missing inside the loop, after line {a} ({self.first_op}) and before "
+                    f"line {b} ({self.second_op}) runs in the next iteration")
+        return f"a cuda.syncthreads() is missing after line {a} ({self.first_op}) and before line {b} ({self.second_op})"
+
+
+@dataclass(frozen=True)
+class UninitialisedRead:
+    """A thread read a shared-memory element that no thread of its block had written in this launch."""
+
+    array: str
+    element: str  # e.g. "buf[64]"
+    block: tuple[int, ...]
+    thread: tuple[int, ...]
+    site: Site
+    epoch: int
+
+    def __str__(self) -> str:
+        return (f"block {_tup(self.block)}: thread {_tup(self.thread)} reads {self.element} (line {self.site.line}) "
+                f"before any thread of the block wrote it (uninitialised shared memory: on a GPU it holds whatever "
+                f"was there; in nbkit's simulator NaN, or a sentinel for integers)")
+
+
+@dataclass(frozen=True)
+class BarrierMismatch:
+    """Threads of one block that did not all wait at the same ``cuda.syncthreads()`` (undefined behaviour).
+
+    ``number`` counts barriers (1 = each thread's first); ``waited`` maps a barrier's line to the threads (linear
+    ids) that waited there as their ``number``-th; ``skipped`` are the threads that left the kernel (at its end,
+    not by a ``return``) without waiting there. ``threads`` formats linear ids as the launch writes them.
+    """
+
+    block: tuple[int, ...]
+    number: int
+    waited: dict[int, tuple[int, ...]]
+    skipped: tuple[int, ...]
+    block_dim: tuple[int, int, int]
+    blocks: int = 1  # blocks of the launch where barriers diverged
+
+    def threads(self, ids: Iterable[int]) -> str:
+        """``threads 16..31`` (1-D blocks) or ``threads with linear index 16..31 (x fastest)``."""
+        text = _ranges(sorted(ids))
+        return f"threads {text}" if self.block_dim[1] * self.block_dim[2] == 1 else \
+            f"threads with linear index {text} (x fastest)"
+
+    def __str__(self) -> str:
+        (line, first), *others = sorted(self.waited.items(), key=lambda kv: min(kv[1]))
+        if self.skipped:
+            text = (f"{self.threads(self.skipped)} of block {_tup(self.block)} never reached the cuda.syncthreads() "
+                    f"on line {line}; {self.threads(first)} waited there")
+        else:
+            text = f"in block {_tup(self.block)}, {self.threads(first)} waited at the cuda.syncthreads() on line {line}"
+        for other_line, ids in others:
+            text += f"; {self.threads(ids)} waited at the one on line {other_line} instead"
+        text += f" (barrier number {self.number} of each thread)"
+        if self.blocks > 1:
+            text += f", and likewise in {self.blocks - 1} more block(s)"
+        return text
+
+
+def _ranges(ids: list[int], most: int = 6) -> str:
+    """0..15, 20, 22..31: consecutive ids as ranges (at most ``most`` pieces, then how many more)."""
+    pieces, start = [], None
+    for k, v in enumerate(ids):
+        if start is None:
+            start = v
+        if k + 1 == len(ids) or ids[k + 1] != v + 1:
+            pieces.append(str(start) if start == v else f"{start}..{v}")
+            start = None
+    if len(pieces) > most:
+        return ", ".join(pieces[:most]) + f" and {len(pieces) - most} more ranges"
+    return ", ".join(pieces)
 
 
 def _tup(t: tuple[int, ...]) -> str:
@@ -91,6 +177,9 @@ class Trace:
         self._syncwarps = rec.syncwarps
         self.records = self._build(rec)
         self._req: RequestTable | None = None
+        self._barrier_log = rec.barriers
+        self._return_lines = rec.return_lines
+        self._occurrence: np.ndarray | None = None
 
     # ---- construction
     def _build(self, rec: Recorder) -> np.ndarray:
@@ -290,13 +379,13 @@ class Trace:
              & (r["thread"] == self._thread_lin(t)))
         return np.bincount(r["element"][m], minlength=info.size).reshape(info.shape)
 
-    # ---- races
+    # ---- races, reads of uninitialised memory, barriers
     def races(self) -> list[Race]:
         """Shared-memory hazards: two threads of a block on one element between the same barriers, one writing.
 
-        One entry per (block, element, barrier epoch), naming the first conflicting pair in the simulator's
-        order. The simulator runs threads in its own order, so a kernel can give the right answer there and
-        still race on a GPU; this is what compute-sanitizer racecheck reports there.
+        One entry per (block, element, barrier epoch). The simulator runs threads in its own order, so a kernel
+        can give the right answer there and still race on a GPU; this is what compute-sanitizer racecheck reports
+        there. The pair named is chosen and ordered independently of that order (see :class:`Race`).
 
         ``cuda.syncwarp()`` orders memory among the lanes that meet there (CUDA's memory-ordering guarantee of
         ``__syncwarp``): two accesses of lanes of one warp are no race when one lane passed a syncwarp after its
@@ -311,7 +400,8 @@ class Trace:
         addr = q.addr
         idx = np.flatnonzero(shared)
         keys = np.stack([r["block"][idx], r["epoch"][idx], addr[idx]], axis=1)
-        order = np.lexsort((r["seq"][idx], keys[:, 2], keys[:, 1], keys[:, 0]))
+        # within a group: by thread, then each thread's own (program) order: the same pair in every run
+        order = np.lexsort((r["seq"][idx], r["thread"][idx], keys[:, 2], keys[:, 1], keys[:, 0]))
         idx, keys = idx[order], keys[order]
         new = np.ones(len(idx), dtype=bool)
         new[1:] = np.any(keys[1:] != keys[:-1], axis=1)
@@ -330,12 +420,14 @@ class Trace:
         np.minimum.at(tmin, gid, r["thread"][idx])
         np.maximum.at(tmax, gid, r["thread"][idx])
         out = []
+        orders: dict = {}
         for g in np.flatnonzero(has_write & (tmin != tmax)):
             group = idx[starts[g]:ends[g]]
             pair = _first_hazard(r["thread"][group], r["op"][group], self._warp_ordered(group))
             if pair is None:
                 continue
             a, b = group[pair[0]], group[pair[1]]
+            a, b, later_iteration = self._program_order(int(a), int(b), orders)
             info = self.arrays[int(r["array"][b])]
             oa, ob = OPS[int(r["op"][a])], OPS[int(r["op"][b])]
             kind = ("write-after-write" if oa != "read" and ob != "read"
@@ -343,8 +435,127 @@ class Trace:
             out.append(Race(info.name, info.label(int(r["element"][b])), self.block_index(int(r["block"][b])), kind,
                             self.thread_index(int(r["thread"][a])), oa, self.sites[int(r["site"][a])],
                             self.thread_index(int(r["thread"][b])), ob, self.sites[int(r["site"][b])],
-                            int(r["epoch"][b])))
+                            int(r["epoch"][b]), later_iteration))
         return out
+
+    def _occurrences(self) -> np.ndarray:
+        """Per record: how many times its thread had executed the same site before, since its last barrier."""
+        if self._occurrence is None:
+            r = self.records
+            order = np.lexsort((r["seq"], r["site"], r["epoch"], r["thread"], r["block"]))
+            k = np.stack([r["block"], r["thread"], r["epoch"], r["site"]], axis=1)[order]
+            new = np.ones(len(order), dtype=bool)
+            new[1:] = np.any(k[1:] != k[:-1], axis=1)
+            start_of = np.maximum.accumulate(np.where(new, np.arange(len(order)), 0))
+            occ = np.empty(len(order), dtype=np.int64)
+            occ[order] = np.arange(len(order)) - start_of
+            self._occurrence = occ
+        return self._occurrence
+
+    def _program_order(self, a: int, b: int, cache: dict) -> tuple[int, int, bool]:
+        """Records a and b (two threads, one block and epoch) as (earlier, later, later comes in a later iteration).
+
+        Program order is read off a thread that executes both accesses (the same site and the same number of times
+        since the barrier): the lowest such thread of the block. Without one, source order decides: an access
+        executed more often since the barrier comes later, then the one further down the source.
+        """
+        r = self.records
+        occ = self._occurrences()
+        ka, kb = (int(r["site"][a]), int(occ[a])), (int(r["site"][b]), int(occ[b]))
+        blk, ep = int(r["block"][a]), int(r["epoch"][a])
+        rows = cache.get((blk, ep))
+        if rows is None:
+            rows = cache[(blk, ep)] = np.flatnonzero((r["block"] == blk) & (r["epoch"] == ep))
+        pos: dict = {}
+        for row in rows[((r["site"][rows] == ka[0]) & (occ[rows] == ka[1]))
+                        | ((r["site"][rows] == kb[0]) & (occ[rows] == kb[1]))]:
+            key = (int(r["site"][row]), int(occ[row]))
+            pos.setdefault(int(r["thread"][row]), {}).setdefault(key, int(r["seq"][row]))
+        both = [t for t in sorted(pos) if ka in pos[t] and kb in pos[t]]
+        if ka == kb:
+            a_first = True  # one access site: the pair's order does not matter for the advice
+        elif both:
+            a_first = pos[both[0]][ka] < pos[both[0]][kb]
+        else:
+            a_first = (ka[1], ka[0]) < (kb[1], kb[0])
+        first, second = (a, b) if a_first else (b, a)
+        k1, k2 = (ka, kb) if a_first else (kb, ka)
+        return first, second, ka != kb and (k2[1] > k1[1] or k2[0] <= k1[0])
+
+    def uninitialised_reads(self) -> list[UninitialisedRead]:
+        """Reads of shared memory (atomics too) before any thread of the block wrote the element in this launch.
+
+        Order-independent: a read is reported when no thread wrote the element before an earlier barrier and the
+        reading thread had not written it itself; a write by another thread between the same barriers is a race
+        (:meth:`races`), not reported here. Only plain writes initialise (an atomic adds to what was there). One
+        entry per (block, element): the first read by barrier epoch, thread and program order.
+        """
+        r = self.records
+        shared = self._mask(space="shared")
+        if not shared.any():
+            return []
+        idx = np.flatnonzero(shared)
+        addr = self._requests_table().addr[idx]
+        blk = r["block"][idx].astype(np.int64)
+        key = blk * (int(addr.max()) + 1) + addr
+        uniq, inv = np.unique(key, return_inverse=True)
+        ops, ep, th, seq = r["op"][idx], r["epoch"][idx].astype(np.int64), r["thread"][idx], r["seq"][idx]
+        writes = ops == WRITE
+        big = np.iinfo(np.int64).max
+        first_epoch = np.full(len(uniq), big)
+        np.minimum.at(first_epoch, inv[writes], ep[writes])
+        # the writes of that first epoch: by which threads, and the first one's position
+        at_first = writes & (ep == first_epoch[inv])
+        wmin = np.full(len(uniq), big)
+        wmax = np.full(len(uniq), -1)
+        wseq = np.full(len(uniq), big)
+        np.minimum.at(wmin, inv[at_first], th[at_first].astype(np.int64))
+        np.maximum.at(wmax, inv[at_first], th[at_first].astype(np.int64))
+        np.minimum.at(wseq, inv[at_first], seq[at_first])
+        reads = ops != WRITE
+        e0 = first_epoch[inv]
+        alone = (wmin[inv] == wmax[inv]) & (wmin[inv] == th)  # only this thread wrote it, between those barriers
+        before_own = np.where(ops == ATOMIC, seq <= wseq[inv], seq < wseq[inv])
+        bad = reads & ((ep < e0) | ((ep == e0) & alone & before_own))
+        if not bad.any():
+            return []
+        rows = np.flatnonzero(bad)
+        rows = rows[np.lexsort((seq[rows], th[rows], ep[rows], key[rows]))]
+        first = rows[np.unique(key[rows], return_index=True)[1]]
+        first = first[np.lexsort((addr[first], ep[first], blk[first]))]
+        out = []
+        for k in first:
+            row = idx[k]
+            info = self.arrays[int(r["array"][row])]
+            out.append(UninitialisedRead(info.name, info.label(int(r["element"][row])),
+                                         self.block_index(int(r["block"][row])), self.thread_index(int(r["thread"][row])),
+                                         self.sites[int(r["site"][row])], int(r["epoch"][row])))
+        return out
+
+    def divergent_barriers(self) -> list[BarrierMismatch]:
+        """Blocks whose threads did not all wait at the same ``cuda.syncthreads()``: the first divergence of each.
+
+        The rule (CUDA C++ Programming Guide, ``__syncthreads()``: allowed in conditional code "but only if the
+        conditional evaluates identically across the entire thread block"): the n-th barrier of every thread of a
+        block must be the same call site. A thread that left the kernel by a ``return`` (the bounds guard
+        ``if i >= n: return``) counts as arrived at every later barrier: the PTX ISA's ``barrier.sync`` (what
+        ``cuda.syncthreads()`` compiles to) waits for the *non-exited* threads of the block. A thread that reaches
+        the end of the kernel having skipped a barrier others waited at (a barrier inside ``if t < stride:``) is
+        divergence, whether or not the hardware would happen to let it through. Known limit: a thread that skips a
+        barrier and then leaves by a ``return`` statement counts as having returned before it.
+        """
+        blocks: dict[int, list] = {}
+        for blin, tid, sites, line in self._barrier_log:
+            blocks.setdefault(blin, []).append((tid, sites, line))
+        found = []
+        for blin in sorted(blocks):
+            d = _divergence(blocks[blin], self._return_lines)
+            if d is not None:
+                found.append(BarrierMismatch(self.block_index(blin), d[0], d[1], d[2], self.block))
+        if found:
+            found[0] = BarrierMismatch(found[0].block, found[0].number, found[0].waited, found[0].skipped,
+                                         self.block, len(found))
+        return found
 
     def _warp_ordered(self, group: np.ndarray) -> Callable[[int, int], bool] | None:
         """For the records ``group`` (one block, barrier epoch and element): whether records i and j of it are
@@ -404,10 +615,30 @@ class Trace:
                 f"arrays {', '.join(a.name for a in self.arrays)}>")
 
 
+def _divergence(threads: list, return_lines: frozenset) -> tuple[int, dict, tuple] | None:
+    """(barrier number, line -> threads that waited there, threads that skipped it) of a block's first divergent
+    barrier, or None. ``threads``: (linear id, ((site, line), ...) of its barriers, line it left the kernel on)."""
+    longest = max((len(sites) for _, sites, _ in threads), default=0)
+    for k in range(longest):
+        waited: dict = {}
+        lines: dict = {}
+        skipped = []
+        for tid, sites, left in threads:
+            if k < len(sites):
+                site, line = sites[k]
+                waited.setdefault(site, []).append(tid)
+                lines[site] = line
+            elif left not in return_lines:  # reached the end of the kernel without waiting here
+                skipped.append(tid)
+        if len(waited) > 1 or (waited and skipped):
+            return k + 1, {lines[s]: tuple(sorted(ids)) for s, ids in waited.items()}, tuple(sorted(skipped))
+    return None
+
+
 def _first_hazard(threads: np.ndarray, ops: np.ndarray,
                   ordered: Callable[[int, int], bool] | None = None) -> tuple[int, int] | None:
-    """First (earlier, later) pair of accesses by different threads with a write, not both atomic, and not
-    ``ordered(i, j)`` (a syncwarp between them)."""
+    """First pair of accesses by different threads with a write, not both atomic, and not ``ordered(i, j)`` (a
+    syncwarp between them)."""
     n = len(threads)
     for j in range(1, n):
         for i in range(j):

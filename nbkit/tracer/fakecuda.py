@@ -14,12 +14,11 @@ import re
 import sys
 import threading
 
-import numpy as np
-
 from nbkit.core import simulator
 from nbkit.tracer.memory import DYNAMIC_SHARED_BASE
 from nbkit.tracer.record import ArrayInfo, Recorder, TracedArray
 
+simulator.harden()  # local arrays poisoned, dynamic shared memory poisoned per block (also in GPU mode)
 simulator.install_warp_intrinsics()  # the tracer runs on the simulator in GPU mode too
 
 _SHARED_NAME = re.compile(r"(\w+)\s*(?::[^=]+)?=\s*cuda\.shared\.array\b")
@@ -47,12 +46,17 @@ class TracingAtomic:
 
 
 class TracingShared:
-    """``cuda.shared.array``: one traced array per declaration site, like the simulator's own."""
+    """``cuda.shared.array``: one traced array per declaration site, poisoned afresh for every block.
+
+    Uninitialised shared memory holds NaN (floats) or a sentinel (:func:`nbkit.core.simulator.poison_value`), as
+    in nbkit's simulator, so a kernel that reads what no thread wrote computes with it here too.
+    """
 
     def __init__(self, inner, rec: Recorder, used_names: set):
         self._inner = inner
         self._rec = rec
         self._sites: dict = {}
+        self._blocks: dict = {}  # declaration site -> the linear block id its memory was last poisoned for
         self._lock = threading.Lock()
         self._used = used_names
 
@@ -61,14 +65,22 @@ class TracingShared:
             raise RuntimeError("Array alignment is not supported in cudasim")
         caller = sys._getframe(1)
         key = (caller.f_code, caller.f_lineno)  # like the simulator: one array per declaring line
+        blin = threading.current_thread().blin
+        dynamic = shape == 0 or shape == (0,)
         with self._lock:
             proxy = self._sites.get(key)
+            if proxy is not None and self._blocks[key] != blin:  # a new block: its shared memory starts poisoned
+                self._blocks[key] = blin
+                if dynamic:
+                    self._inner.array(0, dtype)  # the (hardened) simulator poisons its buffer once per block
+                else:
+                    proxy._a[...] = simulator.poisoned(proxy._a.shape, proxy._a.dtype)
             if proxy is None:
-                dynamic = shape == 0 or shape == (0,)
+                self._blocks[key] = blin
                 if dynamic:  # the simulator's one dynamic buffer, viewed with this dtype
-                    raw = self._inner.array(shape, dtype)
+                    raw = self._inner.array(0, dtype)
                 else:  # not the simulator's: it keys arrays by its caller's line, which would be ours
-                    raw = np.empty(shape, simulator.as_dtype(dtype))
+                    raw = simulator.poisoned(shape, dtype)
                 line = linecache.getline(caller.f_code.co_filename, caller.f_lineno)
                 m = _SHARED_NAME.search(line)
                 name = m.group(1) if m else f"shared@{caller.f_lineno}"
@@ -92,12 +104,15 @@ class TracingModule(simulator.internals().FakeCUDAModule):
 
     def __init__(self, grid_dim, block_dim, dynshared_size, rec: Recorder, used_names: set):
         super().__init__(grid_dim, block_dim, dynshared_size)
+        self.barrier_log = rec.barriers  # the runner appends each thread's barrier summary
         self._rec = rec
         self._shared = TracingShared(self._shared, rec, used_names)
         self._atomic = TracingAtomic(self._atomic)
 
+    # Each barrier call notes its call site on the thread: the runner compares them across the block (divergence).
     def syncthreads(self):
         t = threading.current_thread()
+        _arrive(t)
         t.syncthreads()
         t.epoch += 1
 
@@ -110,18 +125,27 @@ class TracingModule(simulator.internals().FakeCUDAModule):
 
     def syncthreads_count(self, val):
         t = threading.current_thread()
+        _arrive(t)
         r = t.syncthreads_count(val)
         t.epoch += 2
         return r
 
     def syncthreads_and(self, val):
         t = threading.current_thread()
+        _arrive(t)
         r = t.syncthreads_and(val)
         t.epoch += 2
         return r
 
     def syncthreads_or(self, val):
         t = threading.current_thread()
+        _arrive(t)
         r = t.syncthreads_or(val)
         t.epoch += 2
         return r
+
+
+def _arrive(t) -> None:
+    """Note the call site of the barrier thread ``t`` is about to wait at (the caller of the cuda.* method)."""
+    f = sys._getframe(2)
+    t.barriers.append(((f.f_code, f.f_lineno), f.f_lineno))  # by line: specialised code may move instruction offsets

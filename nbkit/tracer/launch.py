@@ -8,8 +8,10 @@ name the block and thread that failed, and the learner's line.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import os
+import textwrap
 from typing import Callable
 
 import numpy as np
@@ -95,6 +97,7 @@ def trace(kernel: object, griddim: Dims, blockdim: Dims, *args: object, names: l
     from nbkit.tracer.runner import ThreadFailed, run_launch
 
     rec = Recorder()
+    rec.return_lines = _return_lines(fn)
     used_names: set = set()
     kernel_args, write_backs = [], []
     for name, arg in zip(names, args):
@@ -134,6 +137,24 @@ def trace(kernel: object, griddim: Dims, blockdim: Dims, *args: object, names: l
     for back in write_backs:
         back()
     return Trace(rec, grid3, block3, fn.__name__, ndim)
+
+
+def _return_lines(fn: Callable) -> frozenset[int]:
+    """Lines (in the file) of the kernel's own ``return`` statements: a thread that left there returned early."""
+    try:
+        lines, first = inspect.getsourcelines(fn)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return frozenset()
+    found, stack = set(), list(tree.body[0].body) if tree.body else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue  # another function's returns
+        if isinstance(node, ast.Return):
+            found.add(node.lineno + first - 1)
+        stack.extend(ast.iter_child_nodes(node))
+    return frozenset(found)
 
 
 def _walk_tb(tb):

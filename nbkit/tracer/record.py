@@ -86,6 +86,9 @@ class Recorder:
         self._view_ids = itertools.count(1)  # next() on a count is atomic under the GIL
         self.error: str | None = None
         self.shared_top = 0
+        # per thread (block, thread, ((site, line), ...) of its barriers, line it left the kernel on or None)
+        self.barriers: list[tuple] = []
+        self.return_lines: frozenset[int] = frozenset()  # lines of the kernel's return statements
         # (linear block, linear thread) -> serials (in its warp) of the cuda.syncwarp() meetings it passed, in order
         self.syncwarps: dict[tuple[int, int], list[int]] = {}
 
