@@ -254,8 +254,9 @@ def check_accuracy(accuracy) -> None:
     """Accuracy over a data set evaluated ``batch`` images at a time, whatever the size of the last batch.
 
     Several runs (:data:`ACCURACY_RUNS`): a short last batch, a batch larger than the data, batches that
-    divide it, a batch of 1, and the first sizes again with other data (an answer must not cache). The fake ``logits_of`` looks up each image it is given, in the order given, so
-    the batches may be taken in any order, and counts how often each image was evaluated.
+    divide it, a batch of 1, and the first sizes again with other data (an answer must not cache). The fake
+    ``logits_of`` looks up each image it is given, in the order given, so the batches may be taken in any order,
+    and counts how often each image was evaluated.
     """
     rng = np.random.default_rng(83)
     for n, batch in ACCURACY_RUNS:
