@@ -211,3 +211,17 @@ def test_wrong_rows_are_the_mutant_rows_of_class_wrong_or_f32_broken_not_the_tot
                      "| 05.1-m23 | param→const | L7: `y = 0.01` | WRONG | ✓ ... |\n"
                      "| 03.1-m14 | f32-literal | L7: `acc = 0.0` | f32-broken | ✓ ... |\n", encoding="utf-8")
     assert [r.split("|")[1].strip() for r in mutate.wrong_rows(table)] == ["05.1-m23", "03.1-m14"]
+
+
+def test_thread_index_and_array_swap_operators():
+    import ast
+
+    from nbkit.checks import mutate
+
+    src = "def k(x, y, out):\n    i = cuda.grid(1)\n    if i < out.size:\n        out[i] = x[i] + y[i]\n"
+    tree = ast.parse(src)
+    mutate._index_array_names(tree)
+    grid = next(n for n in ast.walk(tree) if mutate._is_call(n, "cuda.grid"))
+    assert [ast.unparse(v) for v in mutate._op_thread_index(grid, None)] == ["cuda.threadIdx.x"]
+    read_x = next(n for n in ast.walk(tree) if isinstance(n, ast.Subscript) and n.value.id == "x")
+    assert sorted(ast.unparse(v) for v in mutate._op_array_swap(read_x, None)) == ["out[i]", "y[i]"]

@@ -484,12 +484,31 @@ def _op_hoist(stmts: list, i: int) -> list[list]:
     return out
 
 
+def _op_thread_index(node, parent):
+    """The global index replaced by the block-local one: ``cuda.grid(1)`` -> ``cuda.threadIdx.x`` (every block then
+    works on the first elements), ``cuda.grid(2)`` -> ``(cuda.threadIdx.x, cuda.threadIdx.y)``."""
+    if _is_call(node, "cuda.grid") and node.args and isinstance(node.args[0], ast.Constant):
+        axes = "xyz"[:int(node.args[0].value)]
+        parts = [ast.parse(f"cuda.threadIdx.{a}", mode="eval").body for a in axes]
+        return [parts[0] if len(parts) == 1 else ast.Tuple(parts, ast.Load())]
+    return []
+
+
+def _op_array_swap(node, parent):
+    """An array read from another array of the same subscript shape: ``x[i]`` -> ``y[i]`` (a wrong operand)."""
+    if not (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and isinstance(node.ctx, ast.Load)):
+        return []
+    names = getattr(node, "nbkit_arrays", ())
+    return [ast.Subscript(ast.Name(other, ast.Load()), copy.deepcopy(node.slice), ast.Load())
+            for other in names if other != node.value.id]
+
+
 EXPRESSION_OPERATORS: dict[str, Callable] = {
     "index±1": _op_index, "range±1": _op_range, "stride±1": _op_stride, "swap-index": _op_swap_index,
     "compare": _op_compare, "drop-sync": _op_drop_sync, "drop-guard": _op_drop_guard, "+=→=": _op_aug,
     "drop-term": _op_drop_term, "div": _op_div, "sign": _op_sign, "other-axis": _op_other_axis,
     "grid-swap": _op_grid_swap, "x↔y": _op_xy, "f32-literal": _op_f32_literal, "min↔max": _op_minmax,
-    "swap-args": _op_swap_args,
+    "swap-args": _op_swap_args, "thread-index": _op_thread_index, "array-swap": _op_array_swap,
 }
 LIST_OPERATORS: dict[str, Callable] = {"move-sync": _op_move_sync, "hoist-init": _op_hoist}
 FLOAT32_OPERATORS = ("f32-literal",)
@@ -515,8 +534,23 @@ def _replace(tree: ast.AST, old: ast.AST, new: object) -> None:
     raise LookupError("node not found")
 
 
+def _index_array_names(tree: ast.AST) -> None:
+    """Annotate each subscript ``a[...]`` with the names subscripted with as many indices in its function (the
+    array-swap operator's candidates); the annotation survives ``copy.deepcopy`` of the tree."""
+    for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+        subs = [n for n in ast.walk(fn) if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)
+                and not _is_shape(n)]
+        rank = {}
+        for n in subs:
+            rank.setdefault(n.value.id, len(n.slice.elts) if isinstance(n.slice, ast.Tuple) else 1)
+        for n in subs:
+            k = len(n.slice.elts) if isinstance(n.slice, ast.Tuple) else 1
+            n.nbkit_arrays = tuple(sorted(name for name, r in rank.items() if r == k))
+
+
 def _variants(tree: ast.Module, regions: list[tuple[int, int]]) -> Iterator[tuple[str, int, ast.Module]]:
     """(operator, line, mutated tree) for every place and variant of every operator, in a fixed order."""
+    _index_array_names(tree)
     nodes = list(ast.walk(tree))
     for name, op in EXPRESSION_OPERATORS.items():
         parents = _parents(tree)
