@@ -244,3 +244,19 @@ def test_verdicts_say_where_the_launch_ran(monkeypatch):
     assert where_it_ran() == "on the GPU in this run"
     monkeypatch.setattr(mode, "MODE", types.SimpleNamespace(name="cpu"))
     assert "CPU executor" in where_it_ran()
+
+
+@cuda.jit
+def saxpy_float_index(alpha, x, y, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = alpha * x[i / 1] + y[i]
+
+
+def test_a_float_index_is_not_called_out_of_bounds():
+    """`/` instead of `//` gives a float index: the simulator raises IndexError, but nothing was out of bounds."""
+    from nbkit.checks import CheckFailed, check_saxpy
+
+    with pytest.raises(CheckFailed) as info:
+        check_saxpy(saxpy_float_index)
+    assert "not an integer" in str(info.value) and "outside an array" not in str(info.value)

@@ -310,6 +310,10 @@ def launch_failed(exc: Exception, call: str | None = None) -> None:
             refused += (" (a thread accessed memory that no array owns: a missing or wrong bounds guard, or a wrong "
                         "index; the GPU context is unusable now: restart the Python kernel after fixing it)")
         fail(f"{refused}: {compile_error(exc)}{calls}")
+    if isinstance(exc, IndexError) and "only integers" in str(exc):
+        fail(f"your kernel indexed an array with a number that is not an integer ({exc}): an index computed with "
+             "`/` (a float) instead of `//`, or from a float variable. A GPU compiler refuses such a kernel"
+             + (f" (the check calls it as {call})." if call else "."))
     if isinstance(exc, IndexError):
         if "scalar" in str(exc):
             fail(f"your kernel indexed a scalar parameter ({exc}): the parameters are probably in another order "
