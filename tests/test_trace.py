@@ -504,3 +504,17 @@ def test_empty_trace_and_dynamic_shared_memory():
     t = trace(dynamic_shared, 1, 32, x, out, dynamic_shared_bytes=32 * 4)
     np.testing.assert_array_equal(out, x[::-1])
     assert t.bank_conflicts("s").tolist() == [1, 1] and t.races() == []
+
+
+def test_a_wide_strided_request_collapses_the_untouched_sectors():
+    """32 lanes 32 floats apart span 32 x 4 sectors: only the 32 touched ones are drawn, gaps marked, boxes visible."""
+    x = np.arange(32 * 32, dtype=np.float32)
+    t = trace(copy_strided, 1, 32, x, np.zeros(32, np.float32), 32, 0)
+    request = t.requests(array="x")[0]
+    fig = plot_warp_request(t, request)
+    ax = fig.axes[0]
+    boxes = [p for p in ax.patches]
+    assert len(boxes) == len(request.sectors) == 32  # untouched sectors are not drawn as boxes
+    assert "untouched sectors not drawn" in ax.get_xlabel()
+    assert any(text.get_text().startswith("⋯") for text in ax.texts)
+    plt.close(fig)

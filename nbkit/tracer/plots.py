@@ -121,29 +121,46 @@ def plot_warp_request(trace: Trace, request: Request, ax=None):
                          f"{request.space} memory (use trace.bank_conflicts for shared memory).")
     sectors = request.sectors
     lo, hi = int(sectors.min()), int(sectors.max())
-    n_show = hi - lo + 1
+    touched = sorted(set(sectors.tolist()))
+    # memory row: every sector from the lowest to the highest touched; when that is too many to see (a strided
+    # request spans hundreds), only the touched ones, with each run of untouched sectors collapsed into a gap
+    compress = hi - lo + 1 > 48
+    xpos: dict[int, float] = {}
+    gaps: list[tuple[float, int]] = []
+    x, prev = 0.0, lo - 1
+    for s in (touched if compress else range(lo, hi + 1)):
+        if compress and s != prev + 1 and xpos:
+            gaps.append((x, s - prev - 1))
+            x += 1.0
+        xpos[s], prev = x, s
+        x += 1.0
+    n_show = x
     if ax is None:
         fig, ax = plt.subplots(figsize=(min(14.0, max(8.0, 0.5 * n_show + 3)), 3.4))
     else:
         fig = ax.figure
-    # memory row: every sector from the lowest to the highest touched, touched ones filled
-    for s in range(lo, hi + 1):
-        touched = s in set(sectors.tolist())
-        ax.add_patch(Rectangle((s - lo, 0), 1, 1, facecolor="tab:orange" if touched else "white",
-                               edgecolor="black", alpha=0.8 if touched else 1.0))
-        if n_show <= 40:
-            ax.text(s - lo + 0.5, 0.5, f"{s * SECTOR_BYTES}", ha="center", va="center", fontsize=6, rotation=90)
+    for s, x0 in xpos.items():
+        hit = s in touched
+        ax.add_patch(Rectangle((x0, 0), 1, 1, facecolor="tab:orange" if hit else "white",
+                               edgecolor="black", alpha=0.8 if hit else 1.0))
+        if len(xpos) <= 40:
+            ax.text(x0 + 0.5, 0.5, f"{s * SECTOR_BYTES}", ha="center", va="center", fontsize=6, rotation=90)
+    for x0, skipped in gaps:
+        ax.text(x0 + 0.5, 0.5, f"⋯\n{skipped}", ha="center", va="center", fontsize=6, color="gray")
     # lanes: one dot per lane above the sector holding its element, lines down to memory
     y_lane = 2.2
     for lane, addr in zip(request.lanes, request.addresses):
-        x = addr / SECTOR_BYTES - lo
+        x = xpos[int(addr) // SECTOR_BYTES] + (int(addr) % SECTOR_BYTES) / SECTOR_BYTES
         ax.plot([x, x], [1.0, y_lane], color="tab:blue", lw=0.6, alpha=0.6)
         ax.plot(x, y_lane, "o", color="tab:blue", ms=3)
     ax.set_xlim(-0.2, n_show + 0.2)
     ax.set_ylim(-0.3, y_lane + 0.6)
     ax.set_yticks([0.5, y_lane], ["sectors (byte\noffset)", f"{len(request.lanes)} active\nlanes"])
     ax.set_xlabel(f"address of {request.array} in 32-byte sectors from byte {lo * SECTOR_BYTES} "
-                  f"({request.itemsize}-byte elements; array 256-byte aligned)")
+                  f"({request.itemsize}-byte elements; array 256-byte aligned)"
+                  + ("; ⋯ n: n untouched sectors not drawn" if gaps else ""))
+    if gaps:
+        ax.set_xticks([])  # positions along a collapsed axis are not addresses
     used = len(np.unique(request.addresses)) * request.itemsize
     block = request.block[0] if len(request.block) == 1 else request.block
     ax.set_title(f"{request.op} of {request.array} at {request.site}, block {block}, warp {request.warp}, "
