@@ -192,3 +192,142 @@ def plot_conv_reads(rmap: dict, examples: tuple[tuple[int, int], ...] = ((0, 0),
     fig.suptitle("conv2d forward, one thread per output: which input each thread reads (recorded from a launch)")
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- conv2d windows (notebook 01): index arithmetic
+
+
+def _conv_sizes(H: int, W: int, KH: int, KW: int) -> tuple[int, int]:
+    """Output size of a stride-1, unpadded conv2d; a clear error where the kernel does not fit."""
+    if min(H, W, KH, KW) < 1 or KH > H or KW > W:
+        raise ValueError(f"a {KH}x{KW} kernel does not fit a {H}x{W} input (need 1 <= KH <= H, 1 <= KW <= W)")
+    return H - KH + 1, W - KW + 1
+
+
+def _require_pixel(pixel: tuple[int, int], rows: int, cols: int, what: str) -> tuple[int, int]:
+    r, c = pixel
+    if not (0 <= r < rows and 0 <= c < cols):
+        raise ValueError(f"{what} {pixel} lies outside the {rows}x{cols} map")
+    return r, c
+
+
+def conv_writers(H: int, W: int, KH: int, KW: int) -> np.ndarray:
+    """For each input pixel, how many outputs of a stride-1, unpadded conv2d read it (one channel, one filter):
+    the number of threads that would add into it if the input gradient were scattered from the outputs."""
+    OH, OW = _conv_sizes(H, W, KH, KW)
+    count = np.zeros((H, W), dtype=np.int64)
+    for p in range(KH):
+        for q in range(KW):
+            count[p:p + OH, q:q + OW] += 1  # output (i, j) reads input (i + p, j + q)
+    return count
+
+
+def _grid(ax, x0: float, rows: int, cols: int, name: str, counts=None, numbers: bool = True):
+    """A rows x cols grid of unit cells with its left edge at x0; row and column numbers outside it (``numbers``);
+    ``counts`` (rows x cols) shades each cell and writes its count in it."""
+    for r in range(rows):
+        for c in range(cols):
+            face = "white" if counts is None else plt.get_cmap("Greys")(0.05 + 0.45 * counts[r, c] / max(1, counts.max()))
+            ax.add_patch(Rectangle((x0 + c, r), 1, 1, facecolor=face, edgecolor="grey", linewidth=0.8))
+            if counts is not None:
+                ax.text(x0 + c + 0.5, r + 0.5, str(counts[r, c]), ha="center", va="center", fontsize=8)
+    if not numbers:
+        return
+    for r in range(rows):
+        ax.text(x0 - 0.25, r + 0.5, str(r), ha="right", va="center", fontsize=7, color="dimgrey")
+    for c in range(cols):
+        ax.text(x0 + c + 0.5, -0.2, str(c), ha="center", va="bottom", fontsize=7, color="dimgrey")
+    ax.text(x0 + cols / 2, -0.9, name, ha="center", va="bottom", fontsize=9)
+
+
+def _mark(ax, x0: float, r: int, c: int, color: str, gid: str, label: str = "", fontsize: int = 7, fill: bool = True):
+    """Highlight cell (r, c) of the grid at x0; ``gid`` names the role, so a test can count what was drawn."""
+    ax.add_patch(Rectangle((x0 + c, r), 1, 1, facecolor=color, alpha=0.6 if fill else 1.0, fill=fill,
+                           edgecolor=color if not fill else "black", linewidth=2.0 if not fill else 1.5, gid=gid))
+    if label:
+        ax.text(x0 + c + 0.5, r + 0.5, label, ha="center", va="center", fontsize=fontsize)
+
+
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float], color: str):
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", color=color, lw=0.9, alpha=0.8,
+                                                          shrinkA=2, shrinkB=2))
+
+
+def plot_conv_window(H: int, W: int, KH: int, KW: int, out_pixel: tuple[int, int]):
+    """Which input pixels one output pixel of a stride-1, unpadded conv2d reads: the KH x KW window
+    x[i+p, j+q], each cell labelled with its kernel offset (p, q), i.e. the weight w[p, q] it meets.
+
+    One channel and one filter; with C channels the same window is read in each channel.
+    """
+    OH, OW = _conv_sizes(H, W, KH, KW)
+    i, j = _require_pixel(out_pixel, OH, OW, "output pixel")
+    x_out = W + 2  # the output grid's left edge
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * (x_out + OW + 1)), max(3.0, 0.75 * (H + 2.5))))
+    _grid(ax, 0, H, W, f"input x ({H}×{W})")
+    _grid(ax, x_out, OH, OW, f"output y ({OH}×{OW})")
+    for p in range(KH):
+        for q in range(KW):
+            _mark(ax, 0, i + p, j + q, "tab:orange", "window", f"p={p}\nq={q}")
+    _mark(ax, x_out, i, j, "tab:green", "output", f"y[{i},{j}]")
+    _arrow(ax, (j + KW, i + KH / 2), (x_out + j, i + 0.5), "black")
+    ax.text(-0.9, H / 2, "row (pixel)", rotation=90, ha="center", va="center", fontsize=8)
+    ax.text(W / 2, H + 0.3, "column (pixel)", ha="center", va="top", fontsize=8)
+    ax.set_xlim(-1.2, x_out + OW + 0.2)
+    ax.set_ylim(H + 1.0, -1.6)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"conv2d (stride 1, no padding, {KH}×{KW} kernel): output y[{i},{j}] reads the {KH * KW} inputs "
+                 f"x[{i}+p, {j}+q],\neach times the weight w[p, q] of its kernel offset (p down, q across)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_gather_scatter(H: int, W: int, KH: int, KW: int, out_pixel: tuple[int, int], in_pixel: tuple[int, int]):
+    """Forward conv2d gathers; its input gradient scatters, unless it is turned around into a gather.
+
+    Three panels on the same input (left grid) and output (right grid): (1) forward, one thread per output
+    reads its KH x KW window; (2) ∂L/∂x as a scatter, one thread per output adds into its window, and the
+    input pixels are shaded by how many threads add into each (hence atomics); (3) ∂L/∂x as a gather, one
+    thread per input reads the outputs whose window covered it (δ[r-p, s-q]) and writes only its own pixel.
+    """
+    OH, OW = _conv_sizes(H, W, KH, KW)
+    i, j = _require_pixel(out_pixel, OH, OW, "output pixel")
+    r, s = _require_pixel(in_pixel, H, W, "input pixel")
+    writers = conv_writers(H, W, KH, KW)
+    x_out = W + 2  # the output grid's left edge
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    titles = (f"1. forward: GATHER\nthread = output y[{i},{j}]: reads {KH * KW} inputs, writes 1",
+              f"2. ∂L/∂x as a SCATTER\nthread = output δ[{i},{j}]: adds into {KH * KW} inputs; number = threads adding\n"
+              f"into that pixel (up to {writers.max()}): they collide, so every add must be atomic",
+              f"3. ∂L/∂x as a GATHER (notebook 06)\nthread = input pixel [{r},{s}]: reads the {writers[r, s]} outputs "
+              f"δ[{r}-p, {s}-q]\nwhose window covered it, writes only its own pixel: no atomics")
+    for k, (ax, title) in enumerate(zip(axes, titles)):
+        _grid(ax, 0, H, W, "input x (H×W)" if k == 0 else "input gradient ∂L/∂x", writers if k == 1 else None)
+        _grid(ax, x_out, OH, OW, "output y" if k == 0 else "output gradient δ")
+        if k < 2:  # the window of output (i, j), read (forward) or written (scatter)
+            for p in range(KH):
+                for q in range(KW):
+                    if k == 0:
+                        _mark(ax, 0, i + p, j + q, "tab:orange", "read", f"{p},{q}")
+                    else:
+                        _mark(ax, 0, i + p, j + q, "tab:orange", "written", fill=False)
+                    start, end = (q + j + 0.5, p + i + 0.5), (x_out + j + 0.5, i + 0.5)
+                    _arrow(ax, *((start, end) if k == 0 else (end, start)), "tab:orange")
+            _mark(ax, x_out, i, j, "tab:green", "thread")
+        else:
+            _mark(ax, 0, r, s, "tab:green", "thread")
+            for p in range(KH):
+                for q in range(KW):
+                    oi, oj = r - p, s - q
+                    if 0 <= oi < OH and 0 <= oj < OW:
+                        _mark(ax, x_out, oi, oj, "tab:blue", "gathered", f"{p},{q}")
+                        _arrow(ax, (x_out + oj + 0.5, oi + 0.5), (s + 0.5, r + 0.5), "tab:blue")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(-1, x_out + OW + 0.2)
+        ax.set_ylim(max(H, OH) + 0.2, -1.6)
+        ax.set_aspect("equal")
+        ax.axis("off")
+    fig.suptitle(f"conv2d, {H}×{W} input, {KH}×{KW} kernel, one channel and one filter (labels in cells: kernel offset "
+                 f"p,q; numbers outside: row and column)", fontsize=10)
+    fig.tight_layout()
+    return fig
