@@ -1,4 +1,4 @@
-"""Pictures drawn from real launches, never from static images."""
+"""Pictures drawn by code, from real launches or from the index arithmetic they explain; never static images."""
 
 from __future__ import annotations
 
