@@ -115,8 +115,8 @@ def plot_thread_map_2d(tmap: dict):
         for c in range(cols):
             ax.add_patch(Rectangle((c, r), 1, 1, facecolor=colors(int(block_id[r, c]) % 10), alpha=0.55,
                                    edgecolor="grey"))
-            t = int(thread_id[r, c])
-            ax.text(c + 0.5, r + 0.5, f"({t // bx},{t % bx})", ha="center", va="center", fontsize=7)
+            t = int(thread_id[r, c])  # (x, y) in the tracer's order: x = t % bx runs fastest
+            ax.text(c + 0.5, r + 0.5, f"({t % bx}, {t // bx})", ha="center", va="center", fontsize=7)
     for c in range(bx, cols, bx):
         ax.axvline(c, color="black", linewidth=2.5)
     for r in range(by, rows, by):
@@ -129,7 +129,7 @@ def plot_thread_map_2d(tmap: dict):
     ax.set_ylabel("row = blockIdx.y · blockDim.y\n+ threadIdx.y")
     gx, gy = tmap["grid"]
     ax.set_title(f"{rows}×{cols} matrix, grid of {gx}×{gy} blocks (x × y) of {bx}×{by} threads\n"
-                 "colour = block, label = (threadIdx.y, threadIdx.x)", fontsize=10)
+                 "colour = block, label = (threadIdx.x, threadIdx.y)", fontsize=10)
     fig.tight_layout()
     return fig
 

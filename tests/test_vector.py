@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from nbkit.core.source import source
-from nbkit.kernels.threads import thread_map
+from nbkit.kernels.threads import thread_map, thread_map_2d
 from nbkit.kernels.vector import add, vector_add
 
 
@@ -48,6 +48,20 @@ def test_thread_map_plot_draws_idle_threads():
     assert "4 idle thread(s)" in fig.axes[0].get_title()
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert sum("idle" in t for t in texts) == 4 and "b2\nt3" in texts
+
+
+def test_thread_map_2d_plot_labels_threads_x_then_y_as_the_tracer_prints_them():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from nbkit.plots import plot_thread_map_2d
+
+    fig = plot_thread_map_2d(thread_map_2d(rows=4, cols=6, block=(4, 2)))  # block 4 wide (x), 2 tall (y)
+    ax = fig.axes[0]
+    labels = {(int(t.get_position()[1]), int(t.get_position()[0])): t.get_text() for t in ax.texts}
+    assert labels[(1, 2)] == "(2, 1)"  # row 1, column 2: threadIdx.x = 2, threadIdx.y = 1
+    assert labels[(3, 5)] == "(1, 1)"  # second block along x and along y
+    assert "(threadIdx.x, threadIdx.y)" in ax.get_title()
 
 
 def test_show_gives_the_code_that_runs():
