@@ -225,3 +225,22 @@ def test_thread_index_and_array_swap_operators():
     assert [ast.unparse(v) for v in mutate._op_thread_index(grid, None)] == ["cuda.threadIdx.x"]
     read_x = next(n for n in ast.walk(tree) if isinstance(n, ast.Subscript) and n.value.id == "x")
     assert sorted(ast.unparse(v) for v in mutate._op_array_swap(read_x, None)) == ["out[i]", "y[i]"]
+
+
+def test_inputs_hash_ignores_prose_cells_moved_above_an_exercise_but_not_a_changed_solution(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"):
+        shutil.copy(path, tmp_path / path.name)
+    monkeypatch.setattr(mutate, "NOTEBOOKS", tmp_path)
+    before = mutate.inputs_hash()
+    target = tmp_path / "04_dense_layer.ipynb"
+    nb = json.loads(target.read_text(encoding="utf-8"))
+    nb["cells"].insert(1, {"cell_type": "markdown", "id": "added", "metadata": {}, "source": "A new paragraph."})
+    target.write_text(json.dumps(nb), encoding="utf-8")
+    assert mutate.inputs_hash() == before
+    solution_cell = next(c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("solution"))
+    solution_cell["source"] = "".join(solution_cell["source"]) + "\n# changed\n"
+    target.write_text(json.dumps(nb), encoding="utf-8")
+    assert mutate.inputs_hash() != before
