@@ -528,25 +528,26 @@ class Exercise(abc.ABC):
         compare(self.names.get(attempt.output, attempt.output), attempt.got, attempt.want, rtol=attempt.rtol,
                 atol=attempt.atol, causes=[(lambda got: True, message)] if message else [], run=attempt.run)
 
-    def run(self, answer: object, cases: Sequence[Case] | None = None, *, pictures: bool = False) -> Verdict:
+    def run(self, answer: object, cases: Sequence[Case] | None = None, *, pictures: bool = False,
+            realistic: Sequence[Case] | None = None) -> Verdict:
         """Run the exercise on ``answer`` (all ``cases``, by default the declared ones) and return the verdict.
 
         Prints nothing. ``pictures=True`` lets a failure draw the launch picture (a notebook, via :meth:`check`).
         """
-        return self.evaluate(answer, cases, pictures=pictures)[0]
+        return self.evaluate(answer, cases, pictures=pictures, realistic=realistic)[0]
 
-    def evaluate(self, answer: object, cases: Sequence[Case] | None = None, *,
-                 pictures: bool = False) -> tuple[Verdict, types.SimpleNamespace | None]:
+    def evaluate(self, answer: object, cases: Sequence[Case] | None = None, *, pictures: bool = False,
+                 realistic: Sequence[Case] | None = None) -> tuple[Verdict, types.SimpleNamespace | None]:
         """:meth:`run`, and for a pass the fields of the ✓ message too (an :class:`ExerciseGroup` words its own)."""
         if is_stub(answer):
             return not_solved_verdict(self.number, self.task), None
         progress = _Progress()
         try:
             if pictures:
-                fields = self._run(answer, cases, progress)
+                fields = self._run(answer, cases, progress, realistic)
             else:
                 with no_pictures():
-                    fields = self._run(answer, cases, progress)
+                    fields = self._run(answer, cases, progress, realistic)
         except NotImplementedError:
             return not_solved_verdict(self.number, self.task), None
         except CheckFailed as exc:
@@ -564,7 +565,8 @@ class Exercise(abc.ABC):
             phrases[name] = proof(last)
         return phrases
 
-    def _run(self, answer: object, cases: Sequence[Case] | None, progress: _Progress) -> types.SimpleNamespace:
+    def _run(self, answer: object, cases: Sequence[Case] | None, progress: _Progress,
+             realistic: Sequence[Case] | None = None) -> types.SimpleNamespace:
         rng = np.random.default_rng(self.seed)
         last: list[Attempt] = []
         every: list[types.SimpleNamespace] = []
@@ -583,24 +585,27 @@ class Exercise(abc.ABC):
             if case.grid is not None:
                 fields.update(grid=_dim_text(case.grid), block=_dim_text(case.block), threads=case.threads)
             every.append(types.SimpleNamespace(**fields))
-        realistic = self._run_realistic(answer, progress, tuple(done)) if cases is None else ""
+        if realistic is None:  # the declared ones, unless the caller chose its own cases
+            realistic = self.realistic if cases is None else ()
+        ran = self._run_realistic(answer, tuple(realistic), progress, tuple(done))
         phrases = self._phrases(answer, last[0], progress)
-        return types.SimpleNamespace(**vars(every[-1]), cases=every, realistic=realistic, **phrases)
+        return types.SimpleNamespace(**vars(every[-1]), cases=every, realistic=ran, **phrases)
 
-    def _run_realistic(self, answer: object, progress: _Progress, done: tuple[Case, ...]) -> str:
+    def _run_realistic(self, answer: object, realistic: tuple[Case, ...], progress: _Progress,
+                       done: tuple[Case, ...]) -> str:
         """Run the ``realistic`` cases (where launches are compiled); the ✓ sentence about them ('' when none ran).
 
         Their data comes from a generator of its own, so the small cases' data does not depend on the mode.
         """
-        if not self.realistic or not realistic_sizes_run_here():
+        if not realistic or not realistic_sizes_run_here():
             return ""
         rng = np.random.default_rng(self.seed + 1_000_003)
         ran = []
-        for case in self.realistic:
+        for case in realistic:
             why = _fallback_reason(answer)
             if why is not None:
-                return (f" Not run at the size of a real layer ({describe_case(case)}): your kernel runs on the CUDA "
-                        f"simulator here, too slow for it ({why}).")
+                return (f" Not run at the size of a real layer, {describe_case(case)}, as your kernel runs on the CUDA "
+                        f"simulator here, too slow for that size: {why}.")
             progress.stage, progress.case, progress.cause = "call", case, None
             try:
                 with no_pictures(), _compiled_only():
@@ -615,8 +620,8 @@ class Exercise(abc.ABC):
                     for attempt in ordered:
                         self._compare(attempt, progress)
             except _NotCompiledHere as exc:
-                return (f" Not run at the size of a real layer ({describe_case(case)}): your kernel runs on the CUDA "
-                        f"simulator here, too slow for it ({exc}).")
+                return (f" Not run at the size of a real layer, {describe_case(case)}, as your kernel runs on the CUDA "
+                        f"simulator here, too slow for that size: {exc}.")
             except CheckFailed as exc:
                 message = str(exc).removeprefix("✗ ")
                 raise CheckFailed(f"✗ right on the {len(done)} small cases, wrong at the size of a real layer, "
@@ -624,9 +629,12 @@ class Exercise(abc.ABC):
             ran.append(describe_case(case))
         return " Also right at the size of a real layer: " + "; ".join(ran) + "."
 
-    def check(self, answer: object, cases: Sequence[Case] | None = None) -> None:
-        """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed` (with a picture)."""
-        self.run(answer, cases, pictures=True).report()
+    def check(self, answer: object, cases: Sequence[Case] | None = None,
+              realistic: Sequence[Case] | None = None) -> None:
+        """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed` (with a picture).
+
+        ``realistic``: the cases at a real layer's size to run (default: the declared ones, none with ``cases``)."""
+        self.run(answer, cases, pictures=True, realistic=realistic).report()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -758,9 +766,10 @@ class KernelExercise(Exercise):
             return self.float32
         return signature_of([attempt.outputs[p] if p in attempt.outputs else attempt.inputs[p] for p in self.parameters])
 
-    def _run(self, kernel: object, cases: Sequence[Case] | None, progress: _Progress) -> types.SimpleNamespace:
+    def _run(self, kernel: object, cases: Sequence[Case] | None, progress: _Progress,
+             realistic: Sequence[Case] | None = None) -> types.SimpleNamespace:
         start_compile_worker()  # starts while the cases run; the compile comes after them
-        return super()._run(kernel, cases, progress)
+        return super()._run(kernel, cases, progress, realistic)
 
     def _phrases(self, kernel: object, last: Attempt, progress: _Progress) -> dict[str, str]:
         """Once every case is right: numba-cuda's compiler, which refuses what a GPU would refuse even where the
