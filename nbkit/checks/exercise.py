@@ -178,6 +178,17 @@ def _compiled_only() -> Iterator[None]:
         simulator.route_launches(launching.run_on_executor)
 
 
+def _not_run(case: Case, why: str) -> str:
+    return (f"Not run at the size of a real layer, {describe_case(case)}: your kernel runs on the CUDA simulator here, "
+            f"too slow for that size ({why.rstrip('.')}).")
+
+
+def _realistic_sentence(ran: Sequence[str], not_run: str) -> str:
+    """What the ✓ adds about the realistic cases: those that ran, then why one did not ('' for neither)."""
+    said = f" Also right at the size of a real layer: {'; '.join(ran)}." if ran else ""
+    return said + (f" {not_run}" if not_run else "")
+
+
 def _fallback_reason(answer: object) -> str | None:
     """Why the answer (a kernel) runs on the simulator in this cpu-mode process, or None (it runs compiled)."""
     from nbkit.core import launch as launching
@@ -587,25 +598,26 @@ class Exercise(abc.ABC):
             every.append(types.SimpleNamespace(**fields))
         if realistic is None:  # the declared ones, unless the caller chose its own cases
             realistic = self.realistic if cases is None else ()
-        ran = self._run_realistic(answer, tuple(realistic), progress, tuple(done))
+        ran, not_run = self._run_realistic(answer, tuple(realistic), progress, tuple(done))
         phrases = self._phrases(answer, last[0], progress)
-        return types.SimpleNamespace(**vars(every[-1]), cases=every, realistic=ran, **phrases)
+        return types.SimpleNamespace(**vars(every[-1]), cases=every, realistic=_realistic_sentence(ran, not_run),
+                                     realistic_ran=ran, realistic_not_run=not_run, **phrases)
 
     def _run_realistic(self, answer: object, realistic: tuple[Case, ...], progress: _Progress,
-                       done: tuple[Case, ...]) -> str:
-        """Run the ``realistic`` cases (where launches are compiled); the ✓ sentence about them ('' when none ran).
+                       done: tuple[Case, ...]) -> tuple[list[str], str]:
+        """Run the ``realistic`` cases (where launches are compiled): (the cases that ran, in words; why they were not
+        run, in words, or '' ), for the ✓ message. Sim mode: ([], ''), the ✓ says nothing of them.
 
         Their data comes from a generator of its own, so the small cases' data does not depend on the mode.
         """
         if not realistic or not realistic_sizes_run_here():
-            return ""
+            return [], ""
         rng = np.random.default_rng(self.seed + 1_000_003)
         ran = []
         for case in realistic:
             why = _fallback_reason(answer)
             if why is not None:
-                return (f" Not run at the size of a real layer, {describe_case(case)}, as your kernel runs on the CUDA "
-                        f"simulator here, too slow for that size: {why}.")
+                return ran, _not_run(case, why)
             progress.stage, progress.case, progress.cause = "call", case, None
             try:
                 with no_pictures(), _compiled_only():
@@ -620,14 +632,13 @@ class Exercise(abc.ABC):
                     for attempt in ordered:
                         self._compare(attempt, progress)
             except _NotCompiledHere as exc:
-                return (f" Not run at the size of a real layer, {describe_case(case)}, as your kernel runs on the CUDA "
-                        f"simulator here, too slow for that size: {exc}.")
+                return ran, _not_run(case, str(exc))
             except CheckFailed as exc:
                 message = str(exc).removeprefix("✗ ")
                 raise CheckFailed(f"✗ right on the {len(done)} small cases, wrong at the size of a real layer, "
                                   f"{describe_case(case)}: {message}") from None
             ran.append(describe_case(case))
-        return " Also right at the size of a real layer: " + "; ".join(ran) + "."
+        return ran, ""
 
     def check(self, answer: object, cases: Sequence[Case] | None = None,
               realistic: Sequence[Case] | None = None) -> None:
@@ -878,7 +889,9 @@ class ExerciseGroup:
                 return verdict
             fields.append(part_fields)
         words = _words(self.success, types.SimpleNamespace(parts=fields, float32=self._float32(fields)))
-        realistic = "".join(dict.fromkeys(f.realistic for f in fields))  # once when the parts ran the same size
+        names = [part.call.split("(")[0] for part in self.parts]
+        realistic = _realistic_sentence([f"{name}, {case}" for name, f in zip(names, fields) for case in f.realistic_ran],
+                                        next((f.realistic_not_run for f in fields if f.realistic_not_run), ""))
         return Verdict("passed", "✓ " + words + realistic + "".join(_not_compiled(f) for f in fields))
 
     def _float32(self, fields: list[types.SimpleNamespace]) -> str:
