@@ -40,7 +40,7 @@ ROW_SUM = KernelExercise(
            Case(grid=1, block=32, sizes={"rows": 23, "cols": 7})),
     # blocks of 128 (the small cases use 32: a hard-coded block size fails here), 4,099 rows of a dense layer's 400
     realistic=(Case(grid=blocks_for(4099, 128), block=128, sizes={"rows": 4099, "cols": 400},
-                    label="4,099 rows of 400 (a dense layer's inputs)"),),
+                    label="a dense layer's inputs, 4,099 rows of 400"),),
     rtol=1e-5, atol=1e-5, seed=31,
     causes=(
         Cause(lambda a: min(a.rows, a.cols) > 1 and np.allclose(
