@@ -42,12 +42,13 @@ their shapes are the output shapes.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import functools
 import inspect
 import types
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Callable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -89,13 +90,15 @@ class Case:
     ``case.n`` reads ``case.sizes["n"]``. Adding a case to an exercise (another shape, fewer threads than
     items, a grid that does not divide the size) needs no other change: the inputs and the reference are
     computed from the sizes. ``data`` gives a case's inputs as they are instead (a worked example, values a
-    generator would rarely draw); a function exercise's case has no grid or block.
+    generator would rarely draw); a function exercise's case has no grid or block. ``label`` names a case of an
+    exercise's ``realistic`` sizes in its messages ("LeNet's conv1 on a batch of 64").
     """
 
     grid: Dim | None = None
     block: Dim | None = None
     sizes: Mapping[str, int | float] = field(default_factory=dict)
     data: Mapping[str, object] | None = None
+    label: str = ""
 
     def __getattr__(self, name: str) -> int | float:
         if name.startswith("__") or name in ("sizes", "data"):
@@ -124,6 +127,76 @@ def square_grid(rows: int, cols: int, block: tuple[int, int]) -> tuple[int, int]
 def _dim_text(dim: Dim) -> str:
     """A grid or block as the messages write it: 3, or 4x4."""
     return "x".join(str(d) for d in dim) if isinstance(dim, tuple) else str(dim)
+
+
+def realistic_sizes_run_here() -> bool:
+    """Whether an exercise's ``realistic`` cases run in this process: only where launches are compiled (cpu and
+    GPU mode); one Python thread per CUDA thread (sim mode) would take minutes for a layer-sized launch."""
+    from nbkit.core.mode import MODE
+
+    return not MODE.slow_launches
+
+
+def describe_case(case: Case) -> str:
+    """A case in words for a message: its label, sizes and launch ("a vector (n = 1,000,003; 3,907 blocks of 256
+    threads)")."""
+    sizes = ", ".join(f"{k} = {v:,}" if isinstance(v, (int, np.integer)) else f"{k} = {v}" for k, v in case.sizes.items())
+    def dims(dim: Dim) -> str:
+        return "x".join(f"{d:,}" for d in dim) if isinstance(dim, tuple) else f"{dim:,}"
+
+    launch = f"; {dims(case.grid)} blocks of {dims(case.block)} threads" if case.grid is not None else ""
+    inner = sizes + launch
+    return f"{case.label} ({inner})" if case.label else inner
+
+
+class _NotCompiledHere(Exception):
+    """A realistic case's launch would run on the simulator (cpu mode's fallback): too slow, so it is not run."""
+
+
+@contextlib.contextmanager
+def _compiled_only() -> Iterator[None]:
+    """Inside (cpu mode): a launch the CPU executor cannot run raises :class:`_NotCompiledHere` instead of falling
+    back to the simulator, which would take minutes at a realistic size. Elsewhere nothing changes."""
+    from nbkit.core import launch as launching
+    from nbkit.core import simulator
+    from nbkit.core.mode import MODE
+
+    if MODE.name != "cpu":
+        yield
+        return
+
+    def refuse(kernel: object) -> Callable[[], None]:
+        def simulate() -> None:
+            raise _NotCompiledHere(launching.FALLBACKS.get(python_function(kernel), "the CPU executor cannot run it"))
+        return simulate
+
+    simulator.route_launches(lambda kernel, grid, block, dynamic, args, _simulate: launching.run_on_executor(
+        kernel, grid, block, dynamic, args, refuse(kernel)))
+    try:
+        yield
+    finally:
+        simulator.route_launches(launching.run_on_executor)
+
+
+def _not_run(case: Case, why: str) -> str:
+    return (f"Not run at the size of a real layer, {describe_case(case)}: your kernel runs on the CUDA simulator here, "
+            f"too slow for that size ({why.rstrip('.')}).")
+
+
+def _realistic_sentence(ran: Sequence[str], not_run: str) -> str:
+    """What the ✓ adds about the realistic cases: those that ran, then why one did not ('' for neither)."""
+    said = f" Also right at the size of a real layer: {'; '.join(ran)}." if ran else ""
+    return said + (f" {not_run}" if not_run else "")
+
+
+def _fallback_reason(answer: object) -> str | None:
+    """Why the answer (a kernel) runs on the simulator in this cpu-mode process, or None (it runs compiled)."""
+    from nbkit.core import launch as launching
+
+    try:
+        return launching.FALLBACKS.get(python_function(answer))
+    except Exception:  # noqa: BLE001 - not a kernel (a function exercise): nothing falls back
+        return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -371,7 +444,14 @@ class Exercise(abc.ABC):
     * ``order``: the order the outputs are compared in, when one feeds another (a momentum buffer before the
       parameter it updates); default: ``outputs``;
     * ``frame(message, stage, case)``: rewrites the message of a failure (e.g. says which launch, or which step
-      of a sequence, it happened in); ``stage`` is the verdict's stage, ``case`` the case running then.
+      of a sequence, it happened in); ``stage`` is the verdict's stage, ``case`` the case running then;
+    * ``realistic``: cases at the size of a real layer (give each a ``label``), run after every case is right,
+      and only where launches are compiled (cpu and GPU mode: :func:`realistic_sizes_run_here`); in sim mode
+      they are skipped and the ✓ says nothing of them. Their reference must be fast (vectorised NumPy). A wrong
+      output is "✗ right on the small cases, wrong at the size of a real layer, <label (sizes; launch)>: ...",
+      with the first wrong index and a cause of the table (the tracer is not run at this size); a kernel that
+      runs on the simulator in cpu mode (the executor cannot compile it) is not run at this size, and the ✓
+      says so. They are not the last case: proofs and ✓ fields stay the small cases'.
     """
 
     number: str
@@ -392,6 +472,7 @@ class Exercise(abc.ABC):
     tolerances: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     order: tuple[str, ...] | None = None
     frame: Callable[[str, str, Case], str] | None = None
+    realistic: tuple[Case, ...] = ()
 
     @property
     def parameters(self) -> tuple[str, ...]:
@@ -458,25 +539,26 @@ class Exercise(abc.ABC):
         compare(self.names.get(attempt.output, attempt.output), attempt.got, attempt.want, rtol=attempt.rtol,
                 atol=attempt.atol, causes=[(lambda got: True, message)] if message else [], run=attempt.run)
 
-    def run(self, answer: object, cases: Sequence[Case] | None = None, *, pictures: bool = False) -> Verdict:
+    def run(self, answer: object, cases: Sequence[Case] | None = None, *, pictures: bool = False,
+            realistic: Sequence[Case] | None = None) -> Verdict:
         """Run the exercise on ``answer`` (all ``cases``, by default the declared ones) and return the verdict.
 
         Prints nothing. ``pictures=True`` lets a failure draw the launch picture (a notebook, via :meth:`check`).
         """
-        return self.evaluate(answer, cases, pictures=pictures)[0]
+        return self.evaluate(answer, cases, pictures=pictures, realistic=realistic)[0]
 
-    def evaluate(self, answer: object, cases: Sequence[Case] | None = None, *,
-                 pictures: bool = False) -> tuple[Verdict, types.SimpleNamespace | None]:
+    def evaluate(self, answer: object, cases: Sequence[Case] | None = None, *, pictures: bool = False,
+                 realistic: Sequence[Case] | None = None) -> tuple[Verdict, types.SimpleNamespace | None]:
         """:meth:`run`, and for a pass the fields of the ✓ message too (an :class:`ExerciseGroup` words its own)."""
         if is_stub(answer):
             return not_solved_verdict(self.number, self.task), None
         progress = _Progress()
         try:
             if pictures:
-                fields = self._run(answer, cases, progress)
+                fields = self._run(answer, cases, progress, realistic)
             else:
                 with no_pictures():
-                    fields = self._run(answer, cases, progress)
+                    fields = self._run(answer, cases, progress, realistic)
         except NotImplementedError:
             return not_solved_verdict(self.number, self.task), None
         except CheckFailed as exc:
@@ -484,7 +566,7 @@ class Exercise(abc.ABC):
             if self.frame is not None and progress.case is not None:
                 message = self.frame(message, progress.stage, progress.case)
             return Verdict("failed", message, progress.stage, progress.cause, progress.case), None
-        return Verdict("passed", "✓ " + _words(self.success, fields) + _not_compiled(fields)), fields
+        return Verdict("passed", "✓ " + _words(self.success, fields) + fields.realistic + _not_compiled(fields)), fields
 
     def _phrases(self, answer: object, last: Attempt, progress: _Progress) -> dict[str, str]:
         """The proofs' phrases for the ✓ message (each proof may fail instead)."""
@@ -494,7 +576,8 @@ class Exercise(abc.ABC):
             phrases[name] = proof(last)
         return phrases
 
-    def _run(self, answer: object, cases: Sequence[Case] | None, progress: _Progress) -> types.SimpleNamespace:
+    def _run(self, answer: object, cases: Sequence[Case] | None, progress: _Progress,
+             realistic: Sequence[Case] | None = None) -> types.SimpleNamespace:
         rng = np.random.default_rng(self.seed)
         last: list[Attempt] = []
         every: list[types.SimpleNamespace] = []
@@ -513,12 +596,56 @@ class Exercise(abc.ABC):
             if case.grid is not None:
                 fields.update(grid=_dim_text(case.grid), block=_dim_text(case.block), threads=case.threads)
             every.append(types.SimpleNamespace(**fields))
+        if realistic is None:  # the declared ones, unless the caller chose its own cases
+            realistic = self.realistic if cases is None else ()
+        ran, not_run = self._run_realistic(answer, tuple(realistic), progress, tuple(done))
         phrases = self._phrases(answer, last[0], progress)
-        return types.SimpleNamespace(**vars(every[-1]), cases=every, **phrases)
+        return types.SimpleNamespace(**vars(every[-1]), cases=every, realistic=_realistic_sentence(ran, not_run),
+                                     realistic_ran=ran, realistic_not_run=not_run, **phrases)
 
-    def check(self, answer: object, cases: Sequence[Case] | None = None) -> None:
-        """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed` (with a picture)."""
-        self.run(answer, cases, pictures=True).report()
+    def _run_realistic(self, answer: object, realistic: tuple[Case, ...], progress: _Progress,
+                       done: tuple[Case, ...]) -> tuple[list[str], str]:
+        """Run the ``realistic`` cases (where launches are compiled): (the cases that ran, in words; why they were not
+        run, in words, or '' ), for the ✓ message. Sim mode: ([], ''), the ✓ says nothing of them.
+
+        Their data comes from a generator of its own, so the small cases' data does not depend on the mode.
+        """
+        if not realistic or not realistic_sizes_run_here():
+            return [], ""
+        rng = np.random.default_rng(self.seed + 1_000_003)
+        ran = []
+        for case in realistic:
+            why = _fallback_reason(answer)
+            if why is not None:
+                return ran, _not_run(case, why)
+            progress.stage, progress.case, progress.cause = "call", case, None
+            try:
+                with no_pictures(), _compiled_only():
+                    attempts = self.attempt(answer, case, rng, progress)
+                    for attempt in attempts:  # the tracer would take minutes at this size: its findings are unknown
+                        attempt.__dict__["_scan"] = SharedScan()
+                        attempt.__dict__["_trace"] = None
+                        attempt.earlier = done
+                    ordered = sorted(attempts, key=lambda a: self.order.index(a.output)) if self.order else attempts
+                    for attempt in ordered:
+                        self._refuse(attempt, progress)
+                    for attempt in ordered:
+                        self._compare(attempt, progress)
+            except _NotCompiledHere as exc:
+                return ran, _not_run(case, str(exc))
+            except CheckFailed as exc:
+                message = str(exc).removeprefix("✗ ")
+                raise CheckFailed(f"✗ right on the {len(done)} small cases, wrong at the size of a real layer, "
+                                  f"{describe_case(case)}: {message}") from None
+            ran.append(describe_case(case))
+        return ran, ""
+
+    def check(self, answer: object, cases: Sequence[Case] | None = None,
+              realistic: Sequence[Case] | None = None) -> None:
+        """The check cell's call: print ✓ or "not solved yet", or raise :class:`CheckFailed` (with a picture).
+
+        ``realistic``: the cases at a real layer's size to run (default: the declared ones, none with ``cases``)."""
+        self.run(answer, cases, pictures=True, realistic=realistic).report()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -650,9 +777,10 @@ class KernelExercise(Exercise):
             return self.float32
         return signature_of([attempt.outputs[p] if p in attempt.outputs else attempt.inputs[p] for p in self.parameters])
 
-    def _run(self, kernel: object, cases: Sequence[Case] | None, progress: _Progress) -> types.SimpleNamespace:
+    def _run(self, kernel: object, cases: Sequence[Case] | None, progress: _Progress,
+             realistic: Sequence[Case] | None = None) -> types.SimpleNamespace:
         start_compile_worker()  # starts while the cases run; the compile comes after them
-        return super()._run(kernel, cases, progress)
+        return super()._run(kernel, cases, progress, realistic)
 
     def _phrases(self, kernel: object, last: Attempt, progress: _Progress) -> dict[str, str]:
         """Once every case is right: numba-cuda's compiler, which refuses what a GPU would refuse even where the
@@ -761,7 +889,10 @@ class ExerciseGroup:
                 return verdict
             fields.append(part_fields)
         words = _words(self.success, types.SimpleNamespace(parts=fields, float32=self._float32(fields)))
-        return Verdict("passed", "✓ " + words + "".join(_not_compiled(f) for f in fields))
+        names = [part.call.split("(")[0] for part in self.parts]
+        realistic = _realistic_sentence([f"{name}, {case}" for name, f in zip(names, fields) for case in f.realistic_ran],
+                                        next((f.realistic_not_run for f in fields if f.realistic_not_run), ""))
+        return Verdict("passed", "✓ " + words + realistic + "".join(_not_compiled(f) for f in fields))
 
     def _float32(self, fields: list[types.SimpleNamespace]) -> str:
         """The parts' PTX phrases for ``{float32}``: once when they agree, else each after its kernel's name."""

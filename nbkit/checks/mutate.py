@@ -1123,8 +1123,8 @@ def _capturing(verdicts: list) -> Iterator[None]:
 
     saved = Exercise.check, ExerciseGroup.check
 
-    def exercise_check(self, answer, cases=None):
-        verdicts.append(self.run(answer, cases))
+    def exercise_check(self, answer, cases=None, realistic=None):
+        verdicts.append(self.run(answer, cases, realistic=realistic))
 
     def group_check(self, *answers):
         verdicts.append(self.run(*answers))

@@ -20,6 +20,8 @@ SAXPY = KernelExercise(
            Case(grid=1, block=32, sizes={"n": 1, "alpha": -1.5}),
            Case(grid=blocks_for(97, 64) + 1, block=64, sizes={"n": 97, "alpha": 0.75}),
            Case(grid=blocks_for(1031, 128), block=128, sizes={"n": 1031, "alpha": -3.0})),
+    realistic=(Case(grid=blocks_for(1_000_003, 256), block=256, sizes={"n": 1_000_003, "alpha": 0.5},
+                    label="a vector of a million elements"),),
     rtol=1e-6, atol=1e-6, seed=0,
     causes=(
         equals(lambda a: np.where(np.arange(a.n) < a.case.block, a.want, SENTINEL),

@@ -17,9 +17,18 @@ from nbkit.checks.exercise import (
 )
 from nbkit.core.launch import blocks_for
 
+
+def _row_sum_matrix(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    """Normal values; past 64 columns multiples of 1/64 in [-4, 4] instead: a float32 sum of hundreds of normals can
+    round beyond the tolerance in some orders of addition, while such multiples sum exactly in every order."""
+    if cols <= 64:
+        return rng.standard_normal((rows, cols)).astype(np.float32)
+    return (rng.integers(-256, 257, (rows, cols)) / 64).astype(np.float32)
+
+
 ROW_SUM = KernelExercise(
     number="03.1", task="write the kernel row_sum(M, out)", call="row_sum(M, out)", outputs=("out",),
-    inputs=lambda rng, c: {"M": rng.standard_normal((c.rows, c.cols)).astype(np.float32)},
+    inputs=lambda rng, c: {"M": _row_sum_matrix(rng, c.rows, c.cols)},
     reference=lambda M: M.sum(axis=1, dtype=np.float64),
     # the statement's launch first: 64 threads for 37 rows, so the guard matters; 13 columns, so a column sum is told
     # apart. Then other shapes (one row, one column, a prime number of rows, more blocks than needed): a size
@@ -29,6 +38,9 @@ ROW_SUM = KernelExercise(
            Case(grid=2, block=32, sizes={"rows": 50, "cols": 1}),
            Case(grid=blocks_for(97, 32) + 1, block=32, sizes={"rows": 97, "cols": 31}),
            Case(grid=1, block=32, sizes={"rows": 23, "cols": 7})),
+    # blocks of 128 (the small cases use 32: a hard-coded block size fails here), 4,099 rows of a dense layer's 400
+    realistic=(Case(grid=blocks_for(4099, 128), block=128, sizes={"rows": 4099, "cols": 400},
+                    label="a dense layer's inputs, 4,099 rows of 400"),),
     rtol=1e-5, atol=1e-5, seed=31,
     causes=(
         Cause(lambda a: min(a.rows, a.cols) > 1 and np.allclose(
@@ -80,6 +92,8 @@ TRANSPOSE = KernelExercise(
     cases=tuple(Case(grid=square_grid(rows, cols, block), block=block, sizes={"rows": rows, "cols": cols})
                 for rows, cols, block in [(13, 29, (8, 8)), (1, 7, (8, 8)), (6, 1, (8, 8)), (32, 16, (16, 16)),
                                           (5, 3, (8, 8))]),
+    realistic=(Case(grid=square_grid(2053, 601, (16, 16)), block=(16, 16), sizes={"rows": 2053, "cols": 601},
+                    label="a 2,053 x 601 matrix"),),
     rtol=0, atol=0, seed=32,
     causes=(
         Cause(lambda a: min(a.rows, a.cols) > 1 and np.array_equal(a.got[:min(a.rows, a.cols), :min(a.rows, a.cols)],
@@ -176,6 +190,8 @@ AXPY_GRID_STRIDE = KernelExercise(
                 for n, blocks, threads, a in [(1000, 2, 32, 2.0), (1000, 3, 64, 2.0), (1000, 7, 32, 2.0),
                                               (45, 2, 32, 2.0), (1, 1, 32, -0.5), (997, 3, 96, 1.25),
                                               (64, 2, 32, -3.0)]),
+    # a million elements on 160 blocks of 256 threads: about 24 elements per thread
+    realistic=(Case(grid=160, block=256, sizes={"n": 1_000_003, "a": 0.75}, label="a vector of a million elements"),),
     rtol=1e-5, atol=1e-5, seed=33,
     causes=(
         equals(lambda a: a.a * a.x, "y[i] = a * x[i] overwrites y: axpy adds to the old value, y[i] = a * x[i] + y[i]."),
@@ -209,6 +225,8 @@ BLUR3 = KernelExercise(
            Case(grid=1, block=32, sizes={"n": 3}),
            Case(grid=blocks_for(129, 64) + 1, block=64, sizes={"n": 131}),
            Case(grid=1, block=64, sizes={"n": 40})),
+    realistic=(Case(grid=blocks_for(1_000_001, 256), block=256, sizes={"n": 1_000_003},
+                    label="a signal of a million samples"),),
     rtol=1e-5, atol=1e-6, seed=34,
     causes=(
         Cause(lambda a: a.n > 4 and np.allclose(a.got[1:], a.want[:-1], rtol=a.rtol, atol=a.atol),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from nbkit.checks._core import fail, race_sentence, where_it_ran
@@ -37,6 +39,8 @@ TRANSPOSED_MATMUL = KernelExercise(
     cases=tuple(Case(grid=tuple(s + spare for s in square_grid(M, N, (8, 8))), block=(8, 8),
                      sizes={"M": M, "K": K, "N": N})
                 for M, K, N, spare in [(19, 21, 13, 0), (1, 5, 7, 0), (16, 1, 16, 0), (37, 3, 2, 1), (5, 6, 3, 0)]),
+    realistic=(Case(grid=square_grid(257, 199, (8, 8)), block=(8, 8), sizes={"M": 257, "K": 131, "N": 199},
+                    label="C of 257 x 199, a sum over K = 131"),),
     rtol=1e-4, atol=1e-4, seed=41,
     causes=(
         Cause(_swapped, "row and column are swapped: C[row, col] = sum over k of A[k, row] * B[k, col]."),
@@ -75,6 +79,9 @@ BIAS_GRAD = KernelExercise(
     # measures (one thread per column, coalesced reads)
     cases=tuple(Case(grid=blocks_for(n_out, 32) + extra, block=32, sizes={"batch": batch, "n_out": n_out})
                 for batch, n_out, extra in [(37, 45, 0), (1, 3, 0), (20, 1, 0), (7, 97, 1), (9, 45, 0)]),
+    # blocks of 128 (the small cases use 32), more columns than a block has threads
+    realistic=(Case(grid=blocks_for(4099, 128), block=128, sizes={"batch": 257, "n_out": 4099},
+                    label="a batch of 257 through a layer of 4,099 outputs"),),
     rtol=1e-5, atol=1e-5, seed=42,
     causes=(
         equals(lambda a: a.want / a.batch,
@@ -219,6 +226,11 @@ def _tiled_case(M: int, K: int, N: int, tile: int) -> Case:
                 sizes={"M": M, "K": K, "N": N, "tile": tile})
 
 
+def _realistic_tiled(tile: int) -> Case:
+    """(M, K, N) = (257, 131, 199): no size a multiple of the tile, 17 steps along K with tiles of 8."""
+    return dataclasses.replace(_tiled_case(257, 131, 199, tile), label="C of 257 x 199, a sum over K = 131")
+
+
 def _a_bt_cases(tile: int) -> tuple[Case, ...]:
     # the statement's launch first: 3 x 2 blocks (tile 8), 3 steps along K with a partial last tile; then one row of
     # C and K shorter than a tile, whole tiles, and last one block with 3 steps along K, where the tracer looks for
@@ -233,7 +245,7 @@ MATMUL_A_BT_TILED = KernelExercise(
     inputs=lambda rng, c: {"A": rng.standard_normal((c.M, c.K)).astype(np.float32),
                            "B": rng.standard_normal((c.N, c.K)).astype(np.float32)},
     reference=lambda A, B: A.astype(np.float64) @ B.T,
-    cases=_a_bt_cases(TILE),
+    cases=_a_bt_cases(TILE), realistic=(_realistic_tiled(TILE),),
     rtol=1e-4, atol=1e-4, seed=43,
     causes=TILED_CAUSES,
     proofs={"races": _race_free},
@@ -250,7 +262,7 @@ def check_matmul_a_bt_tiled(kernel, tile: int = TILE) -> None:
     the memory-access tracer must find no shared-memory race: the simulator may compute the right answer from
     a racy kernel (it runs threads in its own order), so the values alone cannot prove the barrier is there.
     """
-    MATMUL_A_BT_TILED.check(kernel, _a_bt_cases(tile))
+    MATMUL_A_BT_TILED.check(kernel, _a_bt_cases(tile), realistic=(_realistic_tiled(tile),))
 
 
 def _whole_k(a: Attempt) -> int | None:
@@ -294,7 +306,7 @@ MATMUL_AT_B_TILED = KernelExercise(
     inputs=lambda rng, c: {"A": rng.standard_normal((c.K, c.M)).astype(np.float32),
                            "B": rng.standard_normal((c.K, c.N)).astype(np.float32)},
     reference=lambda A, B: A.T.astype(np.float64) @ B,
-    cases=_at_b_cases(TILE),
+    cases=_at_b_cases(TILE), realistic=(_realistic_tiled(TILE),),
     rtol=1e-4, atol=1e-4, seed=44,
     causes=TILED_CAUSES + (
         Cause(lambda a: _partial(a) and np.allclose(a.got, _whole_tiles_only(a), rtol=a.rtol, atol=a.atol),
@@ -325,4 +337,4 @@ def check_matmul_at_b_tiled(kernel, tile: int = TILE) -> None:
     ``cuda.syncthreads()``) and counts global reads: each block reads every element of A and B at most once,
     so both go through a shared tile; last, the PTX is searched for float64 arithmetic.
     """
-    MATMUL_AT_B_TILED.check(kernel, _at_b_cases(tile))
+    MATMUL_AT_B_TILED.check(kernel, _at_b_cases(tile), realistic=(_realistic_tiled(tile),))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import textwrap
 import types
@@ -40,6 +41,7 @@ def _leaky_case(n: int, block: int, slope: float) -> Case:
 # slopes other than PyTorch's default 0.01 (a kernel must use its slope parameter); one element; full blocks
 _LEAKY_CASES = (_leaky_case(301, 128, 0.01), _leaky_case(1, 32, 0.2), _leaky_case(257, 64, 0.3),
                 _leaky_case(64, 32, 0.05))
+_LEAKY_REALISTIC = (dataclasses.replace(_leaky_case(1_000_003, 256, 0.1), label="a vector of a million activations"),)
 
 LEAKY_RELU = ExerciseGroup(
     number="05.1", task="write the kernels leaky_relu_forward and leaky_relu_backward",
@@ -48,7 +50,7 @@ LEAKY_RELU = ExerciseGroup(
             number="05.1", task="write the kernel leaky_relu_forward", call="leaky_relu_forward(x, y, slope)",
             outputs=("y",), names={"y": "forward y"}, inputs=_leaky_inputs,
             reference=lambda x, slope, **_: np.where(x > 0, x, slope * x),
-            cases=_LEAKY_CASES, rtol=1e-6, atol=1e-12, seed=51,
+            cases=_LEAKY_CASES, realistic=_LEAKY_REALISTIC, rtol=1e-6, atol=1e-12, seed=51,
             causes=(
                 equals(lambda a: np.maximum(a.x, 0),
                        "forward returns max(x, 0): for x <= 0 leaky ReLU returns slope * x, not 0."),
@@ -61,7 +63,7 @@ LEAKY_RELU = ExerciseGroup(
             call="leaky_relu_backward(dout, x, dx, slope)", outputs=("dx",), names={"dx": "backward dx"},
             inputs=_leaky_inputs,
             reference=lambda dout, x, slope: np.where(x > 0, dout, slope * dout),
-            cases=_LEAKY_CASES, rtol=1e-6, atol=1e-12, seed=51,
+            cases=_LEAKY_CASES, realistic=_LEAKY_REALISTIC, rtol=1e-6, atol=1e-12, seed=51,
             causes=(
                 equals(lambda a: np.where(a.x > 0, a.dout, 0), "backward passes no gradient where x <= 0: there the "
                                                                "derivative is the slope, so dx = slope * dout."),
@@ -185,6 +187,8 @@ SOFTMAX_XENT_GRAD = KernelExercise(
     reference=_xent_reference,
     # one thread per row, ceil(N / 32) blocks of 32: a partial last block, one block with surplus threads, 3 blocks
     cases=tuple(Case(grid=blocks_for(N, 32), block=32, sizes={"N": N, "C": C}) for N, C in ((37, 13), (5, 6), (70, 10))),
+    realistic=(Case(grid=blocks_for(8191, 128), block=128, sizes={"N": 8191, "C": 10},
+                    label="an evaluation batch of 8,191 rows of 10 classes"),),
     rtol=1e-4, atol=1e-7, seed=52,
     causes=(
         NEVER_WRITTEN,
@@ -250,12 +254,18 @@ def _barriers(kernel: object) -> tuple[bool, bool] | None:
 
 
 def _tree_inputs(rng: np.random.Generator, c: Case) -> dict[str, object]:
-    """Distinct multiples of 1/4 (every order of additions gives the exact sum), and each block's 2B elements."""
-    x = (rng.permutation(np.arange(-2 * c.n, 2 * c.n))[:c.n] / 4).astype(np.float32)
+    """Distinct multiples of 1/4 (every order of additions gives the exact sum), and each block's 2B elements (a row
+    of ``chunks``, zero past the end of x). Past 2^16 elements (a realistic case), multiples of 1/4 in [-256, 256),
+    not all distinct: distinct ones would grow too large for a block's float32 sum to stay exact."""
+    if c.n <= 1 << 16:
+        x = (rng.permutation(np.arange(-2 * c.n, 2 * c.n))[:c.n] / 4).astype(np.float32)
+    else:
+        x = (rng.integers(-1024, 1024, c.n) / 4).astype(np.float32)
     B, blocks = c.block, c.grid
-    chunks = [np.concatenate([x[2 * k * B:2 * (k + 1) * B], np.zeros(max(0, 2 * (k + 1) * B - c.n))])
-              for k in range(blocks)]
-    return {"x": x, "chunks": chunks, "loaded": [ch[:B] + ch[B:] for ch in chunks]}  # loaded: what each thread holds
+    padded = np.zeros(max(c.n, 2 * B * blocks))
+    padded[:c.n] = x
+    chunks = padded[:2 * B * blocks].reshape(blocks, 2 * B)
+    return {"x": x, "chunks": chunks, "loaded": chunks[:, :B] + chunks[:, B:]}  # loaded: what each thread holds
 
 
 def _tree_case(B: int, n: int) -> Case:
@@ -265,6 +275,7 @@ def _tree_case(B: int, n: int) -> Case:
 # n no multiple of 2B (128 and 32 threads), n a multiple of 2B (64), a single element (128), one partial block (32);
 # no block below a warp: 05.4's shuffle tail, which also answers 05.3, needs full warps
 _TREE_CASES = (_tree_case(128, 300), _tree_case(32, 100), _tree_case(64, 256), _tree_case(128, 1), _tree_case(32, 45))
+_MILLION = dataclasses.replace(_tree_case(128, 1_000_003), label="a million values")
 
 
 def _prefix_message(a: Attempt) -> str:
@@ -305,8 +316,8 @@ def _launch_context(message: str, stage: str, c: Case) -> str:
 
 BLOCK_SUM = KernelExercise(
     number="05.3", task="write the kernel block_sum(x, partial)", call="block_sum(x, partial)", outputs=("partial",),
-    inputs=_tree_inputs, reference=lambda x, chunks, loaded: np.array([ch.sum() for ch in chunks]),
-    cases=_TREE_CASES, rtol=1e-7, atol=0.0, seed=53,
+    inputs=_tree_inputs, reference=lambda x, chunks, loaded: chunks.sum(axis=1),
+    cases=_TREE_CASES, realistic=(_MILLION,), rtol=1e-7, atol=0.0, seed=53,
     before=(
         Cause(lambda a: _barriers(a.run.kernel) is not None and not _barriers(a.run.kernel)[0],
               "your kernel never calls cuda.syncthreads(). Threads of a block run in any order on a GPU: before a "
@@ -425,8 +436,8 @@ _WARP_CASES = (_tree_case(128, 300), _tree_case(64, 200), _tree_case(32, 100))
 
 WARP_REDUCE = KernelExercise(
     number="05.4", task="write the kernel warp_block_sum(x, partial)", call="warp_block_sum(x, partial)",
-    outputs=("partial",), inputs=_tree_inputs, reference=lambda x, chunks, loaded: np.array([ch.sum() for ch in chunks]),
-    cases=_WARP_CASES, rtol=1e-7, atol=0.0, seed=54,
+    outputs=("partial",), inputs=_tree_inputs, reference=lambda x, chunks, loaded: chunks.sum(axis=1),
+    cases=_WARP_CASES, realistic=(_MILLION,), rtol=1e-7, atol=0.0, seed=54,
     before=(
         Cause(lambda a: _calls_shuffle(a.run.kernel) is False,
               "your kernel calls no warp shuffle: the last five steps of the tree (strides 16, 8, 4, 2, 1) must be "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -63,6 +64,12 @@ _AVG_SHAPE = (2, 3, 7, 9)  # odd: the last row and column are dropped, and their
 # blocks: x along the rows instead of the columns fails there; the statement fixes j, i, z = cuda.grid(3))
 _AVG_SHAPES = (_AVG_SHAPE, (1, 2, 4, 6), (3, 1, 5, 2), (1, 1, 2, 19))
 _AVG_SIGNATURE = "void(float32[:, :, :, ::1], float32[:, :, :, ::1])"
+_LENET_POOL = (64, 6, 28, 28)  # LeNet's first pooling layer, on a batch of 64: grid z = N * C = 384
+
+
+def _realistic_pool(over: str) -> tuple[Case, ...]:
+    return (dataclasses.replace(_pool_case(*_LENET_POOL, over=over), label="LeNet's first pooling layer, batch 64"),)
+
 
 AVGPOOL = ExerciseGroup(
     number="06.1", task="write the kernels avgpool_forward and avgpool_backward",
@@ -71,6 +78,7 @@ AVGPOOL = ExerciseGroup(
             number="06.1", task="write the kernel avgpool_forward(x, y)", call="avgpool_forward(x, y)",
             outputs=("y",), names={"y": "forward y"}, inputs=_avgpool_inputs, reference=_avgpool_forward,
             cases=tuple(_pool_case(*shape, over="outputs") for shape in _AVG_SHAPES), rtol=1e-5, atol=1e-6, seed=61,
+            realistic=_realistic_pool("outputs"),
             before=(equals(lambda a: 4 * a.want, "forward returns the sum of each window: divide by 4 for the average."),),
             causes=(NEVER_WRITTEN,), float32=_AVG_SIGNATURE,  # the hint asks for float32(0.25)
         ),
@@ -78,6 +86,7 @@ AVGPOOL = ExerciseGroup(
             number="06.1", task="write the kernel avgpool_backward(dy, dx)", call="avgpool_backward(dy, dx)",
             outputs=("dx",), names={"dx": "backward dx"}, inputs=_avgpool_inputs, reference=_avgpool_backward,
             cases=tuple(_pool_case(*shape, over="pixels") for shape in _AVG_SHAPES), rtol=1e-5, atol=1e-6, seed=61,
+            realistic=_realistic_pool("pixels"),
             causes=(NEVER_WRITTEN,), float32=_AVG_SIGNATURE,
             before=(
                 equals(lambda a: 4 * a.want, "backward passes dy unchanged: each of the 4 inputs contributed 1/4 of the "
@@ -193,6 +202,7 @@ MAXPOOL = ExerciseGroup(
             number="06.2", task="write the kernel maxpool_forward(x, y)", call="maxpool_forward(x, y)",
             outputs=("y",), inputs=_maxpool_inputs, reference=lambda x, dy: maxpool_first_max_reference(x, dy)[0],
             cases=tuple(_pool_case(*shape, over="outputs") for shape in _MP_SHAPES), rtol=0, atol=0, seed=63,
+            realistic=_realistic_pool("outputs"),
             causes=(
                 NEVER_WRITTEN,
                 equals(lambda a: np.maximum(a.want, 0), "the maximum starts at 0, so a window of negative numbers "
@@ -210,6 +220,7 @@ MAXPOOL = ExerciseGroup(
             call="maxpool_backward(x, dy, dx)", outputs=("dx",), inputs=_maxpool_inputs,
             reference=lambda x, dy: maxpool_first_max_reference(x, dy)[1],
             cases=tuple(_pool_case(*shape, over="pixels") for shape in _MP_SHAPES), rtol=0, atol=0, seed=63,
+            realistic=_realistic_pool("pixels"),
             causes=(
                 equals(lambda a: _tie_to(a, "every"), "on a tie every maximum gets the gradient, so it is counted "
                        "several times; PyTorch gives it only to the FIRST maximum in row-major order ((0,0), (0,1), "
@@ -281,8 +292,15 @@ _WG_CALL = "conv2d_weight_grad(dy, x, dw)"
 
 
 def _wg_inputs(rng: np.random.Generator, c: Case) -> dict[str, object]:
-    x = rng.standard_normal((c.N, c.C, c.H, c.W)).astype(np.float32)
-    dy = rng.standard_normal((c.N, c.F, c.H - c.KH + 1, c.W - c.KW + 1)).astype(np.float32)
+    """Normal values; for a realistic case (sums of more than 10,000 products) multiples of 1/8 in [-1, 1]: a float32
+    sum of 50,000 products of normals rounds beyond the tolerance in some orders, while these sum exactly in any."""
+    dy_shape = (c.N, c.F, c.H - c.KH + 1, c.W - c.KW + 1)
+    if c.N * dy_shape[2] * dy_shape[3] <= 10_000:
+        x = rng.standard_normal((c.N, c.C, c.H, c.W)).astype(np.float32)
+        dy = rng.standard_normal(dy_shape).astype(np.float32)
+    else:
+        x = (rng.integers(-8, 9, (c.N, c.C, c.H, c.W)) / 8).astype(np.float32)
+        dy = (rng.integers(-8, 9, dy_shape) / 8).astype(np.float32)
     return {"dy": dy, "x": x, "KH": c.KH, "KW": c.KW}
 
 
@@ -351,6 +369,8 @@ CONV_WEIGHT_GRAD = KernelExercise(
     number="06.3", task="write the kernel conv2d_weight_grad(dy, x, dw)", call=_WG_CALL, outputs=("dw",),
     inputs=_wg_inputs, reference=conv_weight_grad_reference,
     cases=tuple(_wg_case(sizes) for sizes in _WG_SIZES),
+    realistic=(dataclasses.replace(_wg_case({"N": 64, "C": 3, "H": 32, "W": 32, "F": 6, "KH": 5, "KW": 5}),
+                                   label="LeNet's conv1 on a batch of 64 CIFAR images"),),
     rtol=1e-4, atol=1e-4, seed=64,
     causes=(
         Cause(_wg_axes_swapped, "the columns j >= 4 of dw were never written: i and j come from the wrong axes. "
@@ -463,6 +483,8 @@ SEED_CONV_FIXED = KernelExercise(
     inputs=_seed_inputs, reference=_seed_reference,
     cases=tuple(Case(grid=(blocks_for(sz["width"], _SEED_BLOCK[0]), blocks_for(sz["height"], _SEED_BLOCK[1])),
                      block=_SEED_BLOCK, sizes=sz) for sz in _SEED_SIZES),
+    realistic=(Case(grid=(blocks_for(481, _SEED_BLOCK[0]), blocks_for(321, _SEED_BLOCK[1])), block=_SEED_BLOCK,
+                    sizes={"height": 321, "width": 481, "depth": 3}, label="a 321 x 481 photo with 3 channels"),),
     rtol=1e-4, atol=1e-4, seed=65,
     causes=(
         Cause(lambda a: bool(_seed_bugs(a)), _seed_bugs),

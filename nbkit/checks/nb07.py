@@ -109,6 +109,9 @@ SGD_MOMENTUM = KernelExercise(
     number="07.1", task=f"write the kernel {SGD_CALL}", call=SGD_CALL, outputs=("param", "grad", "buf"),
     inputs=_sgd_inputs, reference=_torch_sgd_step,
     cases=tuple(_sgd_case(run, step) for run, cfg in enumerate(SGD_RUNS) for step in range(len(cfg["lrs"]))),
+    # the second step of the run with dampening and a changing lr, on as many elements as LeNet has parameters
+    realistic=(Case(grid=blocks_for(62_006, 256), block=256, sizes={"n": 62_006, "run": 1, "step": 1},
+                    label="LeNet's 62,006 parameters"),),
     rtol=1e-5, atol=1e-6, tolerances={"grad": (0, 0)}, order=("grad", "buf", "param"),
     causes=(
         Cause(lambda a: True, "your kernel wrote into grad; it must only read it (keep g in a local variable).",

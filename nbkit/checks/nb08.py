@@ -8,6 +8,8 @@ sizes, every image once), not only by what it returns.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from nbkit.checks._core import CheckFailed, exercise, fail, passed
@@ -72,6 +74,7 @@ def _relu_case(n: int) -> Case:
 
 # 101 and 130: surplus threads in the last block (the guard); 1: one element; 64: one block exactly full
 _RELU_CASES = (_relu_case(101), _relu_case(1), _relu_case(130), _relu_case(64))
+_RELU_REALISTIC = (dataclasses.replace(_relu_case(1_000_003), label="a vector of a million activations"),)
 
 RELU_KERNELS = ExerciseGroup(
     number="08.1", task="the two ReLU kernels my_relu_forward_kernel and my_relu_backward_kernel",
@@ -80,13 +83,15 @@ RELU_KERNELS = ExerciseGroup(
             number="08.1", task="the kernel my_relu_forward_kernel(x, y)", call="my_relu_forward_kernel(x, y)",
             outputs=("y",), names={"y": "relu_forward(x)"}, inputs=_relu_inputs,
             reference=lambda x, dout: ref.relu_forward(x.astype(np.float64)), cases=_RELU_CASES, rtol=0, atol=0,
+            realistic=_RELU_REALISTIC,
             seed=81, float32="void(float32[::1], float32[::1])",  # the hint asks for float32 literals
         ),
         KernelExercise(
             number="08.1", task="the kernel my_relu_backward_kernel(dout, x, dx)",
             call="my_relu_backward_kernel(dout, x, dx)", outputs=("dx",), names={"dx": "relu_backward(dout, x)"},
             inputs=_relu_inputs, reference=lambda x, dout: ref.relu_backward(dout.astype(np.float64), x),
-            cases=_RELU_CASES, rtol=0, atol=0, seed=81, float32="void(float32[::1], float32[::1], float32[::1])",
+            cases=_RELU_CASES, realistic=_RELU_REALISTIC, rtol=0, atol=0, seed=81,
+            float32="void(float32[::1], float32[::1], float32[::1])",
             before=(
                 Cause(lambda a: np.array_equal(a.got, a.dout * (a.x >= 0)) and not np.allclose(a.got, a.want),
                       "relu_backward passes the gradient where x == 0; PyTorch (and the course) use ReLU'(0) = 0: "

@@ -113,6 +113,9 @@ SCALE_ADD = KernelExercise(
     # the grid is smaller than the matrix: every thread loops (grid-stride) in both directions
     cases=tuple(Case(grid=grid, block=(32, 8), sizes={"M": M, "N": N, "alpha": alpha})
                 for M, N, grid, alpha in _SCALE_ADD_CASES),
+    # about 2 x 8 elements per thread: the grid-stride loops run several times in both directions
+    realistic=(Case(grid=(16, 16), block=(32, 8), sizes={"M": 1031, "N": 997, "alpha": 0.5},
+                    label="a 1,031 x 997 matrix"),),
     rtol=1e-5, atol=1e-5, seed=91,
     causes=(
         equals(lambda a: a.alpha * a.B.astype(np.float64) + a.A, "alpha multiplies B instead of A."),
@@ -195,6 +198,8 @@ PADDED_TRANSPOSE = KernelExercise(
     # full tiles, a single row, a thin matrix, then the statement's 33 x 45 (the tracer's proofs run on it)
     cases=tuple(Case(grid=(blocks_for(N, _TILE), blocks_for(M, _TILE)), block=(_TILE, _ROWS), sizes={"M": M, "N": N})
                 for M, N in ((64, 32), (1, 40), (40, 7), (33, 45))),
+    realistic=(Case(grid=(blocks_for(997, _TILE), blocks_for(1031, _TILE)), block=(_TILE, _ROWS),
+                    sizes={"M": 1031, "N": 997}, label="a 1,031 x 997 matrix"),),
     rtol=0, atol=0, seed=92,
     causes=(
         Cause(_first_tile_untransposed, "B holds A itself, not its transpose: the tile is read the way it was written "
