@@ -458,6 +458,28 @@ def wgrad_batch_of_two(dy, x, dw):  # wrong: the first shape's batch N = 2 hard-
         dw[f, c, i, j] = acc
 
 
+@cuda.jit
+def wgrad_axes_swapped(dy, x, dw):  # wrong: the kernel row p from the grid's .x axis, the column q from .y
+    p, q, z = cuda.grid(3)
+    C = dw.shape[1]
+    f, c = z // C, z % C
+    if f < dw.shape[0] and p < dw.shape[2] and q < dw.shape[3]:
+        acc = float32(0)
+        for n in range(x.shape[0]):
+            for i in range(dy.shape[2]):
+                for j in range(dy.shape[3]):
+                    acc += dy[n, f, i, j] * x[n, c, i + p, j + q]
+        dw[f, c, p, q] = acc
+
+
+def test_conv_weight_grad_speaks_the_notebooks_notation():
+    """Issue 19: output position (i, j), kernel offset (p, q), as in notebook 06 sections 1-2 and the statement."""
+    with pytest.raises(CheckFailed, match=r"p and q come from the wrong axes.*q, p, z = cuda.grid\(3\)"):
+        check_conv_weight_grad(wgrad_axes_swapped)
+    with pytest.raises(CheckFailed, match=r"last output row is missing from the sum: i runs over range\(OH\)"):
+        check_conv_weight_grad(wgrad_short_range)
+
+
 def test_conv_weight_grad_runs_other_shapes():
     with pytest.raises(CheckFailed, match="dw is wrong"):
         check_conv_weight_grad(wgrad_batch_of_two)
@@ -476,7 +498,7 @@ def test_conv_weight_grad_check(capsys):
     check_conv_weight_grad(wgrad)
     check_conv_weight_grad(wgrad_other_order)
     assert capsys.readouterr().out.count("✓ dw is correct") == 2
-    with pytest.raises(CheckFailed, match="i and j are swapped in the read of x"):
+    with pytest.raises(CheckFailed, match="p and q are swapped in the read of x"):
         check_conv_weight_grad(wgrad_swapped)
     with pytest.raises(CheckFailed, match="only image 0 is summed"):
         check_conv_weight_grad(wgrad_one_image)
