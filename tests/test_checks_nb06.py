@@ -1,10 +1,11 @@
 """Exercise checks of notebook 06: each passes correct answers (also written another way) and names wrong ones."""
 
+import nbformat
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import needs_compiler
+from conftest import ROOT, needs_compiler
 from numba import cuda, float32
 
 from nbkit.checks import CheckFailed, check_avgpool, check_conv_weight_grad, check_maxpool, check_seed_conv_fixed
@@ -506,6 +507,17 @@ def test_conv_weight_grad_check(capsys):
         check_conv_weight_grad(wgrad_short_range)
     with pytest.raises(CheckFailed, match="loop over the output positions runs too far"):
         check_conv_weight_grad(wgrad_long_range)
+
+
+def test_notebook_06_gives_each_letter_one_meaning():
+    """Issue 19: w is the weights only (the input pixel is row, col, also in the shown pool kernel), and 06.3's
+    statement and hint use sections 1-2's letters: output position (i, j), kernel offset (p, q), as its check does."""
+    cells = nbformat.read(ROOT / "notebooks" / "06_conv_pool.ipynb", as_version=4).cells
+    text = "\n".join(c.source for c in cells) + (ROOT / "nbkit" / "kernels" / "pool.py").read_text()
+    assert "w, h, z = cuda.grid(3)" not in text and "(h, w)" not in text and "$(h, v)$" not in text
+    statement = next(c.source for c in cells if c.source.startswith("## Exercise 06.3"))
+    assert r"\partial w_{fcpq}" in statement and r"\delta_{nfij}\, x_{n,c,i+p,j+q}" in statement
+    assert "q, p, z = cuda.grid(3)" in statement and "x[n, c, i + p, j + q]" in statement
 
 
 # ------------------------------------------------------------------ 06.4 the seed kernel, fixed

@@ -23,7 +23,8 @@ _POOL_BLOCK = (8, 8, 1)
 
 
 def _pool_case(N: int, C: int, H: int, W: int, over: str) -> Case:
-    """``j, i, z = cuda.grid(3)`` with z = n * C + c, over the outputs (forward) or the input pixels (backward)."""
+    """z = n * C + c and x along the columns: ``j, i, z = cuda.grid(3)`` over the outputs (forward), ``col, row, z`` over
+    the input pixels (backward)."""
     rows, cols = (H // 2, W // 2) if over == "outputs" else (H, W)
     return Case(grid=(blocks_for(cols, 8), blocks_for(rows, 8), N * C), block=_POOL_BLOCK,
                 sizes={"N": N, "C": C, "H": H, "W": W})
@@ -97,7 +98,7 @@ def check_avgpool(forward_kernel, backward_kernel) -> None:
     """Exercise 06.1: 2×2 average pooling with stride 2, as ``torch.nn.functional.avg_pool2d(x, 2)``.
 
     ``forward_kernel(x, y)``: one thread per output, ``j, i, z = cuda.grid(3)`` with z = n * C + c.
-    ``backward_kernel(dy, dx)``: one thread per input pixel, the same mapping over the input.
+    ``backward_kernel(dy, dx)``: one thread per input pixel, ``col, row, z = cuda.grid(3)``.
     Both are launched with blocks of (8, 8, 1) threads on x of shapes (2, 3, 7, 9) (odd: the last row and
     column are dropped, and their gradient is 0), (1, 2, 4, 6), (3, 1, 5, 2) and (1, 1, 2, 19). Float32 is
     checked from the PTX (the hint asks for float32(0.25)).
@@ -240,9 +241,10 @@ def check_maxpool(forward_kernel, backward_kernel) -> None:
     """Exercise 06.2: 2×2 max-pooling, stride 2, as ``F.max_pool2d(x, 2)``, without an argmax array.
 
     ``forward_kernel(x, y)``: one thread per output. ``backward_kernel(x, dy, dx)``: one thread per input pixel,
-    which finds out from x whether it is the first maximum (row-major) of its window. Both use
-    ``j, i, z = cuda.grid(3)`` with z = n * C + c, blocks of (8, 8, 1). x has shapes (2, 3, 7, 9), (1, 2, 4, 6),
-    (3, 1, 5, 2) and (1, 1, 2, 17), with small integer values, so ties of two, three and four maxima are common.
+    which finds out from x whether it is the first maximum (row-major) of its window. Forward uses
+    ``j, i, z = cuda.grid(3)``, backward ``col, row, z = cuda.grid(3)``, with z = n * C + c, blocks of (8, 8, 1).
+    x has shapes (2, 3, 7, 9), (1, 2, 4, 6), (3, 1, 5, 2) and (1, 1, 2, 17), with small integer values, so ties of
+    two, three and four maxima are common.
     """
     MAXPOOL.check(forward_kernel, backward_kernel)
 
