@@ -1,10 +1,11 @@
 """Exercise checks of notebook 06: each passes correct answers (also written another way) and names wrong ones."""
 
+import nbformat
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import needs_compiler
+from conftest import ROOT, needs_compiler
 from numba import cuda, float32
 
 from nbkit.checks import CheckFailed, check_avgpool, check_conv_weight_grad, check_maxpool, check_seed_conv_fixed
@@ -458,6 +459,28 @@ def wgrad_batch_of_two(dy, x, dw):  # wrong: the first shape's batch N = 2 hard-
         dw[f, c, i, j] = acc
 
 
+@cuda.jit
+def wgrad_axes_swapped(dy, x, dw):  # wrong: the kernel row p from the grid's .x axis, the column q from .y
+    p, q, z = cuda.grid(3)
+    C = dw.shape[1]
+    f, c = z // C, z % C
+    if f < dw.shape[0] and p < dw.shape[2] and q < dw.shape[3]:
+        acc = float32(0)
+        for n in range(x.shape[0]):
+            for i in range(dy.shape[2]):
+                for j in range(dy.shape[3]):
+                    acc += dy[n, f, i, j] * x[n, c, i + p, j + q]
+        dw[f, c, p, q] = acc
+
+
+def test_conv_weight_grad_speaks_the_notebooks_notation():
+    """Issue 19: output position (i, j), kernel offset (p, q), as in notebook 06 sections 1-2 and the statement."""
+    with pytest.raises(CheckFailed, match=r"p and q come from the wrong axes.*q, p, z = cuda.grid\(3\)"):
+        check_conv_weight_grad(wgrad_axes_swapped)
+    with pytest.raises(CheckFailed, match=r"last output row is missing from the sum: i runs over range\(OH\)"):
+        check_conv_weight_grad(wgrad_short_range)
+
+
 def test_conv_weight_grad_runs_other_shapes():
     with pytest.raises(CheckFailed, match="dw is wrong"):
         check_conv_weight_grad(wgrad_batch_of_two)
@@ -476,7 +499,7 @@ def test_conv_weight_grad_check(capsys):
     check_conv_weight_grad(wgrad)
     check_conv_weight_grad(wgrad_other_order)
     assert capsys.readouterr().out.count("✓ dw is correct") == 2
-    with pytest.raises(CheckFailed, match="i and j are swapped in the read of x"):
+    with pytest.raises(CheckFailed, match="p and q are swapped in the read of x"):
         check_conv_weight_grad(wgrad_swapped)
     with pytest.raises(CheckFailed, match="only image 0 is summed"):
         check_conv_weight_grad(wgrad_one_image)
@@ -484,6 +507,17 @@ def test_conv_weight_grad_check(capsys):
         check_conv_weight_grad(wgrad_short_range)
     with pytest.raises(CheckFailed, match="loop over the output positions runs too far"):
         check_conv_weight_grad(wgrad_long_range)
+
+
+def test_notebook_06_gives_each_letter_one_meaning():
+    """Issue 19: w is the weights only (the input pixel is row, col, also in the shown pool kernel), and 06.3's
+    statement and hint use sections 1-2's letters: output position (i, j), kernel offset (p, q), as its check does."""
+    cells = nbformat.read(ROOT / "notebooks" / "06_conv_pool.ipynb", as_version=4).cells
+    text = "\n".join(c.source for c in cells) + (ROOT / "nbkit" / "kernels" / "pool.py").read_text()
+    assert "w, h, z = cuda.grid(3)" not in text and "(h, w)" not in text.replace("not $(h, w)$", "")
+    statement = next(c.source for c in cells if c.source.startswith("## Exercise 06.3"))
+    assert r"\partial w_{fcpq}" in statement and r"\delta_{nfij}\, x_{n,c,i+p,j+q}" in statement
+    assert "q, p, z = cuda.grid(3)" in statement and "x[n, c, i + p, j + q]" in statement
 
 
 # ------------------------------------------------------------------ 06.4 the seed kernel, fixed

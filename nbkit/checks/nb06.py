@@ -24,7 +24,8 @@ _POOL_BLOCK = (8, 8, 1)
 
 
 def _pool_case(N: int, C: int, H: int, W: int, over: str) -> Case:
-    """``j, i, z = cuda.grid(3)`` with z = n * C + c, over the outputs (forward) or the input pixels (backward)."""
+    """z = n * C + c and x along the columns: ``j, i, z = cuda.grid(3)`` over the outputs (forward), ``col, row, z`` over
+    the input pixels (backward)."""
     rows, cols = (H // 2, W // 2) if over == "outputs" else (H, W)
     return Case(grid=(blocks_for(cols, 8), blocks_for(rows, 8), N * C), block=_POOL_BLOCK,
                 sizes={"N": N, "C": C, "H": H, "W": W})
@@ -106,7 +107,7 @@ def check_avgpool(forward_kernel, backward_kernel) -> None:
     """Exercise 06.1: 2×2 average pooling with stride 2, as ``torch.nn.functional.avg_pool2d(x, 2)``.
 
     ``forward_kernel(x, y)``: one thread per output, ``j, i, z = cuda.grid(3)`` with z = n * C + c.
-    ``backward_kernel(dy, dx)``: one thread per input pixel, the same mapping over the input.
+    ``backward_kernel(dy, dx)``: one thread per input pixel, ``col, row, z = cuda.grid(3)``.
     Both are launched with blocks of (8, 8, 1) threads on x of shapes (2, 3, 7, 9) (odd: the last row and
     column are dropped, and their gradient is 0), (1, 2, 4, 6), (3, 1, 5, 2) and (1, 1, 2, 19). Float32 is
     checked from the PTX (the hint asks for float32(0.25)).
@@ -251,9 +252,10 @@ def check_maxpool(forward_kernel, backward_kernel) -> None:
     """Exercise 06.2: 2×2 max-pooling, stride 2, as ``F.max_pool2d(x, 2)``, without an argmax array.
 
     ``forward_kernel(x, y)``: one thread per output. ``backward_kernel(x, dy, dx)``: one thread per input pixel,
-    which finds out from x whether it is the first maximum (row-major) of its window. Both use
-    ``j, i, z = cuda.grid(3)`` with z = n * C + c, blocks of (8, 8, 1). x has shapes (2, 3, 7, 9), (1, 2, 4, 6),
-    (3, 1, 5, 2) and (1, 1, 2, 17), with small integer values, so ties of two, three and four maxima are common.
+    which finds out from x whether it is the first maximum (row-major) of its window. Forward uses
+    ``j, i, z = cuda.grid(3)``, backward ``col, row, z = cuda.grid(3)``, with z = n * C + c, blocks of (8, 8, 1).
+    x has shapes (2, 3, 7, 9), (1, 2, 4, 6), (3, 1, 5, 2) and (1, 1, 2, 17), with small integer values, so ties of
+    two, three and four maxima are common.
     """
     MAXPOOL.check(forward_kernel, backward_kernel)
 
@@ -264,26 +266,26 @@ def check_maxpool(forward_kernel, backward_kernel) -> None:
 
 def conv_weight_grad_reference(dy: np.ndarray, x: np.ndarray, KH: int, KW: int, rows: int | None = None,
                                cols: int | None = None, batch: slice = slice(None)) -> np.ndarray:
-    """dW[f, c, i, j] = Σ_n Σ_y Σ_x dY[n, f, y, x] · X[n, c, y + i, x + j] (over the first ``rows`` × ``cols`` outputs)."""
+    """dw[f, c, p, q] = Σ_n Σ_i Σ_j dy[n, f, i, j] · x[n, c, i + p, j + q] (over the first ``rows`` × ``cols`` outputs)."""
     dy = dy.astype(np.float64)[batch]
     x = x.astype(np.float64)[batch]
     OH, OW = dy.shape[2], dy.shape[3]
     rows, cols = rows or OH, cols or OW
     dw = np.empty((dy.shape[1], x.shape[1], KH, KW))
-    for i in range(KH):
-        for j in range(KW):
-            dw[:, :, i, j] = np.einsum("nfyx,ncyx->fc", dy[:, :, :rows, :cols], x[:, :, i:i + rows, j:j + cols])
+    for p in range(KH):
+        for q in range(KW):
+            dw[:, :, p, q] = np.einsum("nfij,ncij->fc", dy[:, :, :rows, :cols], x[:, :, p:p + rows, q:q + cols])
     return dw
 
 
 def _swapped_reference(dy: np.ndarray, x: np.ndarray, KH: int, KW: int) -> np.ndarray:
-    """The common slip X[n, c, y + j, x + i] (kernel offsets swapped); x must be large enough."""
+    """The common slip x[n, c, i + q, j + p] (kernel offsets swapped); x must be large enough."""
     dy64, x64 = dy.astype(np.float64), x.astype(np.float64)
     OH, OW = dy.shape[2], dy.shape[3]
     dw = np.empty((dy.shape[1], x.shape[1], KH, KW))
-    for i in range(KH):
-        for j in range(KW):
-            dw[:, :, i, j] = np.einsum("nfyx,ncyx->fc", dy64, x64[:, :, j:j + OH, i:i + OW])
+    for p in range(KH):
+        for q in range(KW):
+            dw[:, :, p, q] = np.einsum("nfij,ncij->fc", dy64, x64[:, :, q:q + OH, p:p + OW])
     return dw
 
 
@@ -333,16 +335,16 @@ def _wg_launch_cause(message: str, c: Case, inputs: dict, kernel: object) -> str
     except CheckFailed:
         probe = None
     if probe is not None and np.allclose(probe, _swapped_reference(dy, big, KH, KW), rtol=1e-4, atol=1e-4):
-        cause = ("i and j are swapped in the read of x: the kernel row i moves down the rows, so it is "
-                 "x[n, c, y + i, x + j]; with a 3 × 5 kernel the swapped read runs off the image.")
+        cause = ("p and q are swapped in the read of x: the kernel row p moves down the rows, so it is "
+                 "x[n, c, i + p, j + q]; with a 3 × 5 kernel the swapped read runs off the image.")
     else:
-        cause = ("a loop over the output positions runs too far (y in range(OH) and x in range(OW), with OH, OW = "
-                 "dy.shape[2], dy.shape[3]), or i and j are swapped somewhere (the kernel is 3 × 5).")
+        cause = ("a loop over the output positions runs too far (i in range(OH) and j in range(OW), with OH, OW = "
+                 "dy.shape[2], dy.shape[3]), or p and q are swapped somewhere (the kernel is 3 × 5).")
     return f"{message} Likely cause here: {cause}"
 
 
 def _wg_axes_swapped(a: Attempt) -> bool:
-    """Exactly the columns j >= blockDim.y were never written: j came from the y axis of the grid."""
+    """Exactly the columns q >= blockDim.y were never written: q came from the grid's .y axis."""
     mask = a.never_written
     KJ, _ = np.meshgrid(np.arange(a.KW), np.arange(a.KH))
     return bool(mask.any() and np.array_equal(mask, np.broadcast_to(KJ >= _WG_BLOCK[1], mask.shape)))
@@ -373,8 +375,8 @@ CONV_WEIGHT_GRAD = KernelExercise(
                                    label="LeNet's conv1 on a batch of 64 CIFAR images"),),
     rtol=1e-4, atol=1e-4, seed=64,
     causes=(
-        Cause(_wg_axes_swapped, "the columns j >= 4 of dw were never written: i and j come from the wrong axes. "
-                                "Thread x runs along the kernel's columns: j, i, z = cuda.grid(3)."),
+        Cause(_wg_axes_swapped, "the columns q >= 4 of dw were never written: p and q come from the wrong axes. "
+                                "The grid's .x axis runs along the kernel's columns: q, p, z = cuda.grid(3)."),
         NEVER_WRITTEN,
         summed_into_output("dw still contains its starting value (-7 here): you add into dw without setting it to 0 "
                            "first. Sum into a local float32(0) and write dw once."),
@@ -382,9 +384,9 @@ CONV_WEIGHT_GRAD = KernelExercise(
                                                     "whole batch n as well."),
         equals(lambda a: _wg(a, batch=slice(a.N - 1, a.N)), "only the last image is summed (or each image overwrites "
                                                             "the previous one): accumulate over the whole batch."),
-        equals(lambda a: _wg(a, rows=a.dy.shape[2] - 1), "the last output row is missing from the sum: y runs over "
+        equals(lambda a: _wg(a, rows=a.dy.shape[2] - 1), "the last output row is missing from the sum: i runs over "
                                                          "range(OH), OH = dy.shape[2]."),
-        equals(lambda a: _wg(a, cols=a.dy.shape[3] - 1), "the last output column is missing from the sum: x runs over "
+        equals(lambda a: _wg(a, cols=a.dy.shape[3] - 1), "the last output column is missing from the sum: j runs over "
                                                          "range(OW), OW = dy.shape[3]."),
         equals(lambda a: _wg(a, rows=a.dy.shape[2] - 1, cols=a.dy.shape[3] - 1),
                "the last output row and column are missing: use range(OH) and range(OW)."),
@@ -397,11 +399,12 @@ CONV_WEIGHT_GRAD = KernelExercise(
 
 
 def check_conv_weight_grad(kernel) -> None:
-    """Exercise 06.3: ``kernel(dy, x, dw)``: dW[f, c, i, j] = Σ_n Σ_y Σ_x dY[n, f, y, x] · X[n, c, y + i, x + j].
+    """Exercise 06.3: ``kernel(dy, x, dw)``: dw[f, c, p, q] = Σ_n Σ_i Σ_j dy[n, f, i, j] · x[n, c, i + p, j + q].
 
-    One thread per weight: ``j, i, z = cuda.grid(3)`` with z = f * C + c, blocks of (8, 4, 1) threads,
+    (i, j) is an output position, (p, q) the weight's offset in the kernel (notebook 06's notation).
+    One thread per weight: ``q, p, z = cuda.grid(3)`` with z = f * C + c, blocks of (8, 4, 1) threads,
     grid (1, 1, F * C). Sizes are odd and nothing is square: x (2, 3, 9, 13), a 3 × 5 kernel, dy (2, 4, 7, 9),
-    so swapped i and j, a missed image of the batch or a loop one step short all give wrong numbers; then
+    so swapped p and q, a missed image of the batch or a loop one step short all give wrong numbers; then
     1 × 1, 4 × 2 and 2 × 7 kernels on other shapes (one image, one channel, one filter).
     Float32 is checked from the PTX.
     """

@@ -38,15 +38,15 @@ def maxpool2x2_forward_kernel(x, y, argmax):
 
 @kernel(f"void({_T4}, {_I4}, {_T4})")
 def maxpool2x2_backward_kernel(dy, argmax, dx):
-    w, h, z = cuda.grid(3)  # one thread per INPUT pixel: no two threads write the same place
+    col, row, z = cuda.grid(3)  # one thread per INPUT pixel: no two threads write the same place
     C = dx.shape[1]
     n, c = z // C, z % C
-    if n < dx.shape[0] and h < dx.shape[2] and w < dx.shape[3]:
-        i, j = h // 2, w // 2
-        if i < dy.shape[2] and j < dy.shape[3] and argmax[n, c, i, j] == (h % 2) * 2 + (w % 2):
-            dx[n, c, h, w] = dy[n, c, i, j]
+    if n < dx.shape[0] and row < dx.shape[2] and col < dx.shape[3]:
+        i, j = row // 2, col // 2  # the output whose window holds this pixel
+        if i < dy.shape[2] and j < dy.shape[3] and argmax[n, c, i, j] == (row % 2) * 2 + (col % 2):
+            dx[n, c, row, col] = dy[n, c, i, j]
         else:
-            dx[n, c, h, w] = float32(0)  # lost the max, or in a dropped odd row/column
+            dx[n, c, row, col] = float32(0)  # lost the max, or in a dropped odd row/column
 
 
 def _launch_per_map(kernel, rows: int, cols: int, channels: int, *batch_args) -> None:
