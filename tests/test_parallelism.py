@@ -80,3 +80,15 @@ def test_a_kernel_without_a_formula_is_shown_as_unknown():
     (shape,) = parallelism.launch_shapes(rec)
     assert shape.work is None and shape.threads_launched == 96
     assert "mystery" in parallelism.table({"only": rec}) and "—" in parallelism.table({"only": rec})
+
+
+def test_the_tiled_matmul_loops_over_whole_tiles():
+    """On a GPU the dense layers use the tiled kernel: each thread runs ceil(K / 16) tiles of 16 multiply-adds."""
+    import numpy as np
+
+    from nbkit.kernels.matmul import TILE, matmul_tiled_kernel
+
+    a, b, c = np.zeros((64, 84), np.float32), np.zeros((84, 10), np.float32), np.zeros((64, 10), np.float32)
+    rec = StepRecord(launches=[(matmul_tiled_kernel, (1, 4), (TILE, TILE), (a, b, c, 0, 0))])
+    (shape,) = parallelism.launch_shapes(rec)
+    assert (shape.work.threads, shape.work.loop, shape.threads_launched) == (640, 96, 1024)

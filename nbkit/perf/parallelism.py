@@ -20,6 +20,7 @@ from typing import Callable
 
 from nbkit.core.hw import WARP_SIZE
 from nbkit.core.launch import kernel_name
+from nbkit.kernels.matmul import TILE
 from nbkit.perf.occupancy import arch as arch_limits
 from nbkit.perf.roofline import GPU, GPUS
 
@@ -47,6 +48,11 @@ def _matmul(a, b, c, trans_a, trans_b, *_) -> Work:
     return Work(_size(c), int(a.shape[0] if trans_a else a.shape[1]), "multiply-add along K", _shape(c))
 
 
+def _matmul_tiled(a, b, c, trans_a, trans_b, *_) -> Work:
+    k = int(a.shape[0] if trans_a else a.shape[1])  # every thread runs whole tiles; past K it adds zeros
+    return Work(_size(c), -(-k // TILE) * TILE, f"multiply-add along K, in tiles of {TILE}", _shape(c))
+
+
 def _grid_stride(param, *_, launched: int) -> Work:
     return Work(min(_size(param), launched), -(-_size(param) // launched), "parameter updated (grid-stride)",
                 _shape(param))
@@ -63,7 +69,7 @@ WORK: dict[str, Callable[..., Work]] = {
     "conv2d_backward_bias_kernel": lambda dy, db, **_: Work(
         _size(db), int(dy.shape[0] * dy.shape[2] * dy.shape[3]), "addition over n, i, j", _shape(db)),
     "matmul_naive_kernel": lambda *a, **_: _matmul(*a),
-    "matmul_tiled_kernel": lambda *a, **_: _matmul(*a),
+    "matmul_tiled_kernel": lambda *a, **_: _matmul_tiled(*a),
     "add_bias_kernel": lambda z, b, **_: Work(_size(z), 1, "addition", _shape(z)),
     "column_sum_kernel": lambda m, out, **_: Work(_size(out), int(m.shape[0]), "addition down a column", _shape(out)),
     "relu_forward_kernel": lambda x, y, **_: Work(_size(y), 1, "element", _shape(y)),
