@@ -35,6 +35,38 @@ def test_readme_maps_every_notebook_and_links_the_guide():
     for path in NOTEBOOKS:
         assert f"`{path.stem}`" in readme, f"{path.stem} is missing from the README's course map"
     assert "docs/instructors.md" in readme
+    mapped = set(re.findall(r"^\| `(\d\d_\w+)` \|", readme, re.M))
+    assert mapped == {p.stem for p in NOTEBOOKS}, f"README's course map lists {sorted(mapped)}"
+
+
+def test_welcome_notebook_maps_every_notebook():
+    """00's table of notebooks has one row per notebook (its rows start with the number, e.g. '| 09 performance')."""
+    table = nbformat.read(ROOT / "notebooks" / "00_welcome.ipynb", as_version=4).cells[0].source
+    rows = set(re.findall(r"^\| \**(\d\d) ", table, re.M))
+    assert rows == {p.stem[:2] for p in NOTEBOOKS}, f"00's table lists notebooks {sorted(rows)}"
+
+
+def _exercises_before_a_section() -> set[str]:
+    """Numbers of the notebooks where a section other than a summary or pointer onward follows an exercise."""
+    found = set()
+    for path in NOTEBOOKS:
+        seen_exercise = False
+        for cell in nbformat.read(path, as_version=4).cells:
+            for heading in re.findall(r"^## (.*)$", cell.source, re.M) if cell.cell_type == "markdown" else ():
+                if "Exercise" in heading:
+                    seen_exercise = True
+                elif seen_exercise and heading not in ("Summary", "Next") and not heading.startswith("Summary"):
+                    found.add(path.stem[:2])
+    return found
+
+
+def test_readme_says_which_notebooks_have_exercises_mid_notebook():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    said = re.search(r"while ([\d, and]+) put some or all of them right after the section they practise", readme)
+    assert said, "README no longer says which notebooks put exercises right after their section"
+    assert set(re.findall(r"\d\d", said.group(1))) == _exercises_before_a_section()
+    ending = re.search(r"([\d, and]+) close with their exercises", readme)
+    assert set(re.findall(r"\d\d", ending.group(1))) == {p.stem[:2] for p in NOTEBOOKS} - _exercises_before_a_section()
 
 
 def test_every_torch_version_named_in_docs_and_set_up_files_is_the_pin():

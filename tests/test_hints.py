@@ -1,6 +1,6 @@
 """A hint followed literally passes its check.
 
-Every exercise of notebooks 00-08 gives its hints in tiers, collapsed: ``<details><summary>Hint 1 (idea)</summary>``,
+Every exercise of notebooks 00-08 and 10 gives its hints in tiers, collapsed: ``<details><summary>Hint 1 (idea)</summary>``,
 then a nudge, and last ``<summary>Hint N (the code)</summary>`` with one fenced ``python`` block, a complete answer
 (the convention this test relies on). Each complete answer runs here, in the simulator, through the notebook's own
 check cell (the code cell after the solution cell), with the names the notebook defined before the solution cell
@@ -21,7 +21,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0[0-8]_*.ipynb"))
+# 09 not yet: its hints are single-tier (issue 19)
+NOTEBOOKS = sorted(p for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("[01][0-9]_*.ipynb")
+                   if not p.name.startswith("09_"))
 _TIER = re.compile(r"<details><summary>Hint (\d+) \(([^)]*)\)</summary>(.*?)</details>", re.S)
 _CODE = re.compile(r"```python\n(.*?)```", re.S)
 

@@ -31,6 +31,8 @@ class GPU:
     peak_gflops: float  # FP32, GFLOP/s
     bandwidth_gbs: float  # GB/s (1e9 bytes/s)
     source: str
+    sms: int = 0  # streaming multiprocessors (the architecture whitepaper); 0: not given
+    arch: str = ""  # compute capability as nbkit.core.hw.sm_name writes it, for the per-SM limits of perf.occupancy
 
     @property
     def ridge(self) -> float:
@@ -40,11 +42,14 @@ class GPU:
 
 GPUS: dict[str, GPU] = {g.name: g for g in (
     GPU("T4", 8_100, 320, "NVIDIA T4 datasheet: 8.1 TFLOPS FP32, 320 GB/s GDDR6 "
-        "(https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/tesla-t4/t4-tensor-core-datasheet-951643.pdf)"),
+        "(https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/tesla-t4/t4-tensor-core-datasheet-951643.pdf); "
+        "40 SMs (NVIDIA Turing GPU Architecture whitepaper, Tesla T4)", sms=40, arch="sm_75"),
     GPU("A100 SXM 40GB", 19_500, 1_555, "NVIDIA A100 datasheet: 19.5 TFLOPS FP32, 1,555 GB/s HBM2 for the 40GB SXM "
-        "(https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf)"),
+        "(https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf)"
+        "; 108 SMs (NVIDIA A100 Tensor Core GPU Architecture whitepaper)", sms=108, arch="sm_80"),
     GPU("H100 SXM", 67_000, 3_350, "NVIDIA H100 datasheet: 67 TFLOPS FP32, 3.35 TB/s HBM3 for the H100 SXM "
-        "(https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet)"),
+        "(https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet); "
+        "132 SMs (NVIDIA H100 Tensor Core GPU Architecture whitepaper, H100 SXM5)", sms=132, arch="sm_90"),
 )}
 
 
