@@ -53,6 +53,7 @@ def test_every_exercise_has_tiered_hints_ending_in_the_code():
         assert tiers, f"{name} {number}: no hint"
         assert [int(n) for n, _, _ in tiers] == list(range(1, len(tiers) + 1)), f"{name} {number}: tiers out of order"
         assert tiers[0][1] == "idea", f"{name} {number}: the first hint is not the idea"
+        assert len(tiers) >= 3, f"{name} {number}: no nudge between the idea and the code"
         assert tiers[-1][1] == "the code" and len(_CODE.findall(tiers[-1][2])) == 1, \
             f"{name} {number}: the last hint is not one complete answer"
         assert all(not _CODE.search(body) for _, _, body in tiers[:-1]), f"{name} {number}: code before the last tier"
