@@ -1,6 +1,6 @@
 """A hint followed literally passes its check.
 
-Every exercise of notebooks 00-08 and 10 gives its hints in tiers, collapsed: ``<details><summary>Hint 1 (idea)</summary>``,
+Every exercise of notebooks 00-10 gives its hints in tiers, collapsed: ``<details><summary>Hint 1 (idea)</summary>``,
 then a nudge, and last ``<summary>Hint N (the code)</summary>`` with one fenced ``python`` block, a complete answer
 (the convention this test relies on). Each complete answer runs here, in the simulator, through the notebook's own
 check cell (the code cell after the solution cell), with the names the notebook defined before the solution cell
@@ -21,9 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-# 09 not yet: its hints are single-tier (issue 19)
-NOTEBOOKS = sorted(p for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("[01][0-9]_*.ipynb")
-                   if not p.name.startswith("09_"))
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[01][0-9]_*.ipynb"))
 _TIER = re.compile(r"<details><summary>Hint (\d+) \(([^)]*)\)</summary>(.*?)</details>", re.S)
 _CODE = re.compile(r"```python\n(.*?)```", re.S)
 
@@ -50,11 +48,12 @@ EXERCISES = _exercises()
 
 
 def test_every_exercise_has_tiered_hints_ending_in_the_code():
-    assert len(EXERCISES) >= 29
+    assert len(EXERCISES) >= 35
     for name, number, tiers, _, _ in EXERCISES:
         assert tiers, f"{name} {number}: no hint"
         assert [int(n) for n, _, _ in tiers] == list(range(1, len(tiers) + 1)), f"{name} {number}: tiers out of order"
         assert tiers[0][1] == "idea", f"{name} {number}: the first hint is not the idea"
+        assert len(tiers) >= 3, f"{name} {number}: no nudge between the idea and the code"
         assert tiers[-1][1] == "the code" and len(_CODE.findall(tiers[-1][2])) == 1, \
             f"{name} {number}: the last hint is not one complete answer"
         assert all(not _CODE.search(body) for _, _, body in tiers[:-1]), f"{name} {number}: code before the last tier"
