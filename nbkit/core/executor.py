@@ -458,7 +458,10 @@ def _fix_returns(stmts: list[ast.stmt], depth: int, on_return: list[ast.stmt]) -
 
 _PRELUDE = ["_nt = _bdx * _bdy * _bdz"]
 _BLOCK = ["_bx = _blk % _gdx", "_by = (_blk // _gdx) % _gdy", "_bz = _blk // (_gdx * _gdy)", "_where[0] = _blk"]
-_THREAD = ["_tx = _t % _bdx", "_ty = (_t // _bdx) % _bdy", "_tz = _t // (_bdx * _bdy)"]
+_THREAD = ["for _tz in range(_bdz):",  # nested loops: no division per thread to find its index
+           "    for _ty in range(_bdy):",
+           "        for _tx in range(_bdx):",
+           "            _t = (_tz * _bdy + _ty) * _bdx + _tx"]
 
 
 @dataclass
@@ -555,6 +558,15 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
     lines.append(f"def _launch_{plan.name}({', '.join(sig)}):")
     ind = "    "
     lines += [ind + s for s in _PRELUDE]
+    done = plan.barriers and plan.returns
+    # per-thread arrays: allocated once per call (not per block), reset where a block must start afresh
+    for v in sorted(plan.arrays):
+        if v in plan.assigned_params:
+            lines.append(f"{ind}{v}__a = np.full(_nt, _p_{v})")
+        else:
+            lines.append(f"{ind}{v}__a = np.empty(_nt, _dt_{v})")
+    if done:
+        lines.append(f"{ind}_done = np.zeros(_nt, np.bool_)")
     lines.append(ind + "for _blk in range(_b0, _b1):")
     ind2 = ind * 2
     lines += [ind2 + s for s in _BLOCK]
@@ -562,14 +574,10 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
         shape, dtype = (ast.unparse(a) for a in stmt.value.args)
         # poisoned like the simulator's (NaN, or an integer sentinel): _poison_<name> is set by compile_for_cpu
         lines.append(f"{ind2}{stmt.targets[0].id} = np.full({shape}, _poison_{stmt.targets[0].id}, {dtype})")
-    for v in sorted(plan.arrays):
-        if v in plan.assigned_params:
-            lines.append(f"{ind2}{v}__a = np.full(_nt, _p_{v})")
-        else:
-            lines.append(f"{ind2}{v}__a = np.empty(_nt, _dt_{v})")
-    done = plan.barriers and plan.returns
+    for v in sorted(plan.arrays & plan.assigned_params):
+        lines.append(f"{ind2}{v}__a[:] = _p_{v}")
     if done:
-        lines.append(f"{ind2}_done = np.zeros(_nt, np.bool_)")
+        lines.append(f"{ind2}_done[:] = False")
     to_arrays = _ToArrays(plan.arrays, "_t")
     head_arrays = _ToArrays(plan.arrays, "_t0")
     on_return = [ast.parse("_done[_t] = True").body[0]] if done else []
@@ -597,21 +605,25 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
     def pieces(ps: list, indent: str) -> None:
         for p in ps:
             if isinstance(p, _Seg):
-                body = [to_arrays.visit(copy.deepcopy(s)) for s in p.stmts]  # the plan serves every dtype
+                body = [copy.deepcopy(s) for s in p.stmts]  # the plan serves every dtype
                 body, has_ret = _fix_returns(body, 0, on_return)
-                lines.append(f"{indent}for _t in range(_nt):")
-                inner = indent + "    "
-                lines.extend([inner + s for s in _THREAD])
+                lines.extend(indent + s for s in _THREAD)
+                inner = indent + "    " * (len(_THREAD) - 1)
                 if done:
                     lines.append(f"{inner}if _done[_t]:")
                     lines.append(f"{inner}    continue")
                 lines.append(f"{inner}_where[1] = _t")
                 if not plan.barriers:
                     lines.extend([f"{inner}{v} = _p_{v}" for v in sorted(plan.assigned_params)])
+                # a thread's values live across barriers in per-thread arrays: in local variables (registers)
+                # while its segment runs, stored back at the end (a returning thread's values are not needed)
+                mentioned = _names(p.stmts)
+                lines.extend(f"{inner}{v} = {v}__a[_t]" for v in sorted(plan.arrays & mentioned))
                 if has_ret:
                     lines.append(f"{inner}_ret = False")
                 for s in body:
                     lines.extend([inner + line for line in ast.unparse(ast.fix_missing_locations(s)).splitlines()])
+                lines.extend(f"{inner}{v}__a[_t] = {v}" for v in sorted(plan.arrays & _names(p.stmts, ast.Store)))
             else:
                 st = p.stmt
                 lines.extend(first_live(indent))
