@@ -283,3 +283,19 @@ def test_compiled_launches_run_on_the_executor_in_sim_mode_and_stop_after(python
     r = python_in_fresh_process(code, NBKIT_MODE="sim")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["sim", "1", "1", "True"]
+
+
+def test_dense_layers_launch_the_tiled_matmul_from_one_tile_of_rows_when_compiled():
+    """Simulated launches keep the naive kernel (the tiled one's barriers are slow there); compiled ones take the
+    tiled kernel once the batch fills a tile, and the naive one below, where the executor measured it faster."""
+    from nbkit.core.launch import compiled_launches
+    from nbkit.core.mode import MODE
+    from nbkit.kernels.matmul import TILE
+    from nbkit.nn import kernel_backend
+
+    if MODE.name != "sim":
+        pytest.skip("the routing of compiled_launches() exists in sim mode")
+    assert kernel_backend.matmul_method(64) == "naive"
+    with compiled_launches():
+        assert [kernel_backend.matmul_method(n) for n in (TILE - 1, TILE, 64)] == ["naive", "tiled", "tiled"]
+    assert kernel_backend.matmul_method(64) == "naive"

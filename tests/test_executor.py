@@ -474,3 +474,54 @@ def test_shared_memory_starts_poisoned_in_every_block_as_in_the_simulator():
     run_on_cpu(_reads_unwritten_shared, 2, 32, x, out)
     assert (out[0] == 2).all() and np.isnan(out[1]).all()  # block 1 wrote nothing: NaN + a large negative int
     assert "np.full(64, _poison_buf, float32)" in generated_source(_reads_unwritten_shared, x, out)
+
+
+# ---------------------------------------------------------------------------------------------- speed decisions
+
+@cuda.jit
+def _long_sum_per_thread(x, out):
+    t = cuda.grid(1)  # few threads, each with a long loop: the shape of a weight gradient
+    if t < out.size:
+        acc = float32(0)
+        for k in range(x.size):
+            acc += x[k] * float32(t)
+        out[t] = acc
+
+
+def test_pool_use_follows_measured_work_not_thread_count(monkeypatch):
+    import nbkit.core.executor as ex
+
+    submits = []
+    pool = ex._pool()
+
+    class Counting:
+        def submit(self, fn, *args):
+            submits.append(args)
+            return pool.submit(fn, *args)
+
+    monkeypatch.setattr(ex, "_pool", lambda: Counting())
+    x, out = f32(2_000_000), np.zeros(64, np.float32)
+    for _ in range(3):  # compile; a measured serial run (64 threads); then the pool, since it took > 1 ms
+        run_on_cpu(_long_sum_per_thread, 2, 32, x, out)
+    assert len(submits) == 1
+    a, b = f32(40_000), np.zeros(40_000, np.float32)
+    from nbkit.kernels.activations import relu_forward_kernel
+    for _ in range(2):  # many cheap threads: shared out while not measured (the first call also compiles) ...
+        run_on_cpu(relu_forward_kernel, 313, 128, a, b)
+    submits.clear()
+    for _ in range(2):  # ... then, measured cheap, run on the calling thread
+        run_on_cpu(relu_forward_kernel, 313, 128, a, b)
+    assert submits == []
+    assert np.array_equal(b, np.maximum(a, 0))
+
+
+@pytest.mark.parametrize("array", [np.zeros((3, 4), np.float32), np.zeros((3, 4), np.float64, order="F"),
+                                   np.zeros((5, 6), np.int8)[:, ::2], np.zeros(7, np.int32)[::3],
+                                   np.zeros((2, 2), np.float32)[:1], np.frombuffer(b"\0" * 16, np.float32)])
+def test_cached_array_types_are_numbas(array):
+    import numba
+
+    from nbkit.core.executor import _typeof
+
+    _typeof(array)
+    assert _typeof(array) == numba.typeof(array)

@@ -20,6 +20,7 @@ import inspect
 import os
 import textwrap
 import threading
+import time
 import types as pytypes
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -458,7 +459,10 @@ def _fix_returns(stmts: list[ast.stmt], depth: int, on_return: list[ast.stmt]) -
 
 _PRELUDE = ["_nt = _bdx * _bdy * _bdz"]
 _BLOCK = ["_bx = _blk % _gdx", "_by = (_blk // _gdx) % _gdy", "_bz = _blk // (_gdx * _gdy)", "_where[0] = _blk"]
-_THREAD = ["_tx = _t % _bdx", "_ty = (_t // _bdx) % _bdy", "_tz = _t // (_bdx * _bdy)"]
+_THREAD = ["for _tz in range(_bdz):",  # nested loops: no division per thread to find its index
+           "    for _ty in range(_bdy):",
+           "        for _tx in range(_bdx):",
+           "            _t = (_tz * _bdy + _ty) * _bdx + _tx"]
 
 
 @dataclass
@@ -555,6 +559,15 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
     lines.append(f"def _launch_{plan.name}({', '.join(sig)}):")
     ind = "    "
     lines += [ind + s for s in _PRELUDE]
+    done = plan.barriers and plan.returns
+    # per-thread arrays: allocated once per call (not per block), reset where a block must start afresh
+    for v in sorted(plan.arrays):
+        if v in plan.assigned_params:
+            lines.append(f"{ind}{v}__a = np.full(_nt, _p_{v})")
+        else:
+            lines.append(f"{ind}{v}__a = np.empty(_nt, _dt_{v})")
+    if done:
+        lines.append(f"{ind}_done = np.zeros(_nt, np.bool_)")
     lines.append(ind + "for _blk in range(_b0, _b1):")
     ind2 = ind * 2
     lines += [ind2 + s for s in _BLOCK]
@@ -562,14 +575,10 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
         shape, dtype = (ast.unparse(a) for a in stmt.value.args)
         # poisoned like the simulator's (NaN, or an integer sentinel): _poison_<name> is set by compile_for_cpu
         lines.append(f"{ind2}{stmt.targets[0].id} = np.full({shape}, _poison_{stmt.targets[0].id}, {dtype})")
-    for v in sorted(plan.arrays):
-        if v in plan.assigned_params:
-            lines.append(f"{ind2}{v}__a = np.full(_nt, _p_{v})")
-        else:
-            lines.append(f"{ind2}{v}__a = np.empty(_nt, _dt_{v})")
-    done = plan.barriers and plan.returns
+    for v in sorted(plan.arrays & plan.assigned_params):
+        lines.append(f"{ind2}{v}__a[:] = _p_{v}")
     if done:
-        lines.append(f"{ind2}_done = np.zeros(_nt, np.bool_)")
+        lines.append(f"{ind2}_done[:] = False")
     to_arrays = _ToArrays(plan.arrays, "_t")
     head_arrays = _ToArrays(plan.arrays, "_t0")
     on_return = [ast.parse("_done[_t] = True").body[0]] if done else []
@@ -597,21 +606,25 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
     def pieces(ps: list, indent: str) -> None:
         for p in ps:
             if isinstance(p, _Seg):
-                body = [to_arrays.visit(copy.deepcopy(s)) for s in p.stmts]  # the plan serves every dtype
+                body = [copy.deepcopy(s) for s in p.stmts]  # the plan serves every dtype
                 body, has_ret = _fix_returns(body, 0, on_return)
-                lines.append(f"{indent}for _t in range(_nt):")
-                inner = indent + "    "
-                lines.extend([inner + s for s in _THREAD])
+                lines.extend(indent + s for s in _THREAD)
+                inner = indent + "    " * (len(_THREAD) - 1)
                 if done:
                     lines.append(f"{inner}if _done[_t]:")
                     lines.append(f"{inner}    continue")
                 lines.append(f"{inner}_where[1] = _t")
                 if not plan.barriers:
                     lines.extend([f"{inner}{v} = _p_{v}" for v in sorted(plan.assigned_params)])
+                # a thread's values live across barriers in per-thread arrays: in local variables (registers)
+                # while its segment runs, stored back at the end (a returning thread's values are not needed)
+                mentioned = _names(p.stmts)
+                lines.extend(f"{inner}{v} = {v}__a[_t]" for v in sorted(plan.arrays & mentioned))
                 if has_ret:
                     lines.append(f"{inner}_ret = False")
                 for s in body:
                     lines.extend([inner + line for line in ast.unparse(ast.fix_missing_locations(s)).splitlines()])
+                lines.extend(f"{inner}{v}__a[_t] = {v}" for v in sorted(plan.arrays & _names(p.stmts, ast.Store)))
             else:
                 st = p.stmt
                 lines.extend(first_live(indent))
@@ -693,6 +706,22 @@ def _get_plan(fn: Callable) -> _Plan:
         return _PLANS[fn]
 
 
+_ARRAY_TYPES: dict[tuple, object] = {}
+
+
+def _typeof(a: object) -> object:
+    """``numba.typeof(a)``, for arrays from a cache keyed by what their numba type depends on (a launch has many
+    array arguments, and numba.typeof costs about 10 µs each)."""
+    if type(a) is not np.ndarray:
+        return numba.typeof(a)
+    f = a.flags
+    key = (a.dtype, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
+    ty = _ARRAY_TYPES.get(key)
+    if ty is None:
+        ty = _ARRAY_TYPES[key] = numba.typeof(a)
+    return ty
+
+
 def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
     """The executor of ``kernel`` for arguments of these types (host arrays and scalars as passed to the launcher).
 
@@ -701,7 +730,7 @@ def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
     """
     fn = python_function(kernel)
     try:
-        argtypes = tuple(numba.typeof(a) for a in args)
+        argtypes = tuple(_typeof(a) for a in args)
     except ValueError as exc:  # numba.typeof refuses what it cannot type: the simulator may still take it
         raise ExecutorUnsupported(f"an argument numba cannot compile for the CPU: {exc}") from exc
     plan = _get_plan(fn)
@@ -747,7 +776,15 @@ def _host(arg: object) -> object:
 
 
 _POOL: ThreadPoolExecutor | None = None
-_PARALLEL_MIN_THREADS = 16384  # smaller launches run on the calling thread (handing out work costs ~80 µs)
+# Whether a launch's blocks are shared out to the pool (handing out work costs ~80 µs on a quiet machine, far more
+# on a busy one) is decided by its work, not its thread count: a cheap launch of many threads (an element-wise
+# kernel) runs on the calling thread, and few threads with long loops (a weight gradient: one thread per weight,
+# each summing over the batch) are split. The work is the CPU time the same launch (kernel, grid, block) took last
+# time (its threads' CPU time: waiting for a busy machine does not count); a launch not seen before is
+# shared out if it has many threads.
+_PARALLEL_MIN_THREADS = 16384
+_PARALLEL_MIN_SECONDS = 0.001
+_WORK_SECONDS: dict[tuple, float] = {}
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -768,7 +805,10 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     host = [_host(a) for a in args]
     compiled = compile_for_cpu(kernel, host)
     nblocks = grid[0] * grid[1] * grid[2]
-    small = nblocks * block[0] * block[1] * block[2] < _PARALLEL_MIN_THREADS  # the pool costs more than it saves
+    launch_key = (compiled.launcher, grid, block)
+    work = _WORK_SECONDS.get(launch_key)
+    small = (work < _PARALLEL_MIN_SECONDS if work is not None  # the pool costs more than it saves
+             else nblocks * block[0] * block[1] * block[2] < _PARALLEL_MIN_THREADS)
     workers = 1 if compiled.serial or small else max(1, min(os.cpu_count() or 1, nblocks))
     bounds = [(nblocks * k // workers, nblocks * (k + 1) // workers) for k in range(workers)]
     wheres = [np.zeros(2, np.int64) for _ in bounds]
@@ -777,9 +817,13 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     # BarrierDivergence is found after earlier phases wrote: keep the arrays to put back, where it can happen
     before = [(a, a.copy()) for a in host if isinstance(a, np.ndarray)] if compiled.may_diverge else []
 
+    cpu = [0.0] * workers
+
     def run(k: int) -> None:
+        start = time.thread_time()
         try:
             compiled.launcher(bounds[k][0], bounds[k][1], wheres[k], *grid, *block, *host)
+            cpu[k] = time.thread_time() - start
         except IndexError as exc:
             errors.append((k, exc))
         except BarrierDivergence as exc:  # wait for the other workers before putting the arrays back
@@ -787,11 +831,17 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
 
     try:
         first = 0
-        if workers == 1 or not compiled.launcher.signatures:
+        compiled_before = bool(compiled.launcher.signatures)
+        if workers == 1 or not compiled_before:
             run(0)  # alone: the first call compiles, and compiling once beats every worker waiting for it
             first = 1
-        for future in [_pool().submit(run, k) for k in range(first, workers)]:
+        futures = [_pool().submit(run, k) for k in range(max(first, 1), workers)]
+        if first == 0:
+            run(0)  # the calling thread takes the first share instead of waiting
+        for future in futures:
             future.result()
+        if compiled_before and not compiled.serial:
+            _WORK_SECONDS[launch_key] = sum(cpu)  # CPU time of the work itself, not of handing it out
     except numba.core.errors.NumbaError as exc:  # compile-time only: errors of the running code are not NumbaErrors
         raise ExecutorUnsupported(f"numba cannot compile {python_function(kernel).__name__} for the CPU: "
                                   f"{str(exc).splitlines()[0]}") from exc

@@ -299,6 +299,11 @@ def compiled_launches() -> Iterator[None]:
         simulator.route_launches(None)
 
 
+def launches_compiled() -> bool:
+    """Whether a launch made now runs through the CPU executor: cpu mode, or inside :func:`compiled_launches`."""
+    return MODE.name == "cpu" or (MODE.name == "sim" and simulator.routed())
+
+
 if MODE.name == "cpu":
     simulator.route_launches(run_on_executor)
 

@@ -36,6 +36,7 @@ SUPPORTED = "numba-cuda 0.30 (on numba 0.68) or numba 0.68's built-in CUDA simul
 __all__ = ["SUPPORTED", "SimulatorInternalsError", "Internals", "internals", "which", "numba_cuda_loaded", "as_dtype",
            "device_array_memory",
            "simulated_kernel", "is_simulated_kernel", "is_device_function", "launch_context", "Router", "route_launches",
+           "routed",
            "install_warp_intrinsics", "warp_sync", "poison_value", "poisoned", "DivergentBarrier", "harden"]
 
 
@@ -193,6 +194,11 @@ def route_launches(run: Router | None) -> None:
     _ROUTER.clear()
     if run is not None:
         _ROUTER.append(run)
+
+
+def routed() -> bool:
+    """Whether the simulator's launches are handed to a router now (:func:`route_launches`)."""
+    return bool(_ROUTER)
 
 
 # ---------------------------------------------------------------------------------------------- hardening

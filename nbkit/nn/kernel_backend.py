@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from nbkit.core.launch import launches_compiled
 from nbkit.core.mode import MODE
-from nbkit.kernels import activations, conv, dense, losses, pool
+from nbkit.kernels import activations, conv, dense, losses, matmul, pool
 from nbkit.nn.backend import Param
 from nbkit.nn.optim import sgd_update_kernel
 
@@ -19,6 +20,17 @@ from nbkit.nn.optim import sgd_update_kernel
 # its 16 × 16 tiles launch up to 256 Python threads per block and its barriers cost far more than they save,
 # so the simulator uses the naive kernel (same results, tested in tests/test_matmul.py).
 MATMUL_METHOD = "naive" if MODE.slow_launches else "tiled"
+
+
+def matmul_method(rows: int) -> str:
+    """The matmul kernel for a dense layer on a batch of ``rows``: :data:`MATMUL_METHOD`, except for launches the
+    CPU executor compiles (cpu mode, ``compiled_launches()``): there the tiled kernel from one tile of rows up, the
+    naive one below, where a 16 × 16 tile is mostly empty rows. Measured (LeNet's three dense layers, forward and
+    backward, one core, 2026-11-29): tiled 6.4 vs naive 9.5 ms at 64 rows, 3.3 vs 3.6 at 16, 3.2 vs 1.9 at 4.
+    """
+    if launches_compiled():
+        return "tiled" if rows >= matmul.TILE else "naive"
+    return MATMUL_METHOD
 
 
 class KernelBackend:
@@ -33,10 +45,10 @@ class KernelBackend:
         return a.copy_to_host() if hasattr(a, "copy_to_host") else np.array(a)
 
     def dense_forward(self, x, W, b):
-        return dense.dense_forward(x, W, b, MATMUL_METHOD)
+        return dense.dense_forward(x, W, b, matmul_method(x.shape[0]))
 
     def dense_backward(self, dy, x, W):
-        return dense.dense_backward(dy, x, W, MATMUL_METHOD)
+        return dense.dense_backward(dy, x, W, matmul_method(x.shape[0]))
 
     def relu_forward(self, x):
         return activations.relu_forward(x)
