@@ -4,6 +4,7 @@ a folder that cannot be written falls back to compiling in memory."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_compiler
 
 from nbkit.core import diskcache, executor
+from nbkit.perf import compiler
+from nbkit.perf.ptx import f64_instructions
 
 pytestmark = pytest.mark.subprocess
 
@@ -132,3 +136,45 @@ def test_values_that_cannot_be_named_are_not_cached():
 def test_cache_can_be_turned_off(monkeypatch):
     monkeypatch.setenv(diskcache.ENV_VAR, "off")
     assert diskcache.cache_root() is None and diskcache.cache_dir("cpu") is None
+
+
+COMPILED = """
+from numba import cuda
+
+
+@cuda.jit
+def scale(x):
+    i = cuda.grid(1)
+    if i < x.size:
+        x[i] = x[i] * SCALE
+"""
+
+
+@needs_compiler
+def test_compile_results_are_stored_on_disk_and_keyed_on_values(tmp_path, monkeypatch):
+    monkeypatch.setenv(diskcache.ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setattr(compiler, "_compiled", {})
+    (tmp_path / "kmod.py").write_text(COMPILED)
+    spec = importlib.util.spec_from_file_location("nbkit_test_kmod", tmp_path / "kmod.py")
+    kmod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kmod)
+    kmod.SCALE = np.float32(0.1)
+    signature = "void(float32[::1])"
+    first = compiler.compile_kernel(kmod.scale, signature)
+    assert first.ptx and not f64_instructions(first.ptx)
+    assert len(list((tmp_path / "cache" / "ptx").glob("*.json"))) == 1
+
+    monkeypatch.setattr(compiler, "_compiled", {})  # as a new process: nothing in memory, no worker
+    compiler._close_worker()
+    compiler.start_compile_worker(kmod.scale, signature)
+    assert not compiler._worker  # the answer is on disk: no worker is started for it
+    assert compiler.compile_kernel(kmod.scale, signature) == first
+    assert not compiler._worker
+
+    kmod.SCALE = np.float64(0.1)  # the same source reading a float64 constant: another kernel for the compiler
+    changed = compiler.compile_kernel(kmod.scale, signature)
+    assert f64_instructions(changed.ptx)
+
+    monkeypatch.setenv(diskcache.ENV_VAR, str(tmp_path / "kmod.py" / "cache"))  # cannot be created: compiles
+    kmod.SCALE = np.float32(3)
+    assert not f64_instructions(compiler.compile_kernel(kmod.scale, signature).ptx)
