@@ -779,7 +779,7 @@ class KernelExercise(Exercise):
 
     def _run(self, kernel: object, cases: Sequence[Case] | None, progress: _Progress,
              realistic: Sequence[Case] | None = None) -> types.SimpleNamespace:
-        start_compile_worker()  # starts while the cases run; the compile comes after them
+        start_compile_worker(kernel, self.float32)  # starts while the cases run (unless cached); compiles after them
         return super()._run(kernel, cases, progress, realistic)
 
     def _phrases(self, kernel: object, last: Attempt, progress: _Progress) -> dict[str, str]:

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
+import importlib.util
 import inspect
 import os
+import sys
 import textwrap
 import threading
 import time
@@ -30,6 +33,7 @@ import numba
 import numpy as np
 from numba import cuda
 
+from nbkit.core import diskcache
 from nbkit.core.simulator import as_dtype, device_array_memory, poison_value
 from nbkit.core.source import python_function
 
@@ -263,8 +267,7 @@ def _device_njit(obj: object) -> tuple[object, bool]:
         fdef = ast.fix_missing_locations(lower.visit(src.fdef))
         env, atomics = _cpu_env(src)
         code = ast.unparse(fdef)
-        _run_source(code, f"device function {fn.__name__}", env)
-        compiled = numba.njit(**_JIT)(env[fdef.name])
+        compiled = _njit(code, fdef.name, f"device function {fn.__name__}", env, numba_cache=False)
         _DEVICE_CACHE[fn] = (compiled, atomics or lower.atomics)
         return _DEVICE_CACHE[fn]
 
@@ -289,6 +292,137 @@ def _cpu_env(src: _Source) -> tuple[dict, bool]:
     env["np"] = np
     env["BarrierDivergence"] = BarrierDivergence
     return env, atomics
+
+
+# ---------------------------------------------------------------------------------------------- disk cache
+
+# What the generated code's meaning depends on besides its own text and the values it reads: this module (the
+# transform, the helpers), numba, llvmlite and NumPy. A change to any of them names new cache entries.
+_VERSION = "|".join((diskcache.file_digest(__file__), numba.__version__, np.__version__,
+                     importlib.import_module("llvmlite").__version__))
+_KEYS: dict[int, tuple[object, str | None]] = {id(h): (h, f"helper {name}") for name, h in _HELPERS.items()}
+_LOADED: dict[str, object] = {}  # content key -> njit function: the same code and values compile once
+_LIBRARIES = ("builtins", "math", "cmath", "numpy", "numba")  # their objects are named by their versions
+_DUNDERS = ("__name__", "__file__", "__spec__", "__loader__", "__package__", "__cached__", "__builtins__")
+
+
+def _value_key(value: object) -> str | None:
+    """A text that names ``value`` exactly as the compiled code sees it (numba freezes globals as constants), or
+    None when it cannot be named safely (then nothing is cached on disk)."""
+    if value is None or isinstance(value, (bool, int, float, complex, str)):
+        return f"{type(value).__name__}:{value!r}"
+    if isinstance(value, np.generic):
+        return f"np:{value.dtype.str}:{value.tobytes().hex()}"
+    if isinstance(value, np.dtype):
+        return f"dtype:{value.str}"
+    if isinstance(value, np.ndarray):
+        return f"array:{value.dtype.str}:{value.shape}:{hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()}"
+    if isinstance(value, tuple):
+        parts = [_value_key(v) for v in value]
+        return None if None in parts else "tuple:(" + ",".join(parts) + ")"  # type: ignore[arg-type]
+    if isinstance(value, pytypes.ModuleType):
+        return f"module:{value.__name__}"
+    if id(value) in _KEYS and _KEYS[id(value)][0] is value:
+        return _KEYS[id(value)][1]
+    if isinstance(value, numba.types.Type):
+        return f"nbtype:{value!r}"
+    module = "numpy" if isinstance(value, np.ufunc) else getattr(value, "__module__", None) or ""
+    if (isinstance(value, (type, pytypes.BuiltinFunctionType, pytypes.FunctionType, np.ufunc))
+            and (module.split(".")[0] in _LIBRARIES or module == __name__)):
+        return f"object:{module}.{getattr(value, '__qualname__', getattr(value, '__name__', ''))}"
+    return None
+
+
+def _globals_key(code: str, env: dict) -> str | None:
+    """The values the generated code reads from its globals (names and module attributes), as one text."""
+    tree = ast.parse(code)
+    local = {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
+             for a in (*n.posonlyargs, *n.args, *n.kwonlyargs)}
+    local |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    local |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    names = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in env} - local)
+    chains = sorted({".".join(p) for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                     and (p := _dotted(n)) and p[0] in names and isinstance(env[p[0]], pytypes.ModuleType)})
+    parts = []
+    for name in names + chains:
+        root, *attrs = name.split(".")
+        value: object = env[root]
+        for attr in attrs:
+            value = getattr(value, attr, None)
+        key = _value_key(value)
+        if key is None:
+            return None
+        parts.append(f"{name}={key}")
+    return "\n".join(parts)
+
+
+def _content_key(code: str, env: dict, *extra: str) -> str | None:
+    values = _globals_key(code, env)
+    return None if values is None else diskcache.digest(_VERSION, code, values, *extra)
+
+
+def _load_module(folder: object, key: str, code: str, what: str, env: dict) -> pytypes.ModuleType | None:
+    """``code`` as an importable module file named by its key (numba's cache and its pickled environments need a
+    real file and an importable module), its globals ``env``; None if the file cannot be written or read."""
+    name = f"nbkit_cpu_{key[:40]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = folder / f"{name}.py"  # type: ignore[operator]
+    text = f"# nbkit CPU executor: {what}. Generated; safe to delete (see nbkit/core/diskcache.py)\n{code}"
+    try:
+        if not diskcache.write_once(path, text) or path.read_text(encoding="utf-8") != text:
+            return None
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        module.__dict__.update({k: v for k, v in env.items() if k not in _DUNDERS})
+        sys.modules[name] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except OSError:
+        sys.modules.pop(name, None)
+        return None
+    return module
+
+
+def _njit(code: str, name: str, what: str, env: dict, numba_cache: bool = True) -> object:
+    """The njit function ``name`` defined by ``code`` with globals ``env``.
+
+    With the disk cache (:mod:`nbkit.core.diskcache`) the code becomes a module file named by a hash of the
+    code, of every value it reads and of the versions, compiled with numba's ``cache=True``: a later process
+    loads the machine code instead of compiling (seconds per kernel). Without it (turned off, not writable,
+    a value that cannot be named): compiled in memory, as it always was.
+    """
+    folder = diskcache.cache_dir("cpu")
+    key = _content_key(code, env) if folder is not None else None
+    with _LOCK:
+        if key is not None and key in _LOADED:
+            return _LOADED[key]
+        module = _load_module(folder, key, code, what, env) if key is not None else None
+        if module is None:
+            _run_source(code, what, env)
+            compiled = numba.njit(**_JIT)(env[name])
+        else:
+            try:
+                compiled = numba.njit(**_JIT, cache=numba_cache)(getattr(module, name))
+            except RuntimeError:  # numba found no folder to cache in: compile in memory
+                compiled = numba.njit(**_JIT)(getattr(module, name))
+            _LOADED[key] = compiled  # type: ignore[index]
+        _KEYS[id(compiled)] = (compiled, None if key is None else f"njit {key}")
+        return compiled
+
+
+def _cached_probe(code: str, env: dict, argtypes: tuple) -> dict[str, np.dtype] | None:
+    """The probe's answer (per-thread variables' dtypes) stored by an earlier process, or None."""
+    folder = diskcache.cache_dir("cpu")
+    key = _content_key(code, env, repr(argtypes)) if folder is not None else None
+    stored = diskcache.read_json(folder / f"probe_{key}.json") if key is not None else None  # type: ignore[operator]
+    return {v: np.dtype(dt) for v, dt in stored.items()} if isinstance(stored, dict) else None
+
+
+def _store_probe(code: str, env: dict, argtypes: tuple, dtypes: dict[str, np.dtype]) -> None:
+    folder = diskcache.cache_dir("cpu")
+    key = _content_key(code, env, repr(argtypes)) if folder is not None else None
+    if key is not None:
+        diskcache.write_json(folder / f"probe_{key}.json", {v: dt.str for v, dt in dtypes.items()})  # type: ignore[operator]
 
 
 # ---------------------------------------------------------------------------------------------- barriers
@@ -657,6 +791,9 @@ def _probe_types(plan: _Plan, argtypes: tuple) -> dict[str, np.dtype]:
         return {}
     env = dict(plan.env)
     code = ast.unparse(plan.probe_fdef)
+    stored = _cached_probe(code, env, argtypes)
+    if stored is not None:
+        return stored
     _run_source(code, f"probe {plan.name}", env)
     disp = numba.njit(env["_probe"])
     sig = (numba.types.int64,) * 13 + tuple(argtypes)
@@ -676,6 +813,7 @@ def _probe_types(plan: _Plan, argtypes: tuple) -> dict[str, np.dtype]:
         if not isinstance(ty, (numba.types.Number, numba.types.Boolean)):
             raise ExecutorUnsupported(f"{v!r} ({ty}) is live across a barrier: only numbers can be kept per thread")
         out[v] = numba.np.numpy_support.as_dtype(ty)
+    _store_probe(code, env, argtypes, out)
     return out
 
 
@@ -743,8 +881,7 @@ def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
         env = dict(plan.env)
         env.update({f"_dt_{v}": dt for v, dt in dtypes.items()})
         env.update({f"_poison_{stmt.targets[0].id}": _poison(stmt.value.args[1], env) for stmt in plan.shared})
-        _run_source(code, plan.name, env)
-        compiled = _Compiled(numba.njit(**_JIT)(env[f"_launch_{plan.name}"]), plan.atomics, code)
+        compiled = _Compiled(_njit(code, f"_launch_{plan.name}", plan.name, env), plan.atomics, code)
         _COMPILED[key] = compiled
         return compiled
 

@@ -7,7 +7,8 @@ about the PTX) and :mod:`nbkit.perf.cubin` (PTX to machine code) both build on t
 
 :func:`compile_kernel` compiles a learner's kernel as a GPU would, in every mode: in GPU mode in this process,
 in the simulator in one long-lived GPU-mode worker process per session (started on first use), sent the
-kernel's whole closure (:mod:`nbkit.perf.closure`); results are cached per closure and signature. A refusal
+kernel's whole closure (:mod:`nbkit.perf.closure`); results are cached per closure and signature, in memory and
+on disk (:mod:`nbkit.core.diskcache`: a later process does not compile the same kernel again). A refusal
 becomes one line naming the learner's line and the compiler's reason (:func:`compile_error`).
 """
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from nbkit.core import diskcache
 from nbkit.core.hw import Arch, compute_capability
 from nbkit.core.mode import MODE
 
@@ -300,13 +302,69 @@ def _started_worker() -> _Worker:
     return _worker[0]
 
 
-def start_compile_worker() -> None:
+def start_compile_worker(kernel: object = None, signature: str | None = None) -> None:
     """Start the session's compile worker now, without waiting for it (nothing to do in GPU mode or without a
     compiler). A check calls this before its launches, so the worker's start (seconds: numba-cuda and NVVM load)
-    overlaps the simulator's run instead of following it."""
+    overlaps the simulator's run instead of following it. Given the kernel and signature it will compile, nothing
+    is started when that result is already cached (in memory or on disk)."""
     if MODE.is_simulator and compiler_missing() is None:
+        if kernel is not None and signature is not None and _cached(kernel, signature) is not None:
+            return
         with _lock:
             _started_worker()
+
+
+@functools.lru_cache(maxsize=None)
+def _compiler_version() -> str:
+    """What a compile's answer depends on besides the request: this module and closure.py (the worker's code),
+    the installed numba, numba-cuda, llvmlite and CUDA packages (NVVM), and where a CUDA toolkit is looked for."""
+    from importlib import metadata
+
+    here = Path(__file__).resolve().parent
+    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
+                   if d.metadata["Name"] and any(w in d.metadata["Name"].lower()
+                                                 for w in ("numba", "llvmlite", "cuda", "nvvm")))
+    toolkit = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(("CUDA_", "NUMBA_CUDA")))
+    return "|".join([diskcache.file_digest(here / "compiler.py"), diskcache.file_digest(here / "closure.py"),
+                     *dists, *toolkit])
+
+
+def _request(kernel: object, signature: str) -> str:
+    """The worker's request for this kernel and signature (raises ``NotShippable``)."""
+    from nbkit.perf.closure import kernel_closure
+
+    return json.dumps({"closure": kernel_closure(kernel), "signature": signature,
+                       "cc": compute_capability(CHECK_CC)}, sort_keys=True)
+
+
+def _disk_entry(request: str) -> Path | None:
+    """Where the answer to ``request`` is stored. Its files count by name only: a notebook cell's file is
+    ``/tmp/ipykernel_<pid>/<hash of the cell>.py``, a new folder per session, and the answer never names it."""
+    folder = diskcache.cache_dir("ptx")
+    if folder is None:
+        return None
+    files = {info["file"] for info in json.loads(request)["closure"]["functions"].values()}
+    for file in sorted(files, key=len, reverse=True):
+        request = request.replace(json.dumps(file)[1:-1], os.path.basename(file))
+    return folder / f"{diskcache.digest(_compiler_version(), request)}.json"
+
+
+def _cached(kernel: object, signature: str) -> KernelCompile | None:
+    """The compile of this kernel and signature, if this process or an earlier one made it; else None."""
+    from nbkit.perf.closure import NotShippable
+
+    try:
+        request = _request(kernel, signature)
+    except NotShippable:
+        return None
+    key = hashlib.sha256(request.encode()).hexdigest()
+    if key not in _compiled:
+        entry = _disk_entry(request)
+        stored = diskcache.read_json(entry) if entry is not None else None
+        if not isinstance(stored, dict) or set(stored) - {"ptx", "error"} or len(stored) != 1:
+            return None
+        _compiled[key] = KernelCompile(**stored)
+    return _compiled[key]
 
 
 def _ask_worker(request: str, timeout: float) -> dict:
@@ -326,10 +384,11 @@ def compile_kernel(kernel: object, signature: str, timeout: float = COMPILE_TIME
     In GPU mode in this process: the dispatcher's Python function with its own globals (the real device
     dispatchers it calls), through ``cuda.compile_ptx``, cached per function and signature. In the simulator in
     the session's compile worker, sent the kernel's closure (:func:`nbkit.perf.closure.kernel_closure`), cached
-    per closure (sources and values) and signature: a second check of the same kernel costs nothing.
+    per closure (sources and values) and signature, in memory and on disk: a second check of the same kernel
+    costs nothing, in this process or a later one.
     """
     from nbkit.core.source import python_function
-    from nbkit.perf.closure import NotShippable, kernel_closure
+    from nbkit.perf.closure import NotShippable
 
     missing = compiler_missing()
     if missing:
@@ -349,16 +408,17 @@ def compile_kernel(kernel: object, signature: str, timeout: float = COMPILE_TIME
                 _compiled_here[here] = KernelCompile(error=compile_error(exc))
         return _compiled_here[here]
     try:
-        closure = kernel_closure(kernel)
+        request = _request(kernel, signature)
     except NotShippable as exc:
         return KernelCompile(skipped=f"it could not be sent to the compiler: {exc}")
-    request = json.dumps({"closure": closure, "signature": signature, "cc": compute_capability(CHECK_CC)},
-                         sort_keys=True)
     key = hashlib.sha256(request.encode()).hexdigest()
-    if key not in _compiled:
+    if key not in _compiled and _cached(kernel, signature) is None:
         answer = _ask_worker(request, timeout)
         result = KernelCompile(**answer)
         if result.skipped is not None:
             return result  # a failure of the machinery, not of the kernel: try again next time
         _compiled[key] = result
+        entry = _disk_entry(request)
+        if entry is not None:
+            diskcache.write_json(entry, answer)
     return _compiled[key]

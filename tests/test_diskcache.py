@@ -1,0 +1,180 @@
+"""The disk cache of compiled code (nbkit.core.diskcache): a later process loads what an earlier one compiled,
+a change of source or of a value the code reads is a miss (never a stale answer), concurrent writers are safe, and
+a folder that cannot be written falls back to compiling in memory."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import needs_compiler
+
+from nbkit.core import diskcache, executor
+from nbkit.perf import compiler
+from nbkit.perf.ptx import f64_instructions
+
+pytestmark = pytest.mark.subprocess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A kernel with a barrier and a value live across it (so the executor also probes per-thread dtypes), reading a
+# module-level constant that numba freezes into the compiled code.
+KERNEL = """
+import numpy as np
+from numba import cuda, float32
+
+SCALE = np.float32({scale})
+
+
+@cuda.jit
+def mirror(x, out):
+    s = cuda.shared.array(4, float32)
+    i = cuda.threadIdx.x
+    v = x[i] * SCALE
+    s[i] = v
+    cuda.syncthreads()
+    out[i] = s[3 - i] {op} v
+"""
+
+LAUNCH = """
+import json, sys
+import numpy as np
+import nbkit
+from nbkit.core.executor import compile_for_cpu, run_on_cpu
+sys.path.insert(0, sys.argv[1])
+import kmod
+x = np.array([1, 2, 4, 8], np.float32)
+out = np.zeros(4, np.float32)
+run_on_cpu(kmod.mirror, 1, 4, x, out)
+stats = compile_for_cpu(kmod.mirror, [x, out]).launcher.stats
+print(json.dumps({"out": out.tolist(), "hits": sum(stats.cache_hits.values()),
+                  "misses": sum(stats.cache_misses.values()), "path": stats.cache_path}))
+"""
+
+
+def _env(cache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_ENABLE_CUDASIM", "NUMBA_CACHE_DIR")}
+    env.update(NBKIT_MODE="sim", NBKIT_CACHE_DIR=str(cache), PYTHONDONTWRITEBYTECODE="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def _start(module_dir: Path, cache: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", LAUNCH, str(module_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(cache), cwd=ROOT)
+
+
+def _result(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _launch(module_dir: Path, cache: Path) -> dict:
+    return _result(_start(module_dir, cache))
+
+
+def _module(tmp_path: Path, scale: float = 2.0, op: str = "+") -> Path:
+    folder = tmp_path / "kernels"
+    folder.mkdir(exist_ok=True)
+    (folder / "kmod.py").write_text(KERNEL.format(scale=scale, op=op))
+    return folder
+
+
+def _expected(scale: float, op: str) -> list[float]:
+    v = np.array([1, 2, 4, 8], np.float32) * np.float32(scale)
+    return (v[::-1] + v if op == "+" else v[::-1] - v).tolist()
+
+
+def test_second_process_loads_what_concurrent_first_ones_compiled(tmp_path):
+    kernels, cache = _module(tmp_path), tmp_path / "cache"
+    first = [_start(kernels, cache), _start(kernels, cache)]  # two writers of the same entries at once
+    for result in map(_result, first):
+        assert result["out"] == _expected(2.0, "+")
+        assert result["hits"] + result["misses"] == 1
+    later = _launch(kernels, cache)
+    assert later["out"] == _expected(2.0, "+")
+    assert (later["hits"], later["misses"]) == (1, 0)
+    assert later["path"].startswith(str(cache / "cpu"))
+    assert len(list((cache / "cpu").glob("probe_*.json"))) == 1
+    assert not list((cache / "cpu").glob(".tmp-*"))  # no half-written entry left behind
+
+
+def test_changed_constant_or_source_is_a_miss_never_a_stale_result(tmp_path):
+    cache = tmp_path / "cache"
+    assert _launch(_module(tmp_path, 2.0, "+"), cache)["out"] == _expected(2.0, "+")
+    changed_constant = _launch(_module(tmp_path, 3.0, "+"), cache)  # only a global's value differs
+    assert changed_constant["out"] == _expected(3.0, "+")
+    assert changed_constant["misses"] == 1
+    changed_source = _launch(_module(tmp_path, 3.0, "-"), cache)
+    assert changed_source["out"] == _expected(3.0, "-")
+    assert changed_source["misses"] == 1
+
+
+def test_unwritable_cache_folder_compiles_in_memory(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = _launch(_module(tmp_path), blocker / "cache")  # cannot be created: a file is in the way
+    assert result["out"] == _expected(2.0, "+")
+    assert result["path"] is None and result["hits"] == 0  # numba's stats without a cache: no folder, no hit
+
+
+def test_values_that_cannot_be_named_are_not_cached():
+    code = "def f(x):\n    return x + LIMIT + helper.value\n"
+    assert executor._globals_key(code, {"LIMIT": np.float32(1), "helper": object()}) is None
+    assert executor._globals_key(code, {"LIMIT": np.float32(1)}) == "LIMIT=np:<f4:0000803f"
+    # the name of a local variable that is also a global is not read from the globals
+    assert executor._globals_key("def f(x):\n    LIMIT = 2\n    return x + LIMIT\n", {"LIMIT": object()}) == ""
+
+
+def test_cache_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv(diskcache.ENV_VAR, "off")
+    assert diskcache.cache_root() is None and diskcache.cache_dir("cpu") is None
+
+
+COMPILED = """
+from numba import cuda
+
+
+@cuda.jit
+def scale(x):
+    i = cuda.grid(1)
+    if i < x.size:
+        x[i] = x[i] * SCALE
+"""
+
+
+@needs_compiler
+def test_compile_results_are_stored_on_disk_and_keyed_on_values(tmp_path, monkeypatch):
+    monkeypatch.setenv(diskcache.ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setattr(compiler, "_compiled", {})
+    (tmp_path / "kmod.py").write_text(COMPILED)
+    spec = importlib.util.spec_from_file_location("nbkit_test_kmod", tmp_path / "kmod.py")
+    kmod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kmod)
+    kmod.SCALE = np.float32(0.1)
+    signature = "void(float32[::1])"
+    first = compiler.compile_kernel(kmod.scale, signature)
+    assert first.ptx and not f64_instructions(first.ptx)
+    assert len(list((tmp_path / "cache" / "ptx").glob("*.json"))) == 1
+
+    monkeypatch.setattr(compiler, "_compiled", {})  # as a new process: nothing in memory, no worker
+    compiler._close_worker()
+    compiler.start_compile_worker(kmod.scale, signature)
+    assert not compiler._worker  # the answer is on disk: no worker is started for it
+    assert compiler.compile_kernel(kmod.scale, signature) == first
+    assert not compiler._worker
+
+    kmod.SCALE = np.float64(0.1)  # the same source reading a float64 constant: another kernel for the compiler
+    changed = compiler.compile_kernel(kmod.scale, signature)
+    assert f64_instructions(changed.ptx)
+
+    monkeypatch.setenv(diskcache.ENV_VAR, str(tmp_path / "kmod.py" / "cache"))  # cannot be created: compiles
+    kmod.SCALE = np.float32(3)
+    assert not f64_instructions(compiler.compile_kernel(kmod.scale, signature).ptx)
