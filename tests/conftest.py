@@ -89,3 +89,62 @@ def fake_driver(tmp_path_factory):
     directory = _build_fake_libcuda(str(tmp_path_factory.mktemp("fake_libcuda")))
     return lambda version, ccs: {"LD_LIBRARY_PATH": str(directory), "FAKE_CUDA_DRIVER": str(version),
                                  "FAKE_CUDA_CC": ccs}
+
+
+# Scheduling over pytest-xdist workers (`course.sh test` runs `-n auto --dist loadfile`). Only the ORDER and grouping
+# of work changes, never what runs. Each learner copy (tests/test_learner.py, one notebook run top to bottom) and each
+# exercise of tests/test_probe_answers.py becomes its own unit instead of one file-sized unit, and the heaviest units
+# start first, so no worker is left with a long tail. Weights: seconds per unit in a profile of the whole run
+# (`pytest --durations=0`, 2026-11-29, 2 workers); a unit not listed weighs 0.5 s per test.
+UNIT_SECONDS = {"08": 120, "10": 35, "07": 30, "09": 20, "03": 15, "05": 13, "06": 12, "00": 10, "01": 10, "04": 9,
+                "02": 5}   # a notebook, under nbval or as a learner copy, by its number
+FILE_SECONDS = {"tests/test_lenet.py": 15, "tests/test_dist.py": 45, "tests/test_nbgrader_roundtrip.py": 35,
+                "tests/test_bench.py": 25, "tests/test_cpu_mode.py": 25, "tests/test_course_sh.py": 12}
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its file, or a learner copy / a probe exercise on its own."""
+    path, _, rest = nodeid.partition("::")
+    if path.endswith("test_learner.py") and "[" in rest:
+        return nodeid
+    if path.endswith("test_probe_answers.py") and "[" in rest:
+        return f"{path}::{rest.split('[', 1)[1].split('-', 1)[0]}"   # test_verdict[04.4-hint] -> exercise 04.4
+    return path
+
+
+def unit_seconds(unit: str, tests: int) -> float:
+    """The expected cost of a unit, for ordering only."""
+    name = unit.rsplit("/", 1)[-1]
+    if unit.startswith("notebooks/") or "test_learner.py::" in unit:
+        number = name[:2] if unit.startswith("notebooks/") else unit.rsplit("[", 1)[-1][:2]
+        return UNIT_SECONDS.get(number, 10)
+    return FILE_SECONDS.get(unit, 0.5 * tests)
+
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # pragma: no cover - xdist is a test dependency; without it there is nothing to schedule
+    LoadScopeScheduling = None
+
+if LoadScopeScheduling is not None:
+
+    class HeaviestFirst(LoadScopeScheduling):
+        """xdist's scope scheduling with `work_unit` as the scope and units sorted by `unit_seconds`, heaviest first."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            if not getattr(self, "_sorted", False):   # the queue is complete before the first unit goes out
+                self._sorted = True
+                units = sorted(self.workqueue.items(), key=lambda kv: -unit_seconds(kv[0], len(kv[1])))
+                self.workqueue.clear()
+                self.workqueue.update(units)
+            super()._assign_work_unit(node)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Use `HeaviestFirst` where `--dist loadfile` was asked for (course.sh test)."""
+    if LoadScopeScheduling is None or config.getoption("dist", None) != "loadfile":
+        return None
+    return HeaviestFirst(config, log)
