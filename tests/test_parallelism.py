@@ -92,3 +92,16 @@ def test_the_tiled_matmul_loops_over_whole_tiles():
     rec = StepRecord(launches=[(matmul_tiled_kernel, (1, 4), (TILE, TILE), (a, b, c, 0, 0))])
     (shape,) = parallelism.launch_shapes(rec)
     assert (shape.work.threads, shape.work.loop, shape.threads_launched) == (640, 96, 1024)
+
+
+def test_matmul_variants_chosen_by_batch_size_share_a_row(lenet_steps):
+    """Where the executor runs the launches, batch 1 uses the naive matmul and batch 16 the tiled one."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((16, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, 16)
+    with compiled_launches():
+        net, opt, _, _ = lenet.twins(seed=0)
+        rec16 = steps.record(capstone.course_step(net, opt), cuda.to_device(x), cuda.to_device(y))
+    text = parallelism.table({"batch 1": lenet_steps["batch 1"], "batch 16": rec16})
+    assert "matmul_naive / matmul_tiled" in text

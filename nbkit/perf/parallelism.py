@@ -134,22 +134,30 @@ def _percent(part: int, whole: int) -> str:
     return "≥100%" if share >= 100 else f"{share:.2g}%"
 
 
+def _role(kernel: str) -> str:
+    """What a launch computes, whichever variant does it: the dense layers' matmul may be the naive kernel at one
+    batch size and the tiled one at another where the CPU executor runs the launches (``nn.kernel_backend``)."""
+    return "matmul" if kernel.startswith("matmul_") else kernel
+
+
 def table(records: dict[str, object], gpus: tuple[str, ...] = ("A100 SXM 40GB", "H100 SXM"),
           rows: int | None = None) -> str:
     """Launches of the same step recorded at several batch sizes (``{"batch 4": rec, ...}``), side by side.
 
     Launches are matched by position (the same network makes the same launches in the same order at any
-    batch); identical rows are merged and counted. Sorted by the loop length in the last record, longest
+    batch; the dense layers' matmul may be another variant at another batch size, and then both names are shown);
+    identical rows are merged and counted. Sorted by the loop length in the last record, longest
     first; ``rows`` keeps only the first ones (the rest are counted in a last line).
     """
     labels = list(records)
     columns = [launch_shapes(records[k]) for k in labels]
     names = [[s.kernel for s in col] for col in columns]
-    if any(n != names[0] for n in names[1:]):
+    if any(len(n) != len(names[0]) or any(_role(a) != _role(b) for a, b in zip(n, names[0])) for n in names[1:]):
         raise ValueError("the records do not make the same launches in the same order: record one network's step")
     merged: dict[tuple, int] = {}
     for shapes in zip(*columns):
-        key = (shapes[0].kernel,) + tuple((s.blocks, s.threads_launched, s.work) for s in shapes)
+        kernels = list(dict.fromkeys(s.kernel.removesuffix("_kernel") for s in shapes))   # one name, or the variants
+        key = (" / ".join(kernels),) + tuple((s.blocks, s.threads_launched, s.work) for s in shapes)
         merged[key] = merged.get(key, 0) + 1
     ordered = sorted(merged.items(), key=lambda item: -1 if item[0][-1][2] is None else item[0][-1][2].loop,
                      reverse=True)
@@ -162,7 +170,7 @@ def table(records: dict[str, object], gpus: tuple[str, ...] = ("A100 SXM 40GB", 
     for key, count in ordered[:rows]:
         work = key[-1][2]
         output = "?" if work is None else "×".join(map(str, work.output))
-        line = f"{key[0].removesuffix('_kernel'):<29} {output:<15} {count:>2}"
+        line = f"{key[0]:<29} {output:<15} {count:>2}"
         for blocks, launched, w in key[1:]:
             loop = "—" if w is None else ("≤" if w.upper_bound else "") + f"{w.loop:,}"
             line += f" | {blocks:>15,} {launched:>8,} {'—' if w is None else f'{w.threads:,}':>9} {loop:>7}"
