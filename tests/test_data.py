@@ -131,3 +131,21 @@ def test_default_data_folder_is_the_repositorys(monkeypatch):
 
     monkeypatch.delenv("NBKIT_DATA", raising=False)
     assert data.data_dir() == Path(__file__).resolve().parent.parent / "data"
+
+
+def test_extracting_while_another_process_reads_never_shows_a_half_written_batch(tmp_path):
+    """Two notebooks (or two test workers) loading the data at once: one extracts while the other reads."""
+    import subprocess
+    import sys
+
+    archive = data.make_synthetic_archive(tmp_path / "src" / data.ARCHIVE, per_batch=400, n_test=400, seed=2)
+    out = tmp_path / "out"
+    data.safe_extract(archive, out)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from nbkit.nn import data\n"
+         "for _ in range(60): data.load_folder(__import__('pathlib').Path(sys.argv[1]))", str(out / data.FOLDER)],
+        stderr=subprocess.PIPE, text=True)
+    while reader.poll() is None:
+        data.safe_extract(archive, out)
+    assert reader.returncode == 0, reader.stderr.read()[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == [data.FOLDER]  # no staging or old folders left behind

@@ -15,8 +15,10 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import sys
 import tarfile
+import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +100,11 @@ def download(url: str = URL, dest: Path | None = None, md5: str = MD5, progress:
 
 
 def safe_extract(archive: Path, target: Path) -> Path:
-    """Extract a .tar.gz into ``target``, refusing any member that would land outside it."""
+    """Extract a .tar.gz into ``target``, refusing any member that would land outside it.
+
+    Members go to a private staging folder first and are then renamed into ``target`` (a new folder whole,
+    else file by file), so another process (a second notebook, a parallel test) never reads a half-written batch.
+    """
     target = Path(target).resolve()
     target.mkdir(parents=True, exist_ok=True)
     try:
@@ -111,14 +117,33 @@ def safe_extract(archive: Path, target: Path) -> Path:
                                     "refusing to extract a malicious or broken archive.")
                 if m.issym() or m.islnk() or m.isdev():
                     raise DataError(f"{archive} contains a link or device ({m.name!r}); CIFAR-10 has only files.")
+            staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=target))
             try:
-                tar.extractall(target, members=members, filter="data")  # Python >= 3.11.4: extra safety
-            except TypeError:  # older Python: the members were checked above
-                tar.extractall(target, members=members)  # noqa: S202 - every member was checked above
+                try:
+                    tar.extractall(staging, members=members, filter="data")  # Python >= 3.11.4: extra safety
+                except TypeError:  # older Python: the members were checked above
+                    tar.extractall(staging, members=members)  # noqa: S202 - every member was checked above
+                for entry in staging.iterdir():
+                    _move_into_place(entry, target / entry.name)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise DataError(f"{archive} is not a readable .tar.gz ({type(exc).__name__}: {exc}); it is truncated or "
                         "corrupt. Delete it and download it again.") from exc
     return target
+
+
+def _move_into_place(src: Path, dest: Path) -> None:
+    """Rename ``src`` to ``dest`` atomically; into an existing folder, file by file (``os.replace``).
+
+    A reader then sees each file either old or new, never missing or half-written; files ``dest`` has
+    and the archive lacks stay, as with a plain extraction.
+    """
+    if src.is_dir() and dest.is_dir():
+        for entry in src.iterdir():
+            _move_into_place(entry, dest / entry.name)
+        return
+    os.replace(src, dest)  # atomic: a new folder appears whole, a file is swapped in one step
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -247,6 +272,8 @@ def load(allow_download: bool = False, verbose: bool = True) -> Dataset:
               f"(about 163 MB from {URL}) or copy {ARCHIVE} there.\nContinuing with a SYNTHETIC data set in the "
               "same format; results below are NOT CIFAR-10 results.")
     synthetic_archive = root / SYNTHETIC_DIR / ARCHIVE
+    if (root / SYNTHETIC_DIR / FOLDER / TEST_BATCH).exists():  # extracted before (appears whole, by rename)
+        return load_folder(root / SYNTHETIC_DIR / FOLDER, synthetic=True)
     if not synthetic_archive.exists():
         make_synthetic_archive(synthetic_archive)
     return load_archive(synthetic_archive, root / SYNTHETIC_DIR, synthetic=True)
