@@ -8,6 +8,14 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("NBKIT_MODE", "sim")
+# Several test workers (`course.sh test`: one per core) each with PyTorch's full OpenMP team oversubscribe the cores,
+# and OpenMP's waiting threads spin: measured here, notebook 08 and its learner copy side by side took 80 s with the
+# default team and 28 s with one thread each. So each worker (and the notebook kernels and subprocesses it starts,
+# which inherit the environment) gets its share of the cores, unless the caller chose a number.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 import pytest
 
