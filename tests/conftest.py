@@ -8,21 +8,21 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("NBKIT_MODE", "sim")
-# Several test workers (`course.sh test`: one per core) each with PyTorch's full OpenMP team oversubscribe the cores,
-# and OpenMP's waiting threads spin: measured here, notebook 08 and its learner copy side by side took 80 s with the
-# default team and 28 s with one thread each. So each worker (and the notebook kernels and subprocesses it starts,
-# which inherit the environment) gets its share of the cores, unless the caller chose a number.
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-if _WORKERS > 1:
-    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
-
 import pytest
 
 import nbkit  # noqa: F401  - first, so test modules may import numba.cuda freely
 from nbkit.perf.compiler import compiler_missing
 
 ROOT = Path(__file__).resolve().parent.parent
+# Several test workers (`course.sh test`: one per core) each with PyTorch's full OpenMP team oversubscribe the cores,
+# and OpenMP's waiting threads spin: measured here, notebook 08 and its learner copy side by side took 80 s with the
+# default team and 28 s with one thread each. So each worker (and the notebook kernels and subprocesses it starts,
+# which inherit the environment) gets its share of the cores, unless the caller chose a number. (Set here, before
+# any test imports torch; importing nbkit does not.)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 # How a passing exercise check ends: the PTX proves float32, or, without numba-cuda's compiler, it says it could not.
 FLOAT32_NOTE = ("float32 throughout (checked in the PTX: no .f64 instruction)." if compiler_missing() is None
                 else "float32 not checked: numba-cuda's compiler is not installed.")
@@ -103,11 +103,11 @@ def fake_driver(tmp_path_factory):
 # of work changes, never what runs. Each learner copy (tests/test_learner.py, one notebook run top to bottom) and each
 # exercise of tests/test_probe_answers.py becomes its own unit instead of one file-sized unit, and the heaviest units
 # start first, so no worker is left with a long tail. Weights: seconds per unit in a profile of the whole run
-# (`pytest --durations=0`, 2026-11-29, 2 workers); a unit not listed weighs 0.5 s per test.
-UNIT_SECONDS = {"08": 120, "10": 35, "07": 30, "09": 20, "03": 15, "05": 13, "06": 12, "00": 10, "01": 10, "04": 9,
-                "02": 5}   # a notebook, under nbval or as a learner copy, by its number
-FILE_SECONDS = {"tests/test_lenet.py": 15, "tests/test_dist.py": 45, "tests/test_nbgrader_roundtrip.py": 35,
-                "tests/test_bench.py": 25, "tests/test_cpu_mode.py": 25, "tests/test_course_sh.py": 12}
+# (`pytest --durations=0`, 2026-11-29 22:43 UTC, 2 workers, OpenMP threads shared out); a unit not listed weighs 0.5 s per test.
+UNIT_SECONDS = {"07": 46, "08": 26, "09": 26, "10": 19, "05": 15, "03": 13, "04": 11, "06": 11, "00": 9, "01": 6,
+                "02": 3}   # a notebook, under nbval or as a learner copy, by its number
+FILE_SECONDS = {"tests/test_dist.py": 44, "tests/test_nbgrader_roundtrip.py": 33, "tests/test_cpu_mode.py": 14,
+                "tests/test_course_sh.py": 8, "tests/test_bench.py": 8}
 
 
 def work_unit(nodeid: str) -> str:
