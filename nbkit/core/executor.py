@@ -33,11 +33,12 @@ import numba
 import numpy as np
 from numba import cuda
 
-from nbkit.core import diskcache
+from nbkit.core import bounds, diskcache
 from nbkit.core.simulator import as_dtype, device_array_memory, poison_value
 from nbkit.core.source import python_function
 
-__all__ = ["BarrierDivergence", "ExecutorUnsupported", "run_on_cpu", "compile_for_cpu", "generated_source"]
+__all__ = ["BarrierDivergence", "ExecutorUnsupported", "run_on_cpu", "compile_for_cpu", "generated_source",
+           "last_launch_checked", "unchecked_reason"]
 
 
 class ExecutorUnsupported(Exception):
@@ -383,8 +384,9 @@ def _load_module(folder: object, key: str, code: str, what: str, env: dict) -> p
     return module
 
 
-def _njit(code: str, name: str, what: str, env: dict, numba_cache: bool = True) -> object:
-    """The njit function ``name`` defined by ``code`` with globals ``env``.
+def _njit(code: str, name: str, what: str, env: dict, numba_cache: bool = True, boundscheck: bool = True) -> object:
+    """The njit function ``name`` defined by ``code`` with globals ``env`` (``boundscheck=False``: the variant
+    without numba's bounds checks, for launches proven in bounds; a cache entry of its own).
 
     With the disk cache (:mod:`nbkit.core.diskcache`) the code becomes a module file named by a hash of the
     code, of every value it reads and of the versions, compiled with numba's ``cache=True``: a later process
@@ -392,19 +394,21 @@ def _njit(code: str, name: str, what: str, env: dict, numba_cache: bool = True) 
     a value that cannot be named): compiled in memory, as it always was.
     """
     folder = diskcache.cache_dir("cpu")
-    key = _content_key(code, env) if folder is not None else None
+    flags = dict(_JIT, boundscheck=boundscheck)
+    variant = () if boundscheck else ("boundscheck=False",)
+    key = _content_key(code, env, *variant) if folder is not None else None
     with _LOCK:
         if key is not None and key in _LOADED:
             return _LOADED[key]
         module = _load_module(folder, key, code, what, env) if key is not None else None
         if module is None:
             _run_source(code, what, env)
-            compiled = numba.njit(**_JIT)(env[name])
+            compiled = numba.njit(**flags)(env[name])
         else:
             try:
-                compiled = numba.njit(**_JIT, cache=numba_cache)(getattr(module, name))
+                compiled = numba.njit(**flags, cache=numba_cache)(getattr(module, name))
             except RuntimeError:  # numba found no folder to cache in: compile in memory
-                compiled = numba.njit(**_JIT)(getattr(module, name))
+                compiled = numba.njit(**flags)(getattr(module, name))
             _LOADED[key] = compiled  # type: ignore[index]
         _KEYS[id(compiled)] = (compiled, None if key is None else f"njit {key}")
         return compiled
@@ -614,11 +618,13 @@ class _Plan:
     atomics: bool
     env: dict
     probe_fdef: ast.FunctionDef  # the whole body without barriers: numba types its variables
+    source: _Source  # the kernel as written (its tree untouched by the transform): for nbkit.core.bounds
 
 
 def _plan(fn: Callable) -> _Plan:
     src = _source(fn)
     _check_constructs(src.fdef)
+    original = _Source(src.fn, copy.deepcopy(src.fdef), src.env, src.cuda_names, src.device_fns)
     cn = src.cuda_names
     params = [a.arg for a in src.fdef.args.args]
     shared: list[ast.stmt] = []
@@ -682,7 +688,7 @@ def _plan(fn: Callable) -> _Plan:
                                       f"({_where(loop.stmt)})")
     env, device_atomics = _cpu_env(src)
     return _Plan(fn.__name__, params, pieces, shared, arrays, assigned_params, barriers, returns,
-                 lower.atomics or device_atomics, env, probe)
+                 lower.atomics or device_atomics, env, probe, original)
 
 
 def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
@@ -826,11 +832,23 @@ class _Compiled:
     launcher: Callable
     serial: bool
     source: str
+    name: str = ""
+    env: dict = field(default_factory=dict)  # the globals the launcher was compiled with
+    _unchecked: Callable | None = None
 
     @property
     def may_diverge(self) -> bool:
         """Whether it checks, while running, that threads agree on a loop with a barrier (and may raise)."""
         return "raise BarrierDivergence" in self.source
+
+    def unchecked(self) -> Callable:
+        """The same launcher compiled without numba's bounds checks, from the same source and the same globals
+        (so it executes the same accesses); only for launches proven in bounds (see :func:`run_on_cpu`)."""
+        with _LOCK:
+            if self._unchecked is None:
+                self._unchecked = _njit(self.source, f"_launch_{self.name}", f"{self.name} (unchecked)",
+                                        dict(self.env), boundscheck=False)
+            return self._unchecked
 
 
 _PLANS: dict[Callable, _Plan] = {}
@@ -866,11 +884,17 @@ def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
     Cached per kernel, and per argument types where values live across a barrier (their arrays need dtypes), so a
     later launch of any shape only runs it.
     """
-    fn = python_function(kernel)
+    return _compile(python_function(kernel), _argtypes(args))
+
+
+def _argtypes(args: Sequence) -> tuple:
     try:
-        argtypes = tuple(_typeof(a) for a in args)
+        return tuple(_typeof(a) for a in args)
     except ValueError as exc:  # numba.typeof refuses what it cannot type: the simulator may still take it
         raise ExecutorUnsupported(f"an argument numba cannot compile for the CPU: {exc}") from exc
+
+
+def _compile(fn: Callable, argtypes: tuple) -> _Compiled:
     plan = _get_plan(fn)
     key = (fn, argtypes if plan.arrays else None)
     with _LOCK:
@@ -881,9 +905,81 @@ def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
         env = dict(plan.env)
         env.update({f"_dt_{v}": dt for v, dt in dtypes.items()})
         env.update({f"_poison_{stmt.targets[0].id}": _poison(stmt.value.args[1], env) for stmt in plan.shared})
-        compiled = _Compiled(_njit(code, f"_launch_{plan.name}", plan.name, env), plan.atomics, code)
+        compiled = _Compiled(_njit(code, f"_launch_{plan.name}", plan.name, dict(env)), plan.atomics, code,
+                             plan.name, env)
         _COMPILED[key] = compiled
         return compiled
+
+
+# ---------------------------------------------------------------------------------------------- bounds checks
+
+# Launches that may run without numba's bounds checks (the scheme is nbkit.core.bounds's docstring): a kernel whose
+# accesses are proven launch-determined (per kind of argument: which are arrays), and a launch key (the launcher,
+# argument types, grid, block, array shapes, scalar values to the bit) that already ran checked without an error.
+# A launch that took less CPU time than _UNCHECKED_MIN_SECONDS (measured on a checked run that did not compile)
+# stays checked: the saving (about 40% of it) would not pay for compiling the second variant (about 0.5 s).
+_UNPROVEN: dict[tuple, str | None] = {}  # (python function, kinds) -> why not proven, or None
+_PROVEN: dict[tuple, float | None] = {}  # launch key -> CPU seconds of its checked run (None: it compiled)
+_PROVEN_MAX = 100_000  # a bound on memory: past it the table starts afresh (launches are then checked once more)
+_UNCHECKED_MIN_SECONDS = 0.001
+_LAST = threading.local()
+
+
+def _kinds(plan: _Plan, argtypes: tuple) -> tuple[str, ...]:
+    return tuple("array" if isinstance(t, numba.types.Array) else
+                 "scalar" if isinstance(t, (numba.types.Number, numba.types.Boolean)) else f"other: {t}"
+                 for t in argtypes)
+
+
+def _unproven(fn: Callable, plan: _Plan, argtypes: tuple) -> str | None:
+    """Why launches of ``fn`` with arguments of these types always run with bounds checks (None: they need not)."""
+    kinds = _kinds(plan, argtypes)
+    key = (fn, kinds)
+    if key not in _UNPROVEN:
+        src = plan.source
+        if len(kinds) != len(plan.params):
+            reason: str | None = f"{len(kinds)} arguments for {len(plan.params)} parameters"
+        else:
+            reason = bounds.unproven_reason(src.fdef, src.env, src.cuda_names, src.device_fns,
+                                            dict(zip(plan.params, kinds)),
+                                            lambda v: _is_cuda_function(v) and _is_device_function(v))
+        _UNPROVEN[key] = reason
+    return _UNPROVEN[key]
+
+
+def _scalar_key(value: object) -> object:
+    """A scalar argument to the bit (0.0 and -0.0 differ, a NaN equals itself), or None if not a plain number."""
+    if isinstance(value, np.generic):
+        return (value.dtype.str, value.tobytes())
+    if isinstance(value, (bool, int)):
+        return (type(value).__name__, value)
+    if isinstance(value, (float, complex)):
+        return (type(value).__name__, np.asarray(value).tobytes())
+    return None
+
+
+def _launch_key(compiled: _Compiled, argtypes: tuple, grid: tuple, block: tuple, host: list) -> tuple | None:
+    parts = []
+    for a in host:
+        part = a.shape if isinstance(a, np.ndarray) else _scalar_key(a)
+        if part is None:
+            return None
+        parts.append(part)
+    return (compiled.launcher, argtypes, grid, block, tuple(parts))
+
+
+def unchecked_reason(kernel: object, *args: object) -> str | None:
+    """Why launches of ``kernel`` with these arguments always keep numba's bounds checks, or None when the
+    kernel's accesses are proven launch-determined (:mod:`nbkit.core.bounds`), so that a repeated launch with
+    the same key runs without them."""
+    host = [_host(a) for a in args]
+    fn = python_function(kernel)
+    return _unproven(fn, _get_plan(fn), _argtypes(host))
+
+
+def last_launch_checked() -> bool | None:
+    """Whether the last :func:`run_on_cpu` on this thread ran with numba's bounds checks (None: no launch yet)."""
+    return getattr(_LAST, "checked", None)
 
 
 def _poison(dtype: ast.expr, env: dict) -> object:
@@ -940,7 +1036,14 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     """
     grid, block = _dims(griddim, "griddim"), _dims(blockdim, "blockdim")
     host = [_host(a) for a in args]
-    compiled = compile_for_cpu(kernel, host)
+    fn = python_function(kernel)
+    argtypes = _argtypes(host)
+    compiled = _compile(fn, argtypes)
+    proof = None if _unproven(fn, _get_plan(fn), argtypes) else _launch_key(compiled, argtypes, grid, block, host)
+    proven = _PROVEN.get(proof) if proof is not None else None
+    checked = proven is None or proven < _UNCHECKED_MIN_SECONDS
+    launcher = compiled.launcher if checked else compiled.unchecked()
+    _LAST.checked = checked
     nblocks = grid[0] * grid[1] * grid[2]
     launch_key = (compiled.launcher, grid, block)
     work = _WORK_SECONDS.get(launch_key)
@@ -959,7 +1062,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     def run(k: int) -> None:
         start = time.thread_time()
         try:
-            compiled.launcher(bounds[k][0], bounds[k][1], wheres[k], *grid, *block, *host)
+            launcher(bounds[k][0], bounds[k][1], wheres[k], *grid, *block, *host)
             cpu[k] = time.thread_time() - start
         except IndexError as exc:
             errors.append((k, exc))
@@ -968,7 +1071,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
 
     try:
         first = 0
-        compiled_before = bool(compiled.launcher.signatures)
+        compiled_before = bool(launcher.signatures)
         if workers == 1 or not compiled_before:
             run(0)  # alone: the first call compiles, and compiling once beats every worker waiting for it
             first = 1
@@ -994,3 +1097,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
         raise IndexError(f"{python_function(kernel).__name__}[{grid}, {block}]: {exc} in block {b}, thread {th} "
                          f"(blockIdx.x, .y, .z and threadIdx.x, .y, .z; the simulator names the array and "
                          f"index)") from None
+    if checked and proof is not None:  # ran checked without an error: the same key is proven in bounds
+        if len(_PROVEN) >= _PROVEN_MAX:
+            _PROVEN.clear()
+        _PROVEN[proof] = sum(cpu) if compiled_before else None
