@@ -345,3 +345,14 @@ def test_what_is_proven_and_what_is_not():
     assert unchecked_reason(off_by_one, ONES, ONES) is None
     assert unchecked_reason(shifted, ONES, ONES, 1) is None
     assert "neither arrays nor numbers" in unchecked_reason(shifted, ONES, ONES, (1, 2))
+
+
+@cuda.jit
+def ufunc_with_output(x, out):
+    i = cuda.grid(1)
+    if i < x.size:
+        np.add(x, x, out)  # writes a whole array: not a pure call
+
+
+def test_a_ufunc_writing_an_output_array_is_not_pure():
+    assert "np.add" in unchecked_reason(ufunc_with_output, ONES, ONES)

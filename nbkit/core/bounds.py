@@ -264,8 +264,8 @@ class _Analysis:
             if self._array_base(node.args[0], gated):
                 return True
             return self.expr(node.args[0], gated)
-        if found and _pure_callable(value):
-            return all([self.expr(a, gated) for a in node.args])
+        if found and _pure_callable(value) and not (isinstance(value, np.ufunc) and len(node.args) > value.nin):
+            return all([self.expr(a, gated) for a in node.args])  # (a ufunc's extra argument is an output array)
         if found and self.is_device(value):
             if gated:
                 self._fail(node, "a device function called or not depending on data")

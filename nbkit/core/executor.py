@@ -6,6 +6,12 @@ over the threads of a block, split at every ``cuda.syncthreads()`` (loop fission
 phase before any thread starts the next), values live across a barrier become per-thread arrays, and the result
 is compiled with ``numba.njit``. Blocks run in parallel on CPU threads unless the kernel uses atomics.
 
+The njit code checks bounds (an index out of bounds raises ``IndexError`` naming block and thread), except for a
+launch proven in bounds: the kernel's accesses are launch-determined (:mod:`nbkit.core.bounds` proves it on the
+source), and a launch with the same key (argument types, grid, block, array shapes, scalar values) already ran
+checked without an error; it then runs a second launcher compiled without the checks, which executes the same
+accesses. Everything not proven, and every new key, runs checked.
+
 ``NBKIT_MODE=cpu`` (:mod:`nbkit.core.launch`) runs every launch through :func:`run_on_cpu`. Whatever it cannot
 transform raises :class:`ExecutorUnsupported` with the reason before anything is written, so that a caller can fall
 back to the simulator; so does :class:`BarrierDivergence`, found while running, after the launch's arrays have been
@@ -1032,7 +1038,11 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     """Run ``kernel[griddim, blockdim](*args)`` as compiled CPU loops; writes go to the arrays passed.
 
     Raises :class:`ExecutorUnsupported` for kernels the transform cannot handle, and ``IndexError`` naming the
-    block and thread for an index out of bounds.
+    block and thread for an index out of bounds. Runs without numba's bounds checks only a launch whose key
+    (launcher, argument types, grid, block, array shapes, scalar values to the bit) already ran checked without
+    an error, of a kernel whose accesses :mod:`nbkit.core.bounds` proves launch-determined: that launch then
+    executes the same accesses, all in bounds. Kernels not proven, new keys, and launches under
+    ``_UNCHECKED_MIN_SECONDS`` of work (a second compile would not pay) keep the checks.
     """
     grid, block = _dims(griddim, "griddim"), _dims(blockdim, "blockdim")
     host = [_host(a) for a in args]
