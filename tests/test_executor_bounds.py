@@ -356,3 +356,63 @@ def ufunc_with_output(x, out):
 
 def test_a_ufunc_writing_an_output_array_is_not_pure():
     assert "np.add" in unchecked_reason(ufunc_with_output, ONES, ONES)
+
+
+@cuda.jit
+def loop_carried(x, out):
+    k = 0
+    for j in range(x.size):
+        out[k] = float32(1)
+        k = int(x[j])  # data, but only from the next iteration on: the fixpoint finds it
+
+
+@cuda.jit
+def swapped(x, out):
+    a = 0
+    b = 0
+    for j in range(3):
+        a, b = b, int(x[j])  # a gets data through b, one iteration later
+    out[a] = float32(1)
+
+
+@cuda.jit
+def data_bound_loop(x, out):
+    for j in range(int(x[0])):
+        out[j] = float32(1)
+
+
+@cuda.jit
+def returns_on_data(x, out):
+    i = cuda.grid(1)
+    if x[i] < 0:
+        return
+    out[i + 5] = float32(1)
+
+
+@cuda.jit
+def data_in_index_choice(x, out):
+    i = cuda.grid(1)
+    out[i if x[i] > 0 else i + 1] = float32(1)
+
+
+@cuda.jit
+def histogram(x, hist):
+    cuda.atomic.add(hist, int(x[cuda.grid(1)]) % 4, 1)
+
+
+@cuda.jit
+def short_circuit(x, out):
+    i = cuda.grid(1)
+    if x[i] > 0 and out[i + 1] > 0:  # out[i + 1] is read only when x[i] > 0
+        out[i] = float32(1)
+
+
+@pytest.mark.parametrize("kernel, words", [
+    (loop_carried, "an index computed from data"), (swapped, "an index computed from data"),
+    (data_bound_loop, "an access that runs or not depending on data"),
+    (returns_on_data, "return decided by data"), (data_in_index_choice, "an index computed from data"),
+    (histogram, "an atomic's index computed from data"),
+    (short_circuit, "an access that runs or not depending on data"),
+], ids=lambda v: getattr(v, "__name__", "-"))
+def test_data_reaching_an_index_or_an_access_decision_is_found(kernel, words):
+    assert words in unchecked_reason(kernel, ONES, np.zeros(64, np.float32))
