@@ -931,17 +931,11 @@ _UNCHECKED_MIN_SECONDS = 0.001
 _LAST = threading.local()
 
 
-def _kinds(plan: _Plan, argtypes: tuple) -> tuple[str, ...]:
-    return tuple("array" if isinstance(t, numba.types.Array) else
-                 "scalar" if isinstance(t, (numba.types.Number, numba.types.Boolean)) else f"other: {t}"
-                 for t in argtypes)
-
-
-def _unproven(fn: Callable, plan: _Plan, argtypes: tuple) -> str | None:
-    """Why launches of ``fn`` with arguments of these types always run with bounds checks (None: they need not)."""
-    kinds = _kinds(plan, argtypes)
+def _unproven(fn: Callable, kinds: tuple[str, ...]) -> str | None:
+    """Why launches of ``fn`` with arguments of these kinds always run with bounds checks (None: they need not)."""
     key = (fn, kinds)
     if key not in _UNPROVEN:
+        plan = _get_plan(fn)
         src = plan.source
         if len(kinds) != len(plan.params):
             reason: str | None = f"{len(kinds)} arguments for {len(plan.params)} parameters"
@@ -953,25 +947,41 @@ def _unproven(fn: Callable, plan: _Plan, argtypes: tuple) -> str | None:
     return _UNPROVEN[key]
 
 
-def _scalar_key(value: object) -> object:
-    """A scalar argument to the bit (0.0 and -0.0 differ, a NaN equals itself), or None if not a plain number."""
-    if isinstance(value, np.generic):
-        return (value.dtype.str, value.tobytes())
-    if isinstance(value, (bool, int)):
-        return (type(value).__name__, value)
-    if isinstance(value, (float, complex)):
-        return (type(value).__name__, np.asarray(value).tobytes())
-    return None
+_KIND_OF_TYPE: dict[type, str] = {}
 
 
-def _launch_key(compiled: _Compiled, argtypes: tuple, grid: tuple, block: tuple, host: list) -> tuple | None:
-    parts = []
+def _kind(t: type) -> str:
+    kind = _KIND_OF_TYPE.get(t)
+    if kind is None:
+        kind = _KIND_OF_TYPE[t] = ("array" if issubclass(t, np.ndarray) else
+                                   "scalar" if issubclass(t, (bool, int, float, complex, np.number, np.bool_)) else
+                                   f"other: {t.__name__}")
+    return kind
+
+
+def _describe(host: list) -> tuple[tuple[str, ...], tuple | None]:
+    """Each argument's kind ("array", "scalar", or the type of anything else) and what the accesses of a
+    launch-determined kernel depend on: each array's dtype and shape (its layout changes addresses, not indices),
+    each scalar to the bit (0.0 and -0.0 differ, a NaN equals itself); None if an argument is neither. One pass,
+    cheap to hash (numba types are not: about 1 µs each, and a launch has many arguments)."""
+    kinds, parts = [], []
     for a in host:
-        part = a.shape if isinstance(a, np.ndarray) else _scalar_key(a)
-        if part is None:
-            return None
-        parts.append(part)
-    return (compiled.launcher, argtypes, grid, block, tuple(parts))
+        t = type(a)
+        kind = _kind(t)
+        kinds.append(kind)
+        if kind == "array":
+            parts.append((a.dtype, a.shape))
+        elif kind != "scalar":
+            continue
+        elif issubclass(t, np.generic):
+            parts.append((t, a.tobytes()))
+        elif issubclass(t, float):
+            parts.append((t, float(a).hex()))
+        elif issubclass(t, complex):
+            parts.append((t, a.real.hex(), a.imag.hex()))
+        else:
+            parts.append((t, int(a)))
+    return tuple(kinds), (tuple(parts) if len(parts) == len(host) else None)
 
 
 def unchecked_reason(kernel: object, *args: object) -> str | None:
@@ -979,8 +989,7 @@ def unchecked_reason(kernel: object, *args: object) -> str | None:
     kernel's accesses are proven launch-determined (:mod:`nbkit.core.bounds`), so that a repeated launch with
     the same key runs without them."""
     host = [_host(a) for a in args]
-    fn = python_function(kernel)
-    return _unproven(fn, _get_plan(fn), _argtypes(host))
+    return _unproven(python_function(kernel), _describe(host)[0])
 
 
 def last_launch_checked() -> bool | None:
@@ -1049,7 +1058,11 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     fn = python_function(kernel)
     argtypes = _argtypes(host)
     compiled = _compile(fn, argtypes)
-    proof = None if _unproven(fn, _get_plan(fn), argtypes) else _launch_key(compiled, argtypes, grid, block, host)
+    kinds, parts = _describe(host)
+    reason = _UNPROVEN.get((fn, kinds), "")
+    if reason == "":
+        reason = _unproven(fn, kinds)
+    proof = None if reason or parts is None else (compiled.launcher, grid, block, parts)
     proven = _PROVEN.get(proof) if proof is not None else None
     checked = proven is None or proven < _UNCHECKED_MIN_SECONDS
     launcher = compiled.launcher if checked else compiled.unchecked()
@@ -1107,7 +1120,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
         raise IndexError(f"{python_function(kernel).__name__}[{grid}, {block}]: {exc} in block {b}, thread {th} "
                          f"(blockIdx.x, .y, .z and threadIdx.x, .y, .z; the simulator names the array and "
                          f"index)") from None
-    if checked and proof is not None:  # ran checked without an error: the same key is proven in bounds
+    if proof is not None and proven is None and compiled_before:  # ran checked without an error: proven in bounds
         if len(_PROVEN) >= _PROVEN_MAX:
             _PROVEN.clear()
-        _PROVEN[proof] = sum(cpu) if compiled_before else None
+        _PROVEN[proof] = sum(cpu)  # measured once: a cheap launch stays checked
