@@ -923,11 +923,12 @@ def _compile(fn: Callable, argtypes: tuple) -> _Compiled:
 # accesses are proven launch-determined (per kind of argument: which are arrays), and a launch key (the launcher,
 # argument types, grid, block, array shapes, scalar values to the bit) that already ran checked without an error.
 # A launch that took less CPU time than _UNCHECKED_MIN_SECONDS (measured on a checked run that did not compile)
-# stays checked: the saving (about 40% of it) would not pay for compiling the second variant (about 0.5 s).
+# stays checked: the saving (up to 40% of it) would hardly pay for compiling the second variant (about 0.5 s, once
+# per machine: the disk cache keeps it). At 0.25 ms a LeNet step at batch 4 switches its convolutions and matmuls.
 _UNPROVEN: dict[tuple, str | None] = {}  # (python function, kinds) -> why not proven, or None
 _PROVEN: dict[tuple, float | None] = {}  # launch key -> CPU seconds of its checked run (None: it compiled)
 _PROVEN_MAX = 100_000  # a bound on memory: past it the table starts afresh (launches are then checked once more)
-_UNCHECKED_MIN_SECONDS = 0.001
+_UNCHECKED_MIN_SECONDS = 0.00025
 _LAST = threading.local()
 
 
