@@ -6,6 +6,12 @@ over the threads of a block, split at every ``cuda.syncthreads()`` (loop fission
 phase before any thread starts the next), values live across a barrier become per-thread arrays, and the result
 is compiled with ``numba.njit``. Blocks run in parallel on CPU threads unless the kernel uses atomics.
 
+The njit code checks bounds (an index out of bounds raises ``IndexError`` naming block and thread), except for a
+launch proven in bounds: the kernel's accesses are launch-determined (:mod:`nbkit.core.bounds` proves it on the
+source), and a launch with the same key (argument types, grid, block, array shapes, scalar values) already ran
+checked without an error; it then runs a second launcher compiled without the checks, which executes the same
+accesses. Everything not proven, and every new key, runs checked.
+
 ``NBKIT_MODE=cpu`` (:mod:`nbkit.core.launch`) runs every launch through :func:`run_on_cpu`. Whatever it cannot
 transform raises :class:`ExecutorUnsupported` with the reason before anything is written, so that a caller can fall
 back to the simulator; so does :class:`BarrierDivergence`, found while running, after the launch's arrays have been
@@ -33,11 +39,12 @@ import numba
 import numpy as np
 from numba import cuda
 
-from nbkit.core import diskcache
+from nbkit.core import bounds, diskcache
 from nbkit.core.simulator import as_dtype, device_array_memory, poison_value
 from nbkit.core.source import python_function
 
-__all__ = ["BarrierDivergence", "ExecutorUnsupported", "run_on_cpu", "compile_for_cpu", "generated_source"]
+__all__ = ["BarrierDivergence", "ExecutorUnsupported", "run_on_cpu", "compile_for_cpu", "generated_source",
+           "last_launch_checked", "unchecked_reason"]
 
 
 class ExecutorUnsupported(Exception):
@@ -383,8 +390,9 @@ def _load_module(folder: object, key: str, code: str, what: str, env: dict) -> p
     return module
 
 
-def _njit(code: str, name: str, what: str, env: dict, numba_cache: bool = True) -> object:
-    """The njit function ``name`` defined by ``code`` with globals ``env``.
+def _njit(code: str, name: str, what: str, env: dict, numba_cache: bool = True, boundscheck: bool = True) -> object:
+    """The njit function ``name`` defined by ``code`` with globals ``env`` (``boundscheck=False``: the variant
+    without numba's bounds checks, for launches proven in bounds; a cache entry of its own).
 
     With the disk cache (:mod:`nbkit.core.diskcache`) the code becomes a module file named by a hash of the
     code, of every value it reads and of the versions, compiled with numba's ``cache=True``: a later process
@@ -392,19 +400,21 @@ def _njit(code: str, name: str, what: str, env: dict, numba_cache: bool = True) 
     a value that cannot be named): compiled in memory, as it always was.
     """
     folder = diskcache.cache_dir("cpu")
-    key = _content_key(code, env) if folder is not None else None
+    flags = dict(_JIT, boundscheck=boundscheck)
+    variant = () if boundscheck else ("boundscheck=False",)
+    key = _content_key(code, env, *variant) if folder is not None else None
     with _LOCK:
         if key is not None and key in _LOADED:
             return _LOADED[key]
         module = _load_module(folder, key, code, what, env) if key is not None else None
         if module is None:
             _run_source(code, what, env)
-            compiled = numba.njit(**_JIT)(env[name])
+            compiled = numba.njit(**flags)(env[name])
         else:
             try:
-                compiled = numba.njit(**_JIT, cache=numba_cache)(getattr(module, name))
+                compiled = numba.njit(**flags, cache=numba_cache)(getattr(module, name))
             except RuntimeError:  # numba found no folder to cache in: compile in memory
-                compiled = numba.njit(**_JIT)(getattr(module, name))
+                compiled = numba.njit(**flags)(getattr(module, name))
             _LOADED[key] = compiled  # type: ignore[index]
         _KEYS[id(compiled)] = (compiled, None if key is None else f"njit {key}")
         return compiled
@@ -614,11 +624,13 @@ class _Plan:
     atomics: bool
     env: dict
     probe_fdef: ast.FunctionDef  # the whole body without barriers: numba types its variables
+    source: _Source  # the kernel as written (its tree untouched by the transform): for nbkit.core.bounds
 
 
 def _plan(fn: Callable) -> _Plan:
     src = _source(fn)
     _check_constructs(src.fdef)
+    original = _Source(src.fn, copy.deepcopy(src.fdef), src.env, src.cuda_names, src.device_fns)
     cn = src.cuda_names
     params = [a.arg for a in src.fdef.args.args]
     shared: list[ast.stmt] = []
@@ -682,7 +694,7 @@ def _plan(fn: Callable) -> _Plan:
                                       f"({_where(loop.stmt)})")
     env, device_atomics = _cpu_env(src)
     return _Plan(fn.__name__, params, pieces, shared, arrays, assigned_params, barriers, returns,
-                 lower.atomics or device_atomics, env, probe)
+                 lower.atomics or device_atomics, env, probe, original)
 
 
 def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
@@ -826,11 +838,23 @@ class _Compiled:
     launcher: Callable
     serial: bool
     source: str
+    name: str = ""
+    env: dict = field(default_factory=dict)  # the globals the launcher was compiled with
+    _unchecked: Callable | None = None
 
     @property
     def may_diverge(self) -> bool:
         """Whether it checks, while running, that threads agree on a loop with a barrier (and may raise)."""
         return "raise BarrierDivergence" in self.source
+
+    def unchecked(self) -> Callable:
+        """The same launcher compiled without numba's bounds checks, from the same source and the same globals
+        (so it executes the same accesses); only for launches proven in bounds (see :func:`run_on_cpu`)."""
+        with _LOCK:
+            if self._unchecked is None:
+                self._unchecked = _njit(self.source, f"_launch_{self.name}", f"{self.name} (unchecked)",
+                                        dict(self.env), boundscheck=False)
+            return self._unchecked
 
 
 _PLANS: dict[Callable, _Plan] = {}
@@ -866,11 +890,17 @@ def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
     Cached per kernel, and per argument types where values live across a barrier (their arrays need dtypes), so a
     later launch of any shape only runs it.
     """
-    fn = python_function(kernel)
+    return _compile(python_function(kernel), _argtypes(args))
+
+
+def _argtypes(args: Sequence) -> tuple:
     try:
-        argtypes = tuple(_typeof(a) for a in args)
+        return tuple(_typeof(a) for a in args)
     except ValueError as exc:  # numba.typeof refuses what it cannot type: the simulator may still take it
         raise ExecutorUnsupported(f"an argument numba cannot compile for the CPU: {exc}") from exc
+
+
+def _compile(fn: Callable, argtypes: tuple) -> _Compiled:
     plan = _get_plan(fn)
     key = (fn, argtypes if plan.arrays else None)
     with _LOCK:
@@ -881,9 +911,91 @@ def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
         env = dict(plan.env)
         env.update({f"_dt_{v}": dt for v, dt in dtypes.items()})
         env.update({f"_poison_{stmt.targets[0].id}": _poison(stmt.value.args[1], env) for stmt in plan.shared})
-        compiled = _Compiled(_njit(code, f"_launch_{plan.name}", plan.name, env), plan.atomics, code)
+        compiled = _Compiled(_njit(code, f"_launch_{plan.name}", plan.name, dict(env)), plan.atomics, code,
+                             plan.name, env)
         _COMPILED[key] = compiled
         return compiled
+
+
+# ---------------------------------------------------------------------------------------------- bounds checks
+
+# Launches that may run without numba's bounds checks (the scheme is nbkit.core.bounds's docstring): a kernel whose
+# accesses are proven launch-determined (per kind of argument: which are arrays), and a launch key (the launcher,
+# argument types, grid, block, array shapes, scalar values to the bit) that already ran checked without an error.
+# A launch that took less CPU time than _UNCHECKED_MIN_SECONDS (measured on a checked run that did not compile)
+# stays checked: the saving (up to 40% of it) would hardly pay for compiling the second variant (about 0.5 s, once
+# per machine: the disk cache keeps it). At 0.25 ms a LeNet step at batch 4 switches its convolutions and matmuls.
+_UNPROVEN: dict[tuple, str | None] = {}  # (python function, kinds) -> why not proven, or None
+_PROVEN: dict[tuple, float | None] = {}  # launch key -> CPU seconds of its checked run (None: it compiled)
+_PROVEN_MAX = 100_000  # a bound on memory: past it the table starts afresh (launches are then checked once more)
+_UNCHECKED_MIN_SECONDS = 0.00025
+_LAST = threading.local()
+
+
+def _unproven(fn: Callable, kinds: tuple[str, ...]) -> str | None:
+    """Why launches of ``fn`` with arguments of these kinds always run with bounds checks (None: they need not)."""
+    key = (fn, kinds)
+    if key not in _UNPROVEN:
+        plan = _get_plan(fn)
+        src = plan.source
+        if len(kinds) != len(plan.params):
+            reason: str | None = f"{len(kinds)} arguments for {len(plan.params)} parameters"
+        else:
+            reason = bounds.unproven_reason(src.fdef, src.env, src.cuda_names, src.device_fns,
+                                            dict(zip(plan.params, kinds)),
+                                            lambda v: _is_cuda_function(v) and _is_device_function(v))
+        _UNPROVEN[key] = reason
+    return _UNPROVEN[key]
+
+
+_KIND_OF_TYPE: dict[type, str] = {}
+
+
+def _kind(t: type) -> str:
+    kind = _KIND_OF_TYPE.get(t)
+    if kind is None:
+        kind = _KIND_OF_TYPE[t] = ("array" if issubclass(t, np.ndarray) else
+                                   "scalar" if issubclass(t, (bool, int, float, complex, np.number, np.bool_)) else
+                                   f"other: {t.__name__}")
+    return kind
+
+
+def _describe(host: list) -> tuple[tuple[str, ...], tuple | None]:
+    """Each argument's kind ("array", "scalar", or the type of anything else) and what the accesses of a
+    launch-determined kernel depend on: each array's dtype and shape (its layout changes addresses, not indices),
+    each scalar to the bit (0.0 and -0.0 differ, a NaN equals itself); None if an argument is neither. One pass,
+    cheap to hash (numba types are not: about 1 µs each, and a launch has many arguments)."""
+    kinds, parts = [], []
+    for a in host:
+        t = type(a)
+        kind = _kind(t)
+        kinds.append(kind)
+        if kind == "array":
+            parts.append((a.dtype, a.shape))
+        elif kind != "scalar":
+            continue
+        elif issubclass(t, np.generic):
+            parts.append((t, a.tobytes()))
+        elif issubclass(t, float):
+            parts.append((t, float(a).hex()))
+        elif issubclass(t, complex):
+            parts.append((t, a.real.hex(), a.imag.hex()))
+        else:
+            parts.append((t, int(a)))
+    return tuple(kinds), (tuple(parts) if len(parts) == len(host) else None)
+
+
+def unchecked_reason(kernel: object, *args: object) -> str | None:
+    """Why launches of ``kernel`` with these arguments always keep numba's bounds checks, or None when the
+    kernel's accesses are proven launch-determined (:mod:`nbkit.core.bounds`), so that a repeated launch with
+    the same key runs without them."""
+    host = [_host(a) for a in args]
+    return _unproven(python_function(kernel), _describe(host)[0])
+
+
+def last_launch_checked() -> bool | None:
+    """Whether the last :func:`run_on_cpu` on this thread ran with numba's bounds checks (None: no launch yet)."""
+    return getattr(_LAST, "checked", None)
 
 
 def _poison(dtype: ast.expr, env: dict) -> object:
@@ -936,11 +1048,26 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     """Run ``kernel[griddim, blockdim](*args)`` as compiled CPU loops; writes go to the arrays passed.
 
     Raises :class:`ExecutorUnsupported` for kernels the transform cannot handle, and ``IndexError`` naming the
-    block and thread for an index out of bounds.
+    block and thread for an index out of bounds. Runs without numba's bounds checks only a launch whose key
+    (launcher, argument types, grid, block, array shapes, scalar values to the bit) already ran checked without
+    an error, of a kernel whose accesses :mod:`nbkit.core.bounds` proves launch-determined: that launch then
+    executes the same accesses, all in bounds. Kernels not proven, new keys, and launches under
+    ``_UNCHECKED_MIN_SECONDS`` of work (a second compile would not pay) keep the checks.
     """
     grid, block = _dims(griddim, "griddim"), _dims(blockdim, "blockdim")
     host = [_host(a) for a in args]
-    compiled = compile_for_cpu(kernel, host)
+    fn = python_function(kernel)
+    argtypes = _argtypes(host)
+    compiled = _compile(fn, argtypes)
+    kinds, parts = _describe(host)
+    reason = _UNPROVEN.get((fn, kinds), "")
+    if reason == "":
+        reason = _unproven(fn, kinds)
+    proof = None if reason or parts is None else (compiled.launcher, grid, block, parts)
+    proven = _PROVEN.get(proof) if proof is not None else None
+    checked = proven is None or proven < _UNCHECKED_MIN_SECONDS
+    launcher = compiled.launcher if checked else compiled.unchecked()
+    _LAST.checked = checked
     nblocks = grid[0] * grid[1] * grid[2]
     launch_key = (compiled.launcher, grid, block)
     work = _WORK_SECONDS.get(launch_key)
@@ -959,7 +1086,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     def run(k: int) -> None:
         start = time.thread_time()
         try:
-            compiled.launcher(bounds[k][0], bounds[k][1], wheres[k], *grid, *block, *host)
+            launcher(bounds[k][0], bounds[k][1], wheres[k], *grid, *block, *host)
             cpu[k] = time.thread_time() - start
         except IndexError as exc:
             errors.append((k, exc))
@@ -968,7 +1095,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
 
     try:
         first = 0
-        compiled_before = bool(compiled.launcher.signatures)
+        compiled_before = bool(launcher.signatures)
         if workers == 1 or not compiled_before:
             run(0)  # alone: the first call compiles, and compiling once beats every worker waiting for it
             first = 1
@@ -994,3 +1121,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
         raise IndexError(f"{python_function(kernel).__name__}[{grid}, {block}]: {exc} in block {b}, thread {th} "
                          f"(blockIdx.x, .y, .z and threadIdx.x, .y, .z; the simulator names the array and "
                          f"index)") from None
+    if proof is not None and proven is None and compiled_before:  # ran checked without an error: proven in bounds
+        if len(_PROVEN) >= _PROVEN_MAX:
+            _PROVEN.clear()
+        _PROVEN[proof] = sum(cpu)  # measured once: a cheap launch stays checked

@@ -1,0 +1,418 @@
+"""The CPU executor drops numba's bounds checks only for launches proven in bounds (nbkit.core.bounds).
+
+A launch runs without checks when the kernel's accesses are launch-determined (static analysis) and the same
+launch key (argument types, grid, block, array shapes, scalar values) already ran checked without an error.
+Everything else keeps the IndexError that names block and thread.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from numba import cuda, float32, int32
+
+import nbkit.core.executor as ex
+from nbkit.core.executor import last_launch_checked, run_on_cpu, unchecked_reason
+from nbkit.kernels import all_kernels, conv
+
+rng = np.random.default_rng(11)
+
+# Registered kernels that always run checked, and why (the rest are proven launch-determined). The heavy ones of a
+# LeNet step (convolutions, their gradients, matmuls, SGD, max-pool forward) must not be here.
+ALWAYS_CHECKED = {
+    "activations.relu_backward_kernel": "an access that runs or not depending on data",  # dout[i] if x[i] > 0
+    "activations.sigmoid_forward_kernel": "an access that runs or not depending on data",  # y[i] = in if v >= 0
+    "losses.softmax_xent_row_per_block_kernel": "an index computed from data",  # logits[n, labels[n]]
+    "losses.softmax_xent_row_per_thread_kernel": "an index computed from data",
+    "pool.maxpool2x2_backward_kernel": "an access that runs or not depending on data",  # if argmax[...] == ...
+}
+HEAVY = ["conv.conv2d_forward_kernel", "conv.conv2d_backward_input_kernel", "conv.conv2d_backward_weight_kernel",
+         "conv.conv2d_backward_bias_kernel", "conv.conv2d_backward_input_atomic_kernel", "matmul.matmul_naive_kernel",
+         "matmul.matmul_tiled_kernel", "coalescing.matmul_tiled_coalesced_kernel", "optim.sgd_momentum_kernel",
+         "pool.maxpool2x2_forward_kernel", "reduce.column_sum_kernel", "dense.add_bias_kernel",
+         "losses.softmax_xent_backward_kernel"]
+
+
+@pytest.fixture(autouse=True)
+def unchecked_at_once(monkeypatch):
+    """Any proven launch runs unchecked (by default only one that took over 0.25 ms, worth the second compile)."""
+    monkeypatch.setattr(ex, "_UNCHECKED_MIN_SECONDS", 0.0)
+
+
+def _registered():
+    import test_executor as te  # the differential test's launches for every registered kernel
+
+    return te
+
+
+def test_every_registered_kernel_is_classified_as_listed():
+    te = _registered()
+    names = {spec.name.removeprefix("nbkit.kernels.") for spec in all_kernels() if not spec.device}
+    assert set(ALWAYS_CHECKED) <= names and set(HEAVY) <= names
+    for name in sorted(names):
+        grid, block, *args = te.CASES[name][1][0]()
+        reason = unchecked_reason(te._kernel(name), *args)
+        if name in ALWAYS_CHECKED:
+            assert reason is not None and ALWAYS_CHECKED[name] in reason, (name, reason)
+        else:
+            assert reason is None, (name, reason)
+
+
+@pytest.mark.parametrize("name", sorted(set(__import__("test_executor").CASES) - set(ALWAYS_CHECKED)))
+def test_unchecked_launches_give_bit_identical_results(name):
+    """Every proven registered kernel: the third identical launch runs unchecked, with the checked result."""
+    te = _registered()
+    kernel = te._kernel(name)
+    for build in te.CASES[name][1]:
+        grid, block, *args = build()
+        results = []
+        for _ in range(3):  # the first may compile; a checked run that did not compile proves the key
+            out = te._copy(args)
+            run_on_cpu(kernel, grid, block, *out)
+            results.append(out)
+        assert last_launch_checked() is False, name
+        for checked, unchecked in zip(results[1], results[2]):
+            if isinstance(checked, np.ndarray):
+                assert np.array_equal(checked, unchecked, equal_nan=True), name
+
+
+def _conv_weight_args(n):
+    dy = rng.standard_normal((n, 6, 12, 12)).astype(np.float32)
+    x = rng.standard_normal((n, 3, 16, 16)).astype(np.float32)
+    return dy, x, np.zeros((6, 3, 5, 5), np.float32)
+
+
+def test_conv_weight_gradient_runs_unchecked_on_the_second_identical_launch():
+    run_on_cpu(conv.conv2d_backward_weight_kernel, 4, 128, *_conv_weight_args(1))  # compiles the checked launcher
+    dy, x, dw = _conv_weight_args(3)
+    run_on_cpu(conv.conv2d_backward_weight_kernel, 4, 128, dy, x, dw)
+    assert last_launch_checked() is True
+    checked = dw.copy()
+    dw[:] = 0
+    run_on_cpu(conv.conv2d_backward_weight_kernel, 4, 128, dy, x, dw)
+    assert last_launch_checked() is False
+    assert np.array_equal(dw, checked)
+    compiled = ex.compile_for_cpu(conv.conv2d_backward_weight_kernel, [dy, x, dw])
+    assert compiled.unchecked() is not compiled.launcher
+    assert compiled.unchecked().targetoptions["boundscheck"] is False
+    assert compiled.launcher.targetoptions["boundscheck"] is True
+    # another batch: a new key, checked again
+    run_on_cpu(conv.conv2d_backward_weight_kernel, 4, 128, *_conv_weight_args(2))
+    assert last_launch_checked() is True
+
+
+def test_a_cheap_launch_stays_checked(monkeypatch):
+    """Below the threshold the second variant is not worth compiling."""
+    monkeypatch.setattr(ex, "_UNCHECKED_MIN_SECONDS", 1e9)
+    for _ in range(3):
+        run_on_cpu(conv.conv2d_backward_weight_kernel, 4, 128, *_conv_weight_args(1))
+    assert last_launch_checked() is True
+
+
+def test_the_unchecked_variant_has_its_own_disk_cache_entry():
+    code = "def _launch_k(a):\n    return a[0]\n"
+    checked = ex._njit(code, "_launch_k", "k", {"np": np})
+    unchecked = ex._njit(code, "_launch_k", "k", {"np": np}, boundscheck=False)
+    assert checked is not unchecked
+    assert checked.targetoptions["boundscheck"] is True and unchecked.targetoptions["boundscheck"] is False
+    if ex.diskcache.cache_dir("cpu") is not None:
+        assert ex._KEYS[id(checked)][1] != ex._KEYS[id(unchecked)][1]
+
+
+# ---------------------------------------------------------------------------------------------- new keys
+
+
+@cuda.jit
+def off_by_one(x, out):
+    i = cuda.grid(1)
+    if i <= x.size:  # the bug: thread x.size reads past the end, if the grid has such a thread
+        out[i] = x[i]
+
+
+@cuda.jit
+def shifted(x, out, k):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = x[i + k]
+
+
+@cuda.jit
+def signed_zero(x, out, s):
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i + (1 if math.copysign(1.0, s) < 0 else 0)] = x[i]
+
+
+def _twice(kernel, grid, block, *args):
+    for _ in range(3):
+        run_on_cpu(kernel, grid, block, *args)
+    assert last_launch_checked() is False, "the in-bounds launch should have been proven"
+
+
+def test_another_shape_runs_checked_and_names_block_and_thread():
+    _twice(off_by_one, 2, 32, np.ones(64, np.float32), np.zeros(65, np.float32))
+    with pytest.raises(IndexError, match=r"block \(1, 0, 0\), thread \(18, 0, 0\)"):
+        run_on_cpu(off_by_one, 2, 32, np.ones(50, np.float32), np.zeros(65, np.float32))
+    assert last_launch_checked() is True
+
+
+def test_another_grid_runs_checked():
+    x, out = np.ones(64, np.float32), np.zeros(65, np.float32)
+    _twice(off_by_one, 2, 32, x, out)
+    with pytest.raises(IndexError, match=r"block \(2, 0, 0\), thread \(0, 0, 0\)"):
+        run_on_cpu(off_by_one, 3, 32, x, out)
+
+
+def test_another_scalar_runs_checked():
+    x, out = np.ones(64, np.float32), np.zeros(64, np.float32)
+    _twice(shifted, 2, 32, x, out, 0)
+    with pytest.raises(IndexError, match=r"block \(1, 0, 0\), thread \(31, 0, 0\)"):
+        run_on_cpu(shifted, 2, 32, x, out, 1)
+
+
+def test_scalars_are_keyed_to_the_bit():
+    """0.0 == -0.0, but the index differs: the launch key tells them apart."""
+    x, out = np.ones(64, np.float32), np.zeros(64, np.float32)
+    _twice(signed_zero, 2, 32, x, out, np.float64(0.0))
+    with pytest.raises(IndexError, match=r"block \(1, 0, 0\), thread \(31, 0, 0\)"):
+        run_on_cpu(signed_zero, 2, 32, x, out, np.float64(-0.0))
+    _twice(signed_zero, 2, 32, x, out, 0.0)
+    with pytest.raises(IndexError, match=r"thread \(31, 0, 0\)"):
+        run_on_cpu(signed_zero, 2, 32, x, out, -0.0)
+
+
+# ---------------------------------------------------------------------------------------------- data decides
+
+
+@cuda.jit
+def gather(x, idx, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = x[idx[i]]
+
+
+@cuda.jit
+def scatter_at_argmax(dy, am, dx):
+    i = cuda.grid(1)  # max-pool backward in 1-D: write at the window position the forward pass chose
+    if i < dy.size:
+        dx[2 * i + am[i]] = dy[i]
+
+
+@cuda.jit
+def index_from_float(x, out):
+    i = cuda.grid(1)
+    if i < x.size:
+        out[int(x[i])] += float32(1)
+
+
+@cuda.jit
+def gather_through_shared(x, idx, out):
+    buf = cuda.shared.array(32, int32)
+    t = cuda.threadIdx.x
+    i = cuda.grid(1)
+    buf[t] = idx[i]
+    cuda.syncthreads()
+    out[i] = x[buf[31 - t]]
+
+
+@cuda.jit
+def write_if_positive(x, out):
+    i = cuda.grid(1)
+    if i < x.size:
+        if x[i] > 0:
+            out[i + 1] = x[i]
+
+
+@cuda.jit
+def shift_if_positive(x, out):
+    i = cuda.grid(1)
+    if i < x.size:
+        k = 0  # every assignment of k is a constant, but which one runs depends on data
+        if x[i] > 0:
+            k = 1
+        out[i + k] = x[i]
+
+
+@cuda.jit
+def walk_while_positive(x, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        j = i
+        while x[j] > 0:
+            j += 1
+        out[i] = j
+
+
+@cuda.jit
+def stop_at_negative(x, out):
+    i = cuda.grid(1)
+    j = 0
+    for j in range(x.size - 1):
+        if x[j] < 0:
+            break
+    out[i + j] = x[j]
+
+
+@cuda.jit
+def slot_from_atomic(counter, out):
+    i = cuda.grid(1)
+    slot = cuda.atomic.add(counter, 0, 1)  # the old value: data
+    out[slot] = i
+
+
+def _ok_then_bad(kernel, grid, block, good: tuple, bad: tuple):
+    assert unchecked_reason(kernel, *good) is not None
+    for _ in range(3):
+        run_on_cpu(kernel, grid, block, *[a.copy() if isinstance(a, np.ndarray) else a for a in good])
+        assert last_launch_checked() is True
+    with pytest.raises(IndexError, match=r"in block \(\d+, 0, 0\), thread \(\d+, 0, 0\)"):
+        run_on_cpu(kernel, grid, block, *bad)
+    assert last_launch_checked() is True
+
+
+ONES = np.ones(64, np.float32)
+
+
+DATA_DECIDES = [
+    (gather, 2, 32, (ONES, np.arange(64, dtype=np.int64), np.zeros(64, np.float32)),
+     (ONES, np.full(64, 64, np.int64), np.zeros(64, np.float32))),
+    (scatter_at_argmax, 2, 32, (ONES, np.ones(64, np.int64), np.zeros(128, np.float32)),
+     (ONES, np.full(64, 2, np.int64), np.zeros(128, np.float32))),
+    (index_from_float, 2, 32, (np.arange(64, dtype=np.float32), np.zeros(64, np.float32)),
+     (np.full(64, 64.5, np.float32), np.zeros(64, np.float32))),
+    (gather_through_shared, 2, 32, (ONES, np.zeros(64, np.int32), np.zeros(64, np.float32)),
+     (ONES, np.full(64, 99, np.int32), np.zeros(64, np.float32))),
+    (write_if_positive, 2, 32, (-ONES, np.zeros(64, np.float32)), (ONES, np.zeros(64, np.float32))),
+    (shift_if_positive, 2, 32, (-ONES, np.zeros(64, np.float32)), (ONES, np.zeros(64, np.float32))),
+    (walk_while_positive, 2, 32, (np.r_[ONES, -1].astype(np.float32), np.zeros(64, np.int64)),
+     (np.r_[ONES, 1].astype(np.float32), np.zeros(64, np.int64))),
+    (stop_at_negative, 1, 32, (np.r_[1, -1, ONES[:7]].astype(np.float32), np.zeros(33, np.float32)),
+     (ONES[:9], np.zeros(33, np.float32))),
+    (slot_from_atomic, 2, 32, (np.zeros(1, np.int64), np.zeros(64, np.int64)),
+     (np.ones(1, np.int64), np.zeros(64, np.int64))),
+]
+
+
+@pytest.mark.parametrize("kernel, grid, block, good, bad", DATA_DECIDES, ids=[c[0].__name__ for c in DATA_DECIDES])
+def test_data_dependent_indexing_or_control_stays_checked(kernel, grid, block, good, bad):
+    _ok_then_bad(kernel, grid, block, good, bad)
+
+
+@cuda.jit(device=True)
+def _first(a):
+    return a[0]
+
+
+@cuda.jit
+def through_device_function(x, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = _first(x)
+
+
+@cuda.jit
+def max_pool_like(x, y, k_out):
+    i = cuda.grid(1)  # a data test that decides only values, never an access: proven (as the max-pool forward)
+    if i < y.size:
+        best = x[2 * i]
+        k = 0
+        v = x[2 * i + 1]
+        if v > best:
+            best = v
+            k = 1
+        y[i] = best
+        k_out[i] = k
+
+
+@cuda.jit
+def max_pool_reading_in_the_branch(x, y):
+    i = cuda.grid(1)
+    if i < y.size:
+        best = x[2 * i]
+        if x[2 * i + 1] > best:
+            best = x[2 * i + 1]  # an access decided by data
+        y[i] = best
+
+
+def test_what_is_proven_and_what_is_not():
+    assert "device function called with an array" in unchecked_reason(through_device_function, ONES,
+                                                                       np.zeros(4, np.float32))
+    assert unchecked_reason(max_pool_like, ONES, np.zeros(32, np.float32), np.zeros(32, np.int32)) is None
+    assert "an access that runs or not depending on data" in unchecked_reason(
+        max_pool_reading_in_the_branch, ONES, np.zeros(32, np.float32))
+    assert unchecked_reason(off_by_one, ONES, ONES) is None
+    assert unchecked_reason(shifted, ONES, ONES, 1) is None
+    assert "neither arrays nor numbers" in unchecked_reason(shifted, ONES, ONES, (1, 2))
+
+
+@cuda.jit
+def ufunc_with_output(x, out):
+    i = cuda.grid(1)
+    if i < x.size:
+        np.add(x, x, out)  # writes a whole array: not a pure call
+
+
+def test_a_ufunc_writing_an_output_array_is_not_pure():
+    assert "np.add" in unchecked_reason(ufunc_with_output, ONES, ONES)
+
+
+@cuda.jit
+def loop_carried(x, out):
+    k = 0
+    for j in range(x.size):
+        out[k] = float32(1)
+        k = int(x[j])  # data, but only from the next iteration on: the fixpoint finds it
+
+
+@cuda.jit
+def swapped(x, out):
+    a = 0
+    b = 0
+    for j in range(3):
+        a, b = b, int(x[j])  # a gets data through b, one iteration later
+    out[a] = float32(1)
+
+
+@cuda.jit
+def data_bound_loop(x, out):
+    for j in range(int(x[0])):
+        out[j] = float32(1)
+
+
+@cuda.jit
+def returns_on_data(x, out):
+    i = cuda.grid(1)
+    if x[i] < 0:
+        return
+    out[i + 5] = float32(1)
+
+
+@cuda.jit
+def data_in_index_choice(x, out):
+    i = cuda.grid(1)
+    out[i if x[i] > 0 else i + 1] = float32(1)
+
+
+@cuda.jit
+def histogram(x, hist):
+    cuda.atomic.add(hist, int(x[cuda.grid(1)]) % 4, 1)
+
+
+@cuda.jit
+def short_circuit(x, out):
+    i = cuda.grid(1)
+    if x[i] > 0 and out[i + 1] > 0:  # out[i + 1] is read only when x[i] > 0
+        out[i] = float32(1)
+
+
+@pytest.mark.parametrize("kernel, words", [
+    (loop_carried, "an index computed from data"), (swapped, "an index computed from data"),
+    (data_bound_loop, "an access that runs or not depending on data"),
+    (returns_on_data, "return decided by data"), (data_in_index_choice, "an index computed from data"),
+    (histogram, "an atomic's index computed from data"),
+    (short_circuit, "an access that runs or not depending on data"),
+], ids=lambda v: getattr(v, "__name__", "-"))
+def test_data_reaching_an_index_or_an_access_decision_is_found(kernel, words):
+    assert words in unchecked_reason(kernel, ONES, np.zeros(64, np.float32))
