@@ -476,6 +476,39 @@ def test_shared_memory_starts_poisoned_in_every_block_as_in_the_simulator():
     assert "np.full(64, _poison_buf, float32)" in generated_source(_reads_unwritten_shared, x, out)
 
 
+
+@cuda.jit(device=True)
+def _unwritten_local_int():
+    t = cuda.local.array((2, 3), np.int32)
+    return t[1, 2]
+
+
+@cuda.jit
+def _reads_unwritten_local(x, out, iout):
+    i = cuda.grid(1)
+    if i < x.size:
+        tmp = cuda.local.array(4, float32)
+        tmp[0] = x[i]
+        acc = float32(0)
+        for k in range(4):  # tmp[1..3] were never written
+            acc += tmp[k]
+        out[i] = acc
+        iout[i] = _unwritten_local_int()
+
+
+def test_local_arrays_start_poisoned_as_in_the_simulator():
+    """A kernel that reads local memory it never wrote must not get zeros (a right answer by luck) in cpu mode."""
+    x = np.ones(5, np.float32)
+    results = []
+    for run in (lambda *a: run_on_cpu(_reads_unwritten_local, 1, 8, *a), _reads_unwritten_local[1, 8]):
+        out, iout = np.zeros(5, np.float32), np.zeros(5, np.int32)
+        run(x, out, iout)
+        results.append((out, iout))
+    (cpu_out, cpu_i), (sim_out, sim_i) = results
+    assert np.isnan(sim_out).all() and np.isnan(cpu_out).all()
+    assert (cpu_i == np.iinfo(np.int32).min).all() and (cpu_i == sim_i).all()
+
+
 # ---------------------------------------------------------------------------------------------- speed decisions
 
 @cuda.jit

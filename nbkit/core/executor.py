@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numba
+import numba.extending
 import numpy as np
 from numba import cuda
 
@@ -94,6 +95,27 @@ def _atomic_exch(a, i, v):
     old = a[i]
     a[i] = v
     return old
+
+
+def _poisoned(a: np.ndarray) -> np.ndarray:
+    """A fresh ``cuda.local.array`` filled as the simulator fills it (:func:`poison_value`: NaN for floats)."""
+    value = poison_value(a.dtype)
+    if value is not None:
+        a[...] = value
+    return a
+
+
+@numba.extending.overload(_poisoned)
+def _poisoned_cpu(a):  # no annotations: numba compares this signature with the implementation's
+    value = poison_value(as_dtype(a.dtype))
+    if value is None:
+        return lambda a: a
+
+    def fill(a):
+        a.reshape(a.size)[:] = value
+        return a
+
+    return fill
 
 
 _JIT = dict(nogil=True, boundscheck=True)
@@ -193,8 +215,9 @@ class _Lower(ast.NodeTransformer):
                                       f"({_where(node)})")
         if name in _NOOPS:
             return ast.copy_location(ast.Constant(None), node)
-        if name == "local.array":
-            return ast.copy_location(ast.Call(_expr("np.zeros"), args, []), node)
+        if name == "local.array":  # poisoned like the simulator's: a read before any write shows in the output
+            return ast.copy_location(ast.Call(ast.Name("_poisoned", ast.Load()),
+                                              [ast.Call(_expr("np.empty"), args, [])], []), node)
         if name == "shared.array":
             raise ExecutorUnsupported(f"cuda.shared.array must be assigned to a name at the top of the kernel "
                                       f"body ({_where(node)})")
@@ -297,6 +320,7 @@ def _cpu_env(src: _Source) -> tuple[dict, bool]:
             atomics |= uses
     env.update(_HELPERS)
     env["np"] = np
+    env["_poisoned"] = _poisoned
     env["BarrierDivergence"] = BarrierDivergence
     return env, atomics
 
