@@ -90,28 +90,8 @@ def run_block(fn: Callable, args: list, grid_dim: tuple, block_dim: tuple, grid_
         t = TracedThread(target, manager, grid_point, block_point, blin, launch_ndim)
         t.start()
         threads.append(t)
-    # The simulator's scheduling loop (kernel.BlockManager.run): release a barrier when every live thread waits.
-    live, blocked = set(threads), set()
     try:
-        while live:
-            for t in live:
-                if t.syncthreads_blocked:
-                    blocked.add(t)
-                elif t.exception:
-                    for other in threads:
-                        other.abort = True
-                        other.syncthreads_blocked = False
-                        other.syncthreads_event.set()
-                    raise ThreadFailed(t)
-            if live == blocked:
-                for t in blocked:
-                    t.syncthreads_blocked = False
-                    t.syncthreads_event.set()
-                blocked = set()
-            live = {t for t in live if t.is_alive()}
-        for t in threads:
-            if t.exception:
-                raise ThreadFailed(t)
+        simulator.schedule_block(threads, ThreadFailed)  # the simulator's scheduling loop
     except ThreadFailed:
         for t in threads:  # let aborted threads finish before the real cuda module is put back
             t.join(timeout=1.0)
