@@ -485,6 +485,7 @@ def run_rank(cfgs: list[RunConfig], rank: int, world: int, init_method: str, loc
             if cfg.timed_steps and cfg.model == "course" and device == "cpu":
                 out.update(time_allreduce(world))
             results.append(out)
+        dist.barrier()  # every rank done before any leaves: gloo aborted a rank leaving while another still ran
         return results
     finally:
         dist.destroy_process_group()
