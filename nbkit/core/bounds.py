@@ -43,7 +43,8 @@ _CUDA_PURE = {"warpsize", "laneid"}
 _CUDA_NONE = {"syncthreads", "threadfence", "threadfence_block", "threadfence_system"}
 
 
-def _dotted(node: ast.AST) -> list[str] | None:
+def dotted(node: ast.AST) -> list[str] | None:
+    """``cuda.atomic.add`` -> ["cuda", "atomic", "add"]; None for anything that is not a dotted name."""
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -109,14 +110,14 @@ class _Analysis:
 
     def _cuda(self, node: ast.AST) -> list[str] | None:
         """``cuda.threadIdx.x`` -> ["threadIdx", "x"] (for a Call, of its function); None if not ``cuda.*``."""
-        parts = _dotted(node.func if isinstance(node, ast.Call) else node)
+        parts = dotted(node.func if isinstance(node, ast.Call) else node)
         if parts and parts[0] in self.cuda_names and parts[0] not in self.locals:
             return parts[1:]
         return None
 
     def _global(self, node: ast.AST) -> tuple[bool, object]:
         """(found, value) of a global name or a dotted attribute of a global module (``math.pi``)."""
-        parts = _dotted(node)
+        parts = dotted(node)
         if not parts or parts[0] in self.locals:
             return False, None
         if parts[0] in self.env:

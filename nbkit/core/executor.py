@@ -126,15 +126,7 @@ def _where(node: ast.AST) -> str:
     return f"line {getattr(node, 'lineno', '?')}"
 
 
-def _dotted(node: ast.AST) -> list[str] | None:
-    """``cuda.atomic.add`` -> ["cuda", "atomic", "add"]; None for anything that is not a dotted name."""
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        return [node.id, *reversed(parts)]
-    return None
+_dotted = bounds.dotted
 
 
 def _is_cuda_function(obj: object) -> bool:
