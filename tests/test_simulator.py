@@ -228,30 +228,13 @@ def test_shared_alignment_is_refused_as_the_simulator_refuses_it():
         _aligned_shared[1, 1](np.zeros(1, np.float32))
 
 
-@cuda.jit
-def _block_sum_with_barriers(x, out):
-    buf = cuda.shared.array(8, float32)
-    t = cuda.threadIdx.x
-    buf[t] = x[cuda.blockIdx.x * 8 + t]
-    cuda.syncthreads()
-    stride = 4
-    while stride > 0:
-        if t < stride:
-            buf[t] += buf[t + stride]
-        cuda.syncthreads()
-        stride //= 2
-    if t == 0:
-        out[cuda.blockIdx.x] = buf[0]
-    if x[cuda.blockIdx.x * 8 + t] < 0:
-        out[99] = 0.0  # out of bounds, in one thread only
-
-
 def test_blocks_are_scheduled_by_nbkits_loop_with_the_simulators_barriers_and_errors():
+    from nbkit.kernels.reduce import sum_tree_kernel
+
     assert simulator.internals().BlockManager.run is simulator._block_run  # installed by harden() at start-up
     x = np.arange(16, dtype=np.float32)
-    out = np.zeros(2, np.float32)
-    _block_sum_with_barriers[2, 8](x, out)
-    assert out.tolist() == [28.0, 92.0]
-    x[11] = -1.0
-    with pytest.raises(IndexError):
-        _block_sum_with_barriers[2, 8](x, out)
+    partial = np.zeros(2, np.float32)
+    sum_tree_kernel[2, 8](x, partial)  # a tree reduction: four barriers, three of them in a while loop
+    assert partial.tolist() == [28.0, 92.0]
+    with pytest.raises(IndexError):  # block 1's thread 0 writes partial[1], past the end, after its barriers
+        sum_tree_kernel[2, 8](x, np.zeros(1, np.float32))
