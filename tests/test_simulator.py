@@ -167,11 +167,12 @@ def _block_total(out):
 
 def test_every_thread_of_a_block_gets_the_same_shared_array(monkeypatch):
     # The simulator's own cuda.shared.array looks the array up, creates it and stores it without a lock: a thread
-    # switch in between gives two threads two arrays. A slow np.empty in the simulator's threads widens that gap.
+    # switch in between gives two threads two arrays. A slow np.empty in the simulator's threads widens that gap
+    # (nbkit runs a block's threads on greenlets, which switch only at barriers, but the lock stays: cheap).
     real_empty = np.empty
 
     def slow_empty(*args, **kwargs):
-        if hasattr(__import__("threading").current_thread(), "blockIdx"):
+        if hasattr(simulator.current_thread(), "blockIdx"):
             __import__("time").sleep(0.002)
         return real_empty(*args, **kwargs)
 
@@ -238,3 +239,75 @@ def test_blocks_are_scheduled_by_nbkits_loop_with_the_simulators_barriers_and_er
     assert partial.tolist() == [28.0, 92.0]
     with pytest.raises(IndexError):  # block 1's thread 0 writes partial[1], past the end, after its barriers
         sum_tree_kernel[2, 8](x, np.zeros(1, np.float32))
+
+
+@cuda.jit
+def _arrival_order(counter, before, after):
+    t = cuda.threadIdx.x + cuda.blockDim.x * cuda.blockIdx.x
+    before[cuda.atomic.add(counter, 0, 1)] = t
+    cuda.syncthreads()
+    after[cuda.atomic.add(counter, 1, 1)] = t
+
+
+def test_threads_run_in_order_until_they_wait_so_every_run_is_the_same():
+    # nbkit.core.fibers: a block's threads are greenlets resumed in thread order, each until its barrier or its end
+    runs = []
+    for _ in range(3):
+        counter, before, after = np.zeros(2, np.int64), np.full(20, -1, np.int64), np.full(20, -1, np.int64)
+        _arrival_order[2, 10](counter, before, after)
+        runs.append((before.tolist(), after.tolist()))
+    assert runs[0] == (list(range(20)), list(range(20)))
+    assert runs[1] == runs[0] and runs[2] == runs[0]
+
+
+@cuda.jit
+def _fails_while_others_wait(out, bad):
+    t = cuda.threadIdx.x
+    if t == bad:
+        out[t + 100] = 1  # out of bounds, while the threads before it wait at the barrier
+    cuda.syncthreads()
+    out[t] = t
+
+
+def test_a_failing_thread_stops_its_block_and_names_itself_and_the_next_launch_runs():
+    out = np.zeros(8, np.int64)
+    with pytest.raises(IndexError, match=r"tid=\[5, 0, 0\] ctaid=\[0, 0, 0\]"):
+        _fails_while_others_wait[1, 8](out, 5)
+    assert out.tolist() == [0] * 8  # nobody passed the barrier
+    _fails_while_others_wait[1, 8](out, -1)
+    assert out.tolist() == list(range(8))
+
+
+@cuda.jit
+def _early_return(out):
+    t = cuda.threadIdx.x
+    if t >= 4:
+        return  # leaves the block: the barrier waits only for the threads still running
+    out[t] = cuda.syncthreads_count(t % 2)
+    cuda.syncthreads()
+    out[t] += cuda.syncthreads_or(t == 3) * 10
+
+
+def test_a_returned_thread_no_longer_holds_up_a_barrier_and_votes_count_the_live_threads():
+    out = np.zeros(8, np.int64)
+    _early_return[1, 8](out)
+    assert out.tolist() == [12] * 4 + [0] * 4
+
+
+def test_the_running_thread_is_a_fiber_inside_a_kernel_and_the_os_thread_outside():
+    import threading
+
+    from nbkit.core import fibers
+
+    seen = []
+
+    def who(out):
+        seen.append(simulator.current_thread())
+        out[cuda.threadIdx.x] = cuda.threadIdx.x  # the fake cuda module finds the thread through fibers too
+
+    out = np.zeros(3, np.int64)
+    simulator.simulated_kernel(who)[1, 3](out)
+    assert out.tolist() == [0, 1, 2]
+    assert [type(t) for t in seen] == [simulator.SimThread] * 3 and isinstance(seen[0], fibers.Fiber)
+    assert [tuple(t.threadIdx) for t in seen] == [(0, 0, 0), (1, 0, 0), (2, 0, 0)]
+    assert simulator.current_thread() is threading.current_thread() and not fibers.in_fiber()

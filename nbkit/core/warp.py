@@ -114,12 +114,14 @@ class BlockWarps:
     """The warps of one simulated block: where each lane waits, which lanes have returned, the open meetings.
 
     ``at_barrier(handle)`` and ``aborted(handle)`` ask the simulator about one of its threads (the handle given to
-    :meth:`register`): waiting at ``cuda.syncthreads()``, told to stop because another thread raised.
+    :meth:`register`): waiting at ``cuda.syncthreads()``, told to stop because another thread raised. ``pause()``
+    lets the block's other threads run while a lane waits, where they are greenlets on one OS thread
+    (:mod:`nbkit.core.fibers`); without it a lane waits on a condition, for threads that run on OS threads.
     """
 
     def __init__(self, kernel: str, block_idx: tuple[int, int, int], block_dim: tuple[int, int, int],
                  grid_dim: tuple[int, int, int], at_barrier: Callable[[Any], bool],
-                 aborted: Callable[[Any], bool]) -> None:
+                 aborted: Callable[[Any], bool], pause: Callable[[], None] | None = None) -> None:
         self.kernel = kernel
         self.block_idx = tuple(int(v) for v in block_idx)
         self.block_dim = tuple(int(v) for v in block_dim)
@@ -127,6 +129,7 @@ class BlockWarps:
         self.threads = int(np.prod(self.block_dim))
         self._at_barrier = at_barrier
         self._aborted = aborted
+        self._pause = pause
         self._cond = threading.Condition()
         self._handles: dict[int, Any] = {}
         self._exited: set[int] = set()
@@ -136,6 +139,14 @@ class BlockWarps:
         self._active: dict[int, _Meeting] = {}  # warp -> the lanes calling cuda.activemask() together
         self._serial = [0] * (-(-self.threads // WARP_SIZE))
         self._deadlock: str | None = None  # the report, once a lane found that no lane can come
+
+    def _wait(self) -> None:
+        """Let the other lanes run: ``pause()`` when the simulator runs the block's threads as greenlets, else
+        wait for a notification (or the next poll) with the lock released."""
+        if self._pause is not None:
+            self._pause()
+        else:
+            self._cond.wait(_POLL_S)
 
     # ---- what the simulator tells us
     def register(self, tid: int, handle: Any) -> None:
@@ -219,7 +230,7 @@ class BlockWarps:
             try:
                 self._try_complete(meeting)
                 while meeting.results is None:
-                    self._cond.wait(_POLL_S)
+                    self._wait()
                     if handle is not None and self._aborted(handle):
                         raise RuntimeError("abort flag set while waiting in a warp intrinsic")
                     if meeting.results is None:
@@ -330,7 +341,7 @@ class BlockWarps:
                         del self._active[warp]
                         self._cond.notify_all()
                         break
-                    self._cond.wait(_POLL_S)
+                    self._wait()
                     if handle is not None and self._aborted(handle):
                         raise RuntimeError("abort flag set while waiting in cuda.activemask()")
             finally:

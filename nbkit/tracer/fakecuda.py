@@ -65,7 +65,7 @@ class TracingShared:
             raise RuntimeError("Array alignment is not supported in cudasim")
         caller = sys._getframe(1)
         key = (caller.f_code, caller.f_lineno)  # like the simulator: one array per declaring line
-        blin = threading.current_thread().blin
+        blin = simulator.current_thread().blin
         dynamic = shape == 0 or shape == (0,)
         with self._lock:
             proxy = self._sites.get(key)
@@ -111,34 +111,34 @@ class TracingModule(simulator.internals().FakeCUDAModule):
 
     # Each barrier call notes its call site on the thread: the runner compares them across the block (divergence).
     def syncthreads(self):
-        t = threading.current_thread()
+        t = simulator.current_thread()
         _arrive(t)
         t.syncthreads()
         t.epoch += 1
 
     def syncwarp(self, mask=0xFFFFFFFF):
         """The simulator's syncwarp (nbkit.core.warp), remembered: it orders memory among the lanes that met there."""
-        t = threading.current_thread()
+        t = simulator.current_thread()
         serial = simulator.warp_sync(mask)
         self._rec.syncwarps.setdefault((t.blin, t.thread_id), []).append(serial)
         t.wsync += 1
 
     def syncthreads_count(self, val):
-        t = threading.current_thread()
+        t = simulator.current_thread()
         _arrive(t)
         r = t.syncthreads_count(val)
         t.epoch += 2
         return r
 
     def syncthreads_and(self, val):
-        t = threading.current_thread()
+        t = simulator.current_thread()
         _arrive(t)
         r = t.syncthreads_and(val)
         t.epoch += 2
         return r
 
     def syncthreads_or(self, val):
-        t = threading.current_thread()
+        t = simulator.current_thread()
         _arrive(t)
         r = t.syncthreads_or(val)
         t.epoch += 2

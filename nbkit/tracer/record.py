@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import itertools
 import sys
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from nbkit.core.fibers import current_thread
 from nbkit.tracer.memory import ATOMIC, READ, WRITE
 
 
@@ -109,7 +109,7 @@ def fmt_dim(d: Iterable[int], ndim: int) -> str:
 
 
 _getframe = sys._getframe
-_current_thread = threading.current_thread
+_current_thread = current_thread
 
 
 class TracedArray:
@@ -190,7 +190,7 @@ class TracedArray:
         return TracedArray(v, self._base, self._rec, fm[idx])
 
     def _fail(self, idx: Any, exc: BaseException, caller=None) -> None:
-        t = threading.current_thread()
+        t = _current_thread()
         info = self._rec.arrays[self._base]
         shown = idx if isinstance(idx, tuple) else (idx,)
         name = info.name if self._flatmap is None else f"{info.name}(view)"

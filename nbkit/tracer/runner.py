@@ -1,10 +1,10 @@
-"""Running one block of a traced launch on the simulator's threads, scheduled the way the simulator does it.
+"""Running one block of a traced launch on simulated threads, scheduled the way nbkit's simulator does it.
 
 Why not the simulator's own ``BlockManager.run``: each thread must carry what a record needs (linear block id,
 barrier epoch), a failing thread's exception must come back unchanged (the simulator re-creates it with a
 prefix), and aborted threads must finish before the real ``cuda`` module is put back. The scheduling itself is
-the simulator's (``BlockManager.run``): start every thread of the block, release a barrier when every live
-thread waits at it. Whether they wait at the *same* barrier is not the scheduler's business: each thread keeps the
+the simulator's (:func:`nbkit.core.fibers.run_block`): every thread runs until it waits or ends, a barrier opens
+when every live thread waits at it. Whether they wait at the *same* barrier is not the scheduler's business: each thread keeps the
 call sites of its barriers and how it left the kernel, and after the block :func:`barrier_summary` hands them to
 the recorder, where :class:`~nbkit.tracer.analysis.Trace` judges them. Importing this module loads the simulator
 (through :mod:`nbkit.core.simulator`).
@@ -13,23 +13,22 @@ the recorder, where :class:`~nbkit.tracer.analysis.Trace` judges them. Importing
 from __future__ import annotations
 
 import sys
-import threading
 from typing import Callable
 
 import numpy as np
 
-from nbkit.core import simulator
+from nbkit.core import fibers, simulator
 
 _sim = simulator.internals()
 
 
-class TracedThread(_sim.BlockThread):
-    """The simulator's thread plus what each record needs (linear block id, barrier epoch, syncwarp count) and
+class TracedThread(simulator.SimThread):
+    """A simulated thread plus what each record needs (linear block id, barrier epoch, syncwarp count) and
     what the barrier check needs (the call site of each barrier it waited at, the kernel's frame to see where it
     left)."""
 
     def __init__(self, target, manager, grid_point, block_point, blin, launch_ndim):
-        super().__init__(target, manager, grid_point, block_point, False)
+        super().__init__(target, manager, grid_point, block_point)
         self.blin = blin
         self.epoch = 0
         self.wsync = 0  # cuda.syncwarp() calls passed (records carry it: the race finder orders a warp's lanes by it)
@@ -37,11 +36,7 @@ class TracedThread(_sim.BlockThread):
         self.barriers: list[tuple[tuple, int]] = []  # ((code, line), line) per barrier, in order
         self.kernel_frame = None
 
-    def run(self):  # keep the original exception (BlockThread re-creates it with a thread prefix)
-        try:
-            threading.Thread.run(self)
-        except Exception as e:  # noqa: BLE001 - reported by the block loop
-            self.exception = (e, e.__traceback__)
+    run = fibers.Fiber.run  # keep the original exception (SimThread re-creates it with a thread prefix)
 
 
 class ThreadFailed(Exception):
@@ -73,7 +68,7 @@ def run_block(fn: Callable, args: list, grid_dim: tuple, block_dim: tuple, grid_
         # One trace event per thread: the hook removes itself at the first call (the kernel) and puts back any
         # tracer that was there (a debugger, coverage).
         old = sys.gettrace()
-        me = threading.current_thread()
+        me = simulator.current_thread()
 
         def hook(frame, event, arg):
             me.kernel_frame = frame
@@ -86,16 +81,9 @@ def run_block(fn: Callable, args: list, grid_dim: tuple, block_dim: tuple, grid_
         finally:
             sys.settrace(old)
 
-    for block_point in np.ndindex(*block_dim):
-        t = TracedThread(target, manager, grid_point, block_point, blin, launch_ndim)
-        t.start()
-        threads.append(t)
-    try:
-        simulator.schedule_block(threads, ThreadFailed)  # the simulator's scheduling loop
-    except ThreadFailed:
-        for t in threads:  # let aborted threads finish before the real cuda module is put back
-            t.join(timeout=1.0)
-        raise
+    threads = [TracedThread(target, manager, grid_point, block_point, blin, launch_ndim)
+               for block_point in np.ndindex(*block_dim)]
+    fibers.run_block(threads, ThreadFailed)  # the simulator's scheduling (aborted threads have ended when it raises)
     if barrier_log is not None:
         barrier_log.extend(barrier_summary(t, fn) for t in threads)
 
