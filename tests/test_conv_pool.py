@@ -96,8 +96,12 @@ def test_batch_past_the_grid_z_limit_is_launched_in_chunks(monkeypatch):
         launch.check_launch(grid, block, kernel)  # raises LaunchConfigError past 65,535 blocks in z
         launches.append((kernel, grid, args))
 
+    def spy_1d(kernel, n, *args):  # the weight and bias gradients: one thread per weight, no grid z at all
+        launches.append((kernel, (n,), args))
+
     monkeypatch.setattr(conv, "launch", spy)
     monkeypatch.setattr(pool, "launch", spy)
+    monkeypatch.setattr(conv, "launch_1d", spy_1d)  # nothing runs: 4,100 images per weight take seconds simulated
     N, F = 4100, 16
     assert N * F > launch.MAX_GRID_DIM[2]
     x = np.zeros((N, 1, 5, 5), np.float32)
@@ -115,6 +119,8 @@ def test_batch_past_the_grid_z_limit_is_launched_in_chunks(monkeypatch):
         assert sum(args[0].shape[0] for _, args in mine) == N
         assert all(grid[2] <= launch.MAX_GRID_DIM[2] for grid, _ in mine)
         assert all(np.shares_memory(args[0], whole) for _, args in mine), kern  # slices are views, not copies
+    assert {k for k, grid, _ in launches if len(grid) == 1} == {conv.conv2d_backward_weight_kernel,
+                                                                conv.conv2d_backward_bias_kernel}
 
 
 def test_chunked_launches_compute_the_same(monkeypatch):
