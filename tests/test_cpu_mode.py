@@ -52,7 +52,7 @@ def _run(python_in_fresh_process, tmp_path, body: str) -> str:
 
 @pytest.mark.subprocess
 def test_both_launch_forms_run_on_the_executor(python_in_fresh_process, tmp_path):
-    # 4 million threads: about ten minutes in the simulator (~150 µs a thread), well under a second compiled.
+    # 4 million threads: over a minute in the simulator (~20 µs a thread or more), well under a second compiled.
     out = _run(python_in_fresh_process, tmp_path, """
         n = 1 << 22
         a, b = np.ones(n, np.float32), np.arange(n, dtype=np.float32)

@@ -3,6 +3,7 @@
 import re
 
 import nbformat
+import pytest
 from conftest import ROOT
 
 from coursekit.setup_plan import pinned_torch
@@ -78,3 +79,28 @@ def test_every_torch_version_named_in_docs_and_set_up_files_is_the_pin():
              for version in re.findall(r"\btorch(?:==|-| )(\d+\.\d+(?:\.\d+)?)", path.read_text())}
     assert ("README.md", pinned) in named and ("instructors.md", pinned) in named, named
     assert {version for _, version in named} == {pinned}, sorted(named)
+
+
+# Since the greenlet scheduler (nbkit.core.fibers) the simulator no longer runs one Python (OS) thread per CUDA
+# thread, nor costs ~150 µs a thread: no learner-facing text may say so again (notebook outputs are left to the
+# next execution).
+_STALE_SIMULATOR = re.compile(r"Python threads?\b|(?:CPU|OS) threads? per CUDA thread|\b1[56][05] µs", re.I)
+
+
+def test_no_text_says_the_simulator_runs_a_python_thread_per_cuda_thread():
+    texts = {path.name: path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]}
+    for path in NOTEBOOKS:
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            texts[f"{path.stem} cell {i}"] = cell.source
+    stale = {where: m.group(0) for where, text in texts.items() if (m := _STALE_SIMULATOR.search(text))}
+    assert not stale, f"stale descriptions of the simulator: {stale}"
+
+
+def test_the_doctor_does_not_say_the_simulator_runs_python_threads():
+    from nbkit.core import doctor
+    from nbkit.core.mode import MODE
+
+    if MODE.name != "sim":
+        pytest.skip("the doctor's note on the simulator is printed in sim mode only")
+    report = doctor.report()
+    assert "NOTE: the CUDA simulator" in report and not _STALE_SIMULATOR.search(report), report

@@ -1,7 +1,7 @@
 """Realistic cases: each kernel exercise also runs at the size of a real layer where launches are compiled.
 
 cpu mode is fixed per process, so those tests run in fresh interpreters (``sys.executable``); the last tests run
-here, in simulator mode, where the realistic cases must not run (minutes at one Python thread per CUDA thread) and
+here, in simulator mode, where the realistic cases must not run (tens of seconds or more per launch there) and
 the ✓ must not claim they did.
 """
 

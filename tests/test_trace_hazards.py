@@ -218,7 +218,7 @@ def test_race_kind_and_missing_barrier_follow_program_order_in_every_run():
     raw = _race_words(tile_loop_raw)
     assert raw and {x[1:5] for x in raw} == {("read-after-write", w, r, False)}
     assert raw[0][5] == f"a cuda.syncthreads() is missing after line {w} (write) and before line {r} (read)"
-    for _ in range(3):  # the simulator's thread order changes from run to run; the words do not
+    for _ in range(3):  # the words name the pair in program order, not in the order the threads happened to run
         assert _race_words(tile_loop_war) == war and _race_words(tile_loop_raw) == raw
 
 

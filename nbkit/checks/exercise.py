@@ -131,7 +131,7 @@ def _dim_text(dim: Dim) -> str:
 
 def realistic_sizes_run_here() -> bool:
     """Whether an exercise's ``realistic`` cases run in this process: only where launches are compiled (cpu and
-    GPU mode); one Python thread per CUDA thread (sim mode) would take minutes for a layer-sized launch."""
+    GPU mode); the simulator (sim mode) takes tens of seconds or more for a layer-sized launch."""
     from nbkit.core.mode import MODE
 
     return not MODE.slow_launches

@@ -329,9 +329,9 @@ BLOCK_SUM = KernelExercise(
         Cause(lambda a: bool(a.races) and bool(_barriers(a.run.kernel)[1]),
               lambda a: "there is no cuda.syncthreads() inside your loop, so a thread may read buf[t + stride] before "
                         "the thread that owns it has added into it: put a barrier after every step of the tree. The "
-                        "memory-access tracer found such a race: " + race_sentence(a.races) + " (In the simulator the "
-                        "result of a race depends on how Python schedules the threads, so it can change from run to "
-                        "run; on a GPU too.)"),
+                        "memory-access tracer found such a race: " + race_sentence(a.races) + " (The simulator runs a "
+                        "block's threads one after another in a fixed order, so there a race gives the same result "
+                        "on every run; on a GPU the order, and so the result, can change from run to run.)"),
         Cause(lambda a: bool(a.races),
               lambda a: "the memory-access tracer found a race on shared memory: " + race_sentence(a.races)),
         equals(lambda a: [ch[:a.case.block].sum() for ch in a.chunks],

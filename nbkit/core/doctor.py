@@ -111,9 +111,9 @@ def report() -> str:
     if mode.name == "sim":
         lines += [
             "",
-            "  NOTE: the CUDA simulator runs each CUDA thread as a Python thread on the CPU. Use it to check",
-            "  that kernels are CORRECT. Its timings say nothing about GPU speed: only a run on a GPU",
-            "  measures that.",
+            "  NOTE: the CUDA simulator runs each CUDA thread as Python code on the CPU, one thread after",
+            "  another. Use it to check that kernels are CORRECT. Its timings say nothing about GPU speed:",
+            "  only a run on a GPU measures that.",
         ]
     elif mode.name == "cpu":
         lines += [

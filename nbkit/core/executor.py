@@ -1,6 +1,7 @@
-"""CPU executor: a ``@cuda.jit`` kernel run as compiled CPU loops instead of one Python thread per CUDA thread.
+"""CPU executor: a ``@cuda.jit`` kernel run as compiled CPU loops instead of the simulator's threads.
 
-Without a GPU the CUDA simulator runs every CUDA thread as an OS thread (about 150 µs each). The MCUDA
+Without a GPU the CUDA simulator interprets every CUDA thread's Python code (each thread a greenlet,
+:mod:`nbkit.core.fibers`): 20-40 µs per thread for a trivial kernel, more for a thread with a loop. The MCUDA
 transform (Stratton, Stone, Hwu, LCPC 2008) does the same work as loops: the kernel body is wrapped in a loop
 over the threads of a block, split at every ``cuda.syncthreads()`` (loop fission, so every thread finishes one
 phase before any thread starts the next), values live across a barrier become per-thread arrays, and the result

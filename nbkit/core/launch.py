@@ -58,7 +58,7 @@ def threads_1d(n: int, largest: int = 128) -> int:
     """Threads per block for ``n`` elements: a power of two, at least one warp (32), at most ``largest``.
 
     Short vectors then do not launch 128 threads for 8 elements, which costs nothing on a GPU but real
-    time in the simulator, where every thread is a Python thread.
+    time in the simulator, where every thread runs as Python code (tens of µs each).
     """
     size = WARP_SIZE
     while size < min(n, largest):

@@ -60,7 +60,7 @@ class Mode:
 
     @property
     def slow_launches(self) -> bool:
-        """Every launch runs one Python thread per CUDA thread (``sim`` mode only).
+        """Every launch runs each CUDA thread as Python code, one after another (``sim`` mode only).
 
         Code that shrinks work to keep the simulator bearable (fewer blocks, a simpler kernel) checks this, not
         :attr:`is_simulator`: in ``cpu`` mode launches are compiled loops and need no shrinking.

@@ -9,9 +9,10 @@ from nbkit.core.launch import blocks_for, launch, threads_1d
 from nbkit.core.mode import MODE
 from nbkit.core.registry import kernel
 
-# Simulator-only tuning: in the simulator every thread is a Python thread, so the update's grid is capped at
-# 8 blocks and the grid-stride loop walks the rest. On a GPU, and in cpu mode (compiled loops), the grid covers
-# every parameter (the cap is only the hardware's x limit), one thread each.
+# Simulator-only tuning: in the simulator every thread costs tens of µs, so the update's grid is capped at
+# 8 blocks and the grid-stride loop walks the rest (48,240 parameters, measured 2026-11-30 on a 2-core machine:
+# 0.42 s with 8 blocks of 128 threads, 2.9 s with 377). On a GPU, and in cpu mode (compiled loops), the grid
+# covers every parameter (the cap is only the hardware's x limit), one thread each.
 MAX_BLOCKS = 8 if MODE.slow_launches else MAX_GRID_DIM[0]
 
 __all__ = ["MAX_BLOCKS", "sgd_momentum", "sgd_momentum_kernel"]

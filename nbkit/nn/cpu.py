@@ -1,10 +1,11 @@
 """The CPU path: the same layers computed with NumPy in float32, fast enough to train on all of CIFAR-10.
 
-A learner without a GPU cannot train LeNet in the CUDA simulator (a Python thread per CUDA thread). This
-backend gives :mod:`nbkit.nn.layers` the same operations in float32. Convolutions (forward, weight and input
-gradients) and max-pooling are direct loops compiled with ``numba.njit``, written so that LLVM vectorises them
-(see the comment above :func:`_conv_forward_loops`), and so is the ReLU backward; dense layers, the ReLU forward
-and the loss are the NumPy references, the dense matrix multiplies on NumPy's BLAS.
+A learner without a GPU cannot train LeNet in the CUDA simulator (one SGD step on one image took 6 s there on a
+2-core machine, 2026-11-30). This backend gives :mod:`nbkit.nn.layers` the same operations in float32.
+Convolutions (forward, weight and input gradients) and max-pooling are direct loops compiled with ``numba.njit``,
+written so that LLVM vectorises them (see the comment above :func:`_conv_forward_loops`), and so is the ReLU
+backward; dense layers, the ReLU forward and the loss are the NumPy references, the dense matrix multiplies on
+NumPy's BLAS.
 
 The loops run on one thread. Measured on a 2-core machine (``python -m nbkit.perf.bench``): with numba's
 ``parallel=True`` the best step got faster, but the median step several times slower, because numba's worker

@@ -1,8 +1,8 @@
 """The CUDA-kernel backend: every :class:`nbkit.nn.backend.Backend` operation as a launch of the course's kernels.
 
 Arrays live in device memory; a training step copies back only the loss. On a GPU the kernels run there; in
-the simulator each CUDA thread is a Python thread, so the few choices below that trade GPU speed for
-simulator speed depend on :data:`nbkit.core.mode.MODE` and say so where they are made.
+the simulator each CUDA thread runs as Python code (tens of µs each), so the few choices below that trade GPU
+speed for simulator speed depend on :data:`nbkit.core.mode.MODE` and say so where they are made.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from nbkit.kernels import activations, conv, dense, losses, matmul, pool
 from nbkit.nn.backend import Param
 from nbkit.nn.optim import sgd_update_kernel
 
-# Simulator-only tuning: the tiled matmul (notebook 04) is the faster kernel on a GPU, but in the simulator
-# its 16 × 16 tiles launch up to 256 Python threads per block and its barriers cost far more than they save,
-# so the simulator uses the naive kernel (same results, tested in tests/test_matmul.py).
+# Simulator-only tuning: the tiled matmul (notebook 04) is the faster kernel on a GPU, but it always launches
+# 16 × 16 threads per tile, while the naive kernel's block fits the matrix. The simulator trains small networks
+# (notebook 07's 2-8-2, batches of 16), and at their sizes the naive kernel is the faster one: 1-4 ms against
+# 10-13 ms per product (measured in the simulator, 2026-11-30, 2-core machine). At LeNet's dense sizes the tiled
+# one is faster in the simulator too (64x400 by 400x120: 3.0 s against 5.5 s), but the course runs those
+# compiled (compiled_launches()), where matmul_method() picks by size. Same results either way (tested in tests/test_matmul.py).
 MATMUL_METHOD = "naive" if MODE.slow_launches else "tiled"
 
 

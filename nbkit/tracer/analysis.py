@@ -383,9 +383,10 @@ class Trace:
     def races(self) -> list[Race]:
         """Shared-memory hazards: two threads of a block on one element between the same barriers, one writing.
 
-        One entry per (block, element, barrier epoch). The simulator runs threads in its own order, so a kernel
-        can give the right answer there and still race on a GPU; this is what compute-sanitizer racecheck reports
-        there. The pair named is chosen and ordered independently of that order (see :class:`Race`).
+        One entry per (block, element, barrier epoch). The simulator runs a block's threads one after another in a
+        fixed order (switching only at barriers), so a kernel can give the right answer there and still race on a
+        GPU; this is what compute-sanitizer racecheck reports there. The pair named is chosen and ordered
+        independently of that order (see :class:`Race`).
 
         ``cuda.syncwarp()`` orders memory among the lanes that meet there (CUDA's memory-ordering guarantee of
         ``__syncwarp``): two accesses of lanes of one warp are no race when one lane passed a syncwarp after its
