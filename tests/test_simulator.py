@@ -243,7 +243,8 @@ def test_blocks_are_scheduled_by_nbkits_loop_with_the_simulators_barriers_and_er
 
 @cuda.jit
 def _arrival_order(counter, before, after):
-    t = cuda.threadIdx.x + cuda.blockDim.x * cuda.blockIdx.x
+    per_block = cuda.blockDim.x * cuda.blockDim.y
+    t = cuda.threadIdx.x + cuda.blockDim.x * cuda.threadIdx.y + per_block * cuda.blockIdx.x  # x fastest
     before[cuda.atomic.add(counter, 0, 1)] = t
     cuda.syncthreads()
     after[cuda.atomic.add(counter, 1, 1)] = t
@@ -258,6 +259,9 @@ def test_threads_run_in_order_until_they_wait_so_every_run_is_the_same():
         runs.append((before.tolist(), after.tolist()))
     assert runs[0] == (list(range(20)), list(range(20)))
     assert runs[1] == runs[0] and runs[2] == runs[0]
+    counter, before, after = np.zeros(2, np.int64), np.full(12, -1, np.int64), np.full(12, -1, np.int64)
+    _arrival_order[2, (3, 2)](counter, before, after)  # 2-D blocks: in thread-id order too, as a GPU numbers lanes
+    assert before.tolist() == after.tolist() == list(range(12))
 
 
 @cuda.jit

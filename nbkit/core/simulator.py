@@ -368,8 +368,8 @@ def _block_run(self: Any, grid_point: tuple, *args: Any) -> None:
     def target():
         self._f(*args)
 
-    threads = [SimThread(target, self, grid_point, block_point, self._debug)
-               for block_point in np.ndindex(*self._block_dim)]
+    threads = [SimThread(target, self, grid_point, block_point[::-1], self._debug)
+               for block_point in np.ndindex(*self._block_dim[::-1])]  # in thread-id order: x fastest
     fibers.run_block(threads, lambda t: t.exception[0].with_traceback(t.exception[1]))
 
 
@@ -382,8 +382,9 @@ def harden() -> None:
     * a block's shared array is created under a lock, so every thread of the block gets the same one;
     * ``cuda.syncthreads()`` (and its _count/_and/_or forms) raises :class:`DivergentBarrier` when threads of a
       block wait at different call sites (:func:`barrier_arrival`);
-    * a block's threads run on greenlets (:mod:`nbkit.core.fibers`), not OS threads: about 30 times faster, and
-      in the same order on every run.
+    * a block's threads run on greenlets (:mod:`nbkit.core.fibers`), not OS threads: in the same order on every
+      run, and faster (measured 2026-11-30 on a 2-core VM: a trivial kernel 88-165 -> 19 µs per thread, one with a
+      barrier 503 -> 21 µs).
     """
     if _HARDENED:
         return

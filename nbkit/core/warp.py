@@ -1,11 +1,11 @@
 """Warp-level intrinsics (shuffles, votes, ``syncwarp``, ``activemask``) for the CUDA simulator, with CUDA's rules.
 
 Why: neither CUDA simulator (numba-cuda's nor numba's built-in one) has them, so a correct kernel with a warp-shuffle
-tail failed there with AttributeError. The simulator runs every CUDA thread of a block as an OS thread; here the
-lanes of a warp meet like at a barrier: each lane that calls an intrinsic waits until every lane its mask names has
-called it too (or has exited), then all of them get their results at once. Nothing here touches the simulator's
-internals: :func:`nbkit.core.simulator.install_warp_intrinsics` creates one :class:`BlockWarps` per simulated block
-and calls it from the fake ``cuda`` module.
+tail failed there with AttributeError. nbkit's simulator runs the CUDA threads of a block as greenlets
+(:mod:`nbkit.core.fibers`); here the lanes of a warp meet like at a barrier: each lane that calls an intrinsic
+waits until every lane its mask names has called it too (or has exited), then all of them get their results at
+once. Nothing here touches the simulator's internals: :func:`nbkit.core.simulator.install_warp_intrinsics` creates
+one :class:`BlockWarps` per simulated block and calls it from the fake ``cuda`` module.
 
 The rules, from the CUDA C++ Programming Guide ("Warp Shuffle Functions", "Warp Vote Functions", ``__syncwarp``)
 and PTX's ``shfl.sync`` and ``vote.sync``:
