@@ -1,5 +1,7 @@
 """Learner copies: made by nbgrader's preprocessors, they run top to bottom and every check says "not solved yet"."""
 
+import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -71,17 +73,67 @@ def test_every_notebook_has_its_exercises_marked():
     assert sum(counts.values()) >= 28
 
 
-@pytest.mark.subprocess
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_learner_copy_runs_top_to_bottom_and_every_check_says_not_solved(path, tmp_path, monkeypatch):
+def _solution_regions(source: str) -> list[str]:
+    return [part.split(learner.END)[0] for part in source.split(learner.BEGIN)[1:]]
+
+
+def test_no_answer_imports_anything():
+    # So a learner copy imports exactly what its instructor notebook imports, and sharing one kernel between
+    # learner copies (below) cannot hide a missing import.
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for i in learner.exercise_cells(nb)[0]:
+            for region in _solution_regions(nb.cells[i].source):
+                assert not re.search(r"^\s*(import|from)\s", region, re.M), f"{path.name} cell {i} imports in its answer"
+
+
+# The kernel's namespace as it started, kept on the shell; before each notebook the namespace becomes that again.
+SNAPSHOT = "get_ipython()._nbkit_fresh = dict(get_ipython().user_ns)"
+RESET = f"""import matplotlib.pyplot, os
+matplotlib.pyplot.close("all")
+os.chdir({str(ROOT / "notebooks")!r})
+get_ipython().user_ns.clear()
+get_ipython().user_ns.update(get_ipython()._nbkit_fresh)
+"""
+
+
+def _run(km, *sources: str) -> None:
     from nbclient import NotebookClient
 
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    NotebookClient(nbformat.v4.new_notebook(cells=cells), km=km, timeout=60).execute()
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    """One Python kernel for the learner copies this test process runs, its namespace as new between notebooks.
+
+    Why: a fresh kernel costs about 3 s of start-up and imports (numba, torch, matplotlib) per notebook. What is
+    shared: imported modules (a learner copy imports what its instructor notebook imports, and nbval runs every
+    instructor notebook in a fresh kernel) and the kernel's process.
+    """
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(ROOT / "notebooks"),
+                    env={k: v for k, v in os.environ.items() if k != "NBGRADER_EXECUTION"})
+    _run(km, SNAPSHOT)
+    yield km
+    km.shutdown_kernel(now=True)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_learner_copy_runs_top_to_bottom_and_every_check_says_not_solved(path, kernel):
+    from nbclient import NotebookClient
+
+    if not kernel.is_alive():  # an earlier notebook killed it
+        kernel.restart_kernel(now=True)
+        _run(kernel, SNAPSHOT)
     nb = learner.learner_copy(nbformat.read(path, as_version=4), path.name)
     _, graded = learner.exercise_cells(nb)
-    # Run where the real notebook runs (notebooks/), so relative paths behave the same.
-    NotebookClient(nb, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    _run(kernel, RESET)
+    NotebookClient(nb, km=kernel, timeout=300).execute()
     for i, cell in enumerate(nb.cells):
         errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
         assert not errors, f"{path.name} cell {i} raised {errors[0].ename}: {errors[0].evalue}"
