@@ -14,7 +14,7 @@ import pytest
 from numba import cuda, float32, int32
 
 import nbkit.core.executor as ex
-from nbkit.core.executor import last_launch_checked, run_on_cpu, unchecked_reason
+from nbkit.core.executor import last_launch_checked, last_launch_unsigned, run_on_cpu, unchecked_reason
 from nbkit.kernels import all_kernels, conv
 
 rng = np.random.default_rng(11)
@@ -73,6 +73,7 @@ def test_unchecked_launches_give_bit_identical_results(name):
             run_on_cpu(kernel, grid, block, *out)
             results.append(out)
         assert last_launch_checked() is False, name
+        assert last_launch_unsigned() is True, name  # no registered kernel uses a negative index
         for checked, unchecked in zip(results[1], results[2]):
             if isinstance(checked, np.ndarray):
                 assert np.array_equal(checked, unchecked, equal_nan=True), name
@@ -181,6 +182,55 @@ def test_scalars_are_keyed_to_the_bit():
     _twice(signed_zero, 2, 32, x, out, 0.0)
     with pytest.raises(IndexError, match=r"thread \(31, 0, 0\)"):
         run_on_cpu(signed_zero, 2, 32, x, out, -0.0)
+
+
+# ---------------------------------------------------------------------------------------------- negative indices
+
+
+def test_a_negative_index_wraps_in_every_variant():
+    """x[i - 1] at thread 0 is x[-1], the last element (Python semantics, as in the simulator): the checked run
+    records it, so the unchecked launches of that key keep signed indices (unsigned, -1 would read far outside x)."""
+    x = np.arange(64, dtype=np.float32)
+    for _ in range(3):
+        out = np.zeros(64, np.float32)
+        run_on_cpu(shifted, 2, 32, x, out, -1)
+        assert np.array_equal(out, np.roll(x, 1))
+    assert last_launch_checked() is False and last_launch_unsigned() is False
+    for _ in range(3):  # another key, every index non-negative: unsigned
+        out = np.zeros(64, np.float32)
+        run_on_cpu(shifted, 2, 32, x, out, 0)
+        assert np.array_equal(out, x)
+    assert last_launch_checked() is False and last_launch_unsigned() is True
+    with pytest.raises(IndexError, match=r"block \(0, 0, 0\), thread \(0, 0, 0\)"):  # -65 stays out of bounds
+        run_on_cpu(shifted, 2, 32, x, np.zeros(64, np.float32), -65)
+
+
+def test_the_launchers_share_one_source_and_the_shown_source_has_no_index_wrappers():
+    args = (np.ones(64, np.float32), np.zeros(64, np.float32), 0)
+    compiled = ex.compile_for_cpu(shifted, args)
+    assert "x[_ix(i + k, _negp)]" in compiled.source
+    shown = ex.generated_source(shifted, *args)
+    assert "_ix" not in shown and "x[i + k]" in shown
+    assert compiled.unchecked(nonnegative=True) is not compiled.unchecked(nonnegative=False)
+    assert compiled.unchecked(nonnegative=True).py_func.__globals__["_ix"] is ex._ix_unsigned
+
+
+@cuda.jit
+def relu_grad_like(dout, x, dx):
+    i = cuda.grid(1)
+    if i < x.size:
+        dx[i] = dout[i] if x[i] > 0 else float32(0)  # data decides an access: never proven
+
+
+def test_a_kernel_never_proven_runs_checked_without_recording_negative_indices():
+    """Recording costs a third of a convolution's checked time: a launch that can never be proven skips it."""
+    args = (ONES, -ONES, np.zeros(64, np.float32))
+    assert unchecked_reason(relu_grad_like, *args) is not None
+    for _ in range(2):
+        run_on_cpu(relu_grad_like, 2, 32, *args)
+        assert last_launch_checked() is True
+    compiled = ex.compile_for_cpu(relu_grad_like, args)
+    assert compiled.checked_only().signatures and not compiled.launcher.signatures
 
 
 # ---------------------------------------------------------------------------------------------- data decides

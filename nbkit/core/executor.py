@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import ctypes
 import hashlib
 import importlib.util
 import inspect
@@ -36,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import llvmlite.ir
 import numba
 import numba.extending
 import numpy as np
@@ -46,7 +48,7 @@ from nbkit.core.simulator import as_dtype, device_array_memory, poison_value
 from nbkit.core.source import python_function
 
 __all__ = ["BarrierDivergence", "ExecutorUnsupported", "run_on_cpu", "compile_for_cpu", "generated_source",
-           "last_launch_checked", "unchecked_reason"]
+           "last_launch_checked", "last_launch_unsigned", "unchecked_reason"]
 
 
 class ExecutorUnsupported(Exception):
@@ -117,6 +119,95 @@ def _poisoned_cpu(a):  # no annotations: numba compares this signature with the 
         return a
 
     return fill
+
+
+# Every array index in a launcher is emitted as ``_ix(index, _negp)``; the three launchers of a kernel share that
+# source and differ in what ``_ix`` is (and in numba's bounds checks). Numba wraps a negative signed index
+# (``a[-1]`` is the last element, as in the simulator's Python semantics) with a test and an add per index, about
+# 20-30% of a convolution's time. The checked launcher records, at the address ``_negp`` (``_where[2]``), that an
+# index was negative; a proven launch key that had none runs the unchecked launcher with the indices cast to
+# unsigned (no wrap code: the same key executes the same indices, all non-negative and in bounds), one that had
+# some keeps them signed. An address, not the array: an array passed to a helper costs a reference count
+# increment and decrement per index (the checked conv forward took 70 times as long).
+def _ix_record(i: int, negp: int) -> int:
+    """The checked launcher's index: unchanged (a negative one wraps, as before); records that one was negative."""
+    if i < 0:
+        ctypes.c_int64.from_address(negp).value = 1
+    return i
+
+
+def _ix_signed(i: int, negp: int) -> int:
+    """The unchecked launcher's index where some index was negative: unchanged (numba wraps it)."""
+    return i
+
+
+def _ix_unsigned(i: int, negp: int) -> int:
+    """The unchecked launcher's index where none was negative: unsigned, so numba emits no wrap-around."""
+    return i
+
+
+def _signed_integer(i: object) -> bool:
+    return isinstance(i, numba.types.Integer) and i.signed
+
+
+@numba.extending.intrinsic
+def _set_flag(typingctx, negp):
+    """Store 1 at the int64 address ``negp``."""
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], llvmlite.ir.IntType(64).as_pointer())
+        builder.store(llvmlite.ir.Constant(llvmlite.ir.IntType(64), 1), ptr)
+        return context.get_dummy_value()
+
+    return numba.types.void(numba.types.int64), codegen
+
+
+@numba.extending.overload(_ix_record)
+def _ix_record_cpu(i, negp):  # no annotations: numba compares this signature with the implementation's
+    if not _signed_integer(i):
+        return lambda i, negp: i
+
+    def record(i, negp):
+        if i < 0:
+            _set_flag(negp)
+        return i
+
+    return record
+
+
+@numba.extending.overload(_ix_signed)
+def _ix_signed_cpu(i, negp):
+    return lambda i, negp: i
+
+
+@numba.extending.overload(_ix_unsigned)
+def _ix_unsigned_cpu(i, negp):
+    if not _signed_integer(i):
+        return lambda i, negp: i
+    return lambda i, negp: numba.uint64(i)
+
+
+class _WrapIndices(ast.NodeTransformer):
+    """``x[i, j]`` -> ``x[_ix(i, _negp), _ix(j, _negp)]`` for the kernel's arrays (constants and slices stay)."""
+
+    def __init__(self, arrays: set[str]):
+        self.arrays = arrays
+
+    def _wrap(self, e: ast.expr) -> ast.expr:
+        if isinstance(e, (ast.Slice, ast.Constant, ast.Starred)):
+            return e
+        return ast.Call(ast.Name("_ix", ast.Load()), [e, ast.Name("_negp", ast.Load())], [])
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        self.generic_visit(node)
+        base = node.value
+        while isinstance(base, ast.Subscript):
+            base = base.value
+        if isinstance(base, ast.Name) and base.id in self.arrays:
+            if isinstance(node.slice, ast.Tuple):
+                node.slice.elts = [self._wrap(e) for e in node.slice.elts]
+            else:
+                node.slice = self._wrap(node.slice)
+        return node
 
 
 _JIT = dict(nogil=True, boundscheck=True)
@@ -226,7 +317,8 @@ class _Lower(ast.NodeTransformer):
         raise ExecutorUnsupported(f"cuda.{name}(...) ({_where(node)}) has no CPU translation here")
 
 
-_RESERVED = {"_t", "_t0", "_nt", "_b0", "_b1", "_blk", "_where", "_done", "_ret", "_probe", "BarrierDivergence",
+_RESERVED = {"_t", "_t0", "_nt", "_b0", "_b1", "_blk", "_where", "_ix", "_negp", "_done", "_ret", "_probe",
+             "BarrierDivergence",
              *(p + a for p in ("_t", "_b", "_bd", "_gd") for a in "xyz"), *(f"_atomic_{op}" for op in _ATOMICS)}
 _FORBIDDEN = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Global, ast.Nonlocal, ast.Try,
               ast.With, ast.Yield, ast.YieldFrom, ast.Await, ast.Delete)
@@ -642,6 +734,7 @@ class _Plan:
     env: dict
     probe_fdef: ast.FunctionDef  # the whole body without barriers: numba types its variables
     source: _Source  # the kernel as written (its tree untouched by the transform): for nbkit.core.bounds
+    index_arrays: set[str]  # names that are arrays throughout: their indices are wrapped (_WrapIndices)
 
 
 def _plan(fn: Callable) -> _Plan:
@@ -710,14 +803,27 @@ def _plan(fn: Callable) -> _Plan:
             raise ExecutorUnsupported(f"a loop with barriers whose bounds depend on the thread index "
                                       f"({_where(loop.stmt)})")
     env, device_atomics = _cpu_env(src)
+    # arrays whose name means the array everywhere: parameters never assigned, shared arrays, local arrays
+    # assigned once (other names may hold a tuple or a number somewhere: their indices are left alone)
+    counts: dict[str, int] = {}
+    for node in ast.walk(original.fdef):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            counts[node.id] = counts.get(node.id, 0) + 1
+    local_arrays = {n.targets[0].id for n in ast.walk(original.fdef)
+                    if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+                    and isinstance(n.value, ast.Call) and (_dotted(n.value.func) or [""])[0] in cn
+                    and (_dotted(n.value.func) or [])[1:] == ["local", "array"]}
+    index_arrays = {p for p in params if p not in counts} | {a for a in shared_names | local_arrays
+                                                             if counts.get(a) == 1 and a not in params}
     return _Plan(fn.__name__, params, pieces, shared, arrays, assigned_params, barriers, returns,
-                 lower.atomics or device_atomics, env, probe, original)
+                 lower.atomics or device_atomics, env, probe, original, index_arrays)
 
 
-def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
-    """The launcher's source: blocks [_b0, _b1) of the grid, every thread of each, phase by phase."""
+def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True) -> str:
+    """The launcher's source: blocks [_b0, _b1) of the grid, every thread of each, phase by phase.
+    ``wrap_indices=False``: without the ``_ix`` wrappers of array indices (the text shown to read)."""
     lines: list[str] = []
-    sig = ["_b0", "_b1", "_where", "_gdx", "_gdy", "_gdz", "_bdx", "_bdy", "_bdz"]
+    sig = ["_b0", "_b1", "_where", "_negp", "_gdx", "_gdy", "_gdz", "_bdx", "_bdy", "_bdz"]
     sig += [f"_p_{p}" if p in plan.assigned_params else p for p in plan.params]
     lines.append(f"def _launch_{plan.name}({', '.join(sig)}):")
     ind = "    "
@@ -770,6 +876,8 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype]) -> str:
         for p in ps:
             if isinstance(p, _Seg):
                 body = [copy.deepcopy(s) for s in p.stmts]  # the plan serves every dtype
+                if wrap_indices:
+                    body = [_WrapIndices(plan.index_arrays).visit(s) for s in body]
                 body, has_ret = _fix_returns(body, 0, on_return)
                 lines.extend(indent + s for s in _THREAD)
                 inner = indent + "    " * (len(_THREAD) - 1)
@@ -857,21 +965,34 @@ class _Compiled:
     source: str
     name: str = ""
     env: dict = field(default_factory=dict)  # the globals the launcher was compiled with
-    _unchecked: Callable | None = None
+    readable: str = ""  # the source without the _ix wrappers of array indices (generated_source)
+    _variants: dict = field(default_factory=dict)  # (boundscheck, _ix helper) -> launcher
 
     @property
     def may_diverge(self) -> bool:
         """Whether it checks, while running, that threads agree on a loop with a barrier (and may raise)."""
         return "raise BarrierDivergence" in self.source
 
-    def unchecked(self) -> Callable:
+    def unchecked(self, nonnegative: bool = False) -> Callable:
         """The same launcher compiled without numba's bounds checks, from the same source and the same globals
-        (so it executes the same accesses); only for launches proven in bounds (see :func:`run_on_cpu`)."""
+        (so it executes the same accesses); only for launches proven in bounds (see :func:`run_on_cpu`).
+        ``nonnegative``: array indices cast to unsigned (no wrap-around code), only for a launch key whose
+        checked run had no negative index (see :func:`_ix_record`)."""
+        return self._variant(False, _ix_unsigned if nonnegative else _ix_signed)
+
+    def checked_only(self) -> Callable:
+        """The checked launcher without the record of negative indices (it costs about a third of a convolution's
+        time), for launches that can never run unchecked (a kernel not proven launch-determined)."""
+        return self._variant(True, _ix_signed)
+
+    def _variant(self, boundscheck: bool, ix: Callable) -> Callable:
         with _LOCK:
-            if self._unchecked is None:
-                self._unchecked = _njit(self.source, f"_launch_{self.name}", f"{self.name} (unchecked)",
-                                        dict(self.env), boundscheck=False)
-            return self._unchecked
+            key = (boundscheck, ix)
+            if key not in self._variants:
+                what = f"{self.name} ({'checked' if boundscheck else 'unchecked'}, {ix.__name__})"
+                self._variants[key] = _njit(self.source, f"_launch_{self.name}", what, dict(self.env, _ix=ix),
+                                            boundscheck=boundscheck)
+            return self._variants[key]
 
 
 _PLANS: dict[Callable, _Plan] = {}
@@ -928,8 +1049,9 @@ def _compile(fn: Callable, argtypes: tuple) -> _Compiled:
         env = dict(plan.env)
         env.update({f"_dt_{v}": dt for v, dt in dtypes.items()})
         env.update({f"_poison_{stmt.targets[0].id}": _poison(stmt.value.args[1], env) for stmt in plan.shared})
+        env["_ix"] = _ix_record
         compiled = _Compiled(_njit(code, f"_launch_{plan.name}", plan.name, dict(env)), plan.atomics, code,
-                             plan.name, env)
+                             plan.name, env, _emit(plan, dtypes, wrap_indices=False))
         _COMPILED[key] = compiled
         return compiled
 
@@ -943,7 +1065,7 @@ def _compile(fn: Callable, argtypes: tuple) -> _Compiled:
 # stays checked: the saving (up to 40% of it) would hardly pay for compiling the second variant (about 0.5 s, once
 # per machine: the disk cache keeps it). At 0.25 ms a LeNet step at batch 4 switches its convolutions and matmuls.
 _UNPROVEN: dict[tuple, str | None] = {}  # (python function, kinds) -> why not proven, or None
-_PROVEN: dict[tuple, float | None] = {}  # launch key -> CPU seconds of its checked run (None: it compiled)
+_PROVEN: dict[tuple, tuple[float, bool]] = {}  # launch key -> (CPU seconds of its checked run, a negative index)
 _PROVEN_MAX = 100_000  # a bound on memory: past it the table starts afresh (launches are then checked once more)
 _UNCHECKED_MIN_SECONDS = 0.00025
 _LAST = threading.local()
@@ -1015,6 +1137,12 @@ def last_launch_checked() -> bool | None:
     return getattr(_LAST, "checked", None)
 
 
+def last_launch_unsigned() -> bool | None:
+    """Whether the last :func:`run_on_cpu` on this thread ran unchecked with its array indices as unsigned (its
+    key's checked run saw no negative index; None: no launch yet)."""
+    return getattr(_LAST, "unsigned", None)
+
+
 def _poison(dtype: ast.expr, env: dict) -> object:
     """What a shared array of this dtype (the kernel's expression) starts as: the simulator's poison, else 0."""
     try:
@@ -1025,8 +1153,9 @@ def _poison(dtype: ast.expr, env: dict) -> object:
 
 
 def generated_source(kernel: object, *args: object) -> str:
-    """The Python source the executor compiles for ``kernel`` (to read how a barrier was split)."""
-    return compile_for_cpu(kernel, [_host(a) for a in args]).source
+    """The Python source the executor compiles for ``kernel`` (to read how a barrier was split), without the
+    ``_ix(index, _negp)`` wrapper it puts around every array index (:func:`_ix_record`)."""
+    return compile_for_cpu(kernel, [_host(a) for a in args]).readable
 
 
 def _dims(value: int | Sequence[int], what: str) -> tuple[int, int, int]:
@@ -1082,9 +1211,11 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
         reason = _unproven(fn, kinds)
     proof = None if reason or parts is None else (compiled.launcher, grid, block, parts)
     proven = _PROVEN.get(proof) if proof is not None else None
-    checked = proven is None or proven < _UNCHECKED_MIN_SECONDS
-    launcher = compiled.launcher if checked else compiled.unchecked()
-    _LAST.checked = checked
+    checked = proven is None or proven[0] < _UNCHECKED_MIN_SECONDS
+    unsigned = not checked and not proven[1]  # type: ignore[index]
+    launcher = (compiled.unchecked(nonnegative=unsigned) if not checked else
+                compiled.launcher if proof is not None else compiled.checked_only())
+    _LAST.checked, _LAST.unsigned = checked, unsigned
     nblocks = grid[0] * grid[1] * grid[2]
     launch_key = (compiled.launcher, grid, block)
     work = _WORK_SECONDS.get(launch_key)
@@ -1092,7 +1223,8 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
              else nblocks * block[0] * block[1] * block[2] < _PARALLEL_MIN_THREADS)
     workers = 1 if compiled.serial or small else max(1, min(os.cpu_count() or 1, nblocks))
     bounds = [(nblocks * k // workers, nblocks * (k + 1) // workers) for k in range(workers)]
-    wheres = [np.zeros(2, np.int64) for _ in bounds]
+    wheres = [np.zeros(3, np.int64) for _ in bounds]  # block, thread, whether an index was negative
+    negps = [w.ctypes.data + 2 * w.itemsize for w in wheres]  # the address of w[2] (see _ix_record)
     errors: list[tuple[int, IndexError]] = []
     diverged: list[BarrierDivergence] = []
     # BarrierDivergence is found after earlier phases wrote: keep the arrays to put back, where it can happen
@@ -1103,7 +1235,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     def run(k: int) -> None:
         start = time.thread_time()
         try:
-            launcher(bounds[k][0], bounds[k][1], wheres[k], *grid, *block, *host)
+            launcher(bounds[k][0], bounds[k][1], wheres[k], negps[k], *grid, *block, *host)
             cpu[k] = time.thread_time() - start
         except IndexError as exc:
             errors.append((k, exc))
@@ -1132,7 +1264,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
         raise diverged[0]
     if errors:
         k, exc = min(errors, key=lambda e: e[0])
-        blk, t = (int(v) for v in wheres[k])
+        blk, t = (int(v) for v in wheres[k][:2])
         b = (blk % grid[0], blk // grid[0] % grid[1], blk // (grid[0] * grid[1]))
         th = (t % block[0], t // block[0] % block[1], t // (block[0] * block[1]))
         raise IndexError(f"{python_function(kernel).__name__}[{grid}, {block}]: {exc} in block {b}, thread {th} "
@@ -1141,4 +1273,5 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     if proof is not None and proven is None and compiled_before:  # ran checked without an error: proven in bounds
         if len(_PROVEN) >= _PROVEN_MAX:
             _PROVEN.clear()
-        _PROVEN[proof] = sum(cpu)  # measured once: a cheap launch stays checked
+        # measured once: a cheap launch stays checked; indices all non-negative: they may run unsigned
+        _PROVEN[proof] = (sum(cpu), any(int(w[2]) for w in wheres))
