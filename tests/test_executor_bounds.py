@@ -14,7 +14,7 @@ import pytest
 from numba import cuda, float32, int32
 
 import nbkit.core.executor as ex
-from nbkit.core.executor import last_launch_checked, last_launch_unsigned, run_on_cpu, unchecked_reason
+from nbkit.core.executor import last_launch_checked, last_launch_lanes, last_launch_unsigned, run_on_cpu, unchecked_reason
 from nbkit.kernels import all_kernels, conv
 
 rng = np.random.default_rng(11)
@@ -231,6 +231,74 @@ def test_a_kernel_never_proven_runs_checked_without_recording_negative_indices()
         assert last_launch_checked() is True
     compiled = ex.compile_for_cpu(relu_grad_like, args)
     assert compiled.checked_only().signatures and not compiled.launcher.signatures
+
+
+# ---------------------------------------------------------------------------------------------- lanes
+
+# Proven kernels of a LeNet step whose unchecked launches interleave LANES threads (no barriers): the differential
+# test above compares their unchecked results with the checked ones bit for bit.
+WITH_LANES = ["conv.conv2d_forward_kernel", "conv.conv2d_backward_input_kernel", "conv.conv2d_backward_weight_kernel",
+              "conv.conv2d_backward_bias_kernel", "matmul.matmul_naive_kernel", "pool.maxpool2x2_forward_kernel",
+              "optim.sgd_momentum_kernel", "dense.add_bias_kernel", "reduce.column_sum_kernel"]
+
+
+@pytest.mark.parametrize("name", WITH_LANES)
+def test_heavy_kernels_run_with_lanes_once_proven(name):
+    te = _registered()
+    grid, block, *args = te.CASES[name][1][0]()
+    for _ in range(3):
+        run_on_cpu(te._kernel(name), grid, block, *te._copy(args))
+    assert last_launch_checked() is False and last_launch_lanes() is True, name
+
+
+@cuda.jit
+def uneven(x, out):
+    i = cuda.grid(1)  # lanes disagree on the loop's length and on the if: each runs its own copy in turn
+    if i < out.size:
+        acc = float32(0)
+        for k in range(i % 5):
+            if (i + k) % 3 == 0:
+                acc += x[k] * float32(0.5)
+            else:
+                acc -= x[k + 1]
+        out[i] = acc
+
+
+@cuda.jit
+def push_right(x, y):
+    i = cuda.grid(1)  # y[i + 1] from x[i]: with y and x one array, thread i reads what thread i - 1 wrote
+    if i < y.size - 1:
+        v = x[i]  # lanes read this before any of them writes
+        y[i + 1] = v * float32(2)
+
+
+def test_lanes_give_the_plain_loops_results():
+    x = rng.standard_normal(64).astype(np.float32)
+    results = []
+    for _ in range(3):
+        out = np.zeros(67, np.float32)
+        run_on_cpu(uneven, 3, 32, x, out)
+        results.append(out)
+    assert last_launch_lanes() is True
+    assert np.array_equal(results[1], results[2])
+    assert "_jam_" in ex.compile_for_cpu(uneven, (x, out)).lanes_source
+
+
+def test_lanes_keep_the_plain_order_when_arrays_share_memory():
+    """In place, thread i reads what thread i - 1 wrote just before (a race on a GPU, an order here): lanes would
+    read first and write after, so a launch whose written array shares memory with a read one keeps the plain
+    loop, and gives what the checked launch gave."""
+    results = []
+    for _ in range(3):
+        a = np.ones(64, np.float32)
+        run_on_cpu(push_right, 2, 32, a, a)
+        results.append(a)
+        assert last_launch_lanes() is False
+    assert last_launch_checked() is False
+    assert np.array_equal(results[2], 2.0 ** np.arange(64, dtype=np.float32))
+    for _ in range(3):  # apart: lanes
+        run_on_cpu(push_right, 2, 32, np.ones(64, np.float32), np.ones(64, np.float32))
+    assert last_launch_lanes() is True
 
 
 # ---------------------------------------------------------------------------------------------- data decides

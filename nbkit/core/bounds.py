@@ -34,7 +34,7 @@ import types as pytypes
 import numba
 import numpy as np
 
-__all__ = ["unproven_reason"]
+__all__ = ["pure_callable", "unproven_reason"]
 
 _INDEX_OBJECTS = {"threadIdx", "blockIdx", "blockDim", "gridDim"}
 _SHAPE_ATTRS = {"shape", "size", "ndim"}
@@ -61,7 +61,7 @@ def _immutable(value: object) -> bool:
     return isinstance(value, tuple) and all(_immutable(v) for v in value)
 
 
-def _pure_callable(value: object) -> bool:
+def pure_callable(value: object) -> bool:
     """A function without side effects whose result depends only on its arguments."""
     if isinstance(value, pytypes.BuiltinFunctionType) and getattr(math, getattr(value, "__name__", ""), None) is value:
         return True  # math.exp, math.floor, ...
@@ -265,7 +265,7 @@ class _Analysis:
             if self._array_base(node.args[0], gated):
                 return True
             return self.expr(node.args[0], gated)
-        if found and _pure_callable(value) and not (isinstance(value, np.ufunc) and len(node.args) > value.nin):
+        if found and pure_callable(value) and not (isinstance(value, np.ufunc) and len(node.args) > value.nin):
             return all([self.expr(a, gated) for a in node.args])  # (a ufunc's extra argument is an output array)
         if found and self.is_device(value):
             if gated:
