@@ -20,19 +20,18 @@ from nbkit.kernels import all_kernels, conv
 rng = np.random.default_rng(11)
 
 # Registered kernels that always run checked, and why (the rest are proven launch-determined). The heavy ones of a
-# LeNet step (convolutions, their gradients, matmuls, SGD, max-pool forward) must not be here.
+# LeNet step (convolutions, their gradients, matmuls, SGD, max-pool, ReLU) must not be here.
 ALWAYS_CHECKED = {
-    "activations.relu_backward_kernel": "an access that runs or not depending on data",  # dout[i] if x[i] > 0
-    "activations.sigmoid_forward_kernel": "an access that runs or not depending on data",  # y[i] = in if v >= 0
     "losses.softmax_xent_row_per_block_kernel": "an index computed from data",  # logits[n, labels[n]]
     "losses.softmax_xent_row_per_thread_kernel": "an index computed from data",
-    "pool.maxpool2x2_backward_kernel": "an access that runs or not depending on data",  # if argmax[...] == ...
 }
 HEAVY = ["conv.conv2d_forward_kernel", "conv.conv2d_backward_input_kernel", "conv.conv2d_backward_weight_kernel",
          "conv.conv2d_backward_bias_kernel", "conv.conv2d_backward_input_atomic_kernel", "matmul.matmul_naive_kernel",
          "matmul.matmul_tiled_kernel", "coalescing.matmul_tiled_coalesced_kernel", "optim.sgd_momentum_kernel",
          "pool.maxpool2x2_forward_kernel", "reduce.column_sum_kernel", "dense.add_bias_kernel",
-         "losses.softmax_xent_backward_kernel"]
+         "losses.softmax_xent_backward_kernel",
+         # an access decided by data at a launch-determined index: proven, the checked run probes it
+         "activations.relu_backward_kernel", "activations.sigmoid_forward_kernel", "pool.maxpool2x2_backward_kernel"]
 
 
 @pytest.fixture(autouse=True)
@@ -215,21 +214,14 @@ def test_the_launchers_share_one_source_and_the_shown_source_has_no_index_wrappe
     assert compiled.unchecked(nonnegative=True).py_func.__globals__["_ix"] is ex._ix_unsigned
 
 
-@cuda.jit
-def relu_grad_like(dout, x, dx):
-    i = cuda.grid(1)
-    if i < x.size:
-        dx[i] = dout[i] if x[i] > 0 else float32(0)  # data decides an access: never proven
-
-
 def test_a_kernel_never_proven_runs_checked_without_recording_negative_indices():
     """Recording costs a third of a convolution's checked time: a launch that can never be proven skips it."""
-    args = (ONES, -ONES, np.zeros(64, np.float32))
-    assert unchecked_reason(relu_grad_like, *args) is not None
+    args = (ONES, np.arange(64, dtype=np.int64), np.zeros(64, np.float32))
+    assert unchecked_reason(gather, *args) is not None
     for _ in range(2):
-        run_on_cpu(relu_grad_like, 2, 32, *args)
+        run_on_cpu(gather, 2, 32, *args)
         assert last_launch_checked() is True
-    compiled = ex.compile_for_cpu(relu_grad_like, args)
+    compiled = ex.compile_for_cpu(gather, args)
     assert compiled.checked_only().signatures and not compiled.launcher.signatures
 
 
@@ -380,8 +372,10 @@ def slot_from_atomic(counter, out):
     out[slot] = i
 
 
-def _ok_then_bad(kernel, grid, block, good: tuple, bad: tuple):
-    assert unchecked_reason(kernel, *good) is not None
+def _ok_then_bad(kernel, grid, block, good: tuple, bad: tuple, probed: bool = False):
+    """``probed``: proven (an access decided by data at a launch-determined index), but the checked run's probe
+    finds that index out of bounds (the access did not run): the key stays checked all the same."""
+    assert (unchecked_reason(kernel, *good) is None) is probed
     for _ in range(3):
         run_on_cpu(kernel, grid, block, *[a.copy() if isinstance(a, np.ndarray) else a for a in good])
         assert last_launch_checked() is True
@@ -402,7 +396,7 @@ DATA_DECIDES = [
      (np.full(64, 64.5, np.float32), np.zeros(64, np.float32))),
     (gather_through_shared, 2, 32, (ONES, np.zeros(64, np.int32), np.zeros(64, np.float32)),
      (ONES, np.full(64, 99, np.int32), np.zeros(64, np.float32))),
-    (write_if_positive, 2, 32, (-ONES, np.zeros(64, np.float32)), (ONES, np.zeros(64, np.float32))),
+    (write_if_positive, 2, 32, (-ONES, np.zeros(64, np.float32)), (ONES, np.zeros(64, np.float32)), True),
     (shift_if_positive, 2, 32, (-ONES, np.zeros(64, np.float32)), (ONES, np.zeros(64, np.float32))),
     (walk_while_positive, 2, 32, (np.r_[ONES, -1].astype(np.float32), np.zeros(64, np.int64)),
      (np.r_[ONES, 1].astype(np.float32), np.zeros(64, np.int64))),
@@ -413,9 +407,9 @@ DATA_DECIDES = [
 ]
 
 
-@pytest.mark.parametrize("kernel, grid, block, good, bad", DATA_DECIDES, ids=[c[0].__name__ for c in DATA_DECIDES])
-def test_data_dependent_indexing_or_control_stays_checked(kernel, grid, block, good, bad):
-    _ok_then_bad(kernel, grid, block, good, bad)
+@pytest.mark.parametrize("case", DATA_DECIDES, ids=[c[0].__name__ for c in DATA_DECIDES])
+def test_data_dependent_indexing_or_control_stays_checked(case):
+    _ok_then_bad(*case)
 
 
 @cuda.jit(device=True)
@@ -458,8 +452,7 @@ def test_what_is_proven_and_what_is_not():
     assert "device function called with an array" in unchecked_reason(through_device_function, ONES,
                                                                        np.zeros(4, np.float32))
     assert unchecked_reason(max_pool_like, ONES, np.zeros(32, np.float32), np.zeros(32, np.int32)) is None
-    assert "an access that runs or not depending on data" in unchecked_reason(
-        max_pool_reading_in_the_branch, ONES, np.zeros(32, np.float32))
+    assert unchecked_reason(max_pool_reading_in_the_branch, ONES, np.zeros(32, np.float32)) is None  # probed
     assert unchecked_reason(off_by_one, ONES, ONES) is None
     assert unchecked_reason(shifted, ONES, ONES, 1) is None
     assert "neither arrays nor numbers" in unchecked_reason(shifted, ONES, ONES, (1, 2))
@@ -525,12 +518,40 @@ def short_circuit(x, out):
         out[i] = float32(1)
 
 
+def test_an_access_decided_by_data_is_probed_by_the_checked_run():
+    """out[i + 1] is read only where x[i] > 0: the checked run probes its index whatever x holds, so the key whose
+    thread 63 would read out[64] stays checked even while no x is positive, and raises once one is."""
+    _ok_then_bad(short_circuit, 2, 32, (-ONES, np.zeros(64, np.float32)), (ONES, np.ones(64, np.float32)),
+                 probed=True)
+    for _ in range(3):  # every probed index in bounds: proven
+        run_on_cpu(short_circuit, 2, 32, -ONES, np.zeros(65, np.float32))
+    assert last_launch_checked() is False
+    out = np.ones(65, np.float32)
+    run_on_cpu(short_circuit, 2, 32, ONES, out)  # the same key with other data: the probed accesses now run
+    assert last_launch_checked() is False and out[:64].sum() == 64
+
+
+@cuda.jit
+def copy_if_positive(x, out):
+    i = cuda.grid(1)
+    if i < out.size and x[i] > 0:  # out[i] runs only where i < out.size: its probe too
+        out[i] = x[i]
+
+
+def test_a_probe_runs_only_under_the_launch_determined_part_of_its_test():
+    x = np.r_[-ONES[:16], ONES[16:]].astype(np.float32)
+    for _ in range(3):
+        out = np.zeros(32, np.float32)
+        run_on_cpu(copy_if_positive, 2, 32, x, out)
+    assert last_launch_checked() is False
+    assert np.array_equal(out, np.r_[np.zeros(16), np.ones(16)])
+
+
 @pytest.mark.parametrize("kernel, words", [
     (loop_carried, "an index computed from data"), (swapped, "an index computed from data"),
     (data_bound_loop, "an access that runs or not depending on data"),
     (returns_on_data, "return decided by data"), (data_in_index_choice, "an index computed from data"),
     (histogram, "an atomic's index computed from data"),
-    (short_circuit, "an access that runs or not depending on data"),
 ], ids=lambda v: getattr(v, "__name__", "-"))
 def test_data_reaching_an_index_or_an_access_decision_is_found(kernel, words):
     assert words in unchecked_reason(kernel, ONES, np.zeros(64, np.float32))

@@ -5,7 +5,7 @@ bounds raises ``IndexError`` naming block and thread. The checks are its largest
 launch when two facts hold:
 
 1. This module proves, on the kernel's source, that every index and every decision on which accesses run is
-   *launch-determined*: computed only from thread and block indices and dimensions, scalar (non-array) kernel
+   *launch-determined* (or probed, below): computed only from thread and block indices and dimensions, scalar (non-array) kernel
    arguments, ``.shape``/``.size``/``.ndim``/``len()`` of array arguments and of shared and local arrays,
    constants and immutable module globals (numbers, tuples of them; numba freezes them), and local variables ALL
    of whose assignments are (a flow-insensitive fixpoint, tuple unpacking and ``+=`` included). A value read from
@@ -16,12 +16,20 @@ launch when two facts hold:
    (:func:`nbkit.core.executor.run_on_cpu` records it). The same key then executes the same accesses, all
    proven in bounds.
 
-A test on data is allowed only where it decides nothing about memory: the branch it guards (an ``if``,
-``while`` or ``for`` over a data-dependent range, the far side of ``and``/``or``/``x if c else y``/a comparison
-chain) may contain no subscript, no call other than pure math, no ``return``/``break``/``continue``, and every
-variable assigned there counts as data (the value depends on the test). So a max-pool's ``if v > best: best = v``
-is fine; ``if x[i] > 0: out[i] = ...`` is not. Whatever the analysis does not recognise makes the kernel
-ineligible: it then always runs checked.
+A test on data may decide values (every variable assigned in the branch it guards counts as data: a max-pool's
+``if v > best: best = v``), but no call other than pure math and no ``return``/``break``/``continue``. It may
+decide an access only when the access is *probed*: an array parameter's, at an index built of launch-determined
+names, integer constants, ``+``, ``-``, ``*`` and shapes (``dx[i] = dout[i] if x[i] > 0 else 0``, a max-pool
+backward's ``if argmax[...] == k: dx[...] = dy[n, c, i, j]``). :func:`analyse` lists each with the statement
+before which its index already has its value (the innermost one reached in a launch-determined way: whatever
+is assigned between there and the access counts as data, so the index's names do not change) and the
+launch-determined conjuncts of its ``if`` (``i < dy.shape[2] and argmax[...] == k``: the access can run only
+where ``i < dy.shape[2]``). The
+checked run evaluates the index there, under those conjuncts, whether the access then runs or not, and a key
+is proven only if every probed index was in bounds: then the accesses that may run for the key, whatever the
+data, are all in bounds. An index of any other form decided by data (``if x[i] > 0: out[k // 2] = ...``, where
+``k`` could be 0) makes the kernel ineligible, as does whatever the analysis does not recognise: it then always
+runs checked.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import types as pytypes
 import numba
 import numpy as np
 
-__all__ = ["pure_callable", "unproven_reason"]
+__all__ = ["analyse", "pure_callable", "unproven_reason"]
 
 _INDEX_OBJECTS = {"threadIdx", "blockIdx", "blockDim", "gridDim"}
 _SHAPE_ATTRS = {"shape", "size", "ndim"}
@@ -102,6 +110,9 @@ class _Analysis:
         self.arrays |= {a for a in allocs if counts.get(a) == 1 and a not in self.params}
         self.data: set[str] = {p for p in self.params if kinds[p] == "array"} | allocs
         self.why: list[str] = []
+        self.probes: list[tuple[ast.stmt, ast.Subscript, list[ast.expr]]] = []  # data-gated accesses (see analyse)
+        self.anchor: ast.stmt | None = None  # the innermost statement reached in a launch-determined way
+        self.guard: list[ast.expr] = []  # launch-determined conditions that hold where the current access runs
 
     # ------------------------------------------------------------------ helpers
 
@@ -150,10 +161,43 @@ class _Analysis:
             return all([self._index(e, gated) for e in node.elts])
         return self.expr(node, gated)
 
+    def _probe_index(self, node: ast.AST, tests: bool = False) -> bool:
+        """An index the checked run may evaluate before the test that decides whether it is used: launch-determined,
+        and built only of names, integer constants, +, - and *, an array parameter's ``.shape[k]`` or ``.size``
+        (nothing that can raise, such as // by zero); ``tests``: also comparisons, ``and``, ``or``, ``not``."""
+        if isinstance(node, ast.Tuple) and not tests:
+            return all(self._probe_index(e) for e in node.elts)
+        if isinstance(node, ast.Constant):
+            return type(node.value) is int
+        if isinstance(node, ast.Name):
+            return self.expr(node, False)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
+            return self._probe_index(node.left, tests) and self._probe_index(node.right, tests)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return self._probe_index(node.operand, tests)
+        if isinstance(node, ast.Attribute) and node.attr == "size":
+            return isinstance(node.value, ast.Name) and node.value.id in self.arrays and node.value.id in self.params
+        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "shape"
+                and isinstance(node.slice, ast.Constant) and type(node.slice.value) is int):
+            base = node.value.value
+            return isinstance(base, ast.Name) and base.id in self.arrays and base.id in self.params
+        if tests and isinstance(node, ast.Compare):
+            return all(self._probe_index(e, tests) for e in (node.left, *node.comparators))
+        if tests and isinstance(node, ast.BoolOp):
+            return all(self._probe_index(e, tests) for e in node.values)
+        if tests and isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return self._probe_index(node.operand, tests)
+        return False
+
     def _access(self, node: ast.Subscript, gated: bool) -> bool:
-        """A subscript: a memory access whose index must be launch-determined and not decided by data.
-        Returns whether the value read is launch-determined (only from a launch-determined tuple)."""
+        """A subscript: a memory access whose index must be launch-determined; one decided by data must have an
+        index the checked run can probe (see the module docstring). Returns whether the value read is
+        launch-determined (only from a launch-determined tuple)."""
         if gated:
+            if (isinstance(node.value, ast.Name) and node.value.id in self.params and node.value.id in self.arrays
+                    and self.anchor is not None and self._probe_index(node.slice)):
+                self.probes.append((self.anchor, node, list(self.guard)))
+                return False
             self._fail(node, "an access that runs or not depending on data")
         if self._array_base(node.value, gated):
             if not self._index(node.slice, gated):
@@ -296,6 +340,8 @@ class _Analysis:
 
     def stmts(self, body: list[ast.stmt], gated: bool) -> None:
         for stmt in body:
+            if not gated:
+                self.anchor = stmt
             self.stmt(stmt, gated)
 
     def stmt(self, node: ast.stmt, gated: bool) -> None:
@@ -315,7 +361,15 @@ class _Analysis:
             self.expr(node.value, gated)
         elif isinstance(node, ast.If):
             test = self.expr(node.test, gated)
+            guard = self.guard
+            if not gated and not test and isinstance(node.test, ast.BoolOp) and isinstance(node.test.op, ast.And):
+                # `if i < dy.shape[2] and argmax[i] == k:` the body's probes need only hold where i < dy.shape[2]
+                for value in node.test.values:
+                    if not self._probe_index(value, tests=True):
+                        break
+                    self.guard = [*self.guard, value]
             self.stmts(node.body, gated or not test)
+            self.guard = guard
             self.stmts(node.orelse, gated or not test)
         elif isinstance(node, ast.While):
             test = self.expr(node.test, gated)
@@ -355,14 +409,26 @@ def unproven_reason(fdef: ast.FunctionDef, env: dict, cuda_names: set[str], devi
     ``cuda_names`` the names bound to the cuda module, ``is_device(value)`` says whether a global is a
     ``cuda.jit(device=True)`` function. The tree is only read.
     """
+    return analyse(fdef, env, cuda_names, device_fns, kinds, is_device)[0]
+
+
+def analyse(fdef: ast.FunctionDef, env: dict, cuda_names: set[str], device_fns: dict, kinds: dict[str, str],
+            is_device: object) -> tuple[str | None, list[tuple[ast.stmt, ast.Subscript, list[ast.expr]]]]:
+    """:func:`unproven_reason`'s answer, and the accesses decided by data that the checked run must probe: for
+    each, the statement of ``fdef`` before which to probe it (one reached in a launch-determined way, whose
+    index names keep their values up to the access), the subscript (an array parameter's, at a simple index),
+    and the launch-determined conditions (safe to evaluate there) under which alone the access can run."""
     others = sorted(p for p, k in kinds.items() if k not in ("array", "scalar"))
     if others:
-        return f"arguments that are neither arrays nor numbers: {others}"
+        return f"arguments that are neither arrays nor numbers: {others}", []
     analysis = _Analysis(fdef, env, cuda_names, device_fns, kinds, is_device)
     while True:  # the data locals only grow: at most one pass more than there are locals
         before = set(analysis.data)
         analysis.why = []
+        analysis.probes = []
+        analysis.anchor = None
+        analysis.guard = []
         analysis.stmts(fdef.body, False)
         if analysis.data == before:
             break
-    return "; ".join(dict.fromkeys(analysis.why)) or None
+    return "; ".join(dict.fromkeys(analysis.why)) or None, analysis.probes

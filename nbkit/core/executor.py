@@ -133,7 +133,7 @@ def _poisoned_cpu(a):  # no annotations: numba compares this signature with the 
 def _ix_record(i: int, negp: int) -> int:
     """The checked launcher's index: unchanged (a negative one wraps, as before); records that one was negative."""
     if i < 0:
-        ctypes.c_int64.from_address(negp).value = 1
+        ctypes.c_int64.from_address(negp).value |= _NEGATIVE
     return i
 
 
@@ -152,14 +152,55 @@ def _signed_integer(i: object) -> bool:
 
 
 @numba.extending.intrinsic
-def _set_flag(typingctx, negp):
-    """Store 1 at the int64 address ``negp``."""
+def _set_flag(typingctx, negp, bit):
+    """``*negp |= bit`` at the int64 address ``negp``."""
     def codegen(context, builder, signature, args):
         ptr = builder.inttoptr(args[0], llvmlite.ir.IntType(64).as_pointer())
-        builder.store(llvmlite.ir.Constant(llvmlite.ir.IntType(64), 1), ptr)
+        bit = context.cast(builder, args[1], signature.args[1], numba.types.int64)
+        builder.store(builder.or_(builder.load(ptr), bit), ptr)
         return context.get_dummy_value()
 
-    return numba.types.void(numba.types.int64), codegen
+    return numba.types.void(numba.types.int64, bit), codegen
+
+
+# A data-gated access at a launch-determined index (``dx[i] = dy[i] if x[i] > 0 else 0``; nbkit.core.bounds
+# lists them with the statement before which the index already has its value) is probed by the checked launcher:
+# ``_spec(array.shape[dim], index, _negp)`` before that statement, for every dimension, whether the access then runs or
+# not. Bit 1: the index is negative; bit 2: it is out of bounds (after wrapping), so the key is not proven and
+# stays checked. Every other launcher's ``_spec`` does nothing. Thus a launch key is proven only if every access
+# that could run for it, whatever the data, is in bounds.
+_NEGATIVE, _SPECULATIVE_OUT = 1, 2
+
+
+def _spec_record(n: int, i: int, negp: int) -> None:
+    """The checked launcher's probe of a data-gated access's index ``i`` in a dimension of size ``n``."""
+    flags = ctypes.c_int64.from_address(negp)
+    if i < 0:
+        flags.value |= _NEGATIVE
+    if not -n <= i < n:
+        flags.value |= _SPECULATIVE_OUT
+
+
+def _spec_none(n: int, i: int, negp: int) -> None:
+    """The probe in launchers that record nothing."""
+
+
+@numba.extending.overload(_spec_record)
+def _spec_record_cpu(n, i, negp):  # sizes, not the array: an array argument costs reference counting
+    def probe(n, i, negp):
+        if i < 0:
+            _set_flag(negp, 1)
+            if i + n < 0:
+                _set_flag(negp, 2)
+        elif i >= n:
+            _set_flag(negp, 2)
+
+    return probe
+
+
+@numba.extending.overload(_spec_none)
+def _spec_none_cpu(n, i, negp):
+    return lambda n, i, negp: None
 
 
 @numba.extending.overload(_ix_record)
@@ -169,7 +210,7 @@ def _ix_record_cpu(i, negp):  # no annotations: numba compares this signature wi
 
     def record(i, negp):
         if i < 0:
-            _set_flag(negp)
+            _set_flag(negp, 1)
         return i
 
     return record
@@ -318,7 +359,7 @@ class _Lower(ast.NodeTransformer):
         raise ExecutorUnsupported(f"cuda.{name}(...) ({_where(node)}) has no CPU translation here")
 
 
-_RESERVED = {"_t", "_t0", "_nt", "_b0", "_b1", "_blk", "_where", "_ix", "_negp", "_done", "_ret", "_probe",
+_RESERVED = {"_t", "_t0", "_nt", "_b0", "_b1", "_blk", "_where", "_ix", "_negp", "_spec", "_done", "_ret", "_probe",
              "BarrierDivergence",
              *(p + a for p in ("_t", "_b", "_bd", "_gd") for a in "xyz"), *(f"_atomic_{op}" for op in _ATOMICS)}
 _FORBIDDEN = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.Global, ast.Nonlocal, ast.Try,
@@ -730,7 +771,7 @@ class _NoJam(Exception):
     """The segment keeps the plain thread loop (see LANES)."""
 
 
-_PURE_HELPERS = {"range", "len", "bool", "_poisoned"}
+_PURE_HELPERS = {"range", "len", "bool", "_poisoned", "_spec"}  # _spec writes only in checked launchers
 
 
 def _pure_call(node: ast.Call, env: dict) -> bool:
@@ -968,10 +1009,28 @@ def _plan(fn: Callable) -> _Plan:
                  lower.atomics or device_atomics, env, probe, original, index_arrays)
 
 
-def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, lanes: int = 0) -> str:
+def _with_probes(stmts: list[ast.stmt], probes: dict, placed: set) -> list[ast.stmt]:
+    """``stmts`` with the probes of each statement (keyed by its line and column) put before it, at any depth."""
+    out: list[ast.stmt] = []
+    for st in stmts:
+        key = (getattr(st, "lineno", None), getattr(st, "col_offset", None))
+        if key in probes:
+            out.extend(copy.deepcopy(probes[key]))
+            placed.add(key)
+        if isinstance(st, (ast.If, ast.For, ast.While)):
+            st.body = _with_probes(st.body, probes, placed)
+            st.orelse = _with_probes(st.orelse, probes, placed)
+        out.append(st)
+    return out
+
+
+def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, lanes: int = 0,
+          probes: dict | None = None, placed: set | None = None) -> str:
     """The launcher's source: blocks [_b0, _b1) of the grid, every thread of each, phase by phase.
     ``wrap_indices=False``: without the ``_ix`` wrappers of array indices (the text shown to read);
-    ``lanes``: threads along x interleaved by that many (see LANES; raises :class:`_NoJam` where not)."""
+    ``lanes``: threads along x interleaved by that many (see LANES; raises :class:`_NoJam` where not);
+    ``probes``: (line, column) of a statement -> the ``_spec`` statements to put before it (see _spec_record);
+    the keys placed are added to ``placed``."""
     lines: list[str] = []
     sig = ["_b0", "_b1", "_where", "_negp", "_gdx", "_gdy", "_gdz", "_bdx", "_bdy", "_bdz"]
     sig += [f"_p_{p}" if p in plan.assigned_params else p for p in plan.params]
@@ -1022,8 +1081,12 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, l
         message = f"threads of a block disagree on the bounds of a loop that contains cuda.syncthreads() ({where})"
         lines.append(f"{indent}        raise BarrierDivergence({message!r})")
 
+    def seg_body(p: _Seg) -> list[ast.stmt]:
+        body = [copy.deepcopy(s) for s in p.stmts]  # the plan serves every dtype
+        return _with_probes(body, probes, placed if placed is not None else set()) if probes else body
+
     def jammed(p: _Seg, indent: str) -> None:
-        body, _, _ = _jam([copy.deepcopy(s) for s in p.stmts], plan.env, lanes)
+        body, _, _ = _jam(seg_body(p), plan.env, lanes)
         if wrap_indices:
             body = [_WrapIndices(plan.index_arrays).visit(s) for s in body]
         lines.extend([f"{indent}for _tz in range(_bdz):", f"{indent}    for _ty in range(_bdy):",
@@ -1038,7 +1101,7 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, l
         lines.append(f"{indent}        for _tx in range(_bdx - _bdx % {lanes}, _bdx):")
         lines.append(f"{inner}_t = (_tz * _bdy + _ty) * _bdx + _tx")
         lines.append(f"{inner}_where[1] = _t")
-        rest = [copy.deepcopy(s) for s in p.stmts]
+        rest = seg_body(p)
         if wrap_indices:
             rest = [_WrapIndices(plan.index_arrays).visit(s) for s in rest]
         for s in rest:
@@ -1051,7 +1114,7 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, l
                     raise _NoJam("barriers, an assigned parameter or a return")
                 jammed(p, indent)
             elif isinstance(p, _Seg):
-                body = [copy.deepcopy(s) for s in p.stmts]  # the plan serves every dtype
+                body = seg_body(p)
                 if wrap_indices:
                     body = [_WrapIndices(plan.index_arrays).visit(s) for s in body]
                 body, has_ret = _fix_returns(body, 0, on_return)
@@ -1144,6 +1207,7 @@ class _Compiled:
     readable: str = ""  # the source without the _ix wrappers of array indices (generated_source)
     lanes_source: str | None = None  # the source with threads interleaved (LANES), None where not exact
     lanes_apart: tuple = ()  # (written, read) parameter positions that must not share memory for lanes_source
+    unprobed: bool = False  # a data-gated access the checked launcher could not probe: never proven
     _variants: dict = field(default_factory=dict)  # (boundscheck, _ix helper) -> launcher
 
     @property
@@ -1179,7 +1243,7 @@ class _Compiled:
                         f"{', lanes' if lanes else ''})")
                 source = self.lanes_source if lanes else self.source
                 self._variants[key] = _njit(source, f"_launch_{self.name}", what,  # type: ignore[arg-type]
-                                            dict(self.env, _ix=ix), boundscheck=boundscheck)
+                                            dict(self.env, _ix=ix, _spec=_spec_none), boundscheck=boundscheck)
             return self._variants[key]
 
 
@@ -1213,10 +1277,11 @@ def _typeof(a: object) -> object:
 def compile_for_cpu(kernel: object, args: Sequence = ()) -> _Compiled:
     """The executor of ``kernel`` for arguments of these types (host arrays and scalars as passed to the launcher).
 
-    Cached per kernel, and per argument types where values live across a barrier (their arrays need dtypes), so a
-    later launch of any shape only runs it.
+    Cached per kernel and kinds of arguments (array or scalar: the checked launcher probes data-gated accesses
+    of a kernel proven for them), and per argument types where values live across a barrier (their arrays need
+    dtypes), so a later launch of any shape only runs it.
     """
-    return _compile(python_function(kernel), _argtypes(args))
+    return _compile(python_function(kernel), _argtypes(args), _describe(list(args))[0])
 
 
 def _argtypes(args: Sequence) -> tuple:
@@ -1226,28 +1291,32 @@ def _argtypes(args: Sequence) -> tuple:
         raise ExecutorUnsupported(f"an argument numba cannot compile for the CPU: {exc}") from exc
 
 
-def _compile(fn: Callable, argtypes: tuple) -> _Compiled:
+def _compile(fn: Callable, argtypes: tuple, kinds: tuple[str, ...]) -> _Compiled:
     plan = _get_plan(fn)
-    key = (fn, argtypes if plan.arrays else None)
+    key = (fn, kinds, argtypes if plan.arrays else None)
     with _LOCK:
         if key in _COMPILED:
             return _COMPILED[key]
         dtypes = _probe_types(plan, argtypes)
-        code = _emit(plan, dtypes)
+        probes = _probe_statements(plan, fn, kinds)
+        placed: set = set()
+        code = _emit(plan, dtypes, probes=probes, placed=placed)
+        unprobed = len(placed) < len(probes)  # an access decided by data next to a barrier: not probed
         env = dict(plan.env)
         env.update({f"_dt_{v}": dt for v, dt in dtypes.items()})
         env.update({f"_poison_{stmt.targets[0].id}": _poison(stmt.value.args[1], env) for stmt in plan.shared})
-        env["_ix"] = _ix_record
+        env["_ix"], env["_spec"] = _ix_record, _spec_record
         lanes_source, apart = None, ()
         try:
-            lanes_source = _emit(plan, dtypes, lanes=LANES)
+            lanes_source = _emit(plan, dtypes, lanes=LANES, probes=probes)
             _, reads, writes = _jam([copy.deepcopy(s) for s in plan.pieces[0].stmts], plan.env, LANES)
             where = {p: i for i, p in enumerate(plan.params)}
             apart = tuple((where[w], where[r]) for w in sorted(writes & set(where)) for r in sorted(reads & set(where)))
         except _NoJam:
             pass
         compiled = _Compiled(_njit(code, f"_launch_{plan.name}", plan.name, dict(env)), plan.atomics, code,
-                             plan.name, env, _emit(plan, dtypes, wrap_indices=False), lanes_source, apart)
+                             plan.name, env, _emit(plan, dtypes, wrap_indices=False), lanes_source, apart,
+                             unprobed)
         _COMPILED[key] = compiled
         return compiled
 
@@ -1273,14 +1342,41 @@ def _unproven(fn: Callable, kinds: tuple[str, ...]) -> str | None:
     if key not in _UNPROVEN:
         plan = _get_plan(fn)
         src = plan.source
+        probes: list = []
         if len(kinds) != len(plan.params):
             reason: str | None = f"{len(kinds)} arguments for {len(plan.params)} parameters"
         else:
-            reason = bounds.unproven_reason(src.fdef, src.env, src.cuda_names, src.device_fns,
+            reason, probes = bounds.analyse(src.fdef, src.env, src.cuda_names, src.device_fns,
                                             dict(zip(plan.params, kinds)),
                                             lambda v: _is_cuda_function(v) and _is_device_function(v))
+        _PROBES[key] = probes
         _UNPROVEN[key] = reason
     return _UNPROVEN[key]
+
+
+_PROBES: dict[tuple, list] = {}  # (python function, kinds) -> bounds.analyse's data-gated accesses
+
+
+def _probe_statements(plan: _Plan, fn: Callable, kinds: tuple[str, ...]) -> dict:
+    """(line, column) of a statement -> the ``_spec`` calls to put before it (see _spec_record), for a kernel
+    proven for these kinds of arguments; {} otherwise."""
+    if _unproven(fn, kinds) is not None:
+        return {}
+    lower = _Lower(plan.source.cuda_names, plan.source.device_fns, in_device=False)
+    out: dict = {}
+    for anchor, sub, guard in _PROBES[(fn, kinds)]:
+        index = sub.slice.elts if isinstance(sub.slice, ast.Tuple) else [sub.slice]
+        calls: list[ast.stmt] = [ast.Expr(ast.Call(ast.Name("_spec", ast.Load()),
+                                                   [_expr(f"{sub.value.id}.shape[{d}]"),
+                                                    lower.visit(copy.deepcopy(e)), ast.Name("_negp", ast.Load())],
+                                                   []))
+                                 for d, e in enumerate(index)]
+        if guard:  # only where the access can run at all (the launch-determined part of its if's test)
+            test = guard[0] if len(guard) == 1 else ast.BoolOp(ast.And(), guard)
+            calls = [ast.If(lower.visit(copy.deepcopy(test)), calls, [])]
+        here = out.setdefault((anchor.lineno, anchor.col_offset), [])
+        here.extend(c for c in calls if ast.dump(c) not in {ast.dump(h) for h in here})  # once each
+    return out
 
 
 _KIND_OF_TYPE: dict[type, str] = {}
@@ -1382,6 +1478,7 @@ _POOL: ThreadPoolExecutor | None = None
 _PARALLEL_MIN_THREADS = 16384
 _PARALLEL_MIN_SECONDS = 0.001
 _WORK_SECONDS: dict[tuple, float] = {}
+_READY: set = set()  # (launcher, ids of the argument types) that ran: compiled for those types
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -1406,11 +1503,13 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     host = [_host(a) for a in args]
     fn = python_function(kernel)
     argtypes = _argtypes(host)
-    compiled = _compile(fn, argtypes)
     kinds, parts = _describe(host)
+    compiled = _compile(fn, argtypes, kinds)
     reason = _UNPROVEN.get((fn, kinds), "")
     if reason == "":
         reason = _unproven(fn, kinds)
+    if compiled.unprobed:
+        reason = "an access decided by data next to a barrier (not probed)"
     proof = None if reason or parts is None else (compiled.launcher, grid, block, parts)
     proven = _PROVEN.get(proof) if proof is not None else None
     checked = proven is None or proven[0] < _UNCHECKED_MIN_SECONDS
@@ -1426,7 +1525,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
              else nblocks * block[0] * block[1] * block[2] < _PARALLEL_MIN_THREADS)
     workers = 1 if compiled.serial or small else max(1, min(os.cpu_count() or 1, nblocks))
     bounds = [(nblocks * k // workers, nblocks * (k + 1) // workers) for k in range(workers)]
-    wheres = [np.zeros(3, np.int64) for _ in bounds]  # block, thread, whether an index was negative
+    wheres = [np.zeros(3, np.int64) for _ in bounds]  # block, thread, flags (_NEGATIVE, _SPECULATIVE_OUT)
     negps = [w.ctypes.data + 2 * w.itemsize for w in wheres]  # the address of w[2] (see _ix_record)
     errors: list[tuple[int, IndexError]] = []
     diverged: list[BarrierDivergence] = []
@@ -1447,7 +1546,8 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
 
     try:
         first = 0
-        compiled_before = bool(launcher.signatures)
+        ready = (launcher, *map(id, argtypes))  # numba types are interned: their ids name them, cheaply
+        compiled_before = ready in _READY or bool(launcher.signatures)  # (signatures costs ~13 µs a call)
         if workers == 1 or not compiled_before:
             run(0)  # alone: the first call compiles, and compiling once beats every worker waiting for it
             first = 1
@@ -1456,6 +1556,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
             run(0)  # the calling thread takes the first share instead of waiting
         for future in futures:
             future.result()
+        _READY.add(ready)
         if compiled_before and not compiled.serial:
             _WORK_SECONDS[launch_key] = sum(cpu)  # CPU time of the work itself, not of handing it out
     except numba.core.errors.NumbaError as exc:  # compile-time only: errors of the running code are not NumbaErrors
@@ -1476,5 +1577,8 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     if proof is not None and proven is None and compiled_before:  # ran checked without an error: proven in bounds
         if len(_PROVEN) >= _PROVEN_MAX:
             _PROVEN.clear()
-        # measured once: a cheap launch stays checked; indices all non-negative: they may run unsigned
-        _PROVEN[proof] = (sum(cpu), any(int(w[2]) for w in wheres))
+        # measured once: a cheap launch stays checked; indices all non-negative: they may run unsigned; a probed
+        # access that would be out of bounds: not proven (see _spec_record)
+        flags = [int(w[2]) for w in wheres]
+        if not any(f & _SPECULATIVE_OUT for f in flags):
+            _PROVEN[proof] = (sum(cpu), any(f & _NEGATIVE for f in flags))
