@@ -821,6 +821,19 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], s
         if isinstance(n, ast.Name) and (n.id.startswith("_jam_") or re.search(r"__l\d+$", n.id)):
             raise _NoJam(n.id)
     per_lane = _names(body, ast.Store) | {"_tx", "_t"}
+    def reads_memory(node: ast.AST) -> bool:  # an array element (not a .shape entry)
+        return any(isinstance(m, ast.Subscript) and isinstance(m.ctx, ast.Load)
+                   and not (isinstance(m.value, ast.Attribute) and m.value.attr == "shape") for m in ast.walk(node))
+
+    data: set[str] = set()  # locals computed from values read from arrays (a fixpoint)
+    while True:
+        before = len(data)
+        for n in ast.walk(ast.Module(body, [])):
+            source = n.value if isinstance(n, (ast.Assign, ast.AugAssign)) else n.iter if isinstance(n, ast.For) else None
+            if source is not None and (_names(source) & data or reads_memory(source)):
+                data |= _names(n.targets if isinstance(n, ast.Assign) else [n.target], ast.Store)
+        if len(data) == before:
+            break
     reads: set[str] = set()
     writes: set[str] = set()
     counter = [0]
@@ -846,6 +859,8 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], s
         read(st.test)
         if not _names(st.test) & per_lane:  # all lanes agree
             return [ast.If(st.test, jam(st.body, in_loop) or [ast.Pass()], jam(st.orelse, in_loop))]
+        if in_loop and (_names(st.test) & data or reads_memory(st.test)):
+            raise _NoJam("a test on data inside a loop")  # lanes would mostly disagree (a max-pool: 4x slower)
         flags = [ast.Assign([ast.Name(f"{tag}__l{k}", ast.Store())],
                             ast.Call(ast.Name("bool", ast.Load()), [lane(st.test, k)], [])) for k in range(lanes)]
         every = _expr(" and ".join(f"{tag}__l{k}" for k in range(lanes)))
@@ -895,6 +910,9 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], s
         return out
 
     jammed = jam(body, False)
+    if not any(isinstance(n, ast.For) and isinstance(n.target, ast.Name) and n.target.id.startswith("_jam_")
+               for st in jammed for n in ast.walk(st)):
+        raise _NoJam("no loop run once for all lanes")  # nothing to overlap: lanes only add their tests
     if reads & writes:
         raise _NoJam(f"{sorted(reads & writes)} read before the writes and written")
     return jammed, reads, writes
