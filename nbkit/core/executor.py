@@ -11,7 +11,9 @@ The njit code checks bounds (an index out of bounds raises ``IndexError`` naming
 launch proven in bounds: the kernel's accesses are launch-determined (:mod:`nbkit.core.bounds` proves it on the
 source), and a launch with the same key (argument types, grid, block, array shapes, scalar values) already ran
 checked without an error; it then runs a second launcher compiled without the checks, which executes the same
-accesses. Everything not proven, and every new key, runs checked.
+accesses. Everything not proven, and every new key, runs checked. That unchecked launcher also casts indices to
+unsigned where the checked run saw none negative (no wrap-around code: :func:`_ix_record`), and, in kernels
+without barriers, interleaves four threads' loops so that their sums overlap (``LANES``).
 
 ``NBKIT_MODE=cpu`` (:mod:`nbkit.core.launch`) runs every launch through :func:`run_on_cpu`. Whatever it cannot
 transform raises :class:`ExecutorUnsupported` with the reason before anything is written, so that a caller can fall
