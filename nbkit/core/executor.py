@@ -1493,8 +1493,8 @@ _POOL: ThreadPoolExecutor | None = None
 # on a busy one) is decided by its work, not its thread count: a cheap launch of many threads (an element-wise
 # kernel) runs on the calling thread, and few threads with long loops (a weight gradient: one thread per weight,
 # each summing over the batch) are split. The work is the CPU time the same launch (kernel, grid, block) took last
-# time (its threads' CPU time: waiting for a busy machine does not count); a launch not seen before is
-# shared out if it has many threads.
+# time (its threads' CPU time: waiting for a busy machine does not count; the same launch: kernel, grid, block and
+# the arguments' shapes and scalars); a launch not seen before is shared out if it has many threads.
 _PARALLEL_MIN_THREADS = 16384
 _PARALLEL_MIN_SECONDS = 0.001
 _WORK_SECONDS: dict[tuple, float] = {}
@@ -1539,7 +1539,8 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
                 compiled.launcher if proof is not None else compiled.checked_only())
     _LAST.checked, _LAST.unsigned, _LAST.lanes = checked, unsigned, lanes
     nblocks = grid[0] * grid[1] * grid[2]
-    launch_key = (compiled.launcher, grid, block)
+    # the same kernel, grid and block on other shapes (a dense layer's forward and backward matmuls) is other work
+    launch_key = (compiled.launcher, grid, block, parts)
     work = _WORK_SECONDS.get(launch_key)
     small = (work < _PARALLEL_MIN_SECONDS if work is not None  # the pool costs more than it saves
              else nblocks * block[0] * block[1] * block[2] < _PARALLEL_MIN_THREADS)
