@@ -1579,6 +1579,8 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
             future.result()
         _READY.add(ready)
         if compiled_before and not compiled.serial:
+            if len(_WORK_SECONDS) >= _PROVEN_MAX:  # a bound on memory, as for _PROVEN
+                _WORK_SECONDS.clear()
             _WORK_SECONDS[launch_key] = sum(cpu)  # CPU time of the work itself, not of handing it out
     except numba.core.errors.NumbaError as exc:  # compile-time only: errors of the running code are not NumbaErrors
         raise ExecutorUnsupported(f"numba cannot compile {python_function(kernel).__name__} for the CPU: "
