@@ -569,3 +569,24 @@ def test_a_probe_runs_only_under_the_launch_determined_part_of_its_test():
 ], ids=lambda v: getattr(v, "__name__", "-"))
 def test_data_reaching_an_index_or_an_access_decision_is_found(kernel, words):
     assert words in unchecked_reason(kernel, ONES, np.zeros(64, np.float32))
+
+
+def test_a_lanes_source_numba_refuses_falls_back_to_the_plain_loops():
+    """Nothing runs before numba compiles a launcher: a variant it refuses (here made so on purpose) is dropped,
+    and the launch runs as before, with the same results."""
+    x = rng.standard_normal(64).astype(np.float32)
+    args = (x, np.zeros(67, np.float32))
+    compiled = ex.compile_for_cpu(uneven, args)
+    saved = compiled.lanes_source, dict(compiled._variants)
+    try:
+        compiled.lanes_source = compiled.lanes_source.replace("_jam_tx + 0", "_not_a_name + 0")
+        compiled._variants = {k: v for k, v in compiled._variants.items() if not k[2]}
+        results = []
+        for _ in range(3):
+            out = np.zeros(67, np.float32)
+            run_on_cpu(uneven, 3, 32, x, out)
+            results.append(out)
+        assert last_launch_checked() is False and last_launch_lanes() is False
+        assert compiled.lanes_source is None and np.array_equal(results[0], results[2])
+    finally:
+        compiled.lanes_source, compiled._variants = saved

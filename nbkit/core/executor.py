@@ -1228,6 +1228,7 @@ class _Compiled:
     lanes_source: str | None = None  # the source with threads interleaved (LANES), None where not exact
     lanes_apart: tuple = ()  # (written, read) parameter positions that must not share memory for lanes_source
     unprobed: bool = False  # a data-gated access the checked launcher could not probe: never proven
+    no_unchecked: bool = False  # numba refused the unchecked source (see run_on_cpu): always checked
     _variants: dict = field(default_factory=dict)  # (boundscheck, _ix helper) -> launcher
 
     @property
@@ -1532,7 +1533,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
         reason = "an access decided by data next to a barrier (not probed)"
     proof = None if reason or parts is None else (compiled.launcher, grid, block, parts)
     proven = _PROVEN.get(proof) if proof is not None else None
-    checked = proven is None or proven[0] < _UNCHECKED_MIN_SECONDS
+    checked = proven is None or proven[0] < _UNCHECKED_MIN_SECONDS or compiled.no_unchecked
     unsigned = not checked and not proven[1]  # type: ignore[index]
     lanes = not checked and compiled.lanes_allowed(host)
     launcher = (compiled.unchecked(nonnegative=unsigned, lanes=lanes) if not checked else
@@ -1583,6 +1584,14 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
                 _WORK_SECONDS.clear()
             _WORK_SECONDS[launch_key] = sum(cpu)  # CPU time of the work itself, not of handing it out
     except numba.core.errors.NumbaError as exc:  # compile-time only: errors of the running code are not NumbaErrors
+        # nothing ran (the first call of a launcher compiles, alone): a variant numba refuses where the checked
+        # launcher compiled falls back to the plain loops, then to the checked launcher, from now on
+        if lanes:
+            compiled.lanes_source = None
+            return run_on_cpu(kernel, griddim, blockdim, *args)
+        if not checked:
+            compiled.no_unchecked = True
+            return run_on_cpu(kernel, griddim, blockdim, *args)
         raise ExecutorUnsupported(f"numba cannot compile {python_function(kernel).__name__} for the CPU: "
                                   f"{str(exc).splitlines()[0]}") from exc
     if diverged:
