@@ -1493,9 +1493,9 @@ _POOL: ThreadPoolExecutor | None = None
 # Whether a launch's blocks are shared out to the pool (handing out work costs ~80 µs on a quiet machine, far more
 # on a busy one) is decided by its work, not its thread count: a cheap launch of many threads (an element-wise
 # kernel) runs on the calling thread, and few threads with long loops (a weight gradient: one thread per weight,
-# each summing over the batch) are split. The work is the CPU time the same launch (kernel, grid, block) took last
-# time (its threads' CPU time: waiting for a busy machine does not count; the same launch: kernel, grid, block and
-# the arguments' shapes and scalars); a launch not seen before is shared out if it has many threads.
+# each summing over the batch) are split. The work is the CPU time the same launch took the first time it ran
+# compiled (its threads' CPU time: waiting for a busy machine does not count; the same launch: launcher variant,
+# grid, block, the arguments' shapes and scalars); a launch not seen before is shared out if it has many threads.
 _PARALLEL_MIN_THREADS = 16384
 _PARALLEL_MIN_SECONDS = 0.001
 _WORK_SECONDS: dict[tuple, float] = {}
@@ -1541,8 +1541,11 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     _LAST.checked, _LAST.unsigned, _LAST.lanes = checked, unsigned, lanes
     nblocks = grid[0] * grid[1] * grid[2]
     # the same kernel, grid and block on other shapes (a dense layer's forward and backward matmuls) is other work
-    launch_key = (compiled.launcher, grid, block, parts)
+    launch_key = (launcher, grid, block, parts)  # per variant: an unchecked launch is other work than a checked one
     work = _WORK_SECONDS.get(launch_key)
+    # thread_time costs ~13 µs a call on this VM, a third of a small launch's overhead: measured only where it
+    # decides something, for a launch not measured yet and for a checked run that may prove its key
+    measure = work is None or (proof is not None and proven is None)
     small = (work < _PARALLEL_MIN_SECONDS if work is not None  # the pool costs more than it saves
              else nblocks * block[0] * block[1] * block[2] < _PARALLEL_MIN_THREADS)
     workers = 1 if compiled.serial or small else max(1, min(os.cpu_count() or 1, nblocks))
@@ -1557,10 +1560,10 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     cpu = [0.0] * workers
 
     def run(k: int) -> None:
-        start = time.thread_time()
+        start = time.thread_time() if measure else 0.0
         try:
             launcher(bounds[k][0], bounds[k][1], wheres[k], negps[k], *grid, *block, *host)
-            cpu[k] = time.thread_time() - start
+            cpu[k] = time.thread_time() - start if measure else 0.0
         except IndexError as exc:
             errors.append((k, exc))
         except BarrierDivergence as exc:  # wait for the other workers before putting the arrays back
@@ -1579,7 +1582,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
         for future in futures:
             future.result()
         _READY.add(ready)
-        if compiled_before and not compiled.serial:
+        if compiled_before and not compiled.serial and measure:
             if len(_WORK_SECONDS) >= _PROVEN_MAX:  # a bound on memory, as for _PROVEN
                 _WORK_SECONDS.clear()
             _WORK_SECONDS[launch_key] = sum(cpu)  # CPU time of the work itself, not of handing it out
