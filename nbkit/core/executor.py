@@ -1546,6 +1546,8 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     # thread_time costs ~13 µs a call on this VM, a third of a small launch's overhead: measured only where it
     # decides something, for a launch not measured yet and for a checked run that may prove its key
     measure = work is None or (proof is not None and proven is None)
+    if work is None:  # an unchecked variant's first run: what the checked launcher took, an upper bound
+        work = _WORK_SECONDS.get((compiled.launcher, grid, block, parts))
     small = (work < _PARALLEL_MIN_SECONDS if work is not None  # the pool costs more than it saves
              else nblocks * block[0] * block[1] * block[2] < _PARALLEL_MIN_THREADS)
     workers = 1 if compiled.serial or small else max(1, min(os.cpu_count() or 1, nblocks))
