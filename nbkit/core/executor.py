@@ -24,6 +24,7 @@ put back as they were.
 from __future__ import annotations
 
 import ast
+import builtins
 import copy
 import ctypes
 import hashlib
@@ -124,14 +125,15 @@ def _poisoned_cpu(a):  # no annotations: numba compares this signature with the 
     return fill
 
 
-# Every array index in a launcher is emitted as ``_ix(index, _negp)``; the three launchers of a kernel share that
-# source and differ in what ``_ix`` is (and in numba's bounds checks). Numba wraps a negative signed index
-# (``a[-1]`` is the last element, as in the simulator's Python semantics) with a test and an add per index, about
-# 20-30% of a convolution's time. The checked launcher records, at the address ``_negp`` (``_where[2]``), that an
-# index was negative; a proven launch key that had none runs the unchecked launcher with the indices cast to
-# unsigned (no wrap code: the same key executes the same indices, all non-negative and in bounds), one that had
-# some keeps them signed. An address, not the array: an array passed to a helper costs a reference count
-# increment and decrement per index (the checked conv forward took 70 times as long).
+# Every array index in a launcher is emitted as ``_ix(index, _negp)``; a kernel's launchers (checked with and
+# without the record below, unchecked with signed or unsigned indices) share that source (lanes: a source of
+# their own, with the same accesses) and differ in what ``_ix`` is and in numba's bounds checks. Numba wraps a
+# negative signed index (``a[-1]`` is the last element, as in the simulator's Python semantics) with a test and an
+# add per index, about 20-30% of a convolution's time. The checked launcher records, at the address ``_negp``
+# (``_where[2]``), that an index was negative; a proven launch key that had none runs the unchecked launcher with
+# the indices cast to unsigned (no wrap code: the same key executes the same indices, all non-negative and in
+# bounds), one that had some keeps them signed. An address, not the array: an array passed to a helper costs a
+# reference count increment and decrement per index (the checked conv forward took 70 times as long).
 def _ix_record(i: int, negp: int) -> int:
     """The checked launcher's index: unchanged (a negative one wraps, as before); records that one was negative."""
     if i < 0:
@@ -784,7 +786,7 @@ def _pure_call(node: ast.Call, env: dict) -> bool:
         return True
     if parts == ["np", "empty"]:
         return True
-    value: object = env.get(parts[0], getattr(__import__("builtins"), parts[0], None))
+    value: object = env.get(parts[0], getattr(builtins, parts[0], None))
     for attr in parts[1:]:
         if not isinstance(value, pytypes.ModuleType):
             return False
@@ -1178,6 +1180,8 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, l
                     pieces(p.pieces, indent + "    ")
 
     pieces(plan.pieces, ind2)
+    if lanes and not any(isinstance(p, _Seg) for p in plan.pieces):
+        raise _NoJam("no statements")
     return "\n".join(lines) + "\n"
 
 
@@ -1229,7 +1233,7 @@ class _Compiled:
     lanes_apart: tuple = ()  # (written, read) parameter positions that must not share memory for lanes_source
     unprobed: bool = False  # a data-gated access the checked launcher could not probe: never proven
     no_unchecked: bool = False  # numba refused the unchecked source (see run_on_cpu): always checked
-    _variants: dict = field(default_factory=dict)  # (boundscheck, _ix helper) -> launcher
+    _variants: dict = field(default_factory=dict)  # (boundscheck, _ix helper, lanes) -> launcher
 
     @property
     def may_diverge(self) -> bool:
@@ -1252,8 +1256,8 @@ class _Compiled:
             and np.may_share_memory(host[w], host[r]) for w, r in self.lanes_apart)
 
     def checked_only(self) -> Callable:
-        """The checked launcher without the record of negative indices (it costs about a third of a convolution's
-        time), for launches that can never run unchecked (a kernel not proven launch-determined)."""
+        """The checked launcher without the record of negative indices (it made LeNet's conv forward 1.8 times as
+        slow), for launches that can never run unchecked (a kernel not proven launch-determined)."""
         return self._variant(True, _ix_signed)
 
     def _variant(self, boundscheck: bool, ix: Callable, lanes: bool = False) -> Callable:
