@@ -7,6 +7,7 @@ Everything else keeps the IndexError that names block and thread.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -590,3 +591,38 @@ def test_a_lanes_source_numba_refuses_falls_back_to_the_plain_loops():
         assert compiled.lanes_source is None and np.array_equal(results[0], results[2])
     finally:
         compiled.lanes_source, compiled._variants = saved
+
+
+@cuda.jit
+def sum_of_row(x, out):
+    i = cuda.grid(1)  # a kernel of its own: its lanes launcher compiles in this test
+    if i < out.size:
+        acc = float32(0)
+        for k in range(x.shape[1]):
+            acc += x[i, k]
+        out[i] = acc
+
+
+def test_a_lanes_launcher_compiles_with_llvms_slp_vectorizer(monkeypatch):
+    """numba turns LLVM's SLP vectorizer off; a lanes launcher compiles with it on (its lanes' operations become
+    vector instructions), and only that compile: the setting is back afterwards."""
+    import numba.core.config
+
+    seen = []
+    real = ex._slp_vectorize
+
+    @contextlib.contextmanager
+    def spy():
+        with real():
+            seen.append(numba.core.config.SLP_VECTORIZE)
+            yield
+
+    monkeypatch.setattr(ex, "_slp_vectorize", spy)
+    x = rng.standard_normal((64, 9)).astype(np.float32)
+    results = []
+    for _ in range(4):
+        results.append(np.zeros(64, np.float32))
+        run_on_cpu(sum_of_row, 2, 32, x, results[-1])
+    assert last_launch_lanes() is True and seen == [1]
+    assert numba.core.config.SLP_VECTORIZE == 0
+    assert all(np.array_equal(results[0], r) for r in results)  # checked, unchecked, lanes: the same bits

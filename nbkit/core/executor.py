@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import copy
 import ctypes
 import hashlib
@@ -39,13 +40,14 @@ import time
 import types as pytypes
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import llvmlite.ir
 import numba
 import numba.extending
 import numpy as np
 from numba import cuda
+from numba.core.compiler_lock import global_compiler_lock
 
 from nbkit.core import bounds, diskcache
 from nbkit.core.simulator import as_dtype, device_array_memory, poison_value
@@ -769,6 +771,21 @@ def _fix_returns(stmts: list[ast.stmt], depth: int, on_return: list[ast.stmt]) -
 # no statement of the kernel writes, and only when it shares no memory with an array written (checked per launch:
 # :func:`run_on_cpu`). Any other shape (a store inside a loop, a ``return``) keeps the plain thread loop.
 LANES = 4
+
+
+@contextlib.contextmanager
+def _slp_vectorize() -> Iterator[None]:
+    """LLVM's SLP vectorizer on while a lanes launcher compiles (numba turns it off by default, and reads the
+    setting when it builds its pass managers, under its compiler lock). It packs the lanes' identical operations
+    on consecutive elements into vector instructions: conv forward 6.3 -> 3.9 ms at LeNet conv1, batch 64. It
+    does not reorder floating-point operations (no fast-math), so the results are the same bits."""
+    with global_compiler_lock:
+        before = numba.core.config.SLP_VECTORIZE
+        numba.core.config.SLP_VECTORIZE = 1
+        try:
+            yield
+        finally:
+            numba.core.config.SLP_VECTORIZE = before
 
 
 class _NoJam(Exception):
@@ -1580,7 +1597,9 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
         ready = (launcher, *map(id, argtypes))  # numba types are interned: their ids name them, cheaply
         compiled_before = ready in _READY or bool(launcher.signatures)  # (signatures costs ~13 µs a call)
         if workers == 1 or not compiled_before:
-            run(0)  # alone: the first call compiles, and compiling once beats every worker waiting for it
+            # alone: the first call compiles, and compiling once beats every worker waiting for it
+            with _slp_vectorize() if lanes and not compiled_before else contextlib.nullcontext():
+                run(0)
             first = 1
         futures = [_pool().submit(run, k) for k in range(max(first, 1), workers)]
         if first == 0:
