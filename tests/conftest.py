@@ -103,11 +103,13 @@ def fake_driver(tmp_path_factory):
 # of work changes, never what runs. Each learner copy (tests/test_learner.py, one notebook run top to bottom) and each
 # exercise of tests/test_probe_answers.py becomes its own unit instead of one file-sized unit, and the heaviest units
 # start first, so no worker is left with a long tail. Weights: seconds per unit in a profile of the whole run
-# (`pytest --durations=0`, 2026-11-29 22:43 UTC, 2 workers, OpenMP threads shared out); a unit not listed weighs 0.5 s per test.
-UNIT_SECONDS = {"07": 46, "08": 26, "09": 26, "10": 19, "05": 15, "03": 13, "04": 11, "06": 11, "00": 9, "01": 6,
+# (`pytest --durations=0`, 2026-11-30 02:28 UTC, 2 workers, empty cache of compiled code as in CI); a unit not
+# listed weighs 0.5 s per test.
+UNIT_SECONDS = {"07": 14, "08": 13, "09": 12, "10": 13, "03": 7, "06": 6, "05": 6, "04": 4, "00": 4, "01": 4,
                 "02": 3}   # a notebook, under nbval or as a learner copy, by its number
-FILE_SECONDS = {"tests/test_dist.py": 44, "tests/test_nbgrader_roundtrip.py": 33, "tests/test_cpu_mode.py": 14,
-                "tests/test_course_sh.py": 8, "tests/test_bench.py": 8}
+FILE_SECONDS = {"tests/test_executor_bounds.py": 48, "tests/test_dist.py": 26, "tests/test_realistic_cases.py": 24,
+                "tests/test_nbgrader_roundtrip.py": 22, "tests/test_executor.py": 21, "tests/test_ptx.py": 18,
+                "tests/test_gpu_check.py": 12, "tests/test_diskcache.py": 11, "tests/test_cpu_mode.py": 10}
 
 
 def work_unit(nodeid: str) -> str:
