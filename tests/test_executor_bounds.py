@@ -238,22 +238,13 @@ WITHOUT_LANES = ["pool.maxpool2x2_forward_kernel", "pool.maxpool2x2_backward_ker
                  "activations.relu_backward_kernel", "dense.add_bias_kernel"]
 
 
-@pytest.mark.parametrize("name", WITH_LANES)
-def test_heavy_kernels_run_with_lanes_once_proven(name):
+@pytest.mark.parametrize("name, lanes", [(n, True) for n in WITH_LANES] + [(n, False) for n in WITHOUT_LANES])
+def test_proven_kernels_run_with_lanes_only_where_they_pay(name, lanes):
     te = _registered()
     grid, block, *args = te.CASES[name][1][0]()
     for _ in range(3):
         run_on_cpu(te._kernel(name), grid, block, *te._copy(args))
-    assert last_launch_checked() is False and last_launch_lanes() is True, name
-
-
-@pytest.mark.parametrize("name", WITHOUT_LANES)
-def test_kernels_where_lanes_would_not_pay_run_without(name):
-    te = _registered()
-    grid, block, *args = te.CASES[name][1][0]()
-    for _ in range(3):
-        run_on_cpu(te._kernel(name), grid, block, *te._copy(args))
-    assert last_launch_checked() is False and last_launch_lanes() is False, name
+    assert last_launch_checked() is False and last_launch_lanes() is lanes, name
 
 
 @cuda.jit
