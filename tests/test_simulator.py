@@ -315,3 +315,25 @@ def test_the_running_thread_is_a_fiber_inside_a_kernel_and_the_os_thread_outside
     assert [type(t) for t in seen] == [simulator.SimThread] * 3 and isinstance(seen[0], fibers.Fiber)
     assert [tuple(t.threadIdx) for t in seen] == [(0, 0, 0), (1, 0, 0), (2, 0, 0)]
     assert simulator.current_thread() is threading.current_thread() and not fibers.in_fiber()
+
+
+def _interrupted(out, stop):
+    t = cuda.threadIdx.x
+    try:
+        if t == stop:
+            raise KeyboardInterrupt  # as Ctrl-C arrives while this thread runs
+        cuda.syncthreads()
+        out[t] = t
+    finally:
+        out[t] += 100
+
+
+def test_an_interrupt_ends_every_thread_of_the_block_and_the_next_launch_runs():
+    kernel = simulator.simulated_kernel(_interrupted)
+    out = cuda.to_device(np.zeros(8, np.int64))  # device memory: a launch that raised copies nothing back
+    with pytest.raises(KeyboardInterrupt):
+        kernel[1, 8](out, 3)
+    assert out.copy_to_host().tolist() == [100] * 4 + [0] * 4  # threads 0-2 left their barrier; 4-7 never began
+    out = np.zeros(8, np.int64)
+    kernel[1, 8](out, -1)
+    assert out.tolist() == [100 + t for t in range(8)]

@@ -108,7 +108,8 @@ class Fiber:
 
 def run_block(threads: list[Fiber], failure: Callable[[Fiber], BaseException]) -> None:
     """Run one block's threads to the end; raise ``failure(thread)`` for the first thread that raised (the
-    others are aborted first: each raises at its barrier and ends)."""
+    others are aborted first: each raises at its barrier and ends). An interrupt (Ctrl-C in a notebook) that
+    arrives while a thread runs also ends the others before it propagates."""
     for t in threads:
         g = t._greenlet = greenlet(t.run)
         g.sim_thread = t
@@ -117,7 +118,11 @@ def run_block(threads: list[Fiber], failure: Callable[[Fiber], BaseException]) -
         waiting = []
         for t in live:
             if not t.syncthreads_blocked:
-                t._greenlet.switch()
+                try:
+                    t._greenlet.switch()
+                except BaseException:  # not an error of the kernel's (those are kept): Ctrl-C, for one
+                    _abort(threads)
+                    raise
                 if t.exception is not None:
                     _abort(threads)
                     raise failure(t)
