@@ -9,13 +9,16 @@ PyPI wheel ``nvidia-cuda-nvdisasm`` turns the cubin into SASS, which is counted 
 over the whole kernel and per pass of each loop (a loop is found by its backward branch).
 
 Compiling needs numba's real CUDA target. In simulator mode :func:`build` runs one fresh process with
-``NBKIT_MODE=gpu`` for all the kernels asked for at once, and caches the results for this process.
+``NBKIT_MODE=gpu`` for all the kernels asked for at once, and caches the results for this process; the PTX,
+the cubins (with ptxas's reports) and the SASS are also kept on disk (:mod:`nbkit.core.diskcache`), so a later
+process (a test worker, a notebook) does not compile or disassemble the same code again.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -28,11 +31,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbkit.core import diskcache
 from nbkit.core.hw import ARCHS, sm_name
 from nbkit.core.mode import MODE
 from nbkit.core.registry import KernelSpec
 from nbkit.kernels import all_kernels
-from nbkit.perf.compiler import compile_ptx, run_in_gpu_mode
+from nbkit.perf.compiler import _compiler_version, compile_ptx, run_in_gpu_mode
 
 
 class ToolMissing(RuntimeError):
@@ -79,7 +83,30 @@ def tools_available() -> str:
 
 
 def ptx_to_cubin(ptx: str, cc="sm_80", max_registers: int | None = None) -> tuple[bytes, str]:
-    """Compile PTX to a cubin with nvJitLink; returns the cubin and ptxas's verbose report (the info log)."""
+    """Compile PTX to a cubin with nvJitLink; returns the cubin and ptxas's verbose report (the info log).
+
+    Kept on disk (:mod:`nbkit.core.diskcache`), named by the PTX, the architecture, ``max_registers`` and the
+    versions of this module and of NVIDIA's packages: a later process (a test worker, a notebook) reads it."""
+    entry = _cubin_entry(ptx, cc, max_registers)
+    stored = diskcache.read_json(entry) if entry is not None else None
+    if isinstance(stored, dict) and isinstance(stored.get("cubin"), str) and isinstance(stored.get("log"), str):
+        return base64.b64decode(stored["cubin"]), stored["log"]
+    cubin, log = _link(ptx, cc, max_registers)
+    if entry is not None:
+        diskcache.write_json(entry, {"cubin": base64.b64encode(cubin).decode(), "log": log})
+    return cubin, log
+
+
+def _cubin_entry(ptx: str, cc, max_registers: int | None) -> Path | None:
+    folder = diskcache.cache_dir("cubin")
+    if folder is None:
+        return None
+    key = diskcache.digest("ptx_to_cubin", _compiler_version(), diskcache.file_digest(__file__), sm_name(cc),
+                           repr(max_registers), ptx)
+    return folder / f"{key}.json"
+
+
+def _link(ptx: str, cc, max_registers: int | None) -> tuple[bytes, str]:
     nvj = _nvjitlink()
     options = [f"-arch={sm_name(cc)}", "-Xptxas=-v", "-verbose"]  # ptxas's report, then the linker's
     if max_registers:
@@ -168,8 +195,24 @@ def parse_ptxas_report(log: str) -> dict[str, Resources]:
 # -------------------------------------------------------------------------------------------- SASS
 
 def disassemble(cubin: bytes) -> str:
-    """SASS text of a cubin, from nvdisasm."""
+    """SASS text of a cubin, from nvdisasm; kept on disk, named by the cubin and the nvdisasm that read it."""
     exe = nvdisasm_path()
+    folder = diskcache.cache_dir("sass")
+    entry = None
+    if folder is not None:
+        stat = exe.stat()
+        entry = folder / (diskcache.digest("nvdisasm", diskcache.file_digest(__file__), str(exe), str(stat.st_size),
+                                           str(stat.st_mtime_ns), hashlib.sha256(cubin).hexdigest()) + ".json")
+        stored = diskcache.read_json(entry)
+        if isinstance(stored, dict) and isinstance(stored.get("sass"), str):
+            return stored["sass"]
+    sass = _nvdisasm(exe, cubin)
+    if entry is not None:
+        diskcache.write_json(entry, {"sass": sass})
+    return sass
+
+
+def _nvdisasm(exe: Path, cubin: bytes) -> str:
     with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
         f.write(cubin)
     try:
