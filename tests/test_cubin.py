@@ -7,6 +7,7 @@ loop has one barrier pair, 2 global loads, 2 shared stores and 32 shared loads p
 
 import pytest
 
+from nbkit.core import diskcache
 from nbkit.kernels.matmul import TILE, matmul_naive_kernel, matmul_tiled_kernel
 from nbkit.perf import cubin
 from nbkit.perf.compiler import compiler_missing
@@ -151,3 +152,25 @@ def test_cubins_and_sass_are_kept_on_disk(tmp_path, monkeypatch):
         cubin.ptx_to_cubin(_STORE_ONE, "sm_80")
     with pytest.raises(AssertionError, match="compiled again"):
         cubin.disassemble(made)
+
+
+def test_build_reads_what_is_on_disk_without_a_gpu_mode_process(tmp_path, monkeypatch):
+    from nbkit.kernels.vector import vector_add
+    from nbkit.perf import compiler
+
+    monkeypatch.setenv("NBKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cubin, "_CACHE", {})
+    spec = cubin._spec_of(vector_add)
+    signature = spec.signatures[0]
+    # stand-ins for what an earlier process stored: a PTX for this kernel, and its cubin with ptxas's report
+    diskcache.write_json(compiler._ptx_entry(spec.py_func, signature, "sm_80", False), {"ptx": _STORE_ONE})
+    cubin.ptx_to_cubin(_STORE_ONE, "sm_80")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a GPU-mode process was started")
+
+    monkeypatch.setattr(cubin, "_compile_in_subprocess", refuse)
+    (b,) = cubin.build([vector_add], archs=("sm_80",))
+    assert (b.name, b.signature, b.cc) == (spec.name, signature, "sm_80") and "'store_one'" in b.log
+    with pytest.raises(AssertionError, match="GPU-mode process"):  # sm_90 is not on disk
+        cubin.build([vector_add], archs=("sm_90",))

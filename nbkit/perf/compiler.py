@@ -82,15 +82,26 @@ def compile_ptx(py_func: Callable, signature: str, cc: Arch, device: bool = Fals
                            "Run in a fresh process with NBKIT_MODE=gpu (no GPU is needed to compile): "
                            "nbkit.perf.compiler.run_in_gpu_mode does that.")
     entry = _ptx_entry(py_func, signature, cc, device)
-    stored = diskcache.read_json(entry) if entry is not None else None
-    if isinstance(stored, dict) and isinstance(stored.get("ptx"), str):
-        return stored["ptx"]
+    stored = _stored_ptx(entry)
+    if stored is not None:
+        return stored
     ptx = _ptx_from_one_lowering(py_func, signature, compute_capability(cc), device)
     if ptx is None:
         ptx, _ = cuda.compile_ptx(py_func, signature, device=device, cc=compute_capability(cc))
     if entry is not None:
         diskcache.write_json(entry, {"ptx": ptx})
     return ptx
+
+
+def stored_ptx(py_func: Callable, signature: str, cc: Arch, device: bool = False) -> str | None:
+    """The PTX :func:`compile_ptx` made earlier for these arguments (in any process), read from disk without
+    compiling, in any mode; None when there is none."""
+    return _stored_ptx(_ptx_entry(py_func, signature, cc, device))
+
+
+def _stored_ptx(entry: Path | None) -> str | None:
+    stored = diskcache.read_json(entry) if entry is not None else None
+    return stored["ptx"] if isinstance(stored, dict) and isinstance(stored.get("ptx"), str) else None
 
 
 def _ptx_entry(py_func: Callable, signature: str, cc: Arch, device: bool) -> Path | None:
