@@ -7,6 +7,7 @@ loop has one barrier pair, 2 global loads, 2 shared stores and 32 shared loads p
 
 import pytest
 
+from nbkit.core import diskcache
 from nbkit.kernels.matmul import TILE, matmul_naive_kernel, matmul_tiled_kernel
 from nbkit.perf import cubin
 from nbkit.perf.compiler import compiler_missing
@@ -108,3 +109,68 @@ def test_a_missing_nvdisasm_wheel_is_a_clear_error(monkeypatch):
     with pytest.raises(cubin.ToolMissing, match="pip install nvidia-cuda-nvdisasm"):
         cubin.nvdisasm_path()
     assert "nvidia-cuda-nvdisasm" in cubin.tools_available()
+
+
+_STORE_ONE = """.version 8.0
+.target sm_80
+.address_size 64
+
+.visible .entry store_one(.param .u64 out)
+{
+	.reg .b32 %r<2>;
+	.reg .b64 %rd<3>;
+	ld.param.u64 %rd1, [out];
+	cvta.to.global.u64 %rd2, %rd1;
+	mov.b32 %r1, 1;
+	st.global.u32 [%rd2], %r1;
+	ret;
+}
+"""
+
+
+def test_cubins_and_sass_are_kept_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBKIT_CACHE_DIR", str(tmp_path))
+    made, log = cubin.ptx_to_cubin(_STORE_ONE, "sm_80")
+    sass = cubin.disassemble(made)
+    assert "Compiling entry function 'store_one' for 'sm_80'" in log and "STG" in sass
+    assert [len(list((tmp_path / part).glob("*.json"))) for part in ("cubin", "sass")] == [1, 1]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("compiled again instead of read from disk")
+
+    monkeypatch.setattr(cubin, "_link", refuse)
+    monkeypatch.setattr(cubin, "_nvdisasm", refuse)
+    assert cubin.ptx_to_cubin(_STORE_ONE, "sm_80") == (made, log)
+    assert cubin.disassemble(made) == sass
+    for other in ({"cc": "sm_90"}, {"max_registers": 32}):  # another architecture or register limit: another entry
+        with pytest.raises(AssertionError, match="compiled again"):
+            cubin.ptx_to_cubin(_STORE_ONE, **{"cc": "sm_80", **other})
+    with pytest.raises(AssertionError, match="compiled again"):
+        cubin.ptx_to_cubin(_STORE_ONE.replace("mov.b32 %r1, 1;", "mov.b32 %r1, 2;"), "sm_80")
+    monkeypatch.setenv("NBKIT_CACHE_DIR", "off")
+    with pytest.raises(AssertionError, match="compiled again"):
+        cubin.ptx_to_cubin(_STORE_ONE, "sm_80")
+    with pytest.raises(AssertionError, match="compiled again"):
+        cubin.disassemble(made)
+
+
+def test_build_reads_what_is_on_disk_without_a_gpu_mode_process(tmp_path, monkeypatch):
+    from nbkit.kernels.vector import vector_add
+    from nbkit.perf import compiler
+
+    monkeypatch.setenv("NBKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cubin, "_CACHE", {})
+    spec = cubin._spec_of(vector_add)
+    signature = spec.signatures[0]
+    # stand-ins for what an earlier process stored: a PTX for this kernel, and its cubin with ptxas's report
+    diskcache.write_json(compiler._ptx_entry(spec.py_func, signature, "sm_80", False), {"ptx": _STORE_ONE})
+    cubin.ptx_to_cubin(_STORE_ONE, "sm_80")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a GPU-mode process was started")
+
+    monkeypatch.setattr(cubin, "_compile_in_subprocess", refuse)
+    (b,) = cubin.build([vector_add], archs=("sm_80",))
+    assert (b.name, b.signature, b.cc) == (spec.name, signature, "sm_80") and "'store_one'" in b.log
+    with pytest.raises(AssertionError, match="GPU-mode process"):  # sm_90 is not on disk
+        cubin.build([vector_add], archs=("sm_90",))

@@ -14,7 +14,7 @@ from conftest import needs_compiler
 from nbkit.core import hw
 from nbkit.kernels import all_kernels
 from nbkit.perf.compiler import compiler_missing, run_in_gpu_mode
-from nbkit.perf.ptx import f64_instructions, readable
+from nbkit.perf.ptx import f64_instructions, ptx_shared_bytes, readable
 
 HERE = Path(__file__).resolve().parent
 ARCHS = set(hw.ARCHS)
@@ -144,6 +144,9 @@ def test_the_ptx_notebook_00_shows_defines_every_register_it_reads():
     assert "ld.param.u64" in r.stdout and "NumbaEnv_vector_add" in r.stdout
     assert _registers_read_but_never_written(r.stdout) == set()
 
+# Three parts of one GPU-mode process (each process costs about a second to load numba-cuda and NVVM), shared by
+# the three tests below through the `compiled` fixture: real PTX of float64 examples, one lowering against
+# numba.cuda.compile_ptx, and compile_ptx's disk cache.
 _REAL_PTX = """
 import json
 import nbkit
@@ -157,17 +160,90 @@ def scale(x, out, a):
         out[i] = x[i] * a
 
 sig = "void(float32[::1], float32[::1])"
-print(json.dumps([compile_ptx(half_square_float64_literal.py_func, sig, "sm_80"),
-                  compile_ptx(half_square_float32.py_func, sig, "sm_80"),
-                  compile_ptx(scale, "void(float64[::1], float64[::1], float64)", "sm_75")]))
+real = [compile_ptx(half_square_float64_literal.py_func, sig, "sm_80"),
+        compile_ptx(half_square_float32.py_func, sig, "sm_80"),
+        compile_ptx(scale, "void(float64[::1], float64[::1], float64)", "sm_75")]
+"""
+
+_ONE_LOWERING = """
+import numba_cuda
+from nbkit.core.hw import ARCHS, compute_capability
+from nbkit.kernels import all_kernels
+from nbkit.perf.compiler import LOWERING_CHANGES_AT, _ptx_from_one_lowering
+
+specs = {s.name: s for s in all_kernels()}
+out = {}
+for name in ("vector.vector_add", "reduce.sum_tree_kernel", "activations.tanh_forward_kernel"):  # shared, libdevice
+    s = specs["nbkit.kernels." + name]
+    signature = s.signatures[0]
+    out[name] = {"fast": [_ptx_from_one_lowering(s.py_func, signature, compute_capability(a), s.device) for a in ARCHS],
+                 "public": [cuda.compile_ptx(s.py_func, signature, device=s.device, cc=compute_capability(a))[0]
+                            for a in ARCHS]}
+s = specs["nbkit.kernels.vector.vector_add"]
+again = cuda.compile_ptx(s.py_func, s.signatures[0], cc=compute_capability(ARCHS[0]))[0]
+lowering = {"known": numba_cuda.__version__ in LOWERING_CHANGES_AT, "kernels": out, "again": again}
+"""
+
+_CACHED_KERNEL = """from numba import cuda, float32
+
+TILE = {tile}
+
+
+def tile_copy(x, out):
+    tile = cuda.shared.array(TILE, float32)
+    i = cuda.grid(1)
+    t = cuda.threadIdx.x
+    if i < out.size:
+        tile[t % TILE] = x[i]
+    cuda.syncthreads()
+    if i < out.size:
+        out[i] = tile[t % TILE]
+"""
+
+_PTX_ON_DISK = """
+import importlib, os, pathlib, sys
+from nbkit.perf import compiler
+
+os.environ["NBKIT_CACHE_DIR"] = sys.argv[3]
+folder = pathlib.Path(sys.argv[1])
+sys.path.insert(0, str(folder))
+import cached_kernel
+sig = "void(float32[::1], float32[::1])"
+made = compiler.compile_ptx(cached_kernel.tile_copy, sig, "sm_80")
+compiled = (compiler._ptx_from_one_lowering, cuda.compile_ptx)
+
+def refuse(*args, **kwargs):
+    raise AssertionError("compiled again instead of read from disk")
+
+compiler._ptx_from_one_lowering = cuda.compile_ptx = refuse
+compiler.compile_ptx.cache_clear()
+stored = compiler.compile_ptx(cached_kernel.tile_copy, sig, "sm_80")
+compiler._ptx_from_one_lowering, cuda.compile_ptx = compiled
+(folder / "cached_kernel.py").write_text(sys.argv[2])  # the same kernel, another value of TILE
+importlib.reload(cached_kernel)
+bigger = compiler.compile_ptx(cached_kernel.tile_copy, sig, "sm_80")
+on_disk = [made, stored, bigger]
 """
 
 
-@needs_compiler
-def test_float64_instructions_in_real_ptx():
-    r = run_in_gpu_mode(["-c", _REAL_PTX], timeout=300)
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    if compiler_missing():
+        pytest.skip(compiler_missing())
+    folder = tmp_path_factory.mktemp("compiled")
+    (folder / "code").mkdir()
+    (folder / "code" / "cached_kernel.py").write_text(_CACHED_KERNEL.format(tile=8))
+    script = "\n".join([_REAL_PTX, _ONE_LOWERING, _PTX_ON_DISK,
+                        'print(json.dumps({"real": real, "lowering": lowering, "on_disk": on_disk}))'])
+    r = run_in_gpu_mode(["-c", script, str(folder / "code"), _CACHED_KERNEL.format(tile=16), str(folder / "cache")],
+                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    literal, clean, scale = json.loads(r.stdout.splitlines()[-1])
+    return {**json.loads(r.stdout.splitlines()[-1]), "cache": folder / "cache"}
+
+
+@needs_compiler
+def test_float64_instructions_in_real_ptx(compiled):
+    literal, clean, scale = compiled["real"]
     # 0.5 * x * x: x widened, two float64 products, narrowed back; the .reg declaration is not counted
     assert ".reg .f64" in literal
     assert [line.split()[0] for line in f64_instructions(literal)] == ["cvt.f64.f32", "mul.f64", "mul.f64", "cvt.rn.f32.f64"]
@@ -176,6 +252,40 @@ def test_float64_instructions_in_real_ptx():
     assert ".param .f64" in scale
     assert [line.split()[0] for line in f64_instructions(scale)] == ["ld.param.f64", "ld.global.f64", "mul.f64",
                                                                      "st.global.f64"]
+
+
+# numba's counters in names: compiles so far in the process (the ABI tag v<N>), shared arrays so far
+_COUNTERS = re.compile(r"B\d+v\d+B|_cudapy_smem_\d+")
+
+
+def _compile_count(ptx: str) -> str:
+    return re.search(r"B\d+v(\d+)B", ptx).group(1)
+
+
+@needs_compiler
+def test_one_lowering_gives_the_ptx_of_compile_ptx_for_every_architecture(compiled):
+    got = compiled["lowering"]
+    # two compiles of one kernel by numba.cuda.compile_ptx differ in numba's counters, and only there
+    first = got["kernels"]["vector.vector_add"]["public"][0]
+    assert got["again"] != first and _COUNTERS.sub("#", got["again"]) == _COUNTERS.sub("#", first)
+    for name, k in got["kernels"].items():
+        if not got["known"]:  # a numba-cuda whose lowering was not read: compile_ptx compiles each architecture
+            assert k["fast"] == [None] * len(hw.ARCHS)
+            continue
+        for arch, fast, public in zip(hw.ARCHS, k["fast"], k["public"]):
+            assert f".target {arch}" in fast
+            assert _COUNTERS.sub("#", fast) == _COUNTERS.sub("#", public), f"{name} {arch}"
+        # lowered once for every architecture (one compile count), where compile_ptx lowers once per architecture
+        assert len({_compile_count(p) for p in k["fast"]}) == 1
+        assert len({_compile_count(p) for p in k["public"]}) == len(hw.ARCHS)
+
+
+@needs_compiler
+def test_ptx_is_kept_on_disk_and_a_changed_value_is_a_new_entry(compiled):
+    made, stored, bigger = compiled["on_disk"]
+    assert stored == made and ptx_shared_bytes(made) == 8 * 4
+    assert ptx_shared_bytes(bigger) == 16 * 4
+    assert len(list((compiled["cache"] / "ptx").glob("*.json"))) == 2
 
 
 @needs_compiler

@@ -67,15 +67,155 @@ def _gpu_mode_env(path: Sequence[str] = ()) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=None)
 def compile_ptx(py_func: Callable, signature: str, cc: Arch, device: bool = False) -> str:
-    """PTX text for one kernel and one signature, compiled for ``cc`` (e.g. ``"sm_80"``; cached per process)."""
+    """PTX text for one kernel and one signature, compiled for ``cc`` (e.g. ``"sm_80"``), as
+    ``numba.cuda.compile_ptx`` makes it.
+
+    Cached per process and on disk (:func:`_ptx_entry`: a later process, a test worker or a notebook, reads it).
+    A kernel is type-inferred and lowered to LLVM IR once for all the architectures asked for, and only NVVM
+    runs per architecture (:func:`_ptx_from_one_lowering`); that is two thirds of the compile time saved for
+    three architectures.
+    """
     from numba import cuda
 
     if MODE.is_simulator:
         raise RuntimeError("PTX needs the real CUDA target; the simulator is active. "
                            "Run in a fresh process with NBKIT_MODE=gpu (no GPU is needed to compile): "
                            "nbkit.perf.compiler.run_in_gpu_mode does that.")
-    ptx, _ = cuda.compile_ptx(py_func, signature, device=device, cc=compute_capability(cc))
+    entry = _ptx_entry(py_func, signature, cc, device)
+    stored = _stored_ptx(entry)
+    if stored is not None:
+        return stored
+    ptx = _ptx_from_one_lowering(py_func, signature, compute_capability(cc), device)
+    if ptx is None:
+        ptx, _ = cuda.compile_ptx(py_func, signature, device=device, cc=compute_capability(cc))
+    if entry is not None:
+        diskcache.write_json(entry, {"ptx": ptx})
     return ptx
+
+
+def stored_ptx(py_func: Callable, signature: str, cc: Arch, device: bool = False) -> str | None:
+    """The PTX :func:`compile_ptx` made earlier for these arguments (in any process), read from disk without
+    compiling, in any mode; None when there is none."""
+    return _stored_ptx(_ptx_entry(py_func, signature, cc, device))
+
+
+def _stored_ptx(entry: Path | None) -> str | None:
+    stored = diskcache.read_json(entry) if entry is not None else None
+    return stored["ptx"] if isinstance(stored, dict) and isinstance(stored.get("ptx"), str) else None
+
+
+def _ptx_entry(py_func: Callable, signature: str, cc: Arch, device: bool) -> Path | None:
+    """Where the PTX of this function, signature and architecture is stored, or None (no cache, or a function
+    whose closure cannot be read). The name covers everything the PTX depends on: the function's closure (its
+    source and every value and function it refers to, :func:`nbkit.perf.closure.kernel_closure`), its module and
+    name (they are in the PTX's symbol names), the signature, the architecture, numba's settings and the versions
+    of this module and of the compiler (:func:`_compiler_version`)."""
+    from numba.cuda import config
+
+    from nbkit.core.hw import sm_name
+    from nbkit.perf.closure import NotShippable, kernel_closure
+
+    folder = diskcache.cache_dir("ptx")
+    if folder is None:
+        return None
+    try:
+        closure = json.dumps(kernel_closure(py_func), sort_keys=True)
+    except NotShippable:
+        return None
+    settings = sorted(f"{k}={v}" for k, v in os.environ.items()
+                      if k.startswith("NUMBA_") and k != "NUMBA_ENABLE_CUDASIM")
+    key = diskcache.digest("compile_ptx", _compiler_version(), *settings, repr(config.OPT),
+                           repr(config.CUDA_DEBUGINFO_DEFAULT), closure, py_func.__module__, py_func.__qualname__,
+                           repr(py_func.__defaults__), signature, sm_name(cc), repr(bool(device)))
+    return folder / f"{key}.json"
+
+
+# numba-cuda versions whose lowering (Python to LLVM IR) has been read for what depends on the architecture, and
+# the compute capabilities at which it changes. 0.30.4: a float64 atomic add from 6.0 (nvvmutils.py) and
+# tanh.approx under fastmath from 7.5 (mathimpl.py); nothing else reads it, apart from the compile flags that
+# numba writes into every symbol name as an ABI tag. A version not listed compiles each architecture on its own.
+LOWERING_CHANGES_AT: dict[str, tuple[tuple[int, int], ...]] = {"0.30.4": ((6, 0), (7, 5))}
+
+_lowerings: dict[tuple, tuple | None] = {}  # (function, signature, device, side of the thresholds) -> a lowering
+
+
+def _ptx_from_one_lowering(py_func: Callable, signature: str, cc: tuple[int, int], device: bool) -> str | None:
+    """The PTX ``numba.cuda.compile_ptx(py_func, signature, device=device, cc=cc)`` gives, made from a lowering
+    this process already did for another architecture (or does now, for this one), or None where that is not
+    known to give the same PTX (then the caller compiles with ``numba.cuda.compile_ptx``).
+
+    The one place that uses numba-cuda's internals (0.30.4): ``_compile_pyfunc_with_fixup`` (what
+    ``compile_ptx`` runs before NVVM), the code library's LLVM IR and NVVM options, ``nvvm.compile_ir``, and
+    the flags ABI tag (``CUDAFlags.demangle``). The IR of the other architecture differs only in that tag, which
+    names the architecture: it is rewritten to what the compile for ``cc`` writes, so the PTX is the same text.
+    Only numba's counters in names are those of the first lowering: the ``v<N>`` tag (compiles so far in this
+    process) and the N of ``_cudapy_smem_N`` (shared arrays so far); two calls of ``compile_ptx`` differ in them
+    too. tests/test_ptx.py compares the two paths.
+    """
+    import numba_cuda
+    from numba.cuda.compiler import _compile_pyfunc_with_fixup
+    from numba.cuda.core.compiler_lock import global_compiler_lock
+    from numba.cuda.cudadrv import nvrtc, nvvm
+    from numba.cuda.itanium_mangler import mangle_abi_tag
+
+    changes = LOWERING_CHANGES_AT.get(getattr(numba_cuda, "__version__", ""))
+    if changes is None:
+        return None
+    key = (py_func, signature, bool(device), tuple(cc >= at for at in changes))
+    with global_compiler_lock:
+        if key not in _lowerings:
+            try:
+                library, _ = _compile_pyfunc_with_fixup(py_func, signature, device=device, cc=cc, abi="numba")
+                tags = _flags_tags(library.get_llvm_str(), cc)
+            except Exception:  # noqa: BLE001 - numba_cuda.compile_ptx then gives the error, or the PTX
+                library = tags = None
+            plain = library is not None and tags is not None and not library._linking_libraries \
+                and not library._linking_files and "g" not in library._nvvm_options
+            _lowerings[key] = (library, cc, tags) if plain else None
+        lowering = _lowerings[key]
+        if lowering is None:
+            return None
+        library, lowered_for, tags = lowering
+        if cc == lowered_for:
+            codes = library.get_asm_strs(cc=cc)
+            return codes[0] if len(codes) == 1 else None
+        renamed = []
+        for ir in library.llvm_strs:
+            for mangled, summary in tags.items():
+                summary = summary.replace(f"compute_capability={lowered_for!r}", f"compute_capability={cc!r}")
+                ir = ir.replace(mangled, mangle_abi_tag(_flags_tag(summary)))
+            renamed.append(ir)
+        options = {**library._nvvm_options, "arch": nvrtc.get_arch_option(*cc)}
+        return nvvm.compile_ir(renamed, **options).decode().strip("\x00").strip()
+
+
+def _flags_tags(ir: str, cc: tuple[int, int]) -> dict[str, str] | None:
+    """Each flags ABI tag in the IR's symbol names (as mangled), with the compile flags it encodes; None when
+    one cannot be read back into exactly the same tag, or does not name ``cc`` once."""
+    from numba.cuda.flags import CUDAFlags
+    from numba.cuda.itanium_mangler import mangle_abi_tag
+
+    tags: dict[str, str] = {}
+    for found in re.finditer(r"B\d+v\d+B(\d+)", ir):  # the count tag v<N>, then the flags tag
+        mangled = ir[found.start(1) - 1:found.end() + int(found.group(1))]
+        if mangled not in tags:
+            summary = CUDAFlags.demangle(mangled[1 + len(found.group(1)):])
+            if summary.count(f"compute_capability={cc!r}") != 1 or mangle_abi_tag(_flags_tag(summary)) != mangled:
+                return None
+            tags[mangled] = summary
+    return tags or None
+
+
+def _flags_tag(summary: str) -> str:
+    """The ABI tag numba makes of compile flags whose summary is ``summary`` (``Flags.get_mangle_string``)."""
+    import base64
+    import zlib
+
+    from numba.cuda.flags import CUDAFlags
+
+    compressor = zlib.compressobj(zdict=CUDAFlags._make_compression_dictionary(), level=zlib.Z_BEST_COMPRESSION,
+                                  **CUDAFlags._ZLIB_CONFIG)
+    return base64.b64encode(compressor.compress(summary.encode()) + compressor.flush()).decode()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,13 +9,16 @@ PyPI wheel ``nvidia-cuda-nvdisasm`` turns the cubin into SASS, which is counted 
 over the whole kernel and per pass of each loop (a loop is found by its backward branch).
 
 Compiling needs numba's real CUDA target. In simulator mode :func:`build` runs one fresh process with
-``NBKIT_MODE=gpu`` for all the kernels asked for at once, and caches the results for this process.
+``NBKIT_MODE=gpu`` for all the kernels asked for at once, and caches the results for this process; the PTX,
+the cubins (with ptxas's reports) and the SASS are also kept on disk (:mod:`nbkit.core.diskcache`), so a later
+process (a test worker, a notebook) does not compile or disassemble the same code again.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -28,11 +31,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbkit.core import diskcache
 from nbkit.core.hw import ARCHS, sm_name
 from nbkit.core.mode import MODE
 from nbkit.core.registry import KernelSpec
 from nbkit.kernels import all_kernels
-from nbkit.perf.compiler import compile_ptx, run_in_gpu_mode
+from nbkit.perf.compiler import _compiler_version, compile_ptx, run_in_gpu_mode, stored_ptx
 
 
 class ToolMissing(RuntimeError):
@@ -79,7 +83,37 @@ def tools_available() -> str:
 
 
 def ptx_to_cubin(ptx: str, cc="sm_80", max_registers: int | None = None) -> tuple[bytes, str]:
-    """Compile PTX to a cubin with nvJitLink; returns the cubin and ptxas's verbose report (the info log)."""
+    """Compile PTX to a cubin with nvJitLink; returns the cubin and ptxas's verbose report (the info log).
+
+    Kept on disk (:mod:`nbkit.core.diskcache`), named by the PTX, the architecture, ``max_registers`` and the
+    versions of this module and of NVIDIA's packages: a later process (a test worker, a notebook) reads it."""
+    entry = _cubin_entry(ptx, cc, max_registers)
+    stored = _stored_cubin(entry)
+    if stored is not None:
+        return stored
+    cubin, log = _link(ptx, cc, max_registers)
+    if entry is not None:
+        diskcache.write_json(entry, {"cubin": base64.b64encode(cubin).decode(), "log": log})
+    return cubin, log
+
+
+def _stored_cubin(entry: Path | None) -> tuple[bytes, str] | None:
+    stored = diskcache.read_json(entry) if entry is not None else None
+    if isinstance(stored, dict) and isinstance(stored.get("cubin"), str) and isinstance(stored.get("log"), str):
+        return base64.b64decode(stored["cubin"]), stored["log"]
+    return None
+
+
+def _cubin_entry(ptx: str, cc, max_registers: int | None) -> Path | None:
+    folder = diskcache.cache_dir("cubin")
+    if folder is None:
+        return None
+    key = diskcache.digest("ptx_to_cubin", _compiler_version(), diskcache.file_digest(__file__), sm_name(cc),
+                           repr(max_registers), ptx)
+    return folder / f"{key}.json"
+
+
+def _link(ptx: str, cc, max_registers: int | None) -> tuple[bytes, str]:
     nvj = _nvjitlink()
     options = [f"-arch={sm_name(cc)}", "-Xptxas=-v", "-verbose"]  # ptxas's report, then the linker's
     if max_registers:
@@ -168,8 +202,24 @@ def parse_ptxas_report(log: str) -> dict[str, Resources]:
 # -------------------------------------------------------------------------------------------- SASS
 
 def disassemble(cubin: bytes) -> str:
-    """SASS text of a cubin, from nvdisasm."""
+    """SASS text of a cubin, from nvdisasm; kept on disk, named by the cubin and the nvdisasm that read it."""
     exe = nvdisasm_path()
+    folder = diskcache.cache_dir("sass")
+    entry = None
+    if folder is not None:
+        stat = exe.stat()
+        entry = folder / (diskcache.digest("nvdisasm", diskcache.file_digest(__file__), str(exe), str(stat.st_size),
+                                           str(stat.st_mtime_ns), hashlib.sha256(cubin).hexdigest()) + ".json")
+        stored = diskcache.read_json(entry)
+        if isinstance(stored, dict) and isinstance(stored.get("sass"), str):
+            return stored["sass"]
+    sass = _nvdisasm(exe, cubin)
+    if entry is not None:
+        diskcache.write_json(entry, {"sass": sass})
+    return sass
+
+
+def _nvdisasm(exe: Path, cubin: bytes) -> str:
     with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
         f.write(cubin)
     try:
@@ -335,8 +385,19 @@ _CACHE: dict[tuple[str, str, str], Build] = {}
 def _compile_here(spec: KernelSpec, signature: str, cc: str) -> dict:
     ptx = compile_ptx(spec.py_func, signature, cc, spec.device)
     cubin, log = ptx_to_cubin(ptx, cc, spec.max_registers)
+    return _record(spec, signature, cc, cubin, log)
+
+
+def _record(spec: KernelSpec, signature: str, cc: str, cubin: bytes, log: str) -> dict:
     return {"name": spec.name, "signature": signature, "cc": cc, "log": log,
             "cubin": base64.b64encode(cubin).decode()}
+
+
+def _stored_record(spec: KernelSpec, signature: str, cc: str) -> dict | None:
+    """What :func:`_compile_here` gives, read from the disk cache (no compiler, any mode); None if not all there."""
+    ptx = stored_ptx(spec.py_func, signature, cc, spec.device)
+    stored = _stored_cubin(_cubin_entry(ptx, cc, spec.max_registers)) if ptx is not None else None
+    return _record(spec, signature, cc, *stored) if stored is not None else None
 
 
 def _from_record(rec: dict) -> Build:
@@ -370,7 +431,8 @@ def build(kernels=None, archs=ARCHS, modules: tuple[str, ...] = ()) -> list[Buil
     """Compile kernels (names, dispatchers or specs; default all registered) for ``archs``, every signature.
 
     Device functions are left out (they have no entry point to report on). Results are cached per
-    process; whatever is missing is compiled in one go (in one fresh process in simulator mode).
+    process and on disk; whatever is missing is compiled in one go (in one fresh process in simulator mode,
+    started only when something is not on disk).
     """
     reason = tools_available()
     if reason:
@@ -379,12 +441,17 @@ def build(kernels=None, archs=ARCHS, modules: tuple[str, ...] = ()) -> list[Buil
     specs = [s for s in specs if not s.device]
     ccs = [sm_name(cc) for cc in archs]
     wanted = [(s.name, sig, cc) for s in specs for sig in s.signatures for cc in ccs]
+    by_name = {s.name: s for s in specs}
+    if MODE.is_simulator:  # what an earlier process compiled is on disk: no GPU-mode process is started for it
+        for name, sig, cc in wanted:
+            record = None if (name, sig, cc) in _CACHE else _stored_record(by_name[name], sig, cc)
+            if record is not None:
+                _CACHE[(name, sig, cc)] = _from_record(record)
     missing = [w for w in wanted if w not in _CACHE]
     if missing:
         if MODE.is_simulator:
             records = _compile_in_subprocess(sorted({m[0] for m in missing}), sorted({m[2] for m in missing}), modules)
         else:
-            by_name = {s.name: s for s in specs}
             records = [_compile_here(by_name[n], sig, cc) for n, sig, cc in missing]
         for rec in records:
             b = _from_record(rec)
