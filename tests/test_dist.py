@@ -171,6 +171,18 @@ def test_a_spawned_rank_ends_with_os_exit_only_after_its_results_are_written(mon
     assert calls == []
 
 
+def test_a_torchrun_rank_ends_with_os_exit_and_mains_exit_code(monkeypatch):
+    calls = []
+    monkeypatch.setattr(dist.os, "_exit", _fake_exit(calls))
+    for code in (0, 1, 2):
+        monkeypatch.setattr(dist, "main", lambda argv=None, code=code: calls.append(("main", argv)) or code)
+        with pytest.raises(_Exited):
+            dist._main_then_exit(["--model", "torch"])
+    assert calls == [("main", ["--model", "torch"]), ("os._exit", 0), ("main", ["--model", "torch"]), ("os._exit", 1),
+                     ("main", ["--model", "torch"]), ("os._exit", 2)]
+    assert "_main_then_exit()" in (ROOT / "nbkit" / "nn" / "dist.py").read_text().split('if __name__ == "__main__":')[1]
+
+
 def test_spawn_starts_the_ranks_that_end_with_os_exit(monkeypatch):
     import torch.multiprocessing
 
