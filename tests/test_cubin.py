@@ -172,5 +172,7 @@ def test_build_reads_what_is_on_disk_without_a_gpu_mode_process(tmp_path, monkey
     monkeypatch.setattr(cubin, "_compile_in_subprocess", refuse)
     (b,) = cubin.build([vector_add], archs=("sm_80",))
     assert (b.name, b.signature, b.cc) == (spec.name, signature, "sm_80") and "'store_one'" in b.log
+    assert b.from_disk  # what notebook 09 prints: how many of its cubins were compiled, how many read from disk
+    assert not cubin.Build(b.name, b.signature, b.cc, b.resources, b.cubin).from_disk  # compiled here: the default
     with pytest.raises(AssertionError, match="GPU-mode process"):  # sm_90 is not on disk
         cubin.build([vector_add], archs=("sm_90",))

@@ -143,6 +143,61 @@ def test_spawned_processes_pass_their_index_as_local_rank(monkeypatch, tmp_path)
     assert seen == [0, 1, 2]
 
 
+class _Exited(Exception):
+    pass
+
+
+def _fake_exit(calls):
+    def fake(code):
+        calls.append(("os._exit", code))
+        raise _Exited
+    return fake
+
+
+def test_a_spawned_rank_ends_with_os_exit_only_after_its_results_are_written(monkeypatch, tmp_path):
+    """The interpreter's teardown of torch and numba cost over a second of CPU per rank: a rank that wrote its
+    results ends with os._exit(0); a rank that raised still raises (torch.multiprocessing reports it)."""
+    calls = []
+    monkeypatch.setattr(dist.os, "_exit", _fake_exit(calls))
+    monkeypatch.setattr(dist, "_spawned", lambda *args: calls.append(("results written", args)))
+    with pytest.raises(_Exited):
+        dist._spawned_then_exit(1, 2, 1234, ["cfg"], str(tmp_path))
+    assert calls == [("results written", (1, 2, 1234, ["cfg"], str(tmp_path))), ("os._exit", 0)]
+
+    calls.clear()
+    monkeypatch.setattr(dist, "_spawned", lambda *args: (_ for _ in ()).throw(RuntimeError("rank failed")))
+    with pytest.raises(RuntimeError, match="rank failed"):
+        dist._spawned_then_exit(1, 2, 1234, ["cfg"], str(tmp_path))
+    assert calls == []
+
+
+def test_a_torchrun_rank_ends_with_os_exit_and_mains_exit_code(monkeypatch):
+    calls = []
+    monkeypatch.setattr(dist.os, "_exit", _fake_exit(calls))
+    for code in (0, 1, 2):
+        monkeypatch.setattr(dist, "main", lambda argv=None, code=code: calls.append(("main", argv)) or code)
+        with pytest.raises(_Exited):
+            dist._main_then_exit(["--model", "torch"])
+    assert calls == [("main", ["--model", "torch"]), ("os._exit", 0), ("main", ["--model", "torch"]), ("os._exit", 1),
+                     ("main", ["--model", "torch"]), ("os._exit", 2)]
+    assert "_main_then_exit()" in (ROOT / "nbkit" / "nn" / "dist.py").read_text().split('if __name__ == "__main__":')[1]
+
+
+def test_spawn_starts_the_ranks_that_end_with_os_exit(monkeypatch):
+    import torch.multiprocessing
+
+    started = []
+
+    def fake_start(fn, args, nprocs, join, start_method):
+        started.append((fn, nprocs, start_method))
+        raise _Exited
+
+    monkeypatch.setattr(torch.multiprocessing, "start_processes", fake_start)
+    with pytest.raises(_Exited):
+        dist.spawn(dist.RunConfig(), world=2)
+    assert started == [(dist._spawned_then_exit, 2, "spawn")]
+
+
 def test_comm_time_waits_for_the_gpu_before_and_after_the_all_reduce(monkeypatch):
     """comm_s on a GPU: kernels finished before the clock starts, the queued NCCL collective finished before it stops."""
     calls = []

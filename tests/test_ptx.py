@@ -329,3 +329,29 @@ def test_a_launch_that_cannot_reach_its_stated_occupancy_fails(reports):
 def test_the_tiled_matmul_keeps_its_registered_occupancy(reports):
     tiled = reports["nbkit.kernels.matmul.matmul_tiled_kernel"]
     assert all(r["ok"] and r["occupancy"] >= 0.5 and r["shared_bytes"] == 2 * 16 * 16 * 4 for r in tiled)
+
+
+def test_one_process_checks_some_kernels_then_shows_one_kernels_ptx(monkeypatch, capsys):
+    """``--only PREFIX --show NAME``: the report, then the PTX, from one process (notebook 03 runs it this way
+    so as to start the compiler once); ``--show`` alone prints only the PTX, and refuses ``--json``."""
+    from types import SimpleNamespace
+
+    from nbkit.perf import ptx
+
+    checked = []
+    monkeypatch.setattr(ptx, "MODE", SimpleNamespace(is_simulator=False))
+    monkeypatch.setattr(ptx, "check_all", lambda modules, only="": checked.append(only) or [
+        ptx.KernelReport("nbkit.kernels.precision.half_square_float32", "void()", "sm_80", ok=True)])
+    monkeypatch.setattr(ptx, "compile_ptx", lambda fn, sig, cc, device: f"mul.f32 %f2, %f1; // {cc}")
+    status = ptx.main(["--only", "nbkit.kernels.precision", "--show", "half_square_float64_literal"])
+    out = capsys.readouterr().out
+    assert status == 0 and checked == ["nbkit.kernels.precision"]
+    report, shown = out.split("// PTX of nbkit.kernels.precision.half_square_float64_literal", 1)
+    assert "ok   sm_80 nbkit.kernels.precision.half_square_float32" in report and "1 passed, 0 failed" in report
+    assert "mul.f32 %f2, %f1;" in shown
+
+    assert ptx.main(["--show", "half_square_float64_literal"]) == 0
+    assert checked == ["nbkit.kernels.precision"]  # no check without --only
+    assert capsys.readouterr().out.startswith("// PTX of nbkit.kernels.precision.half_square_float64_literal")
+    with pytest.raises(SystemExit):
+        ptx.main(["--show", "vector_add", "--json"])

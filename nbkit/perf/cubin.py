@@ -374,6 +374,7 @@ class Build:
     resources: Resources
     cubin: bytes = field(repr=False)
     log: str = field(repr=False, default="")
+    from_disk: bool = field(default=False, compare=False)  # read from the disk cache: an earlier process compiled it
 
     def sass(self) -> str:
         return disassemble(self.cubin)
@@ -447,6 +448,7 @@ def build(kernels=None, archs=ARCHS, modules: tuple[str, ...] = ()) -> list[Buil
             record = None if (name, sig, cc) in _CACHE else _stored_record(by_name[name], sig, cc)
             if record is not None:
                 _CACHE[(name, sig, cc)] = _from_record(record)
+                _CACHE[(name, sig, cc)].from_disk = True
     missing = [w for w in wanted if w not in _CACHE]
     if missing:
         if MODE.is_simulator:

@@ -13,8 +13,9 @@ registered with ``allow_spills=True``) and, for a kernel registered with a launc
 ``min_occupancy``, an occupancy (see :mod:`nbkit.perf.occupancy`) at least that high on every architecture.
 
 Run it as ``python -m nbkit.perf.ptx`` (all kernels) or ``python -m nbkit.perf.ptx --show vector_add`` (one
-kernel's PTX). It needs numba's real CUDA target; started in simulator mode it re-runs itself in a
-fresh process with ``NBKIT_MODE=gpu`` (no GPU is needed to compile).
+kernel's PTX); ``--only PREFIX --show NAME`` prints the check of some kernels, then one's PTX, from one
+process (each process pays for importing the compiler). It needs numba's real CUDA target; started in
+simulator mode it re-runs itself in a fresh process with ``NBKIT_MODE=gpu`` (no GPU is needed to compile).
 """
 
 from __future__ import annotations
@@ -202,12 +203,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", action="append", default=[], help="also import this module (it may register kernels)")
     parser.add_argument("--json", action="store_true", help="print one JSON list of reports")
-    parser.add_argument("--show", metavar="NAME", help="print the PTX of one kernel (first signature, sm_80)")
+    parser.add_argument("--show", metavar="NAME", help="print the PTX of one kernel (first signature, sm_80); "
+                                                        "with --only, after the check of those kernels")
     parser.add_argument("--only", default="", metavar="PREFIX", help="check only kernels whose name starts with this")
     args = parser.parse_args(argv)
+    if args.show and args.json:
+        parser.error("--show prints PTX text: it cannot be combined with --json")
     if MODE.is_simulator:
         argv = sys.argv[1:] if argv is None else argv
         return run_in_gpu_mode(["-m", "nbkit.perf.ptx", *argv], capture=False).returncode
+    status = 0
+    if args.only or not args.show:
+        reports = check_all(tuple(args.module), only=args.only)
+        if args.json:
+            print(json.dumps([asdict(r) for r in reports]))
+        else:
+            for r in reports:
+                ok = "ok  " if r.ok else "FAIL"
+                res = "" if r.registers is None else f" registers={r.registers} spills={r.spill_bytes}B stack={r.stack_bytes}B"
+                occ = "" if r.occupancy is None else f" occupancy={r.occupancy:.0%} (MODEL)"
+                print(f"{ok} {r.cc} {r.name} {r.signature} shared={r.shared_bytes}B f64_lines={r.f64_lines}{res}{occ}")
+                for p in r.problems:
+                    print(f"       {p}")
+            failed = sum(not r.ok for r in reports)
+            print(f"{len(reports) - failed} passed, {failed} failed (kernel x signature x architecture)")
+        status = 1 if any(not r.ok for r in reports) else 0
     if args.show:
         for module in args.module:
             importlib.import_module(module)
@@ -219,21 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = matches[0]
         print(f"// PTX of {spec.name} for {spec.signatures[0]}, sm_80 (names shortened, comments dropped)")
         print(readable(compile_ptx(spec.py_func, spec.signatures[0], "sm_80", spec.device)))
-        return 0
-    reports = check_all(tuple(args.module), only=args.only)
-    if args.json:
-        print(json.dumps([asdict(r) for r in reports]))
-    else:
-        for r in reports:
-            status = "ok  " if r.ok else "FAIL"
-            res = "" if r.registers is None else f" registers={r.registers} spills={r.spill_bytes}B stack={r.stack_bytes}B"
-            occ = "" if r.occupancy is None else f" occupancy={r.occupancy:.0%} (MODEL)"
-            print(f"{status} {r.cc} {r.name} {r.signature} shared={r.shared_bytes}B f64_lines={r.f64_lines}{res}{occ}")
-            for p in r.problems:
-                print(f"       {p}")
-        failed = sum(not r.ok for r in reports)
-        print(f"{len(reports) - failed} passed, {failed} failed (kernel x signature x architecture)")
-    return 1 if any(not r.ok for r in reports) else 0
+    return status
 
 
 if __name__ == "__main__":
