@@ -964,6 +964,7 @@ class _Plan:
     probe_fdef: ast.FunctionDef  # the whole body without barriers: numba types its variables
     source: _Source  # the kernel as written (its tree untouched by the transform): for nbkit.core.bounds
     index_arrays: set[str]  # names that are arrays throughout: their indices are wrapped (_WrapIndices)
+    remat: list[ast.stmt] = field(default_factory=list)  # see _rematerializable
 
 
 def _plan(fn: Callable) -> _Plan:
@@ -1044,8 +1045,57 @@ def _plan(fn: Callable) -> _Plan:
                     and (_dotted(n.value.func) or [])[1:] == ["local", "array"]}
     index_arrays = {p for p in params if p not in counts} | {a for a in shared_names | local_arrays
                                                              if counts.get(a) == 1 and a not in params}
+    remat: list[ast.stmt] = []
+    if barriers and pieces and isinstance(pieces[0], _Seg):
+        keep = _names([h for loop in loops for h in _header(loop)]) | assigned_params | shared_names
+        remat = _rematerializable(pieces[0].stmts, counts, keep, env)
+        arrays -= _names(remat, ast.Store)
     return _Plan(fn.__name__, params, pieces, shared, arrays, assigned_params, barriers, returns,
-                 lower.atomics or device_atomics, env, probe, original, index_arrays)
+                 lower.atomics or device_atomics, env, probe, original, index_arrays, remat)
+
+
+def _rematerializable(first: list[ast.stmt], counts: dict[str, int], keep: set[str], env: dict) -> list[ast.stmt]:
+    """The top-level statements of a barrier kernel's first segment that a later segment may compute again
+    instead of loading their values from per-thread arrays (``tx, ty = cuda.threadIdx.x, ...``, ``row = ...``,
+    ``M, N = C.shape``): each assigns names assigned nowhere else, from thread and block indices, parameters the
+    kernel never assigns, constants, shapes, pure casts and math, and names of earlier such statements; it reads
+    no array element. So it gives the same values wherever it runs, and costs a few integer operations instead of
+    a load (and a store in the first segment). Recomputed, LLVM sees that thread ``tx + 1``'s ``tx`` is ``tx + 1``:
+    in the tiled matmul's product phase it then vectorizes the thread loop itself (consecutive threads read
+    consecutive elements of a tile; each thread's additions keep their order): 1.50 -> 0.57 ms per launch."""
+    stored = set(counts)
+    out: list[ast.stmt] = []
+    ok: set[str] = set()
+    for st in first:
+        if not (isinstance(st, ast.Assign) and all(isinstance(t, (ast.Name, ast.Tuple)) for t in st.targets)):
+            continue
+        targets = _names(st.targets, ast.Store)
+        if not targets or targets & keep or any(counts.get(t, 0) != 1 for t in targets) \
+                or _names(st.targets, ast.Load) or (_names(st.value) & stored) - ok:
+            continue
+        if any(isinstance(n, ast.Subscript) and not (isinstance(n.value, ast.Attribute) and n.value.attr == "shape")
+               for n in ast.walk(st.value)):
+            continue  # an array element: it may change between segments
+        if any(isinstance(n, ast.Call) and not _pure_cast(n, env) for n in ast.walk(st.value)):
+            continue
+        if any(isinstance(n, (ast.NamedExpr, ast.Lambda, ast.ListComp, ast.GeneratorExp)) for n in ast.walk(st.value)):
+            continue
+        out.append(st)
+        ok |= targets
+    return out
+
+
+def _pure_cast(node: ast.Call, env: dict) -> bool:
+    """A call that makes a number from numbers (``float32(0)``, ``math.sqrt``, ``min``), not an array."""
+    parts = _dotted(node.func)
+    if not parts or parts[0] in _PURE_HELPERS or parts == ["np", "empty"] or node.keywords:
+        return False
+    value: object = env.get(parts[0], getattr(builtins, parts[0], None))
+    for attr in parts[1:]:
+        if not isinstance(value, pytypes.ModuleType):
+            return False
+        value = getattr(value, attr, None)
+    return value is not None and not isinstance(value, np.ufunc) and bounds.pure_callable(value)
 
 
 def _with_probes(stmts: list[ast.stmt], probes: dict, placed: set) -> list[ast.stmt]:
@@ -1124,6 +1174,17 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, l
         body = [copy.deepcopy(s) for s in p.stmts]  # the plan serves every dtype
         return _with_probes(body, probes, placed if placed is not None else set()) if probes else body
 
+    def remat(p: _Seg) -> list[ast.stmt]:
+        """The first segment's statements that compute names ``p`` uses (see _rematerializable), in order."""
+        if p is plan.pieces[0]:
+            return []
+        need, out = _names(p.stmts), []
+        for st in reversed(plan.remat):
+            if _names(st.targets, ast.Store) & need:
+                out.insert(0, copy.deepcopy(st))
+                need |= _names(st.value)
+        return out
+
     def jammed(p: _Seg, indent: str) -> None:
         body, _, _ = _jam(seg_body(p), plan.env, lanes)
         if wrap_indices:
@@ -1171,7 +1232,7 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, l
                 lines.extend(f"{inner}{v} = {v}__a[_t]" for v in sorted(plan.arrays & mentioned))
                 if has_ret:
                     lines.append(f"{inner}_ret = False")
-                for s in body:
+                for s in remat(p) + body:
                     lines.extend([inner + line for line in ast.unparse(ast.fix_missing_locations(s)).splitlines()])
                 lines.extend(f"{inner}{v}__a[_t] = {v}" for v in sorted(plan.arrays & _names(p.stmts, ast.Store)))
             else:
