@@ -761,7 +761,8 @@ def _fix_returns(stmts: list[ast.stmt], depth: int, on_return: list[ast.stmt]) -
 # Lanes: in the unchecked launcher of a kernel without barriers, LANES consecutive threads along threadIdx.x run
 # interleaved ("unroll and jam" of the thread loop, as POCL does for work-items): each thread keeps its own copy of
 # every local (``acc`` -> ``acc__l0`` .. ``acc__l3``), a loop over a range all lanes agree on runs once for all of
-# them, and an ``if`` all lanes agree on is taken once. A convolution thread's sum is one long chain of dependent
+# them, and an ``if`` all lanes agree on is taken once; a name every lane computes alike is one copy (:func:`_uniform`),
+# so a loop or a test on it needs no comparison of the lanes. A convolution thread's sum is one long chain of dependent
 # float additions (each waits for the previous, 4 cycles); four threads' chains interleaved keep the adder busy:
 # conv forward 2.2-2.6x faster. Every thread computes exactly its own operations in its own order, so results are
 # bit-identical. What stays exact whatever the kernel does: lanes interleave only statements that write nothing
@@ -841,7 +842,7 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], s
             raise _NoJam(type(n).__name__)
         if isinstance(n, ast.Name) and (n.id.startswith("_jam_") or re.search(r"__l\d+$", n.id)):
             raise _NoJam(n.id)
-    per_lane = _names(body, ast.Store) | {"_tx", "_t"}
+    per_lane = (_names(body, ast.Store) - _uniform(body, env)) | {"_tx", "_t"}
     def reads_memory(node: ast.AST) -> bool:  # an array element (not a .shape entry)
         return any(isinstance(m, ast.Subscript) and isinstance(m.ctx, ast.Load)
                    and not (isinstance(m.value, ast.Attribute) and m.value.attr == "shape") for m in ast.walk(node))
@@ -894,8 +895,8 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], s
 
     def for_(st: ast.For, tag: str) -> list[ast.stmt]:
         read(st.iter)
-        inner = [ast.Assign([ast.Name(f"{st.target.id}__l{k}", ast.Store())], ast.Name(tag, ast.Load()))
-                 for k in range(lanes)] + jam(st.body, True)
+        inner = [lane(ast.Assign([ast.Name(st.target.id, ast.Store())], ast.Name(tag, ast.Load())), k)
+                 for k in range(lanes if st.target.id in per_lane else 1)] + jam(st.body, True)
         if not _names(st.iter.args) & per_lane:
             return [ast.For(ast.Name(tag, ast.Store()), st.iter, inner, [])]
         out: list[ast.stmt] = []
@@ -927,7 +928,7 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], s
                 out += if_(st, tag, in_loop)
             else:
                 read(st)
-                out += [lane(st, k) for k in range(lanes)]
+                out += [lane(st, k) for k in range(lanes if _names(st) & per_lane else 1)]
         return out
 
     jammed = jam(body, False)
@@ -937,6 +938,61 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], s
     if reads & writes:
         raise _NoJam(f"{sorted(reads & writes)} read before the writes and written")
     return jammed, reads, writes
+
+
+def _uniform(body: list[ast.stmt], env: dict) -> set[str]:
+    """Names that hold the same value in every lane wherever a lane reads them (``row``, ``OH``, ``i = row - p`` in a
+    convolution whose lanes run along x): lanes share one copy, and a test or a loop on them is one test or one
+    loop, not four and a comparison. Each is assigned by one statement (``for`` over a ``range``, or ``=``; one
+    element of ``a, b = x, y``), from names that are themselves uniform or not assigned in the body (parameters,
+    constants, ``_ty``, ``_bx``) by arithmetic and pure calls on numbers, reading no array element. Every lane that
+    runs that statement computes the same value from the same inputs; a lane reads the name only after running it
+    (a local is assigned before it is read), and a lane running its statements apart from the others (after a
+    write) runs it again before reading, as the plain loop does."""
+    sites: dict[str, list[ast.AST | None]] = {}  # name -> what each assignment computes it from (None: not pure)
+
+    def add(name: str, value: ast.AST | None) -> None:
+        sites.setdefault(name, []).append(value)
+
+    for st in ast.walk(ast.Module(body, [])):
+        if isinstance(st, ast.For):
+            over_range = isinstance(st.iter, ast.Call) and _dotted(st.iter.func) == ["range"]
+            for name in _names(st.target, ast.Store):  # over an array: its elements
+                add(name, st.iter if over_range and isinstance(st.target, ast.Name) else None)
+        elif isinstance(st, ast.Assign) and len(st.targets) == 1:
+            target, value = st.targets[0], st.value
+            if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
+                for t, v in zip(target.elts, value.elts):
+                    for name in _names(t, ast.Store):
+                        add(name, v if isinstance(t, ast.Name) else None)
+            else:
+                for name in _names(target, ast.Store):
+                    add(name, value if isinstance(target, ast.Name) else None)
+        elif isinstance(st, ast.stmt) and not isinstance(st, (ast.If, ast.While)):  # (their bodies: walked)
+            for name in _names(st, ast.Store):  # +=, a = b = ..., ...
+                add(name, None)
+        if isinstance(st, (ast.NamedExpr, ast.comprehension)):
+            for name in _names(st.target, ast.Store):
+                add(name, None)
+
+    def pure(e: ast.AST) -> bool:
+        for n in ast.walk(e):
+            if isinstance(n, ast.Subscript) and not (isinstance(n.value, ast.Attribute) and n.value.attr == "shape"):
+                return False
+            if isinstance(n, ast.Call) and not (_pure_cast(n, env) or _dotted(n.func) == ["range"]):
+                return False
+            if isinstance(n, (ast.NamedExpr, ast.Lambda, ast.ListComp, ast.GeneratorExp, ast.Starred)):
+                return False
+        return True
+
+    uniform = {name for name, values in sites.items() if len(values) == 1 and values[0] is not None
+               and pure(values[0])}
+    while True:
+        varying = set(sites) - uniform | {"_tx", "_t"}
+        out = {name for name in uniform if not _names(sites[name][0]) & (varying | {name})}
+        if out == uniform:
+            return uniform
+        uniform = out
 
 
 _PRELUDE = ["_nt = _bdx * _bdy * _bdz"]
