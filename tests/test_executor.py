@@ -373,6 +373,35 @@ def test_tiled_matmul_keeps_barrier_phases_and_per_thread_values():
     assert "acc__a[_t]" in src and src.count("_where[1] = _t") == 4  # phases: before, two in the loop, after
 
 
+@cuda.jit
+def recompute_or_keep(x, out):
+    """Values a later phase needs: recomputed where launch-determined (tx, i, n, half), kept in per-thread arrays
+    where not: v reads an element this kernel then changes, s is assigned twice."""
+    buf = cuda.shared.array(64, float32)
+    tx = cuda.threadIdx.x
+    i = cuda.grid(1)
+    n = x.size
+    half = float32(n) * float32(0.5) + float32(tx)
+    v = x[min(i, n - 1)]
+    s = tx * 2
+    buf[tx] = v
+    cuda.syncthreads()
+    if i < n:
+        x[i] = float32(-1)  # v keeps the value read before
+    s += 1
+    cuda.syncthreads()
+    if i < n:
+        out[i] = buf[(tx + 1) % cuda.blockDim.x] + v * half + float32(s)
+
+
+def test_launch_determined_values_are_recomputed_in_later_phases_not_kept():
+    src = generated_source(recompute_or_keep, f32(70), np.zeros(70, np.float32))
+    kept = {name for name in ("tx", "i", "n", "half", "v", "s") if f"{name}__a = np.empty" in src}
+    assert kept == {"v", "s"}, src
+    for block in (24, 32, 13):  # rows of threads that four does not divide, and a block over the end of x
+        _same(recompute_or_keep, _cdiv(70, block), block, f32(70), np.zeros(70, np.float32))
+
+
 def test_tree_reduction_in_shared_memory_sums_right():
     x = f32(1000)
     partial = np.zeros(8, np.float32)

@@ -282,6 +282,44 @@ def test_lanes_give_the_plain_loops_results():
     assert "_jam_" in ex.compile_for_cpu(uneven, (x, out)).lanes_source
 
 
+@cuda.jit
+def uniform_and_not(x, out):
+    i = cuda.grid(1)
+    row, step = cuda.blockIdx.x, i % 2 + 1  # row: the same in every lane of a block, step: not
+    n = x.size
+    start = row % 3
+    s = 0
+    if i % 4 == 1:
+        s = 2  # assigned twice: each lane its own
+    v = x[row % n]  # an array element: each lane its own (the analysis reads no memory)
+    acc = float32(0)
+    if i < out.size:
+        for k in range(start, n, 7):  # one loop for the four lanes
+            h = k // 2
+            if h % 3 == 0:  # one test
+                acc += x[k] * float32(step)
+            for m in range(step):  # lanes disagree on its length: each runs its own
+                acc -= x[(k + m + s) % n] * v
+        out[i] = acc
+
+
+def test_lanes_share_uniform_values_and_keep_their_own_results():
+    """Names every lane computes alike (row, n, start, k, h) are one copy, one loop, one test; names that differ
+    or may differ (step, s, v, m, acc) stay per lane. Odd sizes: a row of 13 threads ends inside a group of four,
+    and the last block runs past the end of out. Every launch gives the simulator's bits."""
+    x = rng.standard_normal(50).astype(np.float32)
+    expected = np.zeros(45, np.float32)
+    uniform_and_not[4, 13](x, expected)
+    for _ in range(3):  # checked, then unchecked with lanes
+        out = np.zeros(45, np.float32)
+        run_on_cpu(uniform_and_not, 4, 13, x, out)
+        assert np.array_equal(out, expected)
+    assert last_launch_checked() is False and last_launch_lanes() is True
+    src = ex.compile_for_cpu(uniform_and_not, (x, out)).lanes_source
+    shared = {name for name in ("row", "n", "start", "k", "h", "step", "s", "v", "m", "acc") if f"{name}__l1" not in src}
+    assert shared == {"row", "n", "start", "k", "h"}, src
+
+
 def test_lanes_keep_the_plain_order_when_arrays_share_memory():
     """In place, thread i reads what thread i - 1 wrote just before (a race on a GPU, an order here): lanes would
     read first and write after, so a launch whose written array shares memory with a read one keeps the plain
