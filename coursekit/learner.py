@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
+if TYPE_CHECKING:  # imported where used: nbformat's import (jsonschema) costs a second, and --help needs none of it
+    import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -60,6 +62,7 @@ def validate(nb: nbformat.NotebookNode, name: str = "notebook") -> None:
 
 def learner_copy(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     """The learner's version of ``nb`` (a new notebook): solutions cleared, outputs cleared."""
+    import nbformat
     from nbgrader.preprocessors import ClearOutput, ClearSolutions
 
     validate(nb, name)
@@ -72,6 +75,8 @@ def learner_copy(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.
 
 def make_copies(sources: list[Path], out_dir: Path) -> list[Path]:
     """Write the learner copy of each source notebook into ``out_dir``; return the paths written."""
+    import nbformat
+
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for source in sources:

@@ -92,27 +92,39 @@ def _expected(scale: float, op: str) -> list[float]:
     return (v[::-1] + v if op == "+" else v[::-1] - v).tolist()
 
 
-def test_second_process_loads_what_concurrent_first_ones_compiled(tmp_path):
-    kernels, cache = _module(tmp_path), tmp_path / "cache"
+@pytest.fixture(scope="module")
+def first_runs(tmp_path_factory) -> dict:
+    """Two processes compile ``mirror`` into an empty cache at once, then a third loads it: what each printed, and
+    the cache folder's files right after. Two tests read it (each process start costs a second or two)."""
+    tmp = tmp_path_factory.mktemp("diskcache")
+    kernels, cache = _module(tmp), tmp / "cache"
     first = [_start(kernels, cache), _start(kernels, cache)]  # two writers of the same entries at once
-    for result in map(_result, first):
+    first = [_result(proc) for proc in first]
+    later = _launch(kernels, cache)
+    return {"tmp": tmp, "cache": cache, "first": first, "later": later,
+            "probes": list((cache / "cpu").glob("probe_*.json")), "partial": list((cache / "cpu").glob(".tmp-*"))}
+
+
+def test_second_process_loads_what_concurrent_first_ones_compiled(first_runs):
+    cache, later = first_runs["cache"], first_runs["later"]
+    for result in first_runs["first"]:
         assert result["out"] == _expected(2.0, "+")
         assert result["hits"] + result["misses"] == 1
-    later = _launch(kernels, cache)
     assert later["out"] == _expected(2.0, "+")
     assert (later["hits"], later["misses"]) == (1, 0)
     assert later["path"].startswith(str(cache / "cpu"))
-    assert len(list((cache / "cpu").glob("probe_*.json"))) == 1
-    assert not list((cache / "cpu").glob(".tmp-*"))  # no half-written entry left behind
+    assert len(first_runs["probes"]) == 1
+    assert not first_runs["partial"]  # no half-written entry left behind
 
 
-def test_changed_constant_or_source_is_a_miss_never_a_stale_result(tmp_path):
-    cache = tmp_path / "cache"
-    assert _launch(_module(tmp_path, 2.0, "+"), cache)["out"] == _expected(2.0, "+")
-    changed_constant = _launch(_module(tmp_path, 3.0, "+"), cache)  # only a global's value differs
+def test_changed_constant_or_source_is_a_miss_never_a_stale_result(first_runs):
+    # The same kernels/kmod.py, rewritten, against the cache where its first version (2.0, "+") was compiled.
+    tmp, cache = first_runs["tmp"], first_runs["cache"]
+    assert all(result["out"] == _expected(2.0, "+") for result in first_runs["first"])
+    changed_constant = _launch(_module(tmp, 3.0, "+"), cache)  # only a global's value differs
     assert changed_constant["out"] == _expected(3.0, "+")
     assert changed_constant["misses"] == 1
-    changed_source = _launch(_module(tmp_path, 3.0, "-"), cache)
+    changed_source = _launch(_module(tmp, 3.0, "-"), cache)
     assert changed_source["out"] == _expected(3.0, "-")
     assert changed_source["misses"] == 1
 

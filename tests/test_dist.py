@@ -108,8 +108,8 @@ def test_course_model_builds_on_the_kernel_backend_and_its_forward_pass_matches_
     from nbkit.nn import lenet
 
     made = {}
-    twins = lenet.twins
-    monkeypatch.setattr(lenet, "twins", lambda *a, **k: made.setdefault("twins", twins(*a, **k)))
+    twin_models = lenet.twin_models
+    monkeypatch.setattr(lenet, "twin_models", lambda *a, **k: made.setdefault("twins", twin_models(*a, **k)))
     net, torch_model = dist.lenet_pair(seed=1, backend="kernels")
     model = made["twins"][0]
     monkeypatch.setattr(model, "backward", lambda: None)  # forward + loss only: a backward pass takes ~30 s here
@@ -117,6 +117,19 @@ def test_course_model_builds_on_the_kernel_backend_and_its_forward_pass_matches_
     loss = net.loss_and_grads(x, y)
     expected = torch.nn.functional.cross_entropy(torch_model(torch.from_numpy(x)), torch.from_numpy(y))
     assert loss == pytest.approx(float(expected.detach()), rel=1e-4)
+
+
+def test_the_course_model_is_built_without_a_pytorch_optimiser(monkeypatch):
+    """A course-model rank trains only the course's model; PyTorch's first optimiser would import torch._dynamo,
+    about a second of CPU in every spawned rank, for nothing."""
+    import torch
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("lenet_pair built a PyTorch optimiser")
+
+    monkeypatch.setattr(torch.optim, "SGD", refuse)
+    net, torch_model = dist.lenet_pair(seed=0)
+    assert len(net.state()) == len(list(torch_model.parameters())) == 10
 
 
 def test_each_nccl_rank_gets_its_own_gpu(monkeypatch):

@@ -58,6 +58,21 @@ def test_region_outside_a_solution_cell_and_old_tag_are_refused():
         learner.learner_copy(nbformat.v4.new_notebook(cells=[tagged]))
 
 
+def test_help_answers_without_importing_nbformat(monkeypatch, capsys):
+    """`bash course.sh learner --help` answers at once: nbformat (with jsonschema, a second to import) is imported
+    only where a notebook is read or copied."""
+    import importlib.util
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nbformat", None)  # from here on, `import nbformat` raises ImportError
+    spec = importlib.util.spec_from_file_location("learner_without_nbformat", ROOT / "coursekit" / "learner.py")
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    with pytest.raises(SystemExit) as stop:
+        fresh.main(["--help"])
+    assert stop.value.code == 0 and "Make the learner copies" in capsys.readouterr().out
+
+
 def test_every_notebook_has_its_exercises_marked():
     counts = {}
     for path in NOTEBOOKS:

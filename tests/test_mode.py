@@ -1,17 +1,27 @@
 """nbkit picks the target before numba loads, and explains a numba imported the wrong way round."""
 
 import pytest
+from conftest import run_python
 
 from nbkit.core.mode import probe_gpu
 
 pytestmark = pytest.mark.subprocess  # each test starts a fresh interpreter: numba's target is fixed per process
 
 
-def test_forced_simulator(python_in_fresh_process):
-    r = python_in_fresh_process("import nbkit, numba.cuda as c; print(nbkit.MODE.name, c.jit.__module__)",
-                                NBKIT_MODE="sim")
+@pytest.fixture(scope="module")
+def forced_simulator_with_doctor():
+    """One fresh interpreter under NBKIT_MODE=sim: its target (first line), then the doctor's report.
+
+    Three tests read different lines of this one run (a process start with numba costs about a second).
+    """
+    return run_python("import nbkit, numba.cuda as c; print(nbkit.MODE.name, c.jit.__module__); nbkit.doctor()",
+                      NBKIT_MODE="sim")
+
+
+def test_forced_simulator(forced_simulator_with_doctor):
+    r = forced_simulator_with_doctor
     assert r.returncode == 0, r.stderr
-    name, module = r.stdout.split()
+    name, module = r.stdout.splitlines()[0].split()
     assert name == "sim" and "simulator" in module
 
 
@@ -59,8 +69,8 @@ def test_simulator_imported_first_is_kept_in_auto_mode(python_in_fresh_process):
     assert r.stdout.strip() == "sim"
 
 
-def test_doctor_reports_the_simulator(python_in_fresh_process):
-    r = python_in_fresh_process("import nbkit; nbkit.doctor()", NBKIT_MODE="sim")
+def test_doctor_reports_the_simulator(forced_simulator_with_doctor):
+    r = forced_simulator_with_doctor
     assert r.returncode == 0, r.stderr
     out = r.stdout
     for needle in ("mode               : CUDA SIMULATOR (CPU)", "numba              : ", "numba-cuda         : ",
@@ -134,13 +144,15 @@ _WITHOUT_REDIRECT = ("import sys\n"
 
 
 @pytest.mark.parametrize("redirect", [True, False], ids=["numba-cuda's", "built-in (the .pth redirect did not run)"])
-def test_doctor_names_the_numba_cuda_implementation_that_is_loaded(python_in_fresh_process, redirect):
+def test_doctor_names_the_numba_cuda_implementation_that_is_loaded(request, python_in_fresh_process, redirect):
     import importlib.util
 
     if importlib.util.find_spec("_numba_cuda_redirector") is None:
         pytest.skip("numba-cuda (and its redirect) is not installed here")
-    r = python_in_fresh_process(("" if redirect else _WITHOUT_REDIRECT) + "import nbkit; nbkit.doctor()",
-                                NBKIT_MODE="sim")
+    if redirect:  # the ordinary start-up: the shared run of the doctor under NBKIT_MODE=sim
+        r = request.getfixturevalue("forced_simulator_with_doctor")
+    else:
+        r = python_in_fresh_process(_WITHOUT_REDIRECT + "import nbkit; nbkit.doctor()", NBKIT_MODE="sim")
     assert r.returncode == 0, r.stderr
     line = next(line for line in r.stdout.splitlines() if "numba.cuda is" in line)
     if redirect:

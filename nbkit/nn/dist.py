@@ -200,7 +200,8 @@ def lenet_pair(seed: int = 0, backend: str = "cpu"):
         labels = cuda.to_device
     else:
         raise ValueError(f"backend must be 'cpu' or 'kernels', got {backend!r}")
-    model, opt, torch_model, _ = lenet.twins(ops, seed=seed)
+    model, torch_model = lenet.twin_models(ops, seed=seed)  # no PyTorch optimiser: a course rank trains only model
+    opt = lenet.optimizer(model)
 
     def loss_and_grads(x, y):
         loss = model.loss(ops.asarray(x), labels(y))

@@ -52,6 +52,21 @@ def copy_from_torch(model: Sequential, torch_model) -> None:
     model.load([p.detach().cpu().numpy() for p in torch_model.parameters()])
 
 
+def twin_models(backend: Backend = KERNEL_BACKEND, seed: int = 0):
+    """``(model, torch_model)``: the two networks with identical initial weights, and no optimisers.
+
+    PyTorch initialises (under ``torch.manual_seed(seed)``); the course's model copies its weights. For a caller
+    that never trains the PyTorch twin: PyTorch's first optimiser imports ``torch._dynamo`` (a second of CPU).
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    torch_model = build_torch()
+    model = build(backend)
+    copy_from_torch(model, torch_model)
+    return model, torch_model
+
+
 def twins(backend: Backend = KERNEL_BACKEND, seed: int = 0, torch_device: str = "cpu"):
     """``(model, optimizer, torch_model, torch_optimizer)``: the two networks with identical initial weights.
 
@@ -61,10 +76,7 @@ def twins(backend: Backend = KERNEL_BACKEND, seed: int = 0, torch_device: str = 
     """
     import torch
 
-    torch.manual_seed(seed)
-    torch_model = build_torch()
-    model = build(backend)
-    copy_from_torch(model, torch_model)
+    model, torch_model = twin_models(backend, seed)
     torch_model = torch_model.to(torch_device)
     torch_opt = torch.optim.SGD(torch_model.parameters(), lr=LR, momentum=MOMENTUM)
     return model, optimizer(model), torch_model, torch_opt
