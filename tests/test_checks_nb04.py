@@ -841,3 +841,20 @@ def at_b_tiled_hard_coded(A, B, C):  # the statement's M = 19 and N = 13 in the 
 def test_tiled_check_rejects_sizes_copied_from_the_statement():
     verdict = MATMUL_AT_B_TILED.run(at_b_tiled_hard_coded)
     assert not verdict.passed and verdict.case.sizes["M"] == 1, verdict
+
+
+def test_the_tiled_proofs_reuse_the_barrier_proofs_traced_launch(monkeypatch, capsys):
+    # the barrier proof and the proof that each block read A and B once trace the same launch: traced once
+    import nbkit.tracer
+
+    real, seen = nbkit.tracer.trace, []
+
+    def counting(kernel, grid, block, *args, **kwargs):
+        seen.append((getattr(kernel, "__name__", kernel), grid, block,
+                     tuple(a.tobytes() if isinstance(a, np.ndarray) else repr(a) for a in args)))
+        return real(kernel, grid, block, *args, **kwargs)
+
+    monkeypatch.setattr(nbkit.tracer, "trace", counting)
+    check_matmul_at_b_tiled(at_b_tiled_right)
+    assert "✓ C = Aᵀ B with 8x8 shared-memory tiles is correct" in capsys.readouterr().out
+    assert seen and len(seen) == len(set(seen)), [s[:3] for s in seen]
