@@ -843,18 +843,8 @@ def test_tiled_check_rejects_sizes_copied_from_the_statement():
     assert not verdict.passed and verdict.case.sizes["M"] == 1, verdict
 
 
-def test_the_tiled_proofs_reuse_the_barrier_proofs_traced_launch(monkeypatch, capsys):
+def test_the_tiled_proofs_reuse_the_barrier_proofs_traced_launch(traced_launches, capsys):
     # the barrier proof and the proof that each block read A and B once trace the same launch: traced once
-    import nbkit.tracer
-
-    real, seen = nbkit.tracer.trace, []
-
-    def counting(kernel, grid, block, *args, **kwargs):
-        seen.append((getattr(kernel, "__name__", kernel), grid, block,
-                     tuple(a.tobytes() if isinstance(a, np.ndarray) else repr(a) for a in args)))
-        return real(kernel, grid, block, *args, **kwargs)
-
-    monkeypatch.setattr(nbkit.tracer, "trace", counting)
     check_matmul_at_b_tiled(at_b_tiled_right)
     assert "✓ C = Aᵀ B with 8x8 shared-memory tiles is correct" in capsys.readouterr().out
-    assert seen and len(seen) == len(set(seen)), [s[:3] for s in seen]
+    assert traced_launches and len(traced_launches) == len(set(traced_launches)), [s[:3] for s in traced_launches]

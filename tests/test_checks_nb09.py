@@ -365,25 +365,10 @@ def test_block_size_stub_is_not_solved(capsys):
     assert capsys.readouterr().out.startswith("◻ Exercise 09.3 not solved yet")
 
 
-def _traced_launches(monkeypatch) -> list:
-    """Records each launch the memory-access tracer runs: (kernel, grid, block, the arguments' bytes before it)."""
-    import nbkit.tracer
-
-    real, seen = nbkit.tracer.trace, []
-
-    def counting(kernel, grid, block, *args, **kwargs):
-        seen.append((getattr(kernel, "__name__", kernel), grid, block,
-                     tuple(a.tobytes() if isinstance(a, np.ndarray) else repr(a) for a in args)))
-        return real(kernel, grid, block, *args, **kwargs)
-
-    monkeypatch.setattr(nbkit.tracer, "trace", counting)
-    return seen
-
-
-def test_the_tile_proof_reuses_the_barrier_proofs_traced_launch(monkeypatch, capsys):
+def test_the_tile_proof_reuses_the_barrier_proofs_traced_launch(traced_launches, capsys):
     # the barrier proof and the tile proof need the same launch traced: it is traced once (a traced launch of the
     # 64 x 96 transpose costs about a second)
-    seen = _traced_launches(monkeypatch)
+    seen = traced_launches
     check_padded_transpose(transpose_padded)
     assert capsys.readouterr().out.startswith("✓ B = Aᵀ is correct")
     assert seen and len(seen) == len(set(seen)), [s[:3] for s in seen]
