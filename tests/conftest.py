@@ -158,3 +158,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     if LoadScopeScheduling is None or config.getoption("dist", None) != "loadfile":
         return None
     return HeaviestFirst(config, log)
+
+
+@pytest.fixture
+def traced_launches(monkeypatch) -> list:
+    """Every launch the memory-access tracer runs in the test: (kernel, grid, block, the arguments' bytes before it),
+    so that a test can say no launch was traced twice."""
+    import numpy as np
+
+    import nbkit.tracer
+
+    real, seen = nbkit.tracer.trace, []
+
+    def counting(kernel, grid, block, *args, **kwargs):
+        seen.append((getattr(kernel, "__name__", kernel), grid, block,
+                     tuple(a.tobytes() if isinstance(a, np.ndarray) else repr(a) for a in args)))
+        return real(kernel, grid, block, *args, **kwargs)
+
+    monkeypatch.setattr(nbkit.tracer, "trace", counting)
+    return seen

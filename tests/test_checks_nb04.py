@@ -841,3 +841,10 @@ def at_b_tiled_hard_coded(A, B, C):  # the statement's M = 19 and N = 13 in the 
 def test_tiled_check_rejects_sizes_copied_from_the_statement():
     verdict = MATMUL_AT_B_TILED.run(at_b_tiled_hard_coded)
     assert not verdict.passed and verdict.case.sizes["M"] == 1, verdict
+
+
+def test_the_tiled_proofs_reuse_the_barrier_proofs_traced_launch(traced_launches, capsys):
+    # the barrier proof and the proof that each block read A and B once trace the same launch: traced once
+    check_matmul_at_b_tiled(at_b_tiled_right)
+    assert "✓ C = Aᵀ B with 8x8 shared-memory tiles is correct" in capsys.readouterr().out
+    assert traced_launches and len(traced_launches) == len(set(traced_launches)), [s[:3] for s in traced_launches]

@@ -393,3 +393,24 @@ def test_unsolved_stubs_say_not_solved(capsys):
                                   (check_training_loop, loop_stub, "07.3")):
         check(answer)
         assert capsys.readouterr().out.startswith(f"◻ Exercise {number} not solved yet")
+
+
+def test_the_sgd_reference_is_torch_optim_sgd_step_bit_for_bit():
+    # the reference calls torch.optim.sgd.sgd (what SGD.step calls) without building an optimizer: the same numbers
+    import numpy as np
+
+    from nbkit.checks.nb07 import SGD_MOMENTUM, _sgd_inputs, _torch_sgd_step
+
+    for case in (*SGD_MOMENTUM.cases, *SGD_MOMENTUM.realistic):
+        s = _sgd_inputs(None, case)
+        param = torch.tensor(s["param"], requires_grad=True)
+        opt = torch.optim.SGD([param], lr=float(s["lr"]), momentum=float(s["momentum"]),
+                              dampening=float(s["dampening"]), weight_decay=float(s["weight_decay"]))
+        if not s["first_step"]:
+            opt.state[param]["momentum_buffer"] = torch.tensor(s["buf"])
+        param.grad = torch.tensor(s["grad"])
+        opt.step()
+        got_param, got_grad, got_buf = _torch_sgd_step(**s)
+        assert np.array_equal(got_param, param.detach().numpy()), case
+        assert np.array_equal(got_buf, opt.state[param]["momentum_buffer"].numpy()), case
+        assert got_grad is s["grad"]

@@ -363,3 +363,12 @@ def test_block_size_stub_is_not_solved(capsys):
 
     check_block_size(best_block_size)
     assert capsys.readouterr().out.startswith("◻ Exercise 09.3 not solved yet")
+
+
+def test_the_tile_proof_reuses_the_barrier_proofs_traced_launch(traced_launches, capsys):
+    # the barrier proof and the tile proof need the same launch traced: it is traced once (a traced launch of the
+    # 64 x 96 transpose costs about a second)
+    seen = traced_launches
+    check_padded_transpose(transpose_padded)
+    assert capsys.readouterr().out.startswith("✓ B = Aᵀ is correct")
+    assert seen and len(seen) == len(set(seen)), [s[:3] for s in seen]

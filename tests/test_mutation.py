@@ -244,3 +244,19 @@ def test_inputs_hash_ignores_prose_cells_moved_above_an_exercise_but_not_a_chang
     solution_cell["source"] = "".join(solution_cell["source"]) + "\n# changed\n"
     target.write_text(json.dumps(nb), encoding="utf-8")
     assert mutate.inputs_hash() != before
+
+
+def test_the_tree_copier_copies_like_deepcopy_and_maps_each_node_to_its_copy():
+    import ast
+    import copy
+
+    sol = mutate.solutions()["04.3"]
+    tree = ast.parse(sol.source)
+    mutate._index_array_names(tree)  # an annotation the array-swap operator reads on the copies
+    memo: dict = {}
+    copied = mutate._copy_tree(tree, memo)
+    assert ast.dump(copied, include_attributes=True) == ast.dump(copy.deepcopy(tree), include_attributes=True)
+    originals, copies = list(ast.walk(tree)), list(ast.walk(copied))
+    assert all(memo[id(o)] is c and o is not c for o, c in zip(originals, copies))
+    assert [getattr(c, "nbkit_arrays", None) for c in copies] == [getattr(o, "nbkit_arrays", None) for o in originals]
+    assert any(getattr(c, "nbkit_arrays", None) for c in copies)

@@ -1,7 +1,7 @@
 """Realistic cases: each kernel exercise also runs at the size of a real layer where launches are compiled.
 
-cpu mode is fixed per process, so those tests run in fresh interpreters (``sys.executable``); the last tests run
-here, in simulator mode, where the realistic cases must not run (tens of seconds or more per launch there) and
+cpu mode is fixed per process, so those tests run in a fresh interpreter (``sys.executable``, one for both); the
+last tests run here, in simulator mode, where the realistic cases must not run (tens of seconds or more per launch there) and
 the ✓ must not claim they did.
 """
 
@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import run_python
 from numba import cuda
 
 from nbkit.checks import exercises
@@ -62,18 +63,11 @@ KERNELS = textwrap.dedent("""
 """)
 
 
-def _run(python_in_fresh_process, tmp_path, body: str) -> str:
-    # from a file: the executor reads a kernel's source
-    script = tmp_path / "script.py"
-    script.write_text(KERNELS + textwrap.dedent(body))
-    r = python_in_fresh_process(f"import runpy; runpy.run_path({str(script)!r})", NBKIT_MODE="cpu")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
-
-
-@pytest.mark.subprocess
-def test_cpu_mode_runs_the_realistic_case_and_names_size_and_index(python_in_fresh_process, tmp_path):
-    out = _run(python_in_fresh_process, tmp_path, """
+# Both cpu-mode tests read one fresh interpreter's output (a module fixture): a second interpreter would only repeat
+# the start-up (numba, the compile worker, PyTorch). Each part runs in its own namespace and prints its lines after
+# a marker, and an exception in one part is printed after its marker, so that each test still sees only its own.
+PARTS = {
+    "small": """
         from nbkit.checks.nb00 import SAXPY
         from nbkit.checks.nb03 import AXPY_GRID_STRIDE, ROW_SUM
 
@@ -84,7 +78,50 @@ def test_cpu_mode_runs_the_realistic_case_and_names_size_and_index(python_in_fre
             print(f"{name}|{v.status}|{v.stage}|{v.message}")
         explicit = SAXPY.run(saxpy_first_65536, SAXPY.cases)  # cases chosen by the caller: no realistic case
         print(f"explicit|{explicit.status}|{explicit.message}")
-    """)
+    """,
+    # the notebooks' solution cells, checked as their check cells call them: each realistic case accepts them
+    "solutions": """
+        from nbkit.checks import exercises, mutate
+        from nbkit.checks.exercise import ExerciseGroup
+
+        declared = {n for n, ex in exercises().items()
+                    if any(getattr(p, "realistic", ()) for p in (ex.parts if isinstance(ex, ExerciseGroup) else (ex,)))}
+        for number, sol in sorted(mutate.solutions().items()):
+            if number in declared:
+                status, message = mutate.run_check(sol, mutate._namespace(sol, sol.source, number))
+                said = "ran" if "Also right at the size of a real layer" in message else (
+                    "not run" if "Not run at the size of a real layer" in message else "silent")
+                print(f"{number}|{status}|{said}|{message[:300]}")
+    """,
+}
+MARK = "=== part "
+
+
+@pytest.fixture(scope="module")
+def cpu_mode_output(tmp_path_factory) -> dict[str, str]:
+    """Each part's output (from a file: the executor reads a kernel's source), run in one cpu-mode interpreter."""
+    folder = tmp_path_factory.mktemp("realistic")
+    runner = ["import runpy, traceback"]
+    for name, body in PARTS.items():
+        script = folder / f"{name}.py"
+        script.write_text(KERNELS + textwrap.dedent(body))
+        runner += [f"print({MARK + name!r}, flush=True)", "try:", f"    runpy.run_path({str(script)!r})",
+                   "except BaseException:", "    traceback.print_exc(file=__import__('sys').stdout)"]
+    r = run_python("\n".join(runner), NBKIT_MODE="cpu")
+    assert r.returncode == 0, r.stdout + r.stderr
+    chunks = r.stdout.split(MARK)[1:]
+    return {chunk.split("\n", 1)[0]: chunk.split("\n", 1)[1] + r.stderr for chunk in chunks}
+
+
+def _part(output: dict[str, str], name: str) -> str:
+    out = output[name]
+    assert "Traceback (most recent call last)" not in out, out
+    return out
+
+
+@pytest.mark.subprocess
+def test_cpu_mode_runs_the_realistic_case_and_names_size_and_index(cpu_mode_output):
+    out = _part(cpu_mode_output, "small")
     got = {line.split("|")[0]: line.split("|")[1:] for line in out.splitlines() if "|" in line}
     status, _, message = got["right"]
     assert status == "passed", message
@@ -109,25 +146,10 @@ def test_cpu_mode_runs_the_realistic_case_and_names_size_and_index(python_in_fre
 
 
 @pytest.mark.subprocess
-def test_every_course_solution_passes_its_realistic_cases_in_cpu_mode(python_in_fresh_process):
-    # the notebooks' solution cells, checked as their check cells call them: each realistic case accepts them
-    r = python_in_fresh_process(textwrap.dedent("""
-        import nbkit
-        from nbkit.checks import exercises, mutate
-        from nbkit.checks.exercise import ExerciseGroup
-
-        declared = {n for n, ex in exercises().items()
-                    if any(getattr(p, "realistic", ()) for p in (ex.parts if isinstance(ex, ExerciseGroup) else (ex,)))}
-        for number, sol in sorted(mutate.solutions().items()):
-            if number in declared:
-                status, message = mutate.run_check(sol, mutate._namespace(sol, sol.source, number))
-                said = "ran" if "Also right at the size of a real layer" in message else (
-                    "not run" if "Not run at the size of a real layer" in message else "silent")
-                print(f"{number}|{status}|{said}|{message[:300]}")
-    """), NBKIT_MODE="cpu")
-    assert r.returncode == 0, r.stdout + r.stderr
-    rows = [line.split("|") for line in r.stdout.splitlines() if line.count("|") >= 3]
-    assert len(rows) >= 20, r.stdout
+def test_every_course_solution_passes_its_realistic_cases_in_cpu_mode(cpu_mode_output):
+    out = _part(cpu_mode_output, "solutions")
+    rows = [line.split("|") for line in out.splitlines() if line.count("|") >= 3]
+    assert len(rows) >= 20, out
     for number, status, said, message in rows:
         assert status == "passed", (number, message)
         # 05.4's shuffles run on the simulator in cpu mode, so its million-element case is not run (and says so)

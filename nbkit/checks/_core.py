@@ -536,6 +536,7 @@ class SharedScan:
     divergent: list | None = None
     uses_shared: bool = False
     arguments: list | None = None  # the launch's arguments after the traced run (copies; shared memory poisoned)
+    trace: object | None = None  # the tracer's record itself, for a proof that needs the same launch traced
 
 
 def scan_shared(kernel, grid, block, *args) -> SharedScan:
@@ -550,7 +551,7 @@ def scan_shared(kernel, grid, block, *args) -> SharedScan:
     except Exception:  # noqa: BLE001 - the launch itself was checked before; a tracer failure proves nothing
         return SharedScan(uses_shared=static_shared_bytes(kernel) > 0)
     return SharedScan(list(t.races()), t.uninitialised_reads(), t.divergent_barriers(),
-                      any(a.space == "shared" for a in t.arrays), copies)
+                      any(a.space == "shared" for a in t.arrays), copies, t)
 
 
 def find_races(kernel, grid, block, *args) -> tuple[list | None, bool]:

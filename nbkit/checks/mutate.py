@@ -518,6 +518,26 @@ def _parents(tree: ast.AST) -> dict[int, ast.AST]:
     return {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
 
 
+def _copy_tree(node: object, memo: dict[int, object]) -> object:
+    """``copy.deepcopy`` of an AST (every field and attribute, ``nbkit_arrays`` too, sharing kept), with ``memo``
+    mapping ``id`` of each original node to its copy: a mutant finds its target and the target's parent there
+    instead of walking the copy twice. Several times faster than deepcopy, which dominated making the mutants."""
+    if isinstance(node, ast.AST):
+        done = memo.get(id(node))
+        if done is not None:
+            return done
+        new = node.__class__.__new__(node.__class__)
+        memo[id(node)] = new
+        for key, value in node.__dict__.items():
+            setattr(new, key, _copy_tree(value, memo))
+        return new
+    if isinstance(node, list):
+        return [_copy_tree(v, memo) for v in node]
+    if isinstance(node, tuple):
+        return tuple(_copy_tree(v, memo) for v in node)
+    return node  # str, numbers, None, bytes, Ellipsis: immutable
+
+
 def _replace(tree: ast.AST, old: ast.AST, new: object) -> None:
     """Put ``new`` (a node, or a list of statements spliced in) where ``old`` is."""
     for node in ast.walk(tree):
@@ -554,17 +574,19 @@ def _variants(tree: ast.Module, regions: list[tuple[int, int]]) -> Iterator[tupl
     nodes = list(ast.walk(tree))
     for name, op in EXPRESSION_OPERATORS.items():
         parents = _parents(tree)
-        for k, node in enumerate(nodes):
+        for node in nodes:
             if not _inside(node, regions):
                 continue
-            for v, _ in enumerate(op(node, parents.get(id(node)))):
-                mutated = copy.deepcopy(tree)
-                target = list(ast.walk(mutated))[k]
-                replacement = op(target, _parents(mutated).get(id(target)))[v]
-                _replace(mutated, target, replacement)
+            parent = parents.get(id(node))
+            for v, _ in enumerate(op(node, parent)):
+                memo: dict[int, object] = {}
+                mutated = _copy_tree(tree, memo)
+                target, target_parent = memo[id(node)], memo.get(id(parent)) if parent is not None else None
+                replacement = op(target, target_parent)[v]
+                _replace(mutated if target_parent is None else target_parent, target, replacement)
                 yield name, node.lineno, mutated
     for name, op in LIST_OPERATORS.items():
-        for k, node in enumerate(nodes):
+        for node in nodes:
             for fname, value in ast.iter_fields(node):
                 if not (isinstance(value, list) and value and isinstance(value[0], ast.stmt)):
                     continue
@@ -572,8 +594,9 @@ def _variants(tree: ast.Module, regions: list[tuple[int, int]]) -> Iterator[tupl
                     if not _inside(stmt, regions):
                         continue
                     for v, _ in enumerate(op(value, i)):
-                        mutated = copy.deepcopy(tree)
-                        lst = getattr(list(ast.walk(mutated))[k], fname)
+                        memo = {}
+                        mutated = _copy_tree(tree, memo)
+                        lst = getattr(memo[id(node)], fname)
                         lst[:] = op(lst, i)[v]
                         label = name + ("↑" if v == 0 and i > 0 else "↓") if name == "move-sync" else name
                         yield label, stmt.lineno, mutated
