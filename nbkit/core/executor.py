@@ -48,6 +48,7 @@ import numba.core.compiler
 import numba.core.compiler_machinery
 import numba.core.imputils
 import numba.core.typed_passes
+import numba.core.typing
 import numba.extending
 import numpy as np
 from numba import cuda
@@ -167,7 +168,7 @@ def _ix_record(typingctx, i, negp):
                 _or_flag(builder, args[1], llvmlite.ir.Constant(llvmlite.ir.IntType(64), _NEGATIVE))
         return numba.core.imputils.impl_ret_borrowed(context, builder, ty, value)
 
-    return i(i, numba.types.int64), codegen
+    return numba.core.typing.signature(i, i, numba.types.int64), codegen
 
 
 def _ix_signed(i: int, negp: int) -> int:
@@ -223,7 +224,10 @@ def _spec_record(n: int, i: int, negp: int) -> None:
 @numba.extending.intrinsic
 def _spec_none(typingctx, n, i, negp):
     """The probe in launchers that record nothing: no code."""
-    return numba.types.none(n, i, negp), lambda context, builder, signature, args: context.get_dummy_value()
+    def codegen(context, builder, signature, args):
+        return context.get_dummy_value()
+
+    return numba.core.typing.signature(numba.types.none, n, i, negp), codegen
 
 
 @numba.extending.overload(_spec_record)
