@@ -345,6 +345,34 @@ def test_barrier_in_a_divergent_loop_is_refused_at_run_time():
         run_on_cpu(divergent_loop_barrier, 1, 32, np.zeros(32, np.int64))
 
 
+@cuda.jit
+def live_across_barrier(x, out):
+    t = cuda.threadIdx.x
+    v = x[t] * float32(2)  # float32
+    k = t + 1  # int64
+    cuda.syncthreads()
+    out[t] = v + k
+
+
+def test_per_thread_dtypes_come_from_numbas_type_inference_alone(monkeypatch):
+    """The values live across a barrier get the dtypes numba infers for the body; the probe that asks stops after
+    type inference (lowering and LLVM were half its compile time), so nothing of it is lowered."""
+    import numba.core.typed_passes
+
+    import nbkit.core.executor as ex
+    from nbkit.core.source import python_function
+
+    def lowered(self, state):
+        raise AssertionError("the probe was lowered")
+
+    monkeypatch.setattr(numba.core.typed_passes.NativeLowering, "run_pass", lowered)
+    monkeypatch.setattr(ex, "_cached_probe", lambda *args: None)  # compute it here, whatever the disk cache holds
+    monkeypatch.setattr(ex, "_store_probe", lambda *args: None)
+    plan = ex._plan(python_function(live_across_barrier))
+    dtypes = ex._probe_types(plan, ex._argtypes([f32(32), np.zeros(32, np.float64)]))
+    assert dtypes == {"t": np.dtype(np.int64), "v": np.dtype(np.float32), "k": np.dtype(np.int64)}
+
+
 def test_simulator_device_arrays():
     from nbkit.kernels.vector import vector_add
     a, b = f32(70), f32(70)
