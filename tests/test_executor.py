@@ -755,3 +755,25 @@ def test_shrunk_range_is_exactly_the_iterations_whose_test_holds(seed):
         exec(code, {"hits": want, "e": e, "k": k})  # noqa: S102 - the loop as written, on plain ints
         exec(ast.unparse(ast.Module(shrunk, [])), {"hits": got, "e": e, "k": k})  # noqa: S102
         assert got == want, (code, ast.unparse(shrunk[0]), e, k)
+
+
+@cuda.jit
+def guarded_between_barriers(x, out):
+    """A guarded loop in a phase of a loop with barriers (``t`` is kept per thread across the barriers)."""
+    buf = cuda.shared.array(16, float32)
+    for step in range(2):
+        t = cuda.threadIdx.x
+        buf[t] = x[t] + float32(step)
+        cuda.syncthreads()
+        acc = float32(0)
+        for p in range(5):
+            if 0 <= t - p < 16:
+                acc += buf[t - p] * float32(p + 1)
+        out[step, t] = acc
+        cuda.syncthreads()
+
+
+def test_guarded_loop_between_barriers_is_shrunk():
+    src = generated_source(guarded_between_barriers, f32(16), np.zeros((2, 16), np.float32))
+    assert "for p in range(max(0, t - 16 + 1), min(5, t + 1)):" in src, src
+    _same(guarded_between_barriers, 1, 16, f32(16), np.zeros((2, 16), np.float32))
