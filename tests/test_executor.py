@@ -651,3 +651,158 @@ def test_a_measured_launch_is_not_timed_again(monkeypatch):
     monkeypatch.setattr(ex.time, "thread_time", lambda: calls.append(1) or real())
     run_on_cpu(reduce.column_sum_kernel, 1, 64, x.reshape(8, 8), out[:8])
     assert calls == []
+
+
+@cuda.jit
+def guarded_windows(x, out):
+    """Range loops whose body is guarded by a test affine in the loop variable (the executor runs only the
+    iterations where it can hold), with negative offsets, windows that miss x entirely and a chained test."""
+    i, r = cuda.grid(2)
+    if r < out.shape[0] and i < out.shape[1]:
+        K = x.shape[1]
+        acc = float32(0)
+        for p in range(-3, 7):  # e - v, negative start; i >= K + 9: no iteration is left
+            j = i - p - 2
+            if 0 <= j < K:
+                acc += x[r, j] * float32(p + 5)
+        for q in range(K + 3):  # e + v, split over an `and`, and a conjunct (q != 2) that bounds nothing
+            if 0 <= i + q - 4 and i + q - 4 < K and q != 2:
+                acc += x[r, i + q - 4] * float32(2)
+        for q in range(7, 2):  # empty as written
+            if q < K:
+                acc += float32(1)
+        for p in range(5):
+            u = -p + i
+            w = u - 1
+            if w >= -1 and 1 - K < -w and p <= K:  # 1 - K < -w: w + 1 < K
+                acc += x[r, w + 1] * float32(3)
+        out[r, i] = acc
+
+
+@cuda.jit
+def guards_not_to_use(x, idx, out, c):
+    """Guarded loops that must run every iteration: a test on a value the loop changes, a test reading an array,
+    an assignment before the test that carries a value between iterations, a loop variable read after the loop,
+    a test with a division (it could raise where the loop now skips), and a test on a parameter that the kernel
+    assigns (not known to be an integer: here a float)."""
+    i = cuda.grid(1)
+    if i < out.size:
+        K = x.size
+        acc = float32(0)
+        k = i
+        for v1 in range(K):  # k changes in the loop
+            if 0 <= k - v1 < 3:
+                acc += x[v1]
+                k += 1
+        for v2 in range(K):  # reads an array element
+            if 0 <= v2 - idx[0] < 2:
+                acc += x[v2] * float32(2)
+        s = 0
+        for v3 in range(K):  # s carries from one iteration to the next
+            s = s + 1
+            if 0 <= i - v3 < 2:
+                acc += float32(s)
+        for v4 in range(K):  # v4 is read after the loop
+            if v4 < i:
+                acc += x[v4]
+        acc += float32(v4)
+        for v5 in range(K):  # // could raise
+            if v5 < i and 5 // (K - v5) >= 0:
+                acc += x[v5] * float32(3)
+        c = c + 1
+        for v6 in range(K):
+            if v6 < c:
+                acc += x[v6] * float32(4)
+        out[i] = acc
+
+
+def test_guarded_loops_run_only_where_their_test_can_hold(monkeypatch):
+    from nbkit.core import executor
+
+    monkeypatch.setattr(executor, "_UNCHECKED_MIN_SECONDS", 0.0)  # a proven launch runs unchecked at once
+    src = generated_source(guarded_windows, f32(3, 11), np.zeros((3, 23), np.float32))
+    assert "for p in range(max(-3, i - 2 - K + 1), min(7, i - 2 + 1)):" in src, src
+    assert "for q in range(max(0, -(i - 4)), min(K + 3, K - (i - 4))):" in src, src
+    assert "and (q != 2)" in src  # the test is kept where one of its conjuncts bounds nothing
+    assert "if 0 <= j < K" not in src and "if w >= -1" not in src  # implied by the range: dropped
+    for rows, n, k in ((3, 23, 11), (2, 7, 1), (1, 13, 5)):  # odd sizes; windows beyond x on both sides
+        for _ in range(3):  # checked (compiling), checked (proving), then unchecked with lanes
+            _same(guarded_windows, (_cdiv(n, 8), rows), (8, 1), f32(rows, k), np.zeros((rows, n), np.float32))
+        assert executor.last_launch_lanes()
+
+
+def test_guarded_loops_that_must_run_every_iteration_are_left_alone(monkeypatch):
+    from nbkit.core import executor
+
+    monkeypatch.setattr(executor, "_UNCHECKED_MIN_SECONDS", 0.0)
+    src = generated_source(guards_not_to_use, f32(9), np.array([3], np.int64), np.zeros(9, np.float32), 2.5)
+    assert src.count(" in range(K):") == 6 and "max(" not in src and "min(" not in src, src
+    for n in (9, 4):
+        for _ in range(3):
+            _same(guards_not_to_use, _cdiv(n, 4), 4, f32(n), np.array([n // 3], np.int64), np.zeros(n, np.float32), 1.5)
+
+
+@cuda.jit
+def guarded_off_by_one(x, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        acc = float32(0)
+        for p in range(8):
+            j = i + p - 2
+            if 0 <= j <= x.size:  # <=: x[x.size] for p = x.size + 2 - i
+                acc += x[j]
+        out[i] = acc
+
+
+def test_out_of_bounds_in_a_shrunk_guarded_loop_names_the_first_thread_as_before():
+    assert "for p in range(max(0, -(i - 2)), min(8, x.size - (i - 2) + 1)):" in generated_source(
+        guarded_off_by_one, f32(45), np.zeros(45, np.float32))
+    with pytest.raises(IndexError, match=r"block \(1, 0, 0\), thread \(8, 0, 0\)"):  # i = 40: j = 45, p = 7
+        run_on_cpu(guarded_off_by_one, 2, 32, f32(45), np.zeros(45, np.float32))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_shrunk_range_is_exactly_the_iterations_whose_test_holds(seed):
+    """The range computed from an affine test, against the test itself, over random offsets (negative ones
+    too), bounds, operators and starts (run as Python: numba's int64 arithmetic agrees for these values)."""
+    import ast
+
+    from nbkit.core.executor import _shrink_guarded
+
+    r = np.random.default_rng(seed)
+    ops = ["<", "<=", ">", ">="]
+    for _ in range(300):
+        e, k, a, b = (int(t) for t in r.integers(-9, 10, 4))
+        sign = r.choice(["-", "+"])
+        o1, o2 = r.choice(ops, 2)
+        code = (f"for v in range({a}, {b}):\n    j = e {sign} v\n"
+                f"    if {int(r.integers(-4, 5))} {o1} j and j {o2} k:\n        hits.append(v)\n")
+        tree = ast.parse(code).body
+        shrunk = _shrink_guarded(ast.parse(code).body, {"e", "k"}, tree, set())
+        assert "max(" in ast.unparse(shrunk[0]) or "min(" in ast.unparse(shrunk[0]), code
+        want, got = [], []
+        exec(code, {"hits": want, "e": e, "k": k})  # noqa: S102 - the loop as written, on plain ints
+        exec(ast.unparse(ast.Module(shrunk, [])), {"hits": got, "e": e, "k": k})  # noqa: S102
+        assert got == want, (code, ast.unparse(shrunk[0]), e, k)
+
+
+@cuda.jit
+def guarded_between_barriers(x, out):
+    """A guarded loop in a phase of a loop with barriers (``t`` is kept per thread across the barriers)."""
+    buf = cuda.shared.array(16, float32)
+    for step in range(2):
+        t = cuda.threadIdx.x
+        buf[t] = x[t] + float32(step)
+        cuda.syncthreads()
+        acc = float32(0)
+        for p in range(5):
+            if 0 <= t - p < 16:
+                acc += buf[t - p] * float32(p + 1)
+        out[step, t] = acc
+        cuda.syncthreads()
+
+
+def test_guarded_loop_between_barriers_is_shrunk():
+    src = generated_source(guarded_between_barriers, f32(16), np.zeros((2, 16), np.float32))
+    assert "for p in range(max(0, t - 16 + 1), min(5, t + 1)):" in src, src
+    _same(guarded_between_barriers, 1, 16, f32(16), np.zeros((2, 16), np.float32))

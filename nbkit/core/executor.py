@@ -1179,6 +1179,267 @@ def _with_probes(stmts: list[ast.stmt], probes: dict, placed: set) -> list[ast.s
     return out
 
 
+# A range loop whose body is pure assignments and then one ``if`` on a condition affine in the loop variable
+# (a convolution's ``for q in range(KW): j = col - q; if 0 <= j < OW: ...``) runs only the iterations where the
+# condition can hold: ``range(max(0, col - OW + 1), min(KW, col + 1))``. At LeNet's sizes 60% of the input
+# gradient's (p, q) iterations fail such tests. The iterations removed are exactly ones whose test is false: they
+# would have computed the assignments (pure, read again only after being assigned anew) and the test (pure: no
+# call, no array element, nothing that can raise) and done nothing else, so every launcher (checked ones too: no
+# access, no probe runs there) behaves as before. Where every conjunct of the test gave a bound the test holds in
+# every iteration left and is dropped (lanes then run such a loop together where they agree on its bounds).
+_LAUNCH_INTS = {"_tx", "_ty", "_tz", "_bx", "_by", "_bz", "_bdx", "_bdy", "_bdz", "_gdx", "_gdy", "_gdz", "_t"}
+_SAFE_BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.BitAnd, ast.BitOr, ast.BitXor)  # none can raise
+
+
+def _shape_entry(e: ast.AST) -> bool:
+    """``a.shape[k]`` (also ``.size``, ``.ndim``): an intp; reads no element."""
+    if isinstance(e, ast.Attribute) and e.attr in ("size", "ndim"):
+        return True
+    return isinstance(e, ast.Subscript) and isinstance(e.value, ast.Attribute) and e.value.attr == "shape" \
+        and isinstance(e.slice, ast.Constant) and isinstance(e.slice.value, int)
+
+
+def _int_expr(e: ast.AST, ints: set[str]) -> bool:
+    """Whether ``e`` is a signed 64-bit integer in numba (built of ``ints``, int constants and shapes)."""
+    if isinstance(e, ast.Constant):
+        return type(e.value) is int
+    if isinstance(e, ast.Name):
+        return e.id in ints
+    if isinstance(e, ast.BinOp):
+        return isinstance(e.op, (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Mod)) \
+            and _int_expr(e.left, ints) and _int_expr(e.right, ints)
+    if isinstance(e, ast.UnaryOp):
+        return isinstance(e.op, (ast.USub, ast.UAdd)) and _int_expr(e.operand, ints)
+    return _shape_entry(e)
+
+
+def _int_names(stmts: list[ast.stmt], params: set[str], env: dict) -> set[str]:
+    """The names that hold a signed 64-bit integer wherever the kernel assigns them (a fixpoint), the launcher's
+    thread and block indices and dimensions, and module globals that are ints (numba freezes them); never a
+    parameter (its type is the caller's)."""
+    stores: dict[str, list] = {}  # name -> values assigned; None: not known to be an integer
+
+    def note(target: ast.AST, value: ast.AST | None) -> None:
+        if isinstance(target, ast.Name):
+            stores.setdefault(target.id, []).append(value)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            if isinstance(value, ast.Tuple) and len(value.elts) == len(target.elts):
+                for t, v in zip(target.elts, value.elts):
+                    note(t, v)
+            else:
+                shape = isinstance(value, ast.Attribute) and value.attr == "shape"
+                for t in target.elts:
+                    note(t, ast.Constant(0) if shape else None)
+
+    for n in ast.walk(ast.Module(list(stmts), [])):
+        if isinstance(n, ast.Assign):
+            for t in n.targets:
+                note(t, n.value)
+        elif isinstance(n, ast.AugAssign):
+            note(n.target, ast.BinOp(copy.copy(n.target), n.op, n.value) if isinstance(n.target, ast.Name) else None)
+        elif isinstance(n, ast.For):
+            over_range = isinstance(n.iter, ast.Call) and _dotted(n.iter.func) == ["range"] and not n.iter.keywords
+            for t in ast.walk(n.target):
+                if isinstance(t, ast.Name):
+                    stores.setdefault(t.id, []).append(n.iter if over_range and isinstance(n.target, ast.Name)
+                                                       else None)
+        elif isinstance(n, (ast.AnnAssign, ast.NamedExpr, ast.With, ast.comprehension)):
+            for t in ast.walk(n):
+                if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store):
+                    stores.setdefault(t.id, []).append(None)
+    constants = {k for k, v in env.items() if type(v) is int and -2**63 <= v < 2**63}
+    ints = (set(stores) | ((_LAUNCH_INTS | constants) - set(stores))) - params
+    while True:
+        bad = set()
+        for name, values in stores.items():
+            for v in values:
+                ok = v is not None and (all(_int_expr(a, ints) for a in v.args) if isinstance(v, ast.Call)
+                                        and _dotted(v.func) == ["range"] else _int_expr(v, ints))
+                if not ok:
+                    bad.add(name)
+                    break
+        if not bad & ints:
+            return ints
+        ints -= bad
+
+
+def _pure_test(e: ast.AST) -> bool:
+    """No call, no array element, no operation that can raise (``//``, ``%``, ``/``, ``**``, shifts)."""
+    for n in ast.walk(e):
+        if isinstance(n, (ast.Call, ast.NamedExpr, ast.Lambda, ast.IfExp, ast.comprehension, ast.Starred)):
+            return False
+        if isinstance(n, ast.Subscript) and not _shape_entry(n):
+            return False
+        if isinstance(n, ast.BinOp) and not isinstance(n.op, _SAFE_BINOPS):
+            return False
+    return True
+
+
+def _affine(e: ast.AST, v: str, sub: dict, ints: set[str], varying: set[str]) -> tuple[int, ast.expr | None] | None:
+    """``e`` as ``coef * v + rest`` (rest None: 0; ``sub``: the affine forms of names assigned in the loop body
+    before the test), with ``rest`` an integer that the loop does not change; None where it is not."""
+    if isinstance(e, ast.Name) and e.id == v:
+        return 1, None
+    if isinstance(e, ast.Name) and e.id in sub:
+        return sub[e.id]
+    if not (_names(e) & (varying | {v})):
+        return (0, None if isinstance(e, ast.Constant) and e.value == 0 else e) if _int_expr(e, ints) else None
+    if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub):
+        a = _affine(e.operand, v, sub, ints, varying)
+        return None if a is None else (-a[0], None if a[1] is None else ast.UnaryOp(ast.USub(), a[1]))
+    if isinstance(e, ast.BinOp) and isinstance(e.op, (ast.Add, ast.Sub)):
+        a, b = _affine(e.left, v, sub, ints, varying), _affine(e.right, v, sub, ints, varying)
+        if a is None or b is None:
+            return None
+        sign = 1 if isinstance(e.op, ast.Add) else -1
+        if b[1] is None:
+            rest = a[1]
+        elif a[1] is None:
+            rest = b[1] if sign == 1 else ast.UnaryOp(ast.USub(), b[1])
+        else:
+            rest = ast.BinOp(a[1], e.op, b[1])
+        return a[0] + sign * b[0], rest
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Mult):
+        for k, other in ((e.left, e.right), (e.right, e.left)):
+            if isinstance(k, ast.Constant) and type(k.value) is int:
+                a = _affine(other, v, sub, ints, varying)
+                if a is not None:
+                    return k.value * a[0], None if a[1] is None else ast.BinOp(copy.copy(k), ast.Mult(), a[1])
+    return None
+
+
+def _guard_bounds(test: ast.AST, v: str, sub: dict, ints: set[str], varying: set[str]
+                  ) -> tuple[list[ast.expr], list[ast.expr], bool]:
+    """Bounds lo <= v < hi implied by the conjuncts of ``test`` of the form ``+-v + rest  <, <=, >, >=  ...``;
+    and whether they imply ``test`` too (every conjunct gave one)."""
+    los: list[ast.expr] = []
+    his: list[ast.expr] = []
+    exact = True
+    conjuncts = [test]
+    while any(isinstance(c, ast.BoolOp) and isinstance(c.op, ast.And) for c in conjuncts):
+        conjuncts = [x for c in conjuncts for x in (c.values if isinstance(c, ast.BoolOp)
+                                                     and isinstance(c.op, ast.And) else [c])]
+    for c in conjuncts:
+        if not isinstance(c, ast.Compare):
+            exact = False
+            continue
+        left = c.left
+        for op, right in zip(c.ops, c.comparators):
+            a, b = _affine(left, v, sub, ints, varying), _affine(right, v, sub, ints, varying)
+            left = right
+            if a is None or b is None or a[0] - b[0] not in (1, -1) \
+                    or not isinstance(op, (ast.Lt, ast.LtE, ast.Gt, ast.GtE)):
+                exact = False
+                continue
+            if a[0] - b[0] == -1:  # -v + ra  op  rb  <=>  v  op'  ra - rb
+                a, b = b, a
+                op = {ast.Lt: ast.Gt(), ast.LtE: ast.GtE(), ast.Gt: ast.Lt(), ast.GtE: ast.LtE()}[type(op)]
+            # now v  op  d, with d = b.rest - a.rest
+            d: ast.expr = ast.Constant(0) if b[1] is None else copy.deepcopy(b[1])
+            if a[1] is not None:
+                d = ast.BinOp(d, ast.Sub(), copy.deepcopy(a[1])) if b[1] is not None \
+                    else ast.UnaryOp(ast.USub(), copy.deepcopy(a[1]))
+            plus1 = ast.BinOp(d, ast.Add(), ast.Constant(1))
+            if isinstance(op, ast.Lt):
+                his.append(d)
+            elif isinstance(op, ast.LtE):
+                his.append(plus1)
+            elif isinstance(op, ast.Gt):
+                los.append(plus1)
+            else:
+                los.append(d)
+    return los, his, exact
+
+
+def _assigns_first(loop: ast.For, name: str) -> bool:
+    """Whether each iteration of ``loop`` assigns ``name`` before anything in it reads it."""
+    if isinstance(loop.target, ast.Name) and loop.target.id == name:
+        return True
+    for st in loop.body:
+        if isinstance(st, ast.Assign) and name in _names(st.targets, ast.Store):
+            return name not in _names(st.value) and name not in _names(st.targets, ast.Load)
+        if name in _names(st):
+            return False
+    return False
+
+
+def _dead_after(name: str, key: tuple, stmts: list[ast.stmt], fresh: bool = False) -> bool:
+    """Whether no statement outside the loop at ``key`` (line, column) reads the value ``name`` has after it:
+    every other read is in a loop that assigns ``name`` anew first (and does not contain that loop)."""
+    for st in stmts:
+        if isinstance(st, ast.For) and (st.lineno, st.col_offset) == key:
+            continue
+        inside = {(getattr(n, "lineno", None), getattr(n, "col_offset", None)) for n in ast.walk(st)}
+        if isinstance(st, ast.For):
+            if not fresh and name in _names(st.iter, ast.Load):
+                return False
+            if not _dead_after(name, key, st.body, (fresh or _assigns_first(st, name)) and key not in inside):
+                return False
+            if not _dead_after(name, key, st.orelse, False if key in inside else fresh):
+                return False
+        elif isinstance(st, (ast.If, ast.While)):
+            if not fresh and name in _names(st.test, ast.Load):
+                return False
+            if not (_dead_after(name, key, st.body, fresh) and _dead_after(name, key, st.orelse, fresh)):
+                return False
+        elif not fresh and name in _names(st, ast.Load):
+            return False
+    return True
+
+
+def _shrink_guarded(stmts: list[ast.stmt], ints: set[str], kernel: list[ast.stmt], keep: set[str]
+                    ) -> list[ast.stmt]:
+    """``stmts`` with each guarded range loop shrunk to the iterations where its guard can hold (see above);
+    ``kernel``: the whole kernel body (where the loop's names are read); ``keep``: names never touched."""
+    out = []
+    for st in stmts:
+        if isinstance(st, (ast.If, ast.For, ast.While)):
+            st.body = _shrink_guarded(st.body, ints, kernel, keep)
+            st.orelse = _shrink_guarded(st.orelse, ints, kernel, keep)
+        if isinstance(st, ast.For):
+            st = _shrink_loop(st, ints, kernel, keep)
+        out.append(st)
+    return out
+
+
+def _shrink_loop(st: ast.For, ints: set[str], kernel: list[ast.stmt], keep: set[str]) -> ast.For:
+    it = st.iter
+    if not (isinstance(st.target, ast.Name) and not st.orelse and isinstance(it, ast.Call)
+            and _dotted(it.func) == ["range"] and not it.keywords and 1 <= len(it.args) <= 2
+            and all(_int_expr(a, ints) for a in it.args) and st.body and isinstance(st.body[-1], ast.If)
+            and not st.body[-1].orelse):
+        return st
+    v, guard, prefix = st.target.id, st.body[-1], st.body[:-1]
+    varying = _names(st.body, ast.Store) | {v}
+    sub: dict[str, tuple[int, ast.expr | None]] = {}
+    assigned = {v}
+    for p in prefix:
+        if not (isinstance(p, ast.Assign) and len(p.targets) == 1 and isinstance(p.targets[0], ast.Name)
+                and _pure_test(p.value) and not (_names(p.value) & varying) - assigned):
+            return st  # only pure assignments from values the loop does not change (and earlier ones)
+        name = p.targets[0].id
+        if name in assigned:
+            return st
+        assigned.add(name)
+        a = _affine(p.value, v, sub, ints, varying)
+        if a is not None:
+            sub[name] = a
+    if not _pure_test(guard.test) or assigned & keep:
+        return st
+    key = (st.lineno, st.col_offset)
+    if not all(_dead_after(name, key, kernel) for name in assigned):
+        return st
+    los, his, exact = _guard_bounds(guard.test, v, sub, ints, varying)
+    if not los and not his:
+        return st
+    start, stop = (it.args if len(it.args) == 2 else [ast.Constant(0), it.args[0]])
+    lo = ast.Call(ast.Name("max", ast.Load()), [start, *los], []) if los else start
+    hi = ast.Call(ast.Name("min", ast.Load()), [stop, *his], []) if his else stop
+    body = prefix + guard.body if exact else st.body
+    new = ast.For(st.target, ast.Call(ast.Name("range", ast.Load()), [lo, hi], []), body, [])
+    return ast.fix_missing_locations(ast.copy_location(new, st))
+
+
 def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, lanes: int = 0,
           probes: dict | None = None, placed: set | None = None) -> str:
     """The launcher's source: blocks [_b0, _b1) of the grid, every thread of each, phase by phase.
@@ -1215,6 +1476,8 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, l
     to_arrays = _ToArrays(plan.arrays, "_t")
     head_arrays = _ToArrays(plan.arrays, "_t0")
     on_return = [ast.parse("_done[_t] = True").body[0]] if done else []
+    ints = _int_names([s for seg in _segments(plan.pieces) for s in seg.stmts]
+                      + [loop.stmt for loop in _loops(plan.pieces)], set(plan.params), plan.env)
 
     def first_live(indent: str) -> list[str]:
         if not done:
@@ -1238,7 +1501,8 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, l
 
     def seg_body(p: _Seg) -> list[ast.stmt]:
         body = [copy.deepcopy(s) for s in p.stmts]  # the plan serves every dtype
-        return _with_probes(body, probes, placed if placed is not None else set()) if probes else body
+        body = _with_probes(body, probes, placed if placed is not None else set()) if probes else body
+        return _shrink_guarded(body, ints, plan.source.fdef.body, plan.arrays | set(plan.params))
 
     def remat(p: _Seg) -> list[ast.stmt]:
         """The first segment's statements that compute names ``p`` uses (see _rematerializable), in order."""
