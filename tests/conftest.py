@@ -103,13 +103,13 @@ def fake_driver(tmp_path_factory):
 # of work changes, never what runs. Each learner copy (tests/test_learner.py, one notebook run top to bottom) and each
 # exercise of tests/test_probe_answers.py becomes its own unit instead of one file-sized unit, and the heaviest units
 # start first, so no worker is left with a long tail. Weights: seconds per unit in a profile of the whole run
-# (`pytest --durations=0`, 2026-11-30 02:28 UTC, 2 workers, empty cache of compiled code as in CI); a unit not
+# (`pytest --durations=0`, 2026-11-30 04:58 UTC, 2 workers, empty cache of compiled code as in CI); a unit not
 # listed weighs 0.5 s per test.
-UNIT_SECONDS = {"07": 14, "08": 13, "09": 12, "10": 13, "03": 7, "06": 6, "05": 6, "04": 4, "00": 4, "01": 4,
+UNIT_SECONDS = {"08": 11, "10": 8, "07": 7, "09": 7, "06": 5, "03": 4, "05": 4, "01": 4, "00": 4, "04": 3,
                 "02": 3}   # a notebook, under nbval or as a learner copy, by its number
-FILE_SECONDS = {"tests/test_executor_bounds.py": 48, "tests/test_dist.py": 26, "tests/test_realistic_cases.py": 24,
-                "tests/test_nbgrader_roundtrip.py": 22, "tests/test_executor.py": 21, "tests/test_ptx.py": 18,
-                "tests/test_gpu_check.py": 12, "tests/test_diskcache.py": 11, "tests/test_cpu_mode.py": 10}
+FILE_SECONDS = {"tests/test_executor_bounds.py": 50, "tests/test_dist.py": 21, "tests/test_executor.py": 21,
+                "tests/test_realistic_cases.py": 19, "tests/test_nbgrader_roundtrip.py": 18, "tests/test_ptx.py": 12,
+                "tests/test_gpu_check.py": 12, "tests/test_cpu_mode.py": 8, "tests/test_diskcache.py": 7}
 
 
 def work_unit(nodeid: str) -> str:
