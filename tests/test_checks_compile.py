@@ -5,7 +5,6 @@ compiler: the no-compiler message and a numba error raised at a GPU launch.
 """
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -209,10 +208,8 @@ def test_a_second_check_of_the_same_kernel_is_answered_from_the_cache(monkeypatc
     asked = []
     real = compiler._ask_worker
     monkeypatch.setattr(compiler, "_ask_worker", lambda *a: asked.append(a) or real(*a))
-    start = time.perf_counter()
     assert SCALE.run(scale_const32).passed
-    assert asked == []
-    assert time.perf_counter() - start < 2.0  # the launch on the simulator only; the compile costs seconds
+    assert asked == []  # no compile was asked for: the answer came from the cache
 
 
 def test_a_numba_error_at_a_gpu_launch_is_one_line():

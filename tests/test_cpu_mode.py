@@ -59,14 +59,17 @@ def test_both_launch_forms_run_on_the_executor(python_in_fresh_process, tmp_path
         out = np.zeros(n, np.float32)
         add[64, 32](a, b, out)  # the first launch compiles
         assert L.EXECUTOR_LAUNCHES == 1, L.EXECUTOR_LAUNCHES
-        start = time.perf_counter()
+        from nbkit.core import fibers
+
+        def simulated(*args, **kwargs):
+            raise AssertionError("a block ran in the simulator")
+
+        fibers.run_block = simulated  # every simulated block runs through it: none may run from here on
         add[n // 256, 256](a, b, out)
         d_out = cuda.device_array(n, np.float32)  # simulator device arrays pass as their memory
         nbkit.launch(add, n // 256, 256, cuda.to_device(a), b, d_out)
-        took = time.perf_counter() - start
         assert L.EXECUTOR_LAUNCHES == 3 and not L.FALLBACKS, (L.EXECUTOR_LAUNCHES, L.FALLBACKS)
         assert np.array_equal(out, a + b) and np.array_equal(d_out.copy_to_host(), a + b)
-        assert took < 5, took
         print("mode", nbkit.MODE.name, nbkit.MODE.is_simulator, nbkit.MODE.slow_launches)
     """)
     assert "mode cpu True False" in out

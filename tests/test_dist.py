@@ -88,8 +88,15 @@ def test_data_parallel_gradient_is_the_mean_of_shard_gradients():
         np.testing.assert_allclose(np.mean([s[i] for s in shards], axis=0), g, rtol=0, atol=1e-6)
 
 
-def test_bad_configurations_fail_before_any_process_starts():
-    t0 = time.perf_counter()
+def test_bad_configurations_fail_before_any_process_starts(monkeypatch):
+    import torch.distributed
+    import torch.multiprocessing
+
+    def started(*args, **kwargs):
+        raise AssertionError("a process was started or a process group joined")
+
+    monkeypatch.setattr(torch.multiprocessing, "start_processes", started)
+    monkeypatch.setattr(torch.distributed, "init_process_group", started)
     with pytest.raises(dist.WorldSizeError, match="configured for 3 ranks but 2"):
         dist.spawn(dist.RunConfig(world_size=3), world=2)
     with pytest.raises(dist.BatchSplitError, match="batch of 9 does not split over 2 ranks"):
@@ -98,7 +105,6 @@ def test_bad_configurations_fail_before_any_process_starts():
         dist.run_rank([dist.RunConfig(world_size=4)], 1, 2, "tcp://127.0.0.1:1")  # checked before joining a group
     with pytest.raises(dist.BatchSplitError, match="batch of 5"):
         dist.run_rank([dist.RunConfig(global_batch=5)], 0, 2, "tcp://127.0.0.1:1")
-    assert time.perf_counter() - t0 < 5
 
 
 def test_course_model_builds_on_the_kernel_backend_and_its_forward_pass_matches_torch(monkeypatch):
