@@ -806,6 +806,17 @@ class _NoJam(Exception):
 _PURE_HELPERS = {"range", "len", "bool", "_poisoned", "_spec"}  # _spec writes only in checked launchers
 
 
+def _resolved(parts: list[str], env: dict) -> object:
+    """The object a dotted name (``math.sqrt``) names in the kernel's globals or builtins; None if it is not there
+    or reaches through something other than a module."""
+    value: object = env.get(parts[0], getattr(builtins, parts[0], None))
+    for attr in parts[1:]:
+        if not isinstance(value, pytypes.ModuleType):
+            return None
+        value = getattr(value, attr, None)
+    return value
+
+
 def _pure_call(node: ast.Call, env: dict) -> bool:
     parts = _dotted(node.func)
     if not parts:
@@ -814,11 +825,7 @@ def _pure_call(node: ast.Call, env: dict) -> bool:
         return True
     if parts == ["np", "empty"]:
         return True
-    value: object = env.get(parts[0], getattr(builtins, parts[0], None))
-    for attr in parts[1:]:
-        if not isinstance(value, pytypes.ModuleType):
-            return False
-        value = getattr(value, attr, None)
+    value = _resolved(parts, env)
     if isinstance(value, np.ufunc) and len(node.args) > value.nin:
         return False  # the extra argument is an output array
     return value is not None and bounds.pure_callable(value)
@@ -1156,11 +1163,7 @@ def _pure_cast(node: ast.Call, env: dict) -> bool:
     parts = _dotted(node.func)
     if not parts or parts[0] in _PURE_HELPERS or parts == ["np", "empty"] or node.keywords:
         return False
-    value: object = env.get(parts[0], getattr(builtins, parts[0], None))
-    for attr in parts[1:]:
-        if not isinstance(value, pytypes.ModuleType):
-            return False
-        value = getattr(value, attr, None)
+    value = _resolved(parts, env)
     return value is not None and not isinstance(value, np.ufunc) and bounds.pure_callable(value)
 
 
