@@ -10,9 +10,6 @@ from pathlib import Path
 os.environ.setdefault("NBKIT_MODE", "sim")
 import pytest
 
-import nbkit  # noqa: F401  - first, so test modules may import numba.cuda freely
-from nbkit.perf.compiler import compiler_missing
-
 ROOT = Path(__file__).resolve().parent.parent
 # Several test workers (`course.sh test`: one per core) each with PyTorch's full OpenMP team oversubscribe the cores,
 # and OpenMP's waiting threads spin: measured here, notebook 08 and its learner copy side by side took 80 s with the
@@ -23,9 +20,34 @@ _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
 if _WORKERS > 1:
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
-# How a passing exercise check ends: the PTX proves float32, or, without numba-cuda's compiler, it says it could not.
-FLOAT32_NOTE = ("float32 throughout (checked in the PTX: no .f64 instruction)." if compiler_missing() is None
-                else "float32 not checked: numba-cuda's compiler is not installed.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Import nbkit first, so that test modules may import numba.cuda freely (nbkit sets numba's mode).
+
+    Not in pytest-xdist's controller, which runs no test: importing numba there (0.4 s) only delays starting the
+    workers. (Hooks, not this module's top: the controller imports this file too, for pytest_xdist_make_scheduler.)
+    """
+    if not is_xdist_controller(config):
+        import nbkit  # noqa: F401
+
+
+def is_xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process hands the tests out to pytest-xdist's workers (`-n 2`) instead of collecting and running
+    them: xdist's own test (its pytest_configure), which runs after this module's."""
+    return (config.pluginmanager.hasplugin("xdist") and not config.getoption("collectonly")
+            and config.getoption("dist") != "no" and bool(config.getoption("tx")))
+
+
+def __getattr__(name: str) -> str:
+    """FLOAT32_NOTE, how a passing exercise check ends: the PTX proves float32, or, without numba-cuda's compiler, it
+    says it could not. Computed when a test module imports it (after pytest_configure), as it needs nbkit."""
+    if name != "FLOAT32_NOTE":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from nbkit.perf.compiler import compiler_missing
+
+    return ("float32 throughout (checked in the PTX: no .f64 instruction)." if compiler_missing() is None
+            else "float32 not checked: numba-cuda's compiler is not installed.")
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -48,6 +70,8 @@ def python_in_fresh_process():
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Skip the `compiler` tier where numba-cuda (the compiler) is absent, e.g. on macOS: one rule, not one per file."""
+    from nbkit.perf.compiler import compiler_missing
+
     reason = compiler_missing()
     if reason is None:
         return

@@ -2,6 +2,7 @@
 installed plugins (tests/startup_plugin.py), so nothing slow that only some tests need is imported then."""
 
 import sys
+import types
 
 import pytest
 import startup_plugin
@@ -48,3 +49,16 @@ def test_nothing_is_replaced_that_is_imported_already_or_not_installed():
     assert sys.modules["json"] is json
     startup_plugin.lazy_module("no_such_module_here_at_all", "check")
     assert "no_such_module_here_at_all" not in sys.modules
+
+
+@pytest.mark.parametrize("options, controller", [
+    ({"collectonly": False, "dist": "loadfile", "tx": ["popen", "popen"]}, True),   # course.sh test: -n 2
+    ({"collectonly": False, "dist": "no", "tx": []}, False),                        # a worker, -n 0, or no -n
+    ({"collectonly": True, "dist": "loadfile", "tx": ["popen", "popen"]}, False),   # -n 2 --collect-only: no workers
+])
+def test_only_the_xdist_controller_skips_importing_nbkit(pytestconfig, options, controller):
+    import conftest
+
+    config = types.SimpleNamespace(pluginmanager=pytestconfig.pluginmanager, getoption=options.__getitem__)
+    assert conftest.is_xdist_controller(config) is controller
+    assert not conftest.is_xdist_controller(pytestconfig) and "nbkit" in sys.modules  # this process runs tests
