@@ -1,5 +1,6 @@
-"""pytest's start-up: every xdist worker imports every test file to collect it, and every pytest process loads the
-installed plugins (tests/startup_plugin.py), so nothing slow that only some tests need is imported then."""
+"""pytest's own costs. Start-up: every xdist worker imports every test file to collect it, and every pytest process
+loads the installed plugins (tests/startup_plugin.py), so nothing slow that only some tests need is imported then.
+Scheduling: the weights in conftest.py name units that exist."""
 
 import sys
 import types
@@ -62,3 +63,18 @@ def test_only_the_xdist_controller_skips_importing_nbkit(pytestconfig, options, 
     config = types.SimpleNamespace(pluginmanager=pytestconfig.pluginmanager, getoption=options.__getitem__)
     assert conftest.is_xdist_controller(config) is controller
     assert not conftest.is_xdist_controller(pytestconfig) and "nbkit" in sys.modules  # this process runs tests
+
+
+def test_every_weighted_unit_exists():
+    import importlib
+
+    import conftest
+
+    for unit in conftest.FILE_SECONDS:  # a renamed file or exercise would silently fall back to the default weight
+        path, _, exercise = unit.partition("::")
+        assert (conftest.ROOT / path).is_file(), unit
+        if exercise:  # an exercise of tests/test_probe_answers.py (conftest.work_unit)
+            answers = importlib.import_module(f"probe.answers_nb{exercise[:2]}").ANSWERS
+            assert any(a.id.startswith(f"{exercise}-") for a in answers), unit
+    for number in conftest.UNIT_SECONDS:
+        assert len(list((conftest.ROOT / "notebooks").glob(f"{number}_*.ipynb"))) == 1, number
