@@ -10,9 +10,6 @@ from pathlib import Path
 os.environ.setdefault("NBKIT_MODE", "sim")
 import pytest
 
-import nbkit  # noqa: F401  - first, so test modules may import numba.cuda freely
-from nbkit.perf.compiler import compiler_missing
-
 ROOT = Path(__file__).resolve().parent.parent
 # Several test workers (`course.sh test`: one per core) each with PyTorch's full OpenMP team oversubscribe the cores,
 # and OpenMP's waiting threads spin: measured here, notebook 08 and its learner copy side by side took 80 s with the
@@ -23,9 +20,34 @@ _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
 if _WORKERS > 1:
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, str(max(1, (os.cpu_count() or 1) // _WORKERS)))
-# How a passing exercise check ends: the PTX proves float32, or, without numba-cuda's compiler, it says it could not.
-FLOAT32_NOTE = ("float32 throughout (checked in the PTX: no .f64 instruction)." if compiler_missing() is None
-                else "float32 not checked: numba-cuda's compiler is not installed.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Import nbkit first, so that test modules may import numba.cuda freely (nbkit sets numba's mode).
+
+    Not in pytest-xdist's controller, which runs no test: importing numba there (0.4 s) only delays starting the
+    workers. (Hooks, not this module's top: the controller imports this file too, for pytest_xdist_make_scheduler.)
+    """
+    if not is_xdist_controller(config):
+        import nbkit  # noqa: F401
+
+
+def is_xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process hands the tests out to pytest-xdist's workers (`-n 2`) instead of collecting and running
+    them: xdist's own test (its pytest_configure), which runs after this module's."""
+    return (config.pluginmanager.hasplugin("xdist") and not config.getoption("collectonly")
+            and config.getoption("dist") != "no" and bool(config.getoption("tx")))
+
+
+def __getattr__(name: str) -> str:
+    """FLOAT32_NOTE, how a passing exercise check ends: the PTX proves float32, or, without numba-cuda's compiler, it
+    says it could not. Computed when a test module imports it (after pytest_configure), as it needs nbkit."""
+    if name != "FLOAT32_NOTE":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from nbkit.perf.compiler import compiler_missing
+
+    return ("float32 throughout (checked in the PTX: no .f64 instruction)." if compiler_missing() is None
+            else "float32 not checked: numba-cuda's compiler is not installed.")
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -48,6 +70,8 @@ def python_in_fresh_process():
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Skip the `compiler` tier where numba-cuda (the compiler) is absent, e.g. on macOS: one rule, not one per file."""
+    from nbkit.perf.compiler import compiler_missing
+
     reason = compiler_missing()
     if reason is None:
         return
@@ -103,13 +127,25 @@ def fake_driver(tmp_path_factory):
 # of work changes, never what runs. Each learner copy (tests/test_learner.py, one notebook run top to bottom) and each
 # exercise of tests/test_probe_answers.py becomes its own unit instead of one file-sized unit, and the heaviest units
 # start first, so no worker is left with a long tail. Weights: seconds per unit in a profile of the whole run
-# (`pytest --durations=0`, 2026-11-30 04:58 UTC, 2 workers, empty cache of compiled code as in CI); a unit not
-# listed weighs 0.5 s per test.
+# (`pytest --durations=0`, 2026-11-30 04:58 UTC, 2 workers, empty cache of compiled code as in CI), every unit of
+# 1 s or more (test_gpu_check: after its overrunning step became nvidia-smi). A unit not listed weighs 0.05 s per
+# test: the 70 unlisted ones averaged 0.023 s (660 tests, 15 s). An unlisted unit of seconds comes late and can
+# leave one worker running alone at the end (test_bench, 4.8 s at 0.5 s per test, ran last), so list it.
 UNIT_SECONDS = {"08": 11, "10": 8, "07": 7, "09": 7, "06": 5, "03": 4, "05": 4, "01": 4, "00": 4, "04": 3,
                 "02": 3}   # a notebook, under nbval or as a learner copy, by its number
 FILE_SECONDS = {"tests/test_executor_bounds.py": 50, "tests/test_dist.py": 21, "tests/test_executor.py": 21,
                 "tests/test_realistic_cases.py": 19, "tests/test_nbgrader_roundtrip.py": 18, "tests/test_ptx.py": 12,
-                "tests/test_gpu_check.py": 12, "tests/test_cpu_mode.py": 8, "tests/test_diskcache.py": 7}
+                "tests/test_cpu_mode.py": 8, "tests/test_diskcache.py": 7, "tests/test_data.py": 6,
+                "tests/test_hints.py": 6, "tests/test_mode.py": 5, "tests/test_mutation.py": 4.8,
+                "tests/test_bench.py": 4.8, "tests/test_setup_plan.py": 4.7, "tests/test_course_sh.py": 4.3,
+                "tests/test_checks_nb04.py": 4.2, "tests/test_checks_nb09.py": 3.5,
+                "tests/test_probe_answers.py::09.2": 3.2, "tests/test_checks_compile.py": 3.2,
+                "tests/test_checks_nb05.py": 3.1, "tests/test_gpu_check.py": 2.3,
+                "tests/test_transpose_coalescing.py": 2.2, "tests/test_probe_answers.py::08.1": 2.1,
+                "tests/test_checks_nb06.py": 2.1, "tests/test_checks_nb08.py": 1.7, "tests/test_checks_nb03.py": 1.7,
+                "tests/test_trace.py": 1.5, "tests/test_probe_answers.py::04.3": 1.5,
+                "tests/test_probe_answers.py::04.4": 1.5, "tests/test_warp.py": 1.4,
+                "tests/test_checks_core.py": 1.4, "tests/test_architecture.py": 1.2, "tests/test_colab.py": 1.0}
 
 
 def work_unit(nodeid: str) -> str:
@@ -128,7 +164,7 @@ def unit_seconds(unit: str, tests: int) -> float:
     if unit.startswith("notebooks/") or "test_learner.py::" in unit:
         number = name[:2] if unit.startswith("notebooks/") else unit.rsplit("[", 1)[-1][:2]
         return UNIT_SECONDS.get(number, 10)
-    return FILE_SECONDS.get(unit, 0.5 * tests)
+    return FILE_SECONDS.get(unit, 0.05 * tests)
 
 
 try:

@@ -14,11 +14,10 @@ from coursekit import setup_plan as sp
 
 pytestmark = pytest.mark.subprocess
 
-# "$*" of each call, with the mode it ran in, goes to FAKE_LOG; FAKE_FAIL / FAKE_SLOW name a step (a word of its
-# command line) that fails / sleeps past its time.
+# "$*" of each call, with the mode it ran in, goes to FAKE_LOG; FAKE_FAIL names a step (a word of its command line)
+# that fails. (FAKE_SLOW=nvidia-smi makes the fake nvidia-smi of _gpu_check sleep past its time.)
 FAKE_PYTHON = r"""#!/bin/sh
 echo "NBKIT_MODE=${NBKIT_MODE:-} NUMBA_ENABLE_CUDASIM=${NUMBA_ENABLE_CUDASIM:-unset} $*" >> "$FAKE_LOG"
-case " $* " in *" $FAKE_SLOW "*) sleep 30 ;; esac
 case "$*" in
     *nbkit.doctor*) echo "nbkit doctor"; echo "  GPU                : Fake GPU 0"; echo "  CUDA runtime       : 13.0" ;;
     *--nbval-lax*) echo "notebooks/08_cifar10_capstone.ipynb::Cell 3 FAILED"
@@ -48,7 +47,8 @@ def _gpu_check(tmp_path, driver, *args, **env):
     full = {k: v for k, v in os.environ.items() if k not in ("NBKIT_MODE", "NUMBA_ENABLE_CUDASIM")}
     bin_dir = tmp_path / "bin"  # a fake nvidia-smi, first on PATH
     bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "nvidia-smi").write_text('#!/bin/sh\necho "index, name, driver_version"; echo "0, Fake GPU 0, 580.65"\n')
+    (bin_dir / "nvidia-smi").write_text('#!/bin/sh\n[ "${FAKE_SLOW:-}" = nvidia-smi ] && sleep 30\n'
+                                        'echo "index, name, driver_version"; echo "0, Fake GPU 0, 580.65"\n')
     (bin_dir / "nvidia-smi").chmod(0o755)
     full.update(driver, FAKE_LOG=str(tmp_path / "calls.log"), PATH=f"{bin_dir}:/usr/bin:/bin", NUMBA_ENABLE_CUDASIM="1",
                 **env)
@@ -100,11 +100,14 @@ def test_on_two_gpus_it_runs_every_step_in_gpu_mode_and_writes_one_dated_results
 
 
 def test_a_step_past_its_time_is_stopped_and_recorded_and_the_rest_still_run(tmp_path, fake_driver):
-    r = _gpu_check(tmp_path, fake_driver(13000, "9.0"), "--budget", "12", FAKE_SLOW="nbkit.perf.bench",
-                   FAKE_FAIL="course")
+    # The slow step is nvidia-smi, the second: with 12 s for all steps its limit is the doctor's 0.9 s (the doctor
+    # takes next to nothing) plus its own 0.3 s, so the test waits about 1.2 s for the timeout, not the ~10 s a later
+    # step would have (time a step leaves unused goes to the later ones).
+    r = _gpu_check(tmp_path, fake_driver(13000, "9.0"), "--budget", "12", FAKE_SLOW="nvidia-smi", FAKE_FAIL="course")
     assert r.returncode == 1, r.stderr
     text = next((tmp_path / "results").iterdir()).read_text()
-    assert "| benchmark: kernel LeNet vs PyTorch, SGEMMs vs cuBLAS | TIMED OUT after " in text, text
+    assert "| nvidia-smi | TIMED OUT after " in text, text
+    assert "| benchmark: kernel LeNet vs PyTorch, SGEMMs vs cuBLAS | passed |" in text, text
     assert "| torchrun, NCCL, 1 GPU(s): course model | FAILED (exit 3) |" in text
     assert "| torchrun, NCCL, 1 GPU(s): PyTorch DDP | passed |" in text
     assert "boom" in text  # the tail of a failed step's output

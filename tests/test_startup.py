@@ -1,0 +1,80 @@
+"""pytest's own costs. Start-up: every xdist worker imports every test file to collect it, and every pytest process
+loads the installed plugins (tests/startup_plugin.py), so nothing slow that only some tests need is imported then.
+Scheduling: the weights in conftest.py name units that exist."""
+
+import sys
+import types
+
+import pytest
+import startup_plugin
+
+
+@pytest.fixture
+def module_name(request, tmp_path, monkeypatch):
+    """A module of its own in tmp_path, named after the test, gone from sys.modules afterwards."""
+    name = f"slow_to_import_{request.node.name[5:25]}"
+    (tmp_path / f"{name}.py").write_text("def check(rule, value):\n    return (rule, value)\n\nLIMIT = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_collection_imported_neither_nbgrader_nor_the_iri_parsers():
+    assert startup_plugin.at_collection_end is not None, "startup_plugin is not loaded: pyproject.toml's addopts"
+    assert startup_plugin.at_collection_end == dict.fromkeys(startup_plugin.SLOW_AT_COLLECTION, False)
+
+
+def test_the_stand_in_imports_the_module_on_first_use_and_forwards_calls(module_name):
+    startup_plugin.lazy_module(module_name, "check")
+    stand_in = sys.modules[module_name]
+    check = stand_in.check  # what `from module import check` binds: nothing imported yet
+
+    assert sys.modules[module_name] is stand_in and "LIMIT" not in vars(stand_in)
+    assert check("iri", "x") == ("iri", "x")  # imported now, and the call went to the real function
+    real = sys.modules[module_name]
+    assert real is not stand_in and real.LIMIT == 3
+    assert check("iri", "y") == ("iri", "y")
+    assert not hasattr(stand_in, "__file__")  # tools walking sys.modules do not import it by asking
+
+
+def test_any_other_name_imports_the_module_at_once(module_name):
+    startup_plugin.lazy_module(module_name)
+    assert sys.modules[module_name].LIMIT == 3
+    assert sys.modules[module_name].__file__.endswith(f"{module_name}.py")
+
+
+def test_nothing_is_replaced_that_is_imported_already_or_not_installed():
+    import json
+
+    startup_plugin.lazy_module("json", "dumps")
+    assert sys.modules["json"] is json
+    startup_plugin.lazy_module("no_such_module_here_at_all", "check")
+    assert "no_such_module_here_at_all" not in sys.modules
+
+
+@pytest.mark.parametrize("options, controller", [
+    ({"collectonly": False, "dist": "loadfile", "tx": ["popen", "popen"]}, True),   # course.sh test: -n 2
+    ({"collectonly": False, "dist": "no", "tx": []}, False),                        # a worker, -n 0, or no -n
+    ({"collectonly": True, "dist": "loadfile", "tx": ["popen", "popen"]}, False),   # -n 2 --collect-only: no workers
+])
+def test_only_the_xdist_controller_skips_importing_nbkit(pytestconfig, options, controller):
+    import conftest
+
+    config = types.SimpleNamespace(pluginmanager=pytestconfig.pluginmanager, getoption=options.__getitem__)
+    assert conftest.is_xdist_controller(config) is controller
+    assert not conftest.is_xdist_controller(pytestconfig) and "nbkit" in sys.modules  # this process runs tests
+
+
+def test_every_weighted_unit_exists():
+    import importlib
+
+    import conftest
+
+    for unit in conftest.FILE_SECONDS:  # a renamed file or exercise would silently fall back to the default weight
+        path, _, exercise = unit.partition("::")
+        assert (conftest.ROOT / path).is_file(), unit
+        if exercise:  # an exercise of tests/test_probe_answers.py (conftest.work_unit)
+            answers = importlib.import_module(f"probe.answers_nb{exercise[:2]}").ANSWERS
+            assert any(a.id.startswith(f"{exercise}-") for a in answers), unit
+    for number in conftest.UNIT_SECONDS:
+        assert len(list((conftest.ROOT / "notebooks").glob(f"{number}_*.ipynb"))) == 1, number
