@@ -26,8 +26,10 @@ def pytest_configure(config: pytest.Config) -> None:
     """Import nbkit first, so that test modules may import numba.cuda freely (nbkit sets numba's mode).
 
     Not in pytest-xdist's controller, which runs no test: importing numba there (0.4 s) only delays starting the
-    workers. (Hooks, not this module's top: the controller imports this file too, for pytest_xdist_make_scheduler.)
+    workers. (Hooks, not this module's top: the controller imports this file too, for the scheduler hook.)
     """
+    if config.pluginmanager.hasplugin("xdist") and LoadScopeScheduling is not None:
+        config.pluginmanager.register(HeaviestFirstHook(), "nbkit-heaviest-first")
     if not is_xdist_controller(config):
         import nbkit  # noqa: F401
 
@@ -189,11 +191,16 @@ if LoadScopeScheduling is not None:
             super()._assign_work_unit(node)
 
 
-def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """Use `HeaviestFirst` where `--dist loadfile` was asked for (course.sh test)."""
-    if LoadScopeScheduling is None or config.getoption("dist", None) != "loadfile":
-        return None
-    return HeaviestFirst(config, log)
+class HeaviestFirstHook:
+    """xdist's scheduler hook, registered in pytest_configure only where xdist is loaded: a conftest that defined the
+    hook itself would make `pytest -p no:xdist` refuse to start ("unknown hook")."""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config: pytest.Config, log):
+        """Use `HeaviestFirst` where `--dist loadfile` was asked for (course.sh test)."""
+        if config.getoption("dist", None) != "loadfile":
+            return None
+        return HeaviestFirst(config, log)
 
 
 @pytest.fixture

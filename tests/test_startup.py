@@ -78,3 +78,21 @@ def test_every_weighted_unit_exists():
             assert any(a.id.startswith(f"{exercise}-") for a in answers), unit
     for number in conftest.UNIT_SECONDS:
         assert len(list((conftest.ROOT / "notebooks").glob(f"{number}_*.ipynb"))) == 1, number
+
+
+@pytest.mark.subprocess
+def test_pytest_starts_without_xdist():
+    """The scheduler hook is registered only where xdist is loaded: `pytest -p no:xdist` once refused to start."""
+    import subprocess
+
+    import conftest
+
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "--collect-only",
+                        "-q", "tests/test_startup.py"], cwd=conftest.ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "test_pytest_starts_without_xdist" in r.stdout
+
+
+def test_the_heaviest_first_scheduler_is_registered_where_xdist_is_loaded(pytestconfig):
+    assert pytestconfig.pluginmanager.hasplugin("xdist")
+    assert pytestconfig.pluginmanager.get_plugin("nbkit-heaviest-first") is not None
