@@ -330,6 +330,42 @@ def test_lanes_share_uniform_values_and_keep_their_own_results():
     assert shared == {"row", "n", "start", "k", "h"}, src
 
 
+@cuda.jit
+def window(x, out):
+    i = cuda.grid(1)  # lanes read x[i + k]: consecutive elements, one vector load for all lanes
+    if i < out.size:
+        acc = float32(0)
+        for k in range(5):
+            acc += x[i + k] * float32(k + 1)
+        out[i] = acc
+
+
+def test_wide_lanes_where_their_reads_pack_into_vectors():
+    """WIDE lanes where every read is at the lane's x index plus a value every lane shares and every loop has the
+    same bounds in all lanes (conv forward); LANES elsewhere (the weight gradient indexes by f computed per lane,
+    the input gradient's shrunk loops have bounds per lane). Where wide lanes disagree on the body's last if, each
+    half of their group runs as LANES lanes, and where those disagree, as the plain loop. Odd sizes: a block of
+    13 threads (one wide group, then 5 threads alone) and groups that run past the end of out."""
+    x = rng.standard_normal(60).astype(np.float32)
+    for n, block in ((45, 13), (50, 16), (3, 8)):
+        expected = np.zeros(n, np.float32)
+        window[(n + block - 1) // block, block](x, expected)
+        for _ in range(3):  # checked (compiling), checked (proving), then unchecked with lanes
+            out = np.zeros(n, np.float32)
+            run_on_cpu(window, (n + block - 1) // block, block, x, out)
+            assert np.array_equal(out, expected), (n, block)
+        assert last_launch_lanes() is True
+    src = ex.compile_for_cpu(window, (x, out)).lanes_source
+    assert f"acc__l{ex.WIDE - 1} " in src and "for _jam_h in range(0, 8, 4):" in src, src
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    y = np.zeros((1, 2, 4, 4), np.float32)
+    sources = {k.__name__: ex.compile_for_cpu(k, a).lanes_source for k, a in (
+        (conv.conv2d_forward_kernel, (f32(1, 3, 6, 6), f32(2, 3, 3, 3), f32(2), y)),
+        (conv.conv2d_backward_input_kernel, (y, f32(2, 3, 3, 3), f32(1, 3, 6, 6))),
+        (conv.conv2d_backward_weight_kernel, (y, f32(1, 3, 6, 6), f32(2, 3, 3, 3))))}
+    assert {name for name, s in sources.items() if f"acc__l{ex.WIDE - 1} " in s} == {"conv2d_forward_kernel"}
+
+
 def test_lanes_keep_the_plain_order_when_arrays_share_memory():
     """In place, thread i reads what thread i - 1 wrote just before (a race on a GPU, an order here): lanes would
     read first and write after, so a launch whose written array shares memory with a read one keeps the plain
