@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 
 import numpy as np
 import pytest
@@ -364,6 +365,41 @@ def test_wide_lanes_where_their_reads_pack_into_vectors():
         (conv.conv2d_backward_input_kernel, (y, f32(2, 3, 3, 3), f32(1, 3, 6, 6))),
         (conv.conv2d_backward_weight_kernel, (y, f32(1, 3, 6, 6), f32(2, 3, 3, 3))))}
     assert {name for name, s in sources.items() if f"acc__l{ex.WIDE - 1} " in s} == {"conv2d_forward_kernel"}
+
+
+@cuda.jit
+def rows_of(x, out):
+    t = cuda.grid(1)
+    if t < out.size:
+        r, m = t // 5, t % 5  # r: the same in some groups of four lanes, not in others
+        acc = float32(0)
+        for k in range(x.shape[1]):
+            acc += x[r, k] * float32(m + 1)
+        out[t] = acc
+
+
+def test_lanes_that_agree_at_run_time_share_their_loads():
+    """Where r, the one name that makes lanes read different elements of x, is the same in every lane of a group,
+    a copy of the loop reads lane 0's (one load); elsewhere the lanes' own. The weight gradient's f the same way;
+    not the conv forward's j (never the same in two lanes) nor the input gradient's (computed in the loop).
+    Every launch gives the simulator's bits."""
+    x = rng.standard_normal((12, 7)).astype(np.float32)
+    expected = np.zeros(57, np.float32)
+    rows_of[5, 13](x, expected)
+    for _ in range(3):  # checked, checked (proving), then unchecked with lanes
+        out = np.zeros(57, np.float32)
+        run_on_cpu(rows_of, 5, 13, x, out)
+        assert np.array_equal(out, expected)
+    assert last_launch_checked() is False and last_launch_lanes() is True
+    assert "if r__l0 == r__l1 and r__l0 == r__l2 and (r__l0 == r__l3):" in ex.compile_for_cpu(rows_of, (x, out)).lanes_source
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    y = np.zeros((1, 2, 4, 4), np.float32)
+    versioned = {k.__name__ for k, a in (
+        (conv.conv2d_forward_kernel, (f32(1, 3, 6, 6), f32(2, 3, 3, 3), f32(2), y)),
+        (conv.conv2d_backward_input_kernel, (y, f32(2, 3, 3, 3), f32(1, 3, 6, 6))),
+        (conv.conv2d_backward_weight_kernel, (y, f32(1, 3, 6, 6), f32(2, 3, 3, 3))))
+        if re.search(r"if (?!_jam_)(\w+)__l0 == \1__l1 and", ex.compile_for_cpu(k, a).lanes_source)}
+    assert versioned == {"conv2d_backward_weight_kernel"}
 
 
 def test_lanes_keep_the_plain_order_when_arrays_share_memory():
