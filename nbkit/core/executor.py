@@ -13,7 +13,8 @@ source), and a launch with the same key (argument types, grid, block, array shap
 checked without an error; it then runs a second launcher compiled without the checks, which executes the same
 accesses. Everything not proven, and every new key, runs checked. That unchecked launcher also casts indices to
 unsigned where the checked run saw none negative (no wrap-around code: :func:`_ix_record`), and, in kernels
-without barriers, interleaves four threads' loops so that their sums overlap (``LANES``).
+without barriers, interleaves four threads' loops so that their sums overlap (``LANES``; eight where their reads
+pack into vectors: ``WIDE``).
 
 ``NBKIT_MODE=cpu`` (:mod:`nbkit.core.launch`) runs every launch through :func:`run_on_cpu`. Whatever it cannot
 transform raises :class:`ExecutorUnsupported` with the reason before anything is written, so that a caller can fall
