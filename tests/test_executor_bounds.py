@@ -331,75 +331,53 @@ def test_lanes_share_uniform_values_and_keep_their_own_results():
     assert shared == {"row", "n", "start", "k", "h"}, src
 
 
-@cuda.jit
-def window(x, out):
-    i = cuda.grid(1)  # lanes read x[i + k]: consecutive elements, one vector load for all lanes
-    if i < out.size:
-        acc = float32(0)
-        for k in range(5):
-            acc += x[i + k] * float32(k + 1)
-        out[i] = acc
+def _lanes_match_simulator(kernel, grid, block, *args):
+    """Three launches (checked and compiling, checked and proving, unchecked with lanes), each giving the
+    simulator's bits; the lanes launcher's source."""
+    expected = [a.copy() for a in args]
+    kernel[grid, block](*expected)
+    for _ in range(3):
+        out = [a.copy() for a in args]
+        run_on_cpu(kernel, grid, block, *out)
+        assert all(np.array_equal(o, e) for o, e in zip(out, expected)), (kernel, grid, block)
+    assert last_launch_checked() is False and last_launch_lanes() is True
+    return ex.compile_for_cpu(kernel, args).lanes_source
+
+
+def _f32(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
 
 
 def test_wide_lanes_where_their_reads_pack_into_vectors():
     """WIDE lanes where every read is at the lane's x index plus a value every lane shares and every loop has the
     same bounds in all lanes (conv forward); LANES elsewhere (the weight gradient indexes by f computed per lane,
     the input gradient's shrunk loops have bounds per lane). Where wide lanes disagree on the body's last if, each
-    half of their group runs as LANES lanes, and where those disagree, as the plain loop. Odd sizes: a block of
-    13 threads (one wide group, then 5 threads alone) and groups that run past the end of out."""
-    x = rng.standard_normal(60).astype(np.float32)
-    for n, block in ((45, 13), (50, 16), (3, 8)):
-        expected = np.zeros(n, np.float32)
-        window[(n + block - 1) // block, block](x, expected)
-        for _ in range(3):  # checked (compiling), checked (proving), then unchecked with lanes
-            out = np.zeros(n, np.float32)
-            run_on_cpu(window, (n + block - 1) // block, block, x, out)
-            assert np.array_equal(out, expected), (n, block)
-        assert last_launch_lanes() is True
-    src = ex.compile_for_cpu(window, (x, out)).lanes_source
-    assert f"acc__l{ex.WIDE - 1} " in src and "for _jam_h in range(0, 8, 4):" in src, src
-    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    half of their group runs as LANES lanes, and where those disagree, as the plain loop. Odd sizes: rows of 13
+    threads (one wide group, then 5 threads alone) and of 16 (groups past the end of the output's 18 columns)."""
+    x, w, b = _f32(1, 2, 6, 20), _f32(3, 2, 3, 3), _f32(3)
+    for bx in (13, 16):
+        src = _lanes_match_simulator(conv.conv2d_forward_kernel, ((18 + bx - 1) // bx, 2, 3), (bx, 2, 1), x, w, b,
+                                     np.zeros((1, 3, 4, 18), np.float32))
+    assert f"acc__l{ex.WIDE - 1} " in src and f"for _jam_h in range(0, {ex.WIDE}, {ex.LANES}):" in src, src
     y = np.zeros((1, 2, 4, 4), np.float32)
     sources = {k.__name__: ex.compile_for_cpu(k, a).lanes_source for k, a in (
-        (conv.conv2d_forward_kernel, (f32(1, 3, 6, 6), f32(2, 3, 3, 3), f32(2), y)),
-        (conv.conv2d_backward_input_kernel, (y, f32(2, 3, 3, 3), f32(1, 3, 6, 6))),
-        (conv.conv2d_backward_weight_kernel, (y, f32(1, 3, 6, 6), f32(2, 3, 3, 3))))}
-    assert {name for name, s in sources.items() if f"acc__l{ex.WIDE - 1} " in s} == {"conv2d_forward_kernel"}
-
-
-@cuda.jit
-def rows_of(x, out):
-    t = cuda.grid(1)
-    if t < out.size:
-        r, m = t // 5, t % 5  # r: the same in some groups of four lanes, not in others
-        acc = float32(0)
-        for k in range(x.shape[1]):
-            acc += x[r, k] * float32(m + 1)
-        out[t] = acc
+        (conv.conv2d_backward_input_kernel, (y, _f32(2, 3, 3, 3), _f32(1, 3, 6, 6))),
+        (conv.conv2d_backward_weight_kernel, (y, _f32(1, 3, 6, 6), _f32(2, 3, 3, 3))))}
+    assert not [name for name, s in sources.items() if f"acc__l{ex.LANES} " in s], sources
 
 
 def test_lanes_that_agree_at_run_time_share_their_loads():
-    """Where r, the one name that makes lanes read different elements of x, is the same in every lane of a group,
-    a copy of the loop reads lane 0's (one load); elsewhere the lanes' own. The weight gradient's f the same way;
-    not the conv forward's j (never the same in two lanes) nor the input gradient's (computed in the loop).
-    Every launch gives the simulator's bits."""
-    x = rng.standard_normal((12, 7)).astype(np.float32)
-    expected = np.zeros(57, np.float32)
-    rows_of[5, 13](x, expected)
-    for _ in range(3):  # checked, checked (proving), then unchecked with lanes
-        out = np.zeros(57, np.float32)
-        run_on_cpu(rows_of, 5, 13, x, out)
-        assert np.array_equal(out, expected)
-    assert last_launch_checked() is False and last_launch_lanes() is True
-    assert "if r__l0 == r__l1 and r__l0 == r__l2 and (r__l0 == r__l3):" in ex.compile_for_cpu(rows_of, (x, out)).lanes_source
-    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    """Where f, the one name that makes the weight gradient's lanes read different elements of dy, is the same in
+    every lane of a group, a copy of the loop reads lane 0's (one load); elsewhere (f = t // 27 changes inside the
+    group) the lanes' own. Not for the conv forward's j (never the same in two lanes) nor the input gradient's
+    (computed inside the loop). Every launch gives the simulator's bits."""
+    src = _lanes_match_simulator(conv.conv2d_backward_weight_kernel, 1, 128, _f32(2, 4, 5, 7), _f32(2, 3, 7, 9),
+                                 np.zeros((4, 3, 3, 3), np.float32))
+    assert "if f__l0 == f__l1 and f__l0 == f__l2 and (f__l0 == f__l3):" in src, src
     y = np.zeros((1, 2, 4, 4), np.float32)
-    versioned = {k.__name__ for k, a in (
-        (conv.conv2d_forward_kernel, (f32(1, 3, 6, 6), f32(2, 3, 3, 3), f32(2), y)),
-        (conv.conv2d_backward_input_kernel, (y, f32(2, 3, 3, 3), f32(1, 3, 6, 6))),
-        (conv.conv2d_backward_weight_kernel, (y, f32(1, 3, 6, 6), f32(2, 3, 3, 3))))
-        if re.search(r"if (?!_jam_)(\w+)__l0 == \1__l1 and", ex.compile_for_cpu(k, a).lanes_source)}
-    assert versioned == {"conv2d_backward_weight_kernel"}
+    for k, a in ((conv.conv2d_forward_kernel, (_f32(1, 3, 6, 6), _f32(2, 3, 3, 3), _f32(2), y)),
+                 (conv.conv2d_backward_input_kernel, (y, _f32(2, 3, 3, 3), _f32(1, 3, 6, 6)))):
+        assert not re.search(r"if (?!_jam_)(\w+)__l0 == \1__l1 and", ex.compile_for_cpu(k, a).lanes_source), k
 
 
 def test_lanes_keep_the_plain_order_when_arrays_share_memory():
