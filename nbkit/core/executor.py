@@ -935,7 +935,8 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int, split: list[ast.stmt] | No
             if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load) and isinstance(n.value, ast.Name):
                 mine = {m for m in _names(n.slice) if re.search(r"__l\d+$", m)}
                 bases = {re.sub(r"__l\d+$", "", m) for m in mine}
-                if len(bases) == 1 and not mine & stored and not bases & apart:
+                every = {f"{v}__l{k}" for v in bases for k in range(lanes)}  # loop-invariant in every lane
+                if len(bases) == 1 and not every & stored and not bases & apart:
                     names |= bases
         if not names:
             return [loop]
