@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 
 import numpy as np
 import pytest
@@ -328,6 +329,55 @@ def test_lanes_share_uniform_values_and_keep_their_own_results():
     src = ex.compile_for_cpu(uniform_and_not, (x, out)).lanes_source
     shared = {name for name in ("row", "n", "start", "k", "h", "step", "s", "v", "m", "acc") if f"{name}__l1" not in src}
     assert shared == {"row", "n", "start", "k", "h"}, src
+
+
+def _lanes_match_simulator(kernel, grid, block, *args):
+    """Three launches (checked and compiling, checked and proving, unchecked with lanes), each giving the
+    simulator's bits; the lanes launcher's source."""
+    expected = [a.copy() for a in args]
+    kernel[grid, block](*expected)
+    for _ in range(3):
+        out = [a.copy() for a in args]
+        run_on_cpu(kernel, grid, block, *out)
+        assert all(np.array_equal(o, e) for o, e in zip(out, expected)), (kernel, grid, block)
+    assert last_launch_checked() is False and last_launch_lanes() is True
+    return ex.compile_for_cpu(kernel, args).lanes_source
+
+
+def _f32(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def test_wide_lanes_where_their_reads_pack_into_vectors():
+    """WIDE lanes where every read is at the lane's x index plus a value every lane shares and every loop has the
+    same bounds in all lanes (conv forward); LANES elsewhere (the weight gradient indexes by f computed per lane,
+    the input gradient's shrunk loops have bounds per lane). Where wide lanes disagree on the body's last if, each
+    half of their group runs as LANES lanes, and where those disagree, as the plain loop. Odd sizes: rows of 13
+    threads (one wide group, then 5 threads alone) and of 16 (groups past the end of the output's 18 columns)."""
+    x, w, b = _f32(1, 2, 6, 20), _f32(3, 2, 3, 3), _f32(3)
+    for bx in (13, 16):
+        src = _lanes_match_simulator(conv.conv2d_forward_kernel, ((18 + bx - 1) // bx, 2, 3), (bx, 2, 1), x, w, b,
+                                     np.zeros((1, 3, 4, 18), np.float32))
+    assert f"acc__l{ex.WIDE - 1} " in src and f"for _jam_h in range(0, {ex.WIDE}, {ex.LANES}):" in src, src
+    y = np.zeros((1, 2, 4, 4), np.float32)
+    sources = {k.__name__: ex.compile_for_cpu(k, a).lanes_source for k, a in (
+        (conv.conv2d_backward_input_kernel, (y, _f32(2, 3, 3, 3), _f32(1, 3, 6, 6))),
+        (conv.conv2d_backward_weight_kernel, (y, _f32(1, 3, 6, 6), _f32(2, 3, 3, 3))))}
+    assert not [name for name, s in sources.items() if f"acc__l{ex.LANES} " in s], sources
+
+
+def test_lanes_that_agree_at_run_time_share_their_loads():
+    """Where f, the one name that makes the weight gradient's lanes read different elements of dy, is the same in
+    every lane of a group, a copy of the loop reads lane 0's (one load); elsewhere (f = t // 27 changes inside the
+    group) the lanes' own. Not for the conv forward's j (never the same in two lanes) nor the input gradient's
+    (computed inside the loop). Every launch gives the simulator's bits."""
+    src = _lanes_match_simulator(conv.conv2d_backward_weight_kernel, 1, 128, _f32(2, 4, 5, 7), _f32(2, 3, 7, 9),
+                                 np.zeros((4, 3, 3, 3), np.float32))
+    assert "if f__l0 == f__l1 and f__l0 == f__l2 and (f__l0 == f__l3):" in src, src
+    y = np.zeros((1, 2, 4, 4), np.float32)
+    for k, a in ((conv.conv2d_forward_kernel, (_f32(1, 3, 6, 6), _f32(2, 3, 3, 3), _f32(2), y)),
+                 (conv.conv2d_backward_input_kernel, (y, _f32(2, 3, 3, 3), _f32(1, 3, 6, 6)))):
+        assert not re.search(r"if (?!_jam_)(\w+)__l0 == \1__l1 and", ex.compile_for_cpu(k, a).lanes_source), k
 
 
 def test_lanes_keep_the_plain_order_when_arrays_share_memory():

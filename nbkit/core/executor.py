@@ -13,7 +13,8 @@ source), and a launch with the same key (argument types, grid, block, array shap
 checked without an error; it then runs a second launcher compiled without the checks, which executes the same
 accesses. Everything not proven, and every new key, runs checked. That unchecked launcher also casts indices to
 unsigned where the checked run saw none negative (no wrap-around code: :func:`_ix_record`), and, in kernels
-without barriers, interleaves four threads' loops so that their sums overlap (``LANES``).
+without barriers, interleaves four threads' loops so that their sums overlap (``LANES``; eight where their reads
+pack into vectors: ``WIDE``).
 
 ``NBKIT_MODE=cpu`` (:mod:`nbkit.core.launch`) runs every launch through :func:`run_on_cpu`. Whatever it cannot
 transform raises :class:`ExecutorUnsupported` with the reason before anything is written, so that a caller can fall
@@ -842,24 +843,33 @@ def _writes(stmt: ast.AST, env: dict) -> bool:
 
 
 class _Rename(ast.NodeTransformer):
-    def __init__(self, names: set[str], lane: int):
-        self.names, self.lane = names, lane
+    """``names`` as lane ``lane``'s (``acc`` -> ``acc__l2``); ``strip``: names already a lane's become lane
+    ``lane``'s (``f__l2`` -> ``f__l0``)."""
+
+    def __init__(self, names: set[str], lane: int, strip: bool = False):
+        self.names, self.lane, self.strip = names, lane, strip
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
         if node.id in self.names:
-            return ast.copy_location(ast.Name(f"{node.id}__l{self.lane}", node.ctx), node)
+            base = re.sub(r"__l\d+$", "", node.id) if self.strip else node.id
+            return ast.copy_location(ast.Name(f"{base}__l{self.lane}", node.ctx), node)
         return node
 
 
-def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], set[str], set[str]]:
+def _jam(body: list[ast.stmt], env: dict, lanes: int, split: list[ast.stmt] | None = None, first_tag: int = 0
+         ) -> tuple[list[ast.stmt], set[str], set[str]]:
     """One thread's statements as ``lanes`` threads' (see LANES), the names of the arrays the interleaved part
-    reads and of those the kernel writes; raises :class:`_NoJam` where that would not be exact."""
+    reads and of those the kernel writes; raises :class:`_NoJam` where that would not be exact. ``split``: what
+    runs instead where the lanes disagree on the body's last statement, an ``if`` (see WIDE); ``first_tag``: the
+    number after which its tags (``_jam_<n>``) are counted."""
     for n in ast.walk(ast.Module(body, [])):
         if isinstance(n, (ast.Return, ast.Break, ast.Continue, ast.While)):
             raise _NoJam(type(n).__name__)
         if isinstance(n, ast.Name) and (n.id.startswith("_jam_") or re.search(r"__l\d+$", n.id)):
             raise _NoJam(n.id)
     per_lane = (_names(body, ast.Store) - _uniform(body, env)) | {"_tx", "_t"}
+    apart = _unit_names(body, env, per_lane) | {"_t"}  # never the same in two lanes
+
     def reads_memory(node: ast.AST) -> bool:  # an array element (not a .shape entry)
         return any(isinstance(m, ast.Subscript) and isinstance(m.ctx, ast.Load)
                    and not (isinstance(m.value, ast.Attribute) and m.value.attr == "shape") for m in ast.walk(node))
@@ -875,7 +885,7 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], s
             break
     reads: set[str] = set()
     writes: set[str] = set()
-    counter = [0]
+    counter = [first_tag]
 
     def lane(node: ast.AST, k: int) -> ast.AST:
         return _Rename(per_lane, k).visit(copy.deepcopy(node))
@@ -894,7 +904,8 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], s
         reads.update(n.value.id for n in ast.walk(node) if isinstance(n, ast.Subscript)
                      and isinstance(n.value, ast.Name))
 
-    def if_(st: ast.If, tag: str, in_loop: bool) -> list[ast.stmt]:
+    def if_(st: ast.If, tag: str, in_loop: bool, last: bool = False) -> list[ast.stmt]:
+        """``last``: ``st`` is the body's last statement (nothing follows it, and nothing before it wrote)."""
         read(st.test)
         if not _names(st.test) & per_lane:  # all lanes agree
             return [ast.If(st.test, jam(st.body, in_loop) or [ast.Pass()], jam(st.orelse, in_loop))]
@@ -907,15 +918,39 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], s
         apart = [ast.If(ast.Name(f"{tag}__l{k}", ast.Load()), [lane(b, k) for b in st.body],
                         [lane(b, k) for b in st.orelse]) for k in range(lanes)]
         each(st.body + st.orelse)  # records the writes of the lanes taken apart
+        if last and split is not None:
+            apart = split
         mixed = ast.If(none, jam(st.orelse, in_loop) or [ast.Pass()], apart)
         return [*flags, ast.If(every, jam(st.body, in_loop) or [ast.Pass()], [mixed])]
 
-    def for_(st: ast.For, tag: str) -> list[ast.stmt]:
+    def shared(loop: ast.For) -> list[ast.stmt]:
+        """``loop`` (run once for all lanes, outermost), and before it, where lanes may agree at run time on names
+        that alone make an element they read differ (the weight gradient's ``f`` in ``dy[n, f, i, j]``: f is
+        t // (C * KH * KW), the same for most groups of consecutive threads), a copy taken when they do, reading
+        lane 0's: one load instead of one per lane (weight gradient at LeNet conv1, batch 64: 5.1 -> 4.2 ms).
+        Names that differ in every group (the lane's x index plus a shared value, see WIDE) are not tested."""
+        stored = _names(loop, ast.Store)
+        names: set[str] = set()
+        for n in ast.walk(loop):
+            if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load) and isinstance(n.value, ast.Name):
+                mine = {m for m in _names(n.slice) if re.search(r"__l\d+$", m)}
+                bases = {re.sub(r"__l\d+$", "", m) for m in mine}
+                every = {f"{v}__l{k}" for v in bases for k in range(lanes)}  # loop-invariant in every lane
+                if len(bases) == 1 and not every & stored and not bases & apart:
+                    names |= bases
+        if not names:
+            return [loop]
+        same = _expr(" and ".join(f"{v}__l0 == {v}__l{k}" for v in sorted(names) for k in range(1, lanes)))
+        one = _Rename({f"{v}__l{k}" for v in names for k in range(1, lanes)}, 0, strip=True)
+        return [ast.If(same, [one.visit(copy.deepcopy(loop))], [loop])]
+
+    def for_(st: ast.For, tag: str, in_loop: bool = True) -> list[ast.stmt]:
         read(st.iter)
         inner = [lane(ast.Assign([ast.Name(st.target.id, ast.Store())], ast.Name(tag, ast.Load())), k)
                  for k in range(lanes if st.target.id in per_lane else 1)] + jam(st.body, True)
         if not _names(st.iter.args) & per_lane:
-            return [ast.For(ast.Name(tag, ast.Store()), st.iter, inner, [])]
+            loop = ast.For(ast.Name(tag, ast.Store()), st.iter, inner, [])
+            return [loop] if in_loop else shared(loop)
         out: list[ast.stmt] = []
         for a, arg in enumerate(st.iter.args):
             out += [ast.Assign([ast.Name(f"{tag}_{a}__l{k}", ast.Store())], lane(arg, k)) for k in range(lanes)]
@@ -925,30 +960,31 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int) -> tuple[list[ast.stmt], s
         together = ast.For(ast.Name(tag, ast.Store()), ast.Call(ast.Name("range", ast.Load()), args, []), inner, [])
         return [*out, ast.If(agree, [together], [lane(st, k) for k in range(lanes)])]
 
-    def jam(stmts: list[ast.stmt], in_loop: bool) -> list[ast.stmt]:
+    def jam(stmts: list[ast.stmt], in_loop: bool, top: bool = False) -> list[ast.stmt]:
         out: list[ast.stmt] = []
         for i, st in enumerate(stmts):
             counter[0] += 1
             tag = f"_jam_{counter[0]}"
+            last = top and i == len(stmts) - 1
             if _writes(st, env):
                 if in_loop:
                     raise _NoJam("a write inside a loop")
                 if isinstance(st, ast.If) and i == len(stmts) - 1:  # nothing follows: its branches interleave
-                    out += if_(st, tag, in_loop)                   # up to their own first write
+                    out += if_(st, tag, in_loop, last)             # up to their own first write
                     return out
                 return out + each(stmts[i:])  # from the first write on, each lane's rest in turn
             if (isinstance(st, ast.For) and isinstance(st.target, ast.Name) and not st.orelse
                     and isinstance(st.iter, ast.Call) and _dotted(st.iter.func) == ["range"]
                     and not st.iter.keywords and 1 <= len(st.iter.args) <= 3):
-                out += for_(st, tag)
+                out += for_(st, tag, in_loop)
             elif isinstance(st, ast.If):
-                out += if_(st, tag, in_loop)
+                out += if_(st, tag, in_loop, last)
             else:
                 read(st)
                 out += [lane(st, k) for k in range(lanes if _names(st) & per_lane else 1)]
         return out
 
-    jammed = jam(body, False)
+    jammed = jam(body, False, top=True)
     if not any(isinstance(n, ast.For) and isinstance(n.target, ast.Name) and n.target.id.startswith("_jam_")
                for st in jammed for n in ast.walk(st)):
         raise _NoJam("no loop run once for all lanes")  # nothing to overlap: lanes only add their tests
@@ -1010,6 +1046,73 @@ def _uniform(body: list[ast.stmt], env: dict) -> set[str]:
         if out == uniform:
             return uniform
         uniform = out
+
+
+# Wide lanes: where LLVM's SLP vectorizer can pack the lanes' loads into one vector load (every array element
+# the body reads is at an index whose last entry is the same in every lane or the lane's x thread index plus the
+# same value in every lane, its other entries the same in every lane: a convolution forward's ``x[n, c, i + p,
+# j + q]`` and ``w[f, c, p, q]``) and every loop has the same bounds in every lane, WIDE threads run interleaved
+# instead of LANES: their sums are one vector of WIDE floats instead of LANES, one chain of dependent vector
+# additions doing twice the work. Where the wide lanes disagree on the body's last ``if`` (the guard of a thread
+# past the edge of the output), each half runs as LANES lanes (the statements before it wrote nothing, so running
+# them again is exact). Elsewhere (a weight gradient's ``dy[n, f, i, j]``, ``f`` computed per thread by // and %;
+# loops whose bounds differ per lane, as in the conv input gradient) wide lanes were slower, and LANES stays.
+WIDE = 8
+
+
+def _is_unit(e: ast.AST, unit: set[str], per_lane: set[str]) -> bool:
+    """Whether ``e`` is a name of ``unit`` plus or minus values the same in every lane."""
+    if isinstance(e, ast.Name):
+        return e.id in unit
+    same = lambda x: not _names(x) & per_lane  # noqa: E731
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
+        return (_is_unit(e.left, unit, per_lane) and same(e.right)) or (same(e.left) and _is_unit(e.right, unit, per_lane))
+    return isinstance(e, ast.BinOp) and isinstance(e.op, ast.Sub) and _is_unit(e.left, unit, per_lane) and same(e.right)
+
+
+def _unit_names(body: list[ast.stmt], env: dict, per_lane: set[str]) -> set[str]:
+    """Names equal to the lane's x thread index plus a value the same in every lane (``_tx``, ``j = _bx * _bdx +
+    _tx``, ``col - q``): assigned once, by such an expression."""
+    values: dict[str, list[ast.AST | None]] = {}
+    for st in ast.walk(ast.Module(body, [])):
+        if isinstance(st, ast.Assign) and len(st.targets) == 1:
+            target, value = st.targets[0], st.value
+            pairs = (list(zip(target.elts, value.elts)) if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple)
+                     and len(target.elts) == len(value.elts) else [(target, value)])
+            for t, v in pairs:
+                for name in _names(t, ast.Store):
+                    values.setdefault(name, []).append(v if isinstance(t, ast.Name) else None)
+        elif isinstance(st, (ast.stmt, ast.NamedExpr, ast.comprehension)) and not isinstance(st, (ast.If, ast.While)):
+            for name in _names(st.target if isinstance(st, (ast.NamedExpr, ast.comprehension)) else
+                               getattr(st, "target", None) or [], ast.Store):
+                values.setdefault(name, []).append(None)
+    unit = {"_tx"}
+    while True:
+        more = {n for n, vs in values.items() if n not in unit and len(vs) == 1 and vs[0] is not None
+                and _is_unit(vs[0], unit, per_lane)}
+        if not more:
+            return unit
+        unit |= more
+
+
+def _packable(body: list[ast.stmt], env: dict) -> bool:
+    """Whether the lanes' reads can be packed into vectors and they agree on every loop (see WIDE)."""
+    uniform = _uniform(body, env)
+    per_lane = (_names(body, ast.Store) - uniform) | {"_tx", "_t"}
+    same = lambda e: not _names(e) & per_lane  # noqa: E731
+    unit = _unit_names(body, env, per_lane)
+
+    def is_unit(e: ast.AST) -> bool:
+        return _is_unit(e, unit, per_lane)
+
+    for n in ast.walk(ast.Module(body, [])):
+        if isinstance(n, ast.For) and not same(n.iter):
+            return False
+        if isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load) and isinstance(n.value, ast.Name):
+            index = n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice]
+            if not all(same(e) for e in index[:-1]) or not (same(index[-1]) or is_unit(index[-1])):
+                return False
+    return True
 
 
 _PRELUDE = ["_nt = _bdx * _bdy * _bdz"]
@@ -1444,10 +1547,11 @@ def _shrink_loop(st: ast.For, ints: set[str], kernel: list[ast.stmt], keep: set[
 
 
 def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, lanes: int = 0,
-          probes: dict | None = None, placed: set | None = None) -> str:
+          probes: dict | None = None, placed: set | None = None, wide: int = 0) -> str:
     """The launcher's source: blocks [_b0, _b1) of the grid, every thread of each, phase by phase.
     ``wrap_indices=False``: without the ``_ix`` wrappers of array indices (the text shown to read);
-    ``lanes``: threads along x interleaved by that many (see LANES; raises :class:`_NoJam` where not);
+    ``lanes``: threads along x interleaved by that many (see LANES; raises :class:`_NoJam` where not), ``wide``
+    where their reads pack into vectors (see WIDE);
     ``probes``: (line, column) of a statement -> the ``_spec`` statements to put before it (see _spec_record);
     the keys placed are added to ``placed``."""
     lines: list[str] = []
@@ -1519,19 +1623,35 @@ def _emit(plan: _Plan, dtypes: dict[str, np.dtype], wrap_indices: bool = True, l
         return out
 
     def jammed(p: _Seg, indent: str) -> None:
+        def head(n: int, offset: str = "") -> list[ast.stmt]:
+            return ast.parse("\n".join(f"_tx__l{k} = _jam_tx{offset} + {k}\n_t__l{k} = (_tz * _bdy + _ty) * _bdx + "
+                                       f"_tx__l{k}" for k in range(n))).body
+
+        def plain(offset: str) -> list[ast.stmt]:
+            """The plain thread loop over the group's ``lanes`` threads from ``_jam_tx + offset``."""
+            return [ast.For(ast.Name("_tx", ast.Store()), _expr(f"range(_jam_tx{offset}, _jam_tx{offset} + {lanes})"),
+                            ast.parse("_t = (_tz * _bdy + _ty) * _bdx + _tx").body + seg_body(p), [])]
+
+        n = lanes
         body, _, _ = _jam(seg_body(p), plan.env, lanes)
+        if wide and _packable(seg_body(p), plan.env):
+            narrow = head(lanes, " + _jam_h") + _jam(seg_body(p), plan.env, lanes, plain(" + _jam_h"), 10_000)[0]
+            halves = [ast.For(ast.Name("_jam_h", ast.Store()), _expr(f"range(0, {wide}, {lanes})"), narrow, [])]
+            try:
+                body, n = _jam(seg_body(p), plan.env, wide, split=halves)[0], wide
+            except _NoJam:
+                pass
         if wrap_indices:
             body = [_WrapIndices(plan.index_arrays).visit(s) for s in body]
         lines.extend([f"{indent}for _tz in range(_bdz):", f"{indent}    for _ty in range(_bdy):",
-                      f"{indent}        for _jam_tx in range(0, _bdx - {lanes - 1}, {lanes}):"])
+                      f"{indent}        for _jam_tx in range(0, _bdx - {n - 1}, {n}):"])
         inner = indent + "    " * 3
         lines.append(f"{inner}_where[1] = (_tz * _bdy + _ty) * _bdx + _jam_tx")
-        lines.extend(f"{inner}_tx__l{k} = _jam_tx + {k}" for k in range(lanes))
-        lines.extend(f"{inner}_t__l{k} = (_tz * _bdy + _ty) * _bdx + _tx__l{k}" for k in range(lanes))
+        lines.extend(inner + ast.unparse(s) for s in head(n))
         for s in body:
             lines.extend([inner + line for line in ast.unparse(ast.fix_missing_locations(s)).splitlines()])
         # the threads left over (fewer than lanes at the end of a row): the plain loop
-        lines.append(f"{indent}        for _tx in range(_bdx - _bdx % {lanes}, _bdx):")
+        lines.append(f"{indent}        for _tx in range(_bdx - _bdx % {n}, _bdx):")
         lines.append(f"{inner}_t = (_tz * _bdy + _ty) * _bdx + _tx")
         lines.append(f"{inner}_where[1] = _t")
         rest = seg_body(p)
@@ -1772,7 +1892,7 @@ def _compile(fn: Callable, argtypes: tuple, kinds: tuple[str, ...]) -> _Compiled
         env["_ix"], env["_spec"] = _ix_record, _spec_record
         lanes_source, apart = None, ()
         try:
-            lanes_source = _emit(plan, dtypes, lanes=LANES, probes=probes)
+            lanes_source = _emit(plan, dtypes, lanes=LANES, probes=probes, wide=WIDE)
             _, reads, writes = _jam([copy.deepcopy(s) for s in plan.pieces[0].stmts], plan.env, LANES)
             where = {p: i for i, p in enumerate(plan.params)}
             apart = tuple((where[w], where[r]) for w in sorted(writes & set(where)) for r in sorted(reads & set(where)))
