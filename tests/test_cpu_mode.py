@@ -11,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import run_python
 from numba import cuda
 
 from nbkit.core import simulator
@@ -41,44 +42,50 @@ KERNELS = textwrap.dedent("""
 """)
 
 
-def _run(python_in_fresh_process, tmp_path, body: str) -> str:
-    # from a file, not ``python -c``: the executor reads a kernel's source (no source: the simulator runs it)
-    script = tmp_path / "script.py"
-    script.write_text(KERNELS + textwrap.dedent(body))
-    r = python_in_fresh_process(f"import runpy; runpy.run_path({str(script)!r})", NBKIT_MODE="cpu")
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout + r.stderr
-
-
-@pytest.mark.subprocess
-def test_both_launch_forms_run_on_the_executor(python_in_fresh_process, tmp_path):
-    # 4 million threads: over a minute in the simulator (~20 µs a thread or more), well under a second compiled.
-    out = _run(python_in_fresh_process, tmp_path, """
+# The cpu-mode tests read one fresh interpreter's output (a module fixture): an interpreter per test only repeated
+# the start-up (Python, numba, nbkit: about 0.7 s of CPU time each). Each part runs in its own namespace (runpy) with
+# its stderr sent to stdout, and prints its lines after a marker; an exception in one part is printed after its
+# marker, so that each test sees only its own part. Counts of executor launches are taken relative to the part's
+# start; the parts that assert that nothing fell back to the simulator run before the two that make kernels fall
+# back ("unsupported", "checks"), in this order.
+PARTS = {
+    "doctor": """
+        from nbkit.core.hw import MAX_GRID_DIM
+        from nbkit.kernels import optim
+        print(nbkit.MODE.name, "|", nbkit.MODE.reason)
+        assert optim.MAX_BLOCKS == MAX_GRID_DIM[0]  # no simulator-sized grid in cpu mode
+        a = np.ones(1000, np.float32)
+        t = nbkit.time_it(lambda: add[4, 256](a, a, np.zeros(1000, np.float32)), repeat=2)
+        print(t)
+        nbkit.doctor()
+    """,
+    "both_forms": """
+        # 4 million threads: over a minute in the simulator (~20 µs a thread or more), well under a second compiled.
         n = 1 << 22
         a, b = np.ones(n, np.float32), np.arange(n, dtype=np.float32)
         out = np.zeros(n, np.float32)
-        add[64, 32](a, b, out)  # the first launch compiles
-        assert L.EXECUTOR_LAUNCHES == 1, L.EXECUTOR_LAUNCHES
+        before = L.EXECUTOR_LAUNCHES
+        add[64, 32](a, b, out)
+        assert L.EXECUTOR_LAUNCHES == before + 1, (before, L.EXECUTOR_LAUNCHES)
         from nbkit.core import fibers
 
         def simulated(*args, **kwargs):
             raise AssertionError("a block ran in the simulator")
 
-        fibers.run_block = simulated  # every simulated block runs through it: none may run from here on
-        add[n // 256, 256](a, b, out)
-        d_out = cuda.device_array(n, np.float32)  # simulator device arrays pass as their memory
-        nbkit.launch(add, n // 256, 256, cuda.to_device(a), b, d_out)
-        assert L.EXECUTOR_LAUNCHES == 3 and not L.FALLBACKS, (L.EXECUTOR_LAUNCHES, L.FALLBACKS)
+        run_block = fibers.run_block
+        fibers.run_block = simulated  # every simulated block runs through it: none may run in this part
+        try:
+            add[n // 256, 256](a, b, out)
+            d_out = cuda.device_array(n, np.float32)  # simulator device arrays pass as their memory
+            nbkit.launch(add, n // 256, 256, cuda.to_device(a), b, d_out)
+        finally:
+            fibers.run_block = run_block
+        assert L.EXECUTOR_LAUNCHES == before + 3 and not L.FALLBACKS, (before, L.EXECUTOR_LAUNCHES, L.FALLBACKS)
         assert np.array_equal(out, a + b) and np.array_equal(d_out.copy_to_host(), a + b)
         print("mode", nbkit.MODE.name, nbkit.MODE.is_simulator, nbkit.MODE.slow_launches)
-    """)
-    assert "mode cpu True False" in out
-
-
-@pytest.mark.subprocess
-def test_results_equal_the_simulators(python_in_fresh_process, tmp_path):
+    """,
     # the same kernels (barriers, shared memory) on the executor and, through simulated_kernel, on the simulator
-    _run(python_in_fresh_process, tmp_path, """
+    "results": """
         from nbkit.core.simulator import simulated_kernel
         from nbkit.kernels import matmul, reduce
         rng = np.random.default_rng(3)
@@ -95,28 +102,9 @@ def test_results_equal_the_simulators(python_in_fresh_process, tmp_path):
             assert L.EXECUTOR_LAUNCHES == before + 1  # simulated_kernel is never routed
             for c, s in zip(cpu, sim):
                 assert np.array_equal(c, s), kernel
-    """)
-
-
-@pytest.mark.subprocess
-def test_unsupported_kernel_falls_back_with_one_line(python_in_fresh_process, tmp_path):
-    out = _run(python_in_fresh_process, tmp_path, """
-        x = np.zeros(32, np.float32)
-        barrier_in_branch[1, 32](x)
-        nbkit.launch(barrier_in_branch, 1, 32, x)
-        assert np.array_equal(x, np.arange(31, -1, -1, dtype=np.float32)), x  # the simulator ran it
-        assert L.EXECUTOR_LAUNCHES == 0 and len(L.FALLBACKS) == 1
-        nbkit.doctor()
-    """)
-    lines = [line for line in out.splitlines() if line.startswith("nbkit: kernel")]
-    assert lines == [lines[0]] and "barrier_in_branch runs on the CUDA simulator" in lines[0], out
-    assert "syncthreads() inside if" in lines[0]
-    assert "CPU EXECUTOR" in out and "barrier_in_branch runs on the simulator: cuda.syncthreads() inside if" in out
-
-
-@pytest.mark.subprocess
-def test_out_of_bounds_raises_index_error_naming_the_launch(python_in_fresh_process, tmp_path):
-    out = _run(python_in_fresh_process, tmp_path, """
+        print("results equal")
+    """,
+    "out_of_bounds": """
         a = np.ones(10, np.float32)
         for launch in (lambda: add[2, 256](a, np.ones(512, np.float32), np.zeros(512, np.float32)),
                        lambda: nbkit.launch(add, 2, 256, a, np.ones(512, np.float32), np.zeros(512, np.float32))):
@@ -127,31 +115,8 @@ def test_out_of_bounds_raises_index_error_naming_the_launch(python_in_fresh_proc
             else:
                 raise AssertionError("no IndexError")
         assert not L.FALLBACKS
-    """)
-    assert out.count("IndexError: add[(2, 1, 1), (256, 1, 1)]") == 2 and "thread (10, 0, 0)" in out
-    assert "while launching kernel add" in out  # nbkit.launch's note
-
-
-@pytest.mark.subprocess
-def test_mode_doctor_timing_and_work_sizes(python_in_fresh_process, tmp_path):
-    out = _run(python_in_fresh_process, tmp_path, """
-        from nbkit.core.hw import MAX_GRID_DIM
-        from nbkit.kernels import optim
-        print(nbkit.MODE.name, "|", nbkit.MODE.reason)
-        assert optim.MAX_BLOCKS == MAX_GRID_DIM[0]  # no simulator-sized grid in cpu mode
-        a = np.ones(1000, np.float32)
-        t = nbkit.time_it(lambda: add[4, 256](a, a, np.zeros(1000, np.float32)), repeat=2)
-        print(t)
-        nbkit.doctor()
-    """)
-    assert "cpu | forced by NBKIT_MODE=cpu" in out
-    assert "[CPU executor wall-clock time: says nothing about GPU speed]" in out
-    assert "mode               : CPU EXECUTOR" in out and "the CPU executor (" in out and "fell back so far   : none" in out
-
-
-@pytest.mark.subprocess
-def test_tracer_and_race_check_use_the_simulator(python_in_fresh_process, tmp_path):
-    out = _run(python_in_fresh_process, tmp_path, """
+    """,
+    "tracer": """
         from nbkit.checks._core import find_races
         from nbkit.tracer import trace
 
@@ -163,22 +128,27 @@ def test_tracer_and_race_check_use_the_simulator(python_in_fresh_process, tmp_pa
             x[t] = s[63 - t]  # no barrier between the writes and the reads
 
         x = np.arange(64, dtype=np.float32)
+        before = L.EXECUTOR_LAUNCHES
         tr = trace(racy_reverse, 1, 64, x.copy())
         races, shared = find_races(racy_reverse, 1, 64, x)
         assert tr.races() and races and shared, (tr.races(), races)
-        assert L.EXECUTOR_LAUNCHES == 0 and not L.FALLBACKS  # traced on the simulator, not routed
+        assert L.EXECUTOR_LAUNCHES == before and not L.FALLBACKS  # traced on the simulator, not routed
         racy_reverse[1, 64](x)
-        assert L.EXECUTOR_LAUNCHES == 1
+        assert L.EXECUTOR_LAUNCHES == before + 1
         print("traced", len(tr.races()))
-    """)
-    assert "traced" in out
-
-
-@pytest.mark.subprocess
-def test_checks_reject_skipped_barriers_and_unwritten_shared_memory_in_cpu_mode(python_in_fresh_process, tmp_path):
+    """,
+    "unsupported": """
+        before = L.EXECUTOR_LAUNCHES
+        x = np.zeros(32, np.float32)
+        barrier_in_branch[1, 32](x)
+        nbkit.launch(barrier_in_branch, 1, 32, x)
+        assert np.array_equal(x, np.arange(31, -1, -1, dtype=np.float32)), x  # the simulator ran it
+        assert L.EXECUTOR_LAUNCHES == before and len(L.FALLBACKS) == 1, (before, L.EXECUTOR_LAUNCHES, L.FALLBACKS)
+        nbkit.doctor()
+    """,
     # The executor runs the fixed-stride tree with shared memory starting as NaN (as the simulator does); the tree
     # with its barrier inside the if falls back to the simulator, which lets it through: the check's tracer does not.
-    out = _run(python_in_fresh_process, tmp_path, """
+    "checks": """
         from numba import float32
         from nbkit.checks.nb05 import BLOCK_SUM
 
@@ -210,8 +180,78 @@ def test_checks_reject_skipped_barriers_and_unwritten_shared_memory_in_cpu_mode(
         assert skipped.stage == "proof barriers" and "never reached the cuda.syncthreads()" in skipped.message
         assert BLOCK_SUM.run(tree(False, False)).passed
         print("rejected both")
-    """)
-    assert "rejected both" in out
+    """,
+}
+MARK = "=== part "
+
+
+@pytest.fixture(scope="module")
+def cpu_mode_output(tmp_path_factory) -> dict[str, str]:
+    """Each part's output (from a file: the executor reads a kernel's source), run in one cpu-mode interpreter."""
+    folder = tmp_path_factory.mktemp("cpu_mode")
+    runner = ["import contextlib, runpy, sys, traceback"]
+    for name, body in PARTS.items():
+        # from a file, not ``python -c``: the executor reads a kernel's source (no source: the simulator runs it)
+        script = folder / f"{name}.py"
+        script.write_text(KERNELS + textwrap.dedent(body))
+        runner += [f"print({MARK + name!r}, flush=True)", "try:",
+                   "    with contextlib.redirect_stderr(sys.stdout):",
+                   f"        runpy.run_path({str(script)!r})",
+                   "except BaseException:", "    traceback.print_exc(file=sys.stdout)", "sys.stdout.flush()"]
+    r = run_python("\n".join(runner), NBKIT_MODE="cpu")
+    assert r.returncode == 0, r.stdout + r.stderr
+    chunks = r.stdout.split(MARK)[1:]
+    return {chunk.split("\n", 1)[0]: chunk.split("\n", 1)[1] + r.stderr for chunk in chunks}
+
+
+def _part(output: dict[str, str], name: str) -> str:
+    out = output[name]
+    assert "Traceback (most recent call last)" not in out, out
+    return out
+
+
+@pytest.mark.subprocess
+def test_both_launch_forms_run_on_the_executor(cpu_mode_output):
+    assert "mode cpu True False" in _part(cpu_mode_output, "both_forms")
+
+
+@pytest.mark.subprocess
+def test_results_equal_the_simulators(cpu_mode_output):
+    assert "results equal" in _part(cpu_mode_output, "results")
+
+
+@pytest.mark.subprocess
+def test_unsupported_kernel_falls_back_with_one_line(cpu_mode_output):
+    out = _part(cpu_mode_output, "unsupported")
+    lines = [line for line in out.splitlines() if line.startswith("nbkit: kernel")]
+    assert lines == [lines[0]] and "barrier_in_branch runs on the CUDA simulator" in lines[0], out
+    assert "syncthreads() inside if" in lines[0]
+    assert "CPU EXECUTOR" in out and "barrier_in_branch runs on the simulator: cuda.syncthreads() inside if" in out
+
+
+@pytest.mark.subprocess
+def test_out_of_bounds_raises_index_error_naming_the_launch(cpu_mode_output):
+    out = _part(cpu_mode_output, "out_of_bounds")
+    assert out.count("IndexError: add[(2, 1, 1), (256, 1, 1)]") == 2 and "thread (10, 0, 0)" in out
+    assert "while launching kernel add" in out  # nbkit.launch's note
+
+
+@pytest.mark.subprocess
+def test_mode_doctor_timing_and_work_sizes(cpu_mode_output):
+    out = _part(cpu_mode_output, "doctor")
+    assert "cpu | forced by NBKIT_MODE=cpu" in out
+    assert "[CPU executor wall-clock time: says nothing about GPU speed]" in out
+    assert "mode               : CPU EXECUTOR" in out and "the CPU executor (" in out and "fell back so far   : none" in out
+
+
+@pytest.mark.subprocess
+def test_tracer_and_race_check_use_the_simulator(cpu_mode_output):
+    assert "traced" in _part(cpu_mode_output, "tracer")
+
+
+@pytest.mark.subprocess
+def test_checks_reject_skipped_barriers_and_unwritten_shared_memory_in_cpu_mode(cpu_mode_output):
+    assert "rejected both" in _part(cpu_mode_output, "checks")
 
 
 @pytest.mark.subprocess

@@ -145,6 +145,35 @@ def test_values_that_cannot_be_named_are_not_cached():
     assert executor._globals_key("def f(x):\n    LIMIT = 2\n    return x + LIMIT\n", {"LIMIT": object()}) == ""
 
 
+def test_a_cache_file_holds_exactly_its_named_text_else_it_is_replaced_not_bypassed(tmp_path, monkeypatch):
+    """A launcher's module file is named by its whole text, the ``what`` header too: the same code under another
+    label is another file, and a file whose text was changed outside nbkit (here its header) is replaced and
+    loaded, not silently skipped by compiling in memory (numba's cache then holds nothing for it)."""
+    monkeypatch.setenv(diskcache.ENV_VAR, str(tmp_path))
+    code = "def _launch_k(a):\n    return a[0] * 3\n"
+
+    def as_a_new_process(what):
+        monkeypatch.setattr(executor, "_LOADED", {})  # nothing in memory: what a new process finds is the disk
+        for name in [n for n in sys.modules if n.startswith("nbkit_cpu_")]:
+            monkeypatch.delitem(sys.modules, name)
+        compiled = executor._njit(code, "_launch_k", what, {"np": np})
+        assert compiled(np.arange(2.0)) == 0.0
+        return compiled
+
+    first = as_a_new_process("kernel k")
+    (path,) = (tmp_path / "cpu").glob("nbkit_cpu_*.py")
+    assert first.py_func.__module__ == path.stem and first.stats.cache_path is not None
+    original = path.read_text(encoding="utf-8")
+    path.write_text(original.replace("kernel k", "something else"), encoding="utf-8")
+    again = as_a_new_process("kernel k")
+    assert path.read_text(encoding="utf-8") == original  # replaced whole
+    assert again.py_func.__module__ == path.stem and again.stats.cache_path is not None
+
+    relabelled = as_a_new_process("kernel k, another label")
+    assert relabelled.py_func.__module__ != path.stem and relabelled.stats.cache_path is not None
+    assert len(list((tmp_path / "cpu").glob("nbkit_cpu_*.py"))) == 2 and path.read_text(encoding="utf-8") == original
+
+
 def test_cache_can_be_turned_off(monkeypatch):
     monkeypatch.setenv(diskcache.ENV_VAR, "off")
     assert diskcache.cache_root() is None and diskcache.cache_dir("cpu") is None

@@ -94,6 +94,30 @@ def write_once(path: Path, text: str) -> bool:
     return path.exists()
 
 
+def write_exact(path: Path, text: str) -> bool:
+    """Make ``path`` hold exactly ``text``: written once as :func:`write_once` does, and a file there with other
+    bytes (edited by hand, or truncated outside nbkit) replaced whole, atomically, instead of being read or
+    silently bypassed. False if it could not be written."""
+    data = text.encode("utf-8")
+    if write_once(path, text) and _holds(path, data):
+        return True
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)  # readers see the old file or the new one, never a mixture
+    except OSError:
+        return False
+    return _holds(path, data)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
 def read_json(path: Path) -> object | None:
     """The JSON stored at ``path``, or None (absent or unreadable: a miss)."""
     try:

@@ -538,14 +538,17 @@ def _content_key(code: str, env: dict, *extra: str) -> str | None:
 
 def _load_module(folder: object, key: str, code: str, what: str, env: dict) -> pytypes.ModuleType | None:
     """``code`` as an importable module file named by its key (numba's cache and its pickled environments need a
-    real file and an importable module), its globals ``env``; None if the file cannot be written or read."""
+    real file and an importable module), its globals ``env``; None if the file cannot be written or read.
+
+    The key names the file's whole text, its ``what`` header too (:func:`_njit`), so a file of that name holding
+    anything else was changed outside nbkit: it is replaced (atomically), not bypassed by compiling in memory."""
     name = f"nbkit_cpu_{key[:40]}"
     if name in sys.modules:
         return sys.modules[name]
     path = folder / f"{name}.py"  # type: ignore[operator]
     text = f"# nbkit CPU executor: {what}. Generated; safe to delete (see nbkit/core/diskcache.py)\n{code}"
     try:
-        if not diskcache.write_once(path, text) or path.read_text(encoding="utf-8") != text:
+        if not diskcache.write_exact(path, text):
             return None
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
@@ -570,7 +573,9 @@ def _njit(code: str, name: str, what: str, env: dict, numba_cache: bool = True, 
     folder = diskcache.cache_dir("cpu")
     flags = dict(_JIT, boundscheck=boundscheck)
     variant = () if boundscheck else ("boundscheck=False",)
-    key = _content_key(code, env, *variant) if folder is not None else None
+    # ``what`` (the file's header) is part of the key: the same code under two labels is two files, each holding
+    # exactly its own text (see _load_module)
+    key = _content_key(code, env, *variant, f"what={what}") if folder is not None else None
     with _LOCK:
         if key is not None and key in _LOADED:
             return _LOADED[key]
