@@ -119,13 +119,19 @@ def _run(km, *sources: str) -> None:
     NotebookClient(nbformat.v4.new_notebook(cells=cells), km=km, timeout=60).execute()
 
 
-@pytest.fixture(scope="module")
+_KERNELS_STARTED: list = []  # each kernel (its manager) the fixture below started in this test process
+
+
+@pytest.fixture(scope="session")
 def kernel():
     """One Python kernel for the learner copies this test process runs, its namespace as new between notebooks.
 
     Why: a fresh kernel costs about 3 s of start-up and imports (numba, torch, matplotlib) per notebook. What is
     shared: imported modules (a learner copy imports what its instructor notebook imports, and nbval runs every
-    instructor notebook in a fresh kernel) and the kernel's process.
+    instructor notebook in a fresh kernel) and the kernel's process. Session scope, not module scope: `course.sh
+    test` sends each learner copy to a pytest-xdist worker as a unit of its own, between other files' tests
+    (tests/conftest.py, `work_unit`), and pytest shuts a module's fixture down whenever the next test comes from
+    another file.
     """
     from jupyter_client.manager import KernelManager
 
@@ -133,6 +139,7 @@ def kernel():
     km.start_kernel(cwd=str(ROOT / "notebooks"),
                     env={k: v for k, v in os.environ.items() if k != "NBGRADER_EXECUTION"})
     _run(km, SNAPSHOT)
+    _KERNELS_STARTED.append(km)
     yield km
     km.shutdown_kernel(now=True)
 
@@ -156,3 +163,5 @@ def test_learner_copy_runs_top_to_bottom_and_every_check_says_not_solved(path, k
         text = "".join(o.get("text", "") for o in nb.cells[i].outputs if o.output_type == "stream")
         assert "not solved yet" in text, f"{path.name} cell {i}: the check printed {text!r}, not 'not solved yet'"
         assert "✓" not in text
+    assert len(_KERNELS_STARTED) == 1, (f"this test process started {len(_KERNELS_STARTED)} kernels for learner copies, "
+                                        "not one: the kernel must outlive the tests of other files run between them")
