@@ -16,6 +16,7 @@ from numba import cuda
 
 from nbkit.core import simulator
 from nbkit.core.executor import BarrierDivergence, ExecutorUnsupported, run_on_cpu
+from nbkit.core.launch import launch
 from nbkit.core.source import python_function
 
 KERNELS = textwrap.dedent("""
@@ -284,6 +285,33 @@ def test_router_sees_launches_but_not_simulated_kernels_or_device_calls():
         simulator.route_launches(None)
     _fill[1, 8](x)
     assert seen == [("_fill", (1, 1, 1), (8, 1, 1), 0)] and list(x) == list(range(8))
+
+
+def test_launch_hands_a_routed_launch_to_the_router_unconfigured(monkeypatch):
+    # launch() has checked grid and block: a routed launch skips the simulator's __getitem__ and __call__ (which
+    # checked them again: a third of a small launch's Python time); only a launch the router simulates configures
+    events = []
+
+    def router(kernel, grid, block, dynamic_shared, args, simulate):
+        events.append(("router", python_function(kernel).__name__, grid, block, dynamic_shared))
+        simulate()
+
+    cls = simulator.internals().FakeCUDAKernel
+    getitem = cls.__getitem__
+    monkeypatch.setattr(cls, "__getitem__", lambda self, conf: events.append(("getitem", conf)) or getitem(self, conf))
+    x = np.zeros(8, np.int64)
+    simulator.route_launches(router)
+    try:
+        launch(_fill, 1, 8, x)
+        launch(_fill, (1,), (8,), x, dynamic_shared_bytes=16)
+    finally:
+        simulator.route_launches(None)
+    assert events == [("router", "_fill", (1, 1, 1), (8, 1, 1), 0), ("getitem", ((1,), (8,), 0, 0)),
+                      ("router", "_fill", (1, 1, 1), (8, 1, 1), 16), ("getitem", ((1,), (8,), 0, 16))], events
+    assert list(x) == list(range(8))
+    events.clear()
+    launch(_fill, 1, 8, x)  # not routed: the simulator's own path, as before
+    assert events == [("getitem", ((1,), (8,)))]
 
 
 @cuda.jit
