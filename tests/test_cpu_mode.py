@@ -333,6 +333,32 @@ def test_barrier_divergence_puts_the_arrays_back():
     assert np.array_equal(x, np.arange(32, dtype=np.float32))
 
 
+def test_only_checked_runs_keep_copies_to_put_back(monkeypatch):
+    # a run without bounds checks has a proven key: its loops' trip counts are launch-determined and its checked run
+    # did not diverge, so it cannot; it copies nothing (the tiled matmul copied A, B and C at every launch)
+    import nbkit.core.executor as ex
+    from nbkit.kernels.matmul import TILE, matmul_tiled_kernel
+
+    monkeypatch.setattr(ex, "_UNCHECKED_MIN_SECONDS", 0.0)  # a proven launch runs unchecked at once
+    saved, real = [], ex._saved_arrays
+    monkeypatch.setattr(ex, "_saved_arrays", lambda host: saved.append(ex.last_launch_checked()) or real(host))
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((40, 24), np.float32), rng.standard_normal((24, 36), np.float32)
+    C = np.zeros((40, 36), np.float32)
+    for _ in range(3):  # (compiles if no test before did,) proves the key, then runs unchecked
+        run_on_cpu(matmul_tiled_kernel, (3, 3), (TILE, TILE), A, B, C, 0, 0)
+    assert not ex.last_launch_checked() and saved and all(saved), saved  # copies in checked runs only
+    count = len(saved)
+    run_on_cpu(matmul_tiled_kernel, (3, 3), (TILE, TILE), A, B, C, 0, 0)
+    assert not ex.last_launch_checked() and len(saved) == count
+    np.testing.assert_allclose(C, A @ B, rtol=1e-5, atol=1e-5)
+    for _ in range(2):  # a launch that diverges is never proven: every run keeps its copies and puts them back
+        x = np.arange(32, dtype=np.float32)
+        with pytest.raises(BarrierDivergence):
+            run_on_cpu(_writes_then_diverges, 1, 32, x)
+        assert np.array_equal(x, np.arange(32, dtype=np.float32)) and ex.last_launch_checked()
+
+
 def test_an_argument_numba_cannot_type_is_unsupported():
     with pytest.raises(ExecutorUnsupported, match="argument numba cannot compile"):
         run_on_cpu(_fill, 1, 8, object())
