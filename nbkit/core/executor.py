@@ -2090,6 +2090,7 @@ _POOL: ThreadPoolExecutor | None = None
 _PARALLEL_MIN_THREADS = 16384
 _PARALLEL_MIN_SECONDS = 0.001
 _WORK_SECONDS: dict[tuple, float] = {}
+_WHERE_ROW = 16  # int64s per worker's where-record: 128 bytes, so that two workers' records share no cache line
 _READY: set = set()  # (launcher, ids of the argument types) that ran: compiled for those types
 
 
@@ -2148,9 +2149,11 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
              else nblocks * block[0] * block[1] * block[2] < _PARALLEL_MIN_THREADS)
     workers = 1 if compiled.serial or small else max(1, min(os.cpu_count() or 1, nblocks))
     bounds = [(nblocks * k // workers, nblocks * (k + 1) // workers) for k in range(workers)]
-    wheres = np.zeros((workers, 3), np.int64)  # per worker: block, thread, flags (_NEGATIVE, _SPECULATIVE_OUT)
+    # per worker: block, thread, flags (_NEGATIVE, _SPECULATIVE_OUT) in a row of its own cache lines: a launcher
+    # writes the thread at every thread, and two workers writing one cache line slow each other down (false sharing)
+    wheres = np.zeros((workers, _WHERE_ROW), np.int64)
     base = wheres.ctypes.data  # (about 1.5 µs a call: once per launch)
-    negps = [base + (3 * k + 2) * wheres.itemsize for k in range(workers)]  # the address of its [2] (_ix_record)
+    negps = [base + (_WHERE_ROW * k + 2) * wheres.itemsize for k in range(workers)]  # its [2]'s address (_ix_record)
     errors: list[tuple[int, IndexError]] = []
     diverged: list[BarrierDivergence] = []
     # BarrierDivergence is found after earlier phases wrote: keep the arrays to put back, where it can happen. Not
