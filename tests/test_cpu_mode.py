@@ -16,6 +16,7 @@ from numba import cuda
 
 from nbkit.core import simulator
 from nbkit.core.executor import BarrierDivergence, ExecutorUnsupported, run_on_cpu
+from nbkit.core.launch import launch
 from nbkit.core.source import python_function
 
 KERNELS = textwrap.dedent("""
@@ -286,6 +287,33 @@ def test_router_sees_launches_but_not_simulated_kernels_or_device_calls():
     assert seen == [("_fill", (1, 1, 1), (8, 1, 1), 0)] and list(x) == list(range(8))
 
 
+def test_launch_hands_a_routed_launch_to_the_router_unconfigured(monkeypatch):
+    # launch() has checked grid and block: a routed launch skips the simulator's __getitem__ and __call__ (which
+    # checked them again: a third of a small launch's Python time); only a launch the router simulates configures
+    events = []
+
+    def router(kernel, grid, block, dynamic_shared, args, simulate):
+        events.append(("router", python_function(kernel).__name__, grid, block, dynamic_shared))
+        simulate()
+
+    cls = simulator.internals().FakeCUDAKernel
+    getitem = cls.__getitem__
+    monkeypatch.setattr(cls, "__getitem__", lambda self, conf: events.append(("getitem", conf)) or getitem(self, conf))
+    x = np.zeros(8, np.int64)
+    simulator.route_launches(router)
+    try:
+        launch(_fill, 1, 8, x)
+        launch(_fill, (1,), (8,), x, dynamic_shared_bytes=16)
+    finally:
+        simulator.route_launches(None)
+    assert events == [("router", "_fill", (1, 1, 1), (8, 1, 1), 0), ("getitem", ((1,), (8,), 0, 0)),
+                      ("router", "_fill", (1, 1, 1), (8, 1, 1), 16), ("getitem", ((1,), (8,), 0, 16))], events
+    assert list(x) == list(range(8))
+    events.clear()
+    launch(_fill, 1, 8, x)  # not routed: the simulator's own path, as before
+    assert events == [("getitem", ((1,), (8,)))]
+
+
 @cuda.jit
 def _writes_then_diverges(x):
     t = cuda.threadIdx.x
@@ -303,6 +331,32 @@ def test_barrier_divergence_puts_the_arrays_back():
     with pytest.raises(BarrierDivergence):
         run_on_cpu(_writes_then_diverges, 1, 32, x)
     assert np.array_equal(x, np.arange(32, dtype=np.float32))
+
+
+def test_only_checked_runs_keep_copies_to_put_back(monkeypatch):
+    # a run without bounds checks has a proven key: its loops' trip counts are launch-determined and its checked run
+    # did not diverge, so it cannot; it copies nothing (the tiled matmul copied A, B and C at every launch)
+    import nbkit.core.executor as ex
+    from nbkit.kernels.matmul import TILE, matmul_tiled_kernel
+
+    monkeypatch.setattr(ex, "_UNCHECKED_MIN_SECONDS", 0.0)  # a proven launch runs unchecked at once
+    saved, real = [], ex._saved_arrays
+    monkeypatch.setattr(ex, "_saved_arrays", lambda host: saved.append(ex.last_launch_checked()) or real(host))
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((40, 24), np.float32), rng.standard_normal((24, 36), np.float32)
+    C = np.zeros((40, 36), np.float32)
+    for _ in range(3):  # (compiles if no test before did,) proves the key, then runs unchecked
+        run_on_cpu(matmul_tiled_kernel, (3, 3), (TILE, TILE), A, B, C, 0, 0)
+    assert not ex.last_launch_checked() and saved and all(saved), saved  # copies in checked runs only
+    count = len(saved)
+    run_on_cpu(matmul_tiled_kernel, (3, 3), (TILE, TILE), A, B, C, 0, 0)
+    assert not ex.last_launch_checked() and len(saved) == count
+    np.testing.assert_allclose(C, A @ B, rtol=1e-5, atol=1e-5)
+    for _ in range(2):  # a launch that diverges is never proven: every run keeps its copies and puts them back
+        x = np.arange(32, dtype=np.float32)
+        with pytest.raises(BarrierDivergence):
+            run_on_cpu(_writes_then_diverges, 1, 32, x)
+        assert np.array_equal(x, np.arange(32, dtype=np.float32)) and ex.last_launch_checked()
 
 
 def test_an_argument_numba_cannot_type_is_unsupported():

@@ -624,6 +624,24 @@ def test_cached_array_types_are_numbas(array):
     assert _typeof(array) == numba.typeof(array)
 
 
+def test_cached_scalar_types_are_numbas(monkeypatch):
+    # scalars are typed by their Python type from a cache (about 1 µs each saved), except where the value decides:
+    # an int past int64's range is uint64, a timedelta's unit is part of its type
+    import numba
+
+    from nbkit.core.executor import _typeof
+
+    values = [1, -5, 2**63 - 1, -2**63, 2**63, 2**64 - 1, 7, 1.5, True, 1j, np.float32(1), np.int8(3), np.bool_(1),
+              np.uint64(2**64 - 1), np.timedelta64(1, "s"), np.timedelta64(1, "D"), np.datetime64("2020-01-01")]
+    for v in values + values:
+        assert _typeof(v) == numba.typeof(v), v
+    typeof, asked = numba.typeof, []
+    monkeypatch.setattr(numba, "typeof", lambda v: asked.append(v) or typeof(v))
+    for v in (3, 2.5, np.float32(2), True):
+        _typeof(v)
+    assert asked == []
+
+
 def test_the_work_of_a_launch_is_measured_with_its_shapes():
     """A dense layer's forward and backward matmuls share kernel, grid and block, not their work: each keeps its
     own measure (with one measure, a 1.4 ms forward ran on one thread after the backward's 0.6 ms)."""

@@ -29,6 +29,7 @@ import builtins
 import contextlib
 import copy
 import ctypes
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -1799,10 +1800,10 @@ class _Compiled:
     no_unchecked: bool = False  # numba refused the unchecked source (see run_on_cpu): always checked
     _variants: dict = field(default_factory=dict)  # (boundscheck, _ix helper, lanes) -> launcher
 
-    @property
+    @functools.cached_property
     def may_diverge(self) -> bool:
         """Whether it checks, while running, that threads agree on a loop with a barrier (and may raise)."""
-        return "raise BarrierDivergence" in self.source
+        return "raise BarrierDivergence" in self.source  # (a search of the source: asked at every launch)
 
     def unchecked(self, nonnegative: bool = False, lanes: bool = False) -> Callable:
         """The same launcher compiled without numba's bounds checks, from the same source and the same globals
@@ -1825,8 +1826,11 @@ class _Compiled:
         return self._variant(True, _ix_signed)
 
     def _variant(self, boundscheck: bool, ix: Callable, lanes: bool = False) -> Callable:
+        key = (boundscheck, ix, lanes)
+        variant = self._variants.get(key)  # every launch asks: no lock once it exists (a dict read is atomic)
+        if variant is not None:
+            return variant
         with _LOCK:
-            key = (boundscheck, ix, lanes)
             if key not in self._variants:
                 what = (f"{self.name} ({'checked' if boundscheck else 'unchecked'}, {ix.__name__}"
                         f"{', lanes' if lanes else ''})")
@@ -1841,6 +1845,9 @@ _COMPILED: dict[tuple, _Compiled] = {}
 
 
 def _get_plan(fn: Callable) -> _Plan:
+    plan = _PLANS.get(fn)  # no lock once made
+    if plan is not None:
+        return plan
     with _LOCK:
         if fn not in _PLANS:
             _PLANS[fn] = _plan(fn)
@@ -1848,13 +1855,22 @@ def _get_plan(fn: Callable) -> _Plan:
 
 
 _ARRAY_TYPES: dict[tuple, object] = {}
+_SCALAR_TYPES: dict[type, object] = {}  # int, float, bool, complex, NumPy number types -> their numba type
 
 
 def _typeof(a: object) -> object:
     """``numba.typeof(a)``, for arrays from a cache keyed by what their numba type depends on (a launch has many
-    array arguments, and numba.typeof costs about 10 µs each)."""
-    if type(a) is not np.ndarray:
-        return numba.typeof(a)
+    array arguments, and numba.typeof costs about 10 µs each), for scalars by type (about 1 µs each)."""
+    t = type(a)
+    if t is not np.ndarray:  # a scalar's numba type follows from its Python type (an int's: in int64's range)
+        ty = _SCALAR_TYPES.get(t)
+        if ty is not None and (t is not int or -2**63 <= a < 2**63):
+            return ty
+        ty = numba.typeof(a)
+        if (t in (int, float, complex, bool) or issubclass(t, (np.number, np.bool_))) and isinstance(
+                ty, (numba.types.Integer, numba.types.Float, numba.types.Complex, numba.types.Boolean)):
+            _SCALAR_TYPES[t] = numba.int64 if t is int else ty  # an int over 2**63 types uint64: not cached
+        return ty
     f = a.flags
     key = (a.dtype, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
     ty = _ARRAY_TYPES.get(key)
@@ -1883,6 +1899,9 @@ def _argtypes(args: Sequence) -> tuple:
 def _compile(fn: Callable, argtypes: tuple, kinds: tuple[str, ...]) -> _Compiled:
     plan = _get_plan(fn)
     key = (fn, kinds, argtypes if plan.arrays else None)
+    compiled = _COMPILED.get(key)  # every launch asks: no lock once compiled
+    if compiled is not None:
+        return compiled
     with _LOCK:
         if key in _COMPILED:
             return _COMPILED[key]
@@ -2046,6 +2065,10 @@ def generated_source(kernel: object, *args: object) -> str:
 
 
 def _dims(value: int | Sequence[int], what: str) -> tuple[int, int, int]:
+    if type(value) is tuple and len(value) == 3:  # as every routed launch passes them (core.simulator)
+        x, y, z = value
+        if type(x) is int and type(y) is int and type(z) is int and x > 0 and y > 0 and z > 0:
+            return value
     dims = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
     if not 1 <= len(dims) <= 3 or any(int(d) < 1 for d in dims):
         raise ValueError(f"{what} must be 1 to 3 positive ints, got {value!r}")
@@ -2067,6 +2090,7 @@ _POOL: ThreadPoolExecutor | None = None
 _PARALLEL_MIN_THREADS = 16384
 _PARALLEL_MIN_SECONDS = 0.001
 _WORK_SECONDS: dict[tuple, float] = {}
+_WHERE_ROW = 16  # int64s per worker's where-record: 128 bytes, so that two workers' records share no cache line
 _READY: set = set()  # (launcher, ids of the argument types) that ran: compiled for those types
 
 
@@ -2076,6 +2100,11 @@ def _pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="nbkit-executor")
         return _POOL
+
+
+def _saved_arrays(host: list) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Copies of a launch's arrays, to put back if it raises :class:`BarrierDivergence`."""
+    return [(a, a.copy()) for a in host if isinstance(a, np.ndarray)]
 
 
 def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Sequence[int], *args: object) -> None:
@@ -2120,12 +2149,17 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
              else nblocks * block[0] * block[1] * block[2] < _PARALLEL_MIN_THREADS)
     workers = 1 if compiled.serial or small else max(1, min(os.cpu_count() or 1, nblocks))
     bounds = [(nblocks * k // workers, nblocks * (k + 1) // workers) for k in range(workers)]
-    wheres = [np.zeros(3, np.int64) for _ in bounds]  # block, thread, flags (_NEGATIVE, _SPECULATIVE_OUT)
-    negps = [w.ctypes.data + 2 * w.itemsize for w in wheres]  # the address of w[2] (see _ix_record)
+    # per worker: block, thread, flags (_NEGATIVE, _SPECULATIVE_OUT) in a row of its own cache lines: a launcher
+    # writes the thread at every thread, and two workers writing one cache line slow each other down (false sharing)
+    wheres = np.zeros((workers, _WHERE_ROW), np.int64)
+    base = wheres.ctypes.data  # (about 1.5 µs a call: once per launch)
+    negps = [base + (_WHERE_ROW * k + 2) * wheres.itemsize for k in range(workers)]  # its [2]'s address (_ix_record)
     errors: list[tuple[int, IndexError]] = []
     diverged: list[BarrierDivergence] = []
-    # BarrierDivergence is found after earlier phases wrote: keep the arrays to put back, where it can happen
-    before = [(a, a.copy()) for a in host if isinstance(a, np.ndarray)] if compiled.may_diverge else []
+    # BarrierDivergence is found after earlier phases wrote: keep the arrays to put back, where it can happen. Not
+    # in an unchecked run: its key is proven, so every loop's trip count, per thread, is launch-determined (as every
+    # decision on which accesses run: nbkit.core.bounds), and the checked run of the same key did not diverge.
+    before = _saved_arrays(host) if compiled.may_diverge and checked else []
 
     cpu = [0.0] * workers
 

@@ -33,6 +33,10 @@ class LaunchConfigError(ValueError):
 
 
 def _as_dims(value: Dims, what: str) -> tuple[int, ...]:
+    if type(value) is int:  # the common cases first: every launch comes here
+        return (value,)
+    if type(value) is tuple and 1 <= len(value) <= 3 and all(type(d) is int for d in value):
+        return value
     if isinstance(value, (int, np.integer, float)):
         dims = (value,)
     elif isinstance(value, (tuple, list)):
@@ -189,7 +193,9 @@ def launch(kernel: object, griddim: Dims, blockdim: Dims, *args: object, dynamic
     for observer in _OBSERVERS:
         observer(kernel, grid, block, args)
     try:
-        if dynamic_shared_bytes:
+        if simulator.routed_launch(kernel, grid, block, dynamic_shared_bytes, args):  # cpu mode: no second check
+            pass
+        elif dynamic_shared_bytes:
             kernel[grid, block, 0, dynamic_shared_bytes](*args)
         else:
             kernel[grid, block](*args)

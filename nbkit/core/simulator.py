@@ -38,7 +38,7 @@ SUPPORTED = "numba-cuda 0.30 (on numba 0.68) or numba 0.68's built-in CUDA simul
 __all__ = ["SUPPORTED", "SimulatorInternalsError", "Internals", "internals", "which", "numba_cuda_loaded", "as_dtype",
            "device_array_memory",
            "simulated_kernel", "is_simulated_kernel", "is_device_function", "launch_context", "Router", "route_launches",
-           "routed",
+           "routed", "routed_launch",
            "install_warp_intrinsics", "warp_sync", "poison_value", "poisoned", "DivergentBarrier", "harden",
            "SimThread", "current_thread"]
 
@@ -202,6 +202,31 @@ def route_launches(run: Router | None) -> None:
 def routed() -> bool:
     """Whether the simulator's launches are handed to a router now (:func:`route_launches`)."""
     return bool(_ROUTER)
+
+
+def routed_launch(kernel: object, grid: tuple, block: tuple, dynamic_shared_bytes: int, args: tuple) -> bool:
+    """Hand a launch to the router as ``kernel[grid, block](*args)`` would, and say whether it did (False:
+    nothing ran; that call would not be routed, so the caller makes it).
+
+    Why: :func:`nbkit.core.launch.launch` has already checked ``grid`` and ``block``; going through the
+    simulator's ``__getitem__`` and ``__call__`` checked them again and cost a third of a small launch's
+    Python time in cpu mode. ``grid`` and ``block``: tuples of 1 to 3 ints, as ``check_launch`` returns them.
+    """
+    if not _ROUTER:
+        return False
+    sim = internals()
+    if (not isinstance(kernel, sim.FakeCUDAKernel) or kernel._device or sim.kernel_context() is not None
+            or getattr(kernel, _SIMULATOR_ONLY, False)):
+        return False
+    call = sim.FakeCUDAKernel.__call__
+    original = getattr(call, "__wrapped__", call)  # the simulator's own (route_launches wraps it)
+
+    def simulate() -> None:
+        original(kernel[grid, block, 0, dynamic_shared_bytes], *args)
+
+    _ROUTER[0](kernel, grid + (1,) * (3 - len(grid)), block + (1,) * (3 - len(block)), dynamic_shared_bytes,
+               args, simulate)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- hardening
