@@ -779,7 +779,8 @@ def _fix_returns(stmts: list[ast.stmt], depth: int, on_return: list[ast.stmt]) -
 # bit-identical. What stays exact whatever the kernel does: lanes interleave only statements that write nothing
 # (no store to an array, no call that may write); from the first statement that may write, each lane runs the
 # rest of its body in turn, lane 0 first, as the plain thread loop does; a loop or an ``if`` whose lanes disagree
-# runs each lane's copy in turn. So stores happen in the same order, and a read can come earlier only from an array
+# runs each lane's copy in turn (a loop that only adds into sums: once over the union of the lanes' ranges, see
+# _masked_union). So stores happen in the same order, and a read can come earlier only from an array
 # no statement of the kernel writes, and only when it shares no memory with an array written (checked per launch:
 # :func:`run_on_cpu`). Any other shape (a store inside a loop, a ``return``) keeps the plain thread loop.
 LANES = 4
