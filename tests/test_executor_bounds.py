@@ -380,6 +380,21 @@ def test_lanes_that_agree_at_run_time_share_their_loads():
         assert not re.search(r"if (?!_jam_)(\w+)__l0 == \1__l1 and", ex.compile_for_cpu(k, a).lanes_source), k
 
 
+def test_lanes_whose_loop_bounds_differ_run_the_union_of_their_ranges():
+    """A loop whose bounds differ per lane and whose body only adds into sums runs once over the union of the
+    lanes' ranges, each lane keeping its sum only at its own iterations (a select, not + 0.0), reads indexed by the
+    loop variable alone once for the four lanes: the conv input gradient's shrunk loop over q at a map's edges.
+    Where the ranges share no point (dy one column wide: lane k's q is k alone), each lane runs its own loop.
+    Odd sizes (rows of 13 and 8 threads, maps of 10 and 5 columns): every launch gives the simulator's bits."""
+    for bx, ow, kw in ((13, 7, 4), (8, 7, 4), (8, 1, 5)):
+        src = _lanes_match_simulator(conv.conv2d_backward_input_kernel, ((ow + kw - 1 + bx - 1) // bx, 7, 4),
+                                     (bx, 1, 1), _f32(2, 3, 5, ow), _f32(3, 2, 3, kw),
+                                     np.zeros((2, 2, 7, ow + kw - 1), np.float32))
+    assert re.search(r"acc__l0 = (_jam_\d+)_v__l0 if q__l0 == \1 else acc__l0", src), src
+    assert re.search(r"\* w\[_ix\(f, _negp\), _ix\(c, _negp\), _ix\(p, _negp\), _ix\(_jam_\d+, _negp\)\]", src), src
+    assert re.search(r"elif max\((_jam_\d+)_0__l0, \1_0__l1, \1_0__l2, \1_0__l3\) < min\(", src), src
+
+
 def test_lanes_keep_the_plain_order_when_arrays_share_memory():
     """In place, thread i reads what thread i - 1 wrote just before (a race on a GPU, an order here): lanes would
     read first and write after, so a launch whose written array shares memory with a read one keeps the plain
