@@ -8,9 +8,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-pytestmark = pytest.mark.subprocess
 
-
+@pytest.mark.subprocess
 def test_bench_prints_cpu_ratios():
     # In the simulator, as every test runs: the CPU ratios are measured, the GPU part is not.
     r = subprocess.run([sys.executable, "-m", "nbkit.perf.bench", "--quick"], capture_output=True, text=True, cwd=ROOT,
@@ -21,3 +20,22 @@ def test_bench_prints_cpu_ratios():
         assert re.search(rf"CPU, batch +{batch}: kernels +[\d.]+ img/s, PyTorch CPU +[\d.]+ img/s, ratio [\d.]+x", r.stdout)
     assert re.search(r"^hardware: .*; nbkit mode sim; load average", r.stdout, re.M), r.stdout
     assert "  GPU, batch 64 and 256: not measured (no GPU in this run).\n" in r.stdout
+
+
+def test_both_sides_are_timed_in_alternating_passes_and_each_round_gives_a_ratio(monkeypatch):
+    """A load change in the middle of a run must reach both sides: passes alternate, ours first then theirs first."""
+    from nbkit.perf import bench
+
+    clock, order = [0.0], []
+
+    def side(name, seconds):
+        def step(x, y):
+            order.append(name)
+            clock[0] += seconds
+        return step
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    batches = [(None, None)] * 2
+    ours, theirs, rounds = bench._time_pair(side("o", 3.0), batches, side("t", 1.0), batches, warmup=1, rounds=4)
+    assert order == ["o", "t"] + ["o", "o", "t", "t", "t", "t", "o", "o"] * 2
+    assert (ours, theirs, rounds) == (3.0, 1.0, [1 / 3] * 4)

@@ -7,7 +7,8 @@ Goals (issue 11): CPU path >= 1.0x PyTorch CPU at batch 4 and >= 0.75x at batch 
 model vs PyTorch CUDA at batch 64 and 256 (goal at 256: a step in at most 2x PyTorch's time, ratio >= 0.5x),
 and the best of the course's SGEMM kernels vs ``torch.matmul``. The load average is printed: on a shared
 machine other processes take cores from both sides, PyTorch's threads most. Both sides
-are timed in the same process, one after the other, on the same random batches; only ratios of numbers
+are timed in the same process, in alternating passes over the same random batches (each side's figure is
+the median of its passes; the spread of the ratio over the rounds is printed); only ratios of numbers
 measured in this run are printed. This is a script, not a test: shared machines are too noisy for
 timed assertions.
 """
@@ -46,6 +47,25 @@ def _time_steps(step, batches, warmup: int) -> float:
             step(x, y)
         passes.append((time.perf_counter() - t0) / len(batches))
     return float(np.median(passes))
+
+
+def _time_pair(ours, ours_batches, theirs, their_batches, warmup: int, rounds: int = 5) -> tuple[float, float, list]:
+    """Seconds per step of both sides, each the median of ``rounds`` passes timed alternately (ours, theirs;
+    theirs, ours; ...), and each round's ratio: a load change during the run reaches both sides alike, where
+    timing one side after the other would hand it to one of them."""
+    for step, batches in ((ours, ours_batches), (theirs, their_batches)):
+        for x, y in batches[:warmup]:
+            step(x, y)
+    times: dict[str, list[float]] = {"ours": [], "theirs": []}
+    sides = [("ours", ours, ours_batches), ("theirs", theirs, their_batches)]
+    for r in range(rounds):
+        for name, step, batches in (sides if r % 2 == 0 else sides[::-1]):
+            t0 = time.perf_counter()
+            for x, y in batches:
+                step(x, y)
+            times[name].append((time.perf_counter() - t0) / len(batches))
+    per_round = [t / o for o, t in zip(times["ours"], times["theirs"])]
+    return float(np.median(times["ours"])), float(np.median(times["theirs"])), per_round
 
 
 def _torch_step(model, opt):
@@ -98,12 +118,12 @@ def cpu_ratios(batch_sizes=(4, 64), steps: dict | None = None, backend: str = "c
     for batch in batch_sizes:
         data = _batches(steps.get(batch, 40), batch)
         model, opt, tmodel, topt = lenet.twins(CPU if backend == "cpu" else KERNEL_BACKEND)
-        with compiled_launches() if backend == "kernels" else contextlib.nullcontext():
-            ours = _time_steps(_ours_step(model, opt), data, warmup=5)
         tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
-        theirs = _time_steps(_torch_step(tmodel, topt), tdata, warmup=5)
+        with compiled_launches() if backend == "kernels" else contextlib.nullcontext():
+            ours, theirs, per_round = _time_pair(_ours_step(model, opt), data, _torch_step(tmodel, topt), tdata,
+                                                 warmup=5)
         rows.append({"batch": batch, "ours_img_s": batch / ours, "torch_img_s": batch / theirs,
-                     "ratio": theirs / ours})
+                     "ratio": theirs / ours, "round_ratios": per_round})
     return rows
 
 
@@ -152,6 +172,12 @@ def _gpu_ratios(batch: int, steps: int, gemm: bool) -> dict:
     return row
 
 
+def _spread(row: dict) -> str:
+    """The lowest and highest ratio of the rounds: how much the machine moved the figure during this run."""
+    r = row["round_ratios"]
+    return f" (rounds {min(r):.2f}-{max(r):.2f}x)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps: checks the script, not the speed")
@@ -169,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         goal = goals.get(row["batch"])
         verdict = "" if goal is None else f"  (goal >= {goal:.2f}x: {'met' if row['ratio'] >= goal else 'NOT met'})"
         print(f"  CPU, batch {row['batch']:3d}: CPU path {row['ours_img_s']:8.1f} img/s, PyTorch CPU "
-              f"{row['torch_img_s']:8.1f} img/s, ratio {row['ratio']:.2f}x{verdict}")
+              f"{row['torch_img_s']:8.1f} img/s, ratio {row['ratio']:.2f}x{_spread(row)}{verdict}")
     if MODE.name != "gpu":
         print("  The course's CUDA kernels, compiled for the CPU by nbkit's executor (MCUDA thread loops):")
         kernel_steps = {4: 10, 64: 3} if args.quick else {4: 100, 64: 10}
@@ -177,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             verdict = (f"  (goal >= 0.25x: {'met' if row['ratio'] >= 0.25 else 'NOT met'})"
                        if row["batch"] == 64 else "")
             print(f"  CPU, batch {row['batch']:3d}: kernels {row['ours_img_s']:8.1f} img/s, PyTorch CPU "
-                  f"{row['torch_img_s']:8.1f} img/s, ratio {row['ratio']:.2f}x{verdict}")
+                  f"{row['torch_img_s']:8.1f} img/s, ratio {row['ratio']:.2f}x{_spread(row)}{verdict}")
     from nbkit.nn.torchdev import torch_device
 
     torch_where, torch_why = torch_device()
