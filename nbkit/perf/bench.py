@@ -49,10 +49,15 @@ def _time_steps(step, batches, warmup: int) -> float:
     return float(np.median(passes))
 
 
-def _time_pair(ours, ours_batches, theirs, their_batches, warmup: int, rounds: int = 5) -> tuple[float, float, list]:
+def _time_pair(ours, ours_batches, theirs, their_batches, warmup: int, rounds: int = 5,
+               settle: float = 0.2) -> tuple[float, float, list]:
     """Seconds per step of both sides, each the median of ``rounds`` passes timed alternately (ours, theirs;
     theirs, ours; ...), and each round's ratio: a load change during the run reaches both sides alike, where
-    timing one side after the other would hand it to one of them."""
+    timing one side after the other would hand it to one of them.
+
+    Each pass starts after ``settle`` seconds idle: a side's thread pools (OpenBLAS, OpenMP) keep spinning for a
+    while after its last call: measured here, PyTorch's batch-64 pass that started at once ran at 7,000-10,000
+    img/s, one that started 0.2 s later at 10,000-14,000, beside 12,000-15,000 timed alone."""
     for step, batches in ((ours, ours_batches), (theirs, their_batches)):
         for x, y in batches[:warmup]:
             step(x, y)
@@ -60,6 +65,7 @@ def _time_pair(ours, ours_batches, theirs, their_batches, warmup: int, rounds: i
     sides = [("ours", ours, ours_batches), ("theirs", theirs, their_batches)]
     for r in range(rounds):
         for name, step, batches in (sides if r % 2 == 0 else sides[::-1]):
+            time.sleep(settle)
             t0 = time.perf_counter()
             for x, y in batches:
                 step(x, y)
@@ -95,12 +101,14 @@ def _batches(n_steps: int, batch: int, seed: int = 0):
             for _ in range(n_steps)]
 
 
-def cpu_ratios(batch_sizes=(4, 64), steps: dict | None = None, backend: str = "cpu") -> list[dict]:
+def cpu_ratios(batch_sizes=(4, 64), steps: dict | None = None, backend: str = "cpu", rounds: int = 5,
+               settle: float = 0.2) -> list[dict]:
     """Images per second of a course LeNet and of PyTorch on the CPU, and their ratio, per batch size.
 
     ``backend="cpu"``: the CPU path (:mod:`nbkit.nn.cpu`, BLAS and compiled loops, the optimised yardstick);
     ``backend="kernels"``: the course's CUDA kernels, compiled for the CPU by the executor
     (:func:`nbkit.core.launch.compiled_launches`); its first steps (warm-up) pay the compilation.
+    ``rounds`` and ``settle``: see :func:`_time_pair`.
     """
     import contextlib
 
@@ -121,7 +129,7 @@ def cpu_ratios(batch_sizes=(4, 64), steps: dict | None = None, backend: str = "c
         tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
         with compiled_launches() if backend == "kernels" else contextlib.nullcontext():
             ours, theirs, per_round = _time_pair(_ours_step(model, opt), data, _torch_step(tmodel, topt), tdata,
-                                                 warmup=5)
+                                                 warmup=5, rounds=rounds, settle=settle)
         rows.append({"batch": batch, "ours_img_s": batch / ours, "torch_img_s": batch / theirs,
                      "ratio": theirs / ours, "round_ratios": per_round})
     return rows
@@ -189,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} threads; nbkit mode {MODE.name}; load average {load:.1f} at start"
           + ("  (busy machine: ratios are unreliable)" if load > (os.cpu_count() or 1) else ""))
     steps = {4: 20, 64: 4} if args.quick else None
+    timing = {"rounds": 3, "settle": 0.0} if args.quick else {}  # --quick checks the script, not the speed
     print("LeNet training throughput (forward + backward + SGD step), random CIFAR-shaped batches:")
     goals = {4: 1.0, 64: 0.75}
-    for row in cpu_ratios(steps=steps):
+    for row in cpu_ratios(steps=steps, **timing):
         goal = goals.get(row["batch"])
         verdict = "" if goal is None else f"  (goal >= {goal:.2f}x: {'met' if row['ratio'] >= goal else 'NOT met'})"
         print(f"  CPU, batch {row['batch']:3d}: CPU path {row['ours_img_s']:8.1f} img/s, PyTorch CPU "
@@ -199,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if MODE.name != "gpu":
         print("  The course's CUDA kernels, compiled for the CPU by nbkit's executor (MCUDA thread loops):")
         kernel_steps = {4: 10, 64: 3} if args.quick else {4: 100, 64: 10}
-        for row in cpu_ratios(steps=kernel_steps, backend="kernels"):
+        for row in cpu_ratios(steps=kernel_steps, backend="kernels", **timing):
             verdict = (f"  (goal >= 0.25x: {'met' if row['ratio'] >= 0.25 else 'NOT met'})"
                        if row["batch"] == 64 else "")
             print(f"  CPU, batch {row['batch']:3d}: kernels {row['ours_img_s']:8.1f} img/s, PyTorch CPU "
