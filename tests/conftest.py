@@ -129,25 +129,27 @@ def fake_driver(tmp_path_factory):
 # of work changes, never what runs. Each learner copy (tests/test_learner.py, one notebook run top to bottom) and each
 # exercise of tests/test_probe_answers.py becomes its own unit instead of one file-sized unit, and the heaviest units
 # start first, so no worker is left with a long tail. Weights: seconds per unit in a profile of the whole run
-# (`pytest --durations=0`, 2026-11-30 04:58 UTC, 2 workers, empty cache of compiled code as in CI), every unit of
-# 1 s or more (test_gpu_check: after its overrunning step became nvidia-smi). A unit not listed weighs 0.05 s per
+# (`pytest --durations=0`, 2026-11-30 07:08 UTC, 2 workers, empty cache of compiled code as in CI), every unit of
+# 1 s or more. A unit not listed weighs 0.05 s per
 # test: the 70 unlisted ones averaged 0.023 s (660 tests, 15 s). An unlisted unit of seconds comes late and can
 # leave one worker running alone at the end (test_bench, 4.8 s at 0.5 s per test, ran last), so list it.
-UNIT_SECONDS = {"08": 11, "10": 8, "07": 7, "09": 7, "06": 5, "03": 4, "05": 4, "01": 4, "00": 4, "04": 3,
-                "02": 3}   # a notebook, under nbval or as a learner copy, by its number
-FILE_SECONDS = {"tests/test_executor_bounds.py": 50, "tests/test_dist.py": 21, "tests/test_executor.py": 21,
-                "tests/test_realistic_cases.py": 19, "tests/test_nbgrader_roundtrip.py": 18, "tests/test_ptx.py": 12,
-                "tests/test_cpu_mode.py": 8, "tests/test_diskcache.py": 7, "tests/test_data.py": 6,
-                "tests/test_hints.py": 6, "tests/test_mode.py": 5, "tests/test_mutation.py": 4.8,
-                "tests/test_bench.py": 4.8, "tests/test_setup_plan.py": 4.7, "tests/test_course_sh.py": 4.3,
-                "tests/test_checks_nb04.py": 4.2, "tests/test_checks_nb09.py": 3.5,
-                "tests/test_probe_answers.py::09.2": 3.2, "tests/test_checks_compile.py": 3.2,
-                "tests/test_checks_nb05.py": 3.1, "tests/test_gpu_check.py": 2.3,
-                "tests/test_transpose_coalescing.py": 2.2, "tests/test_probe_answers.py::08.1": 2.1,
-                "tests/test_checks_nb06.py": 2.1, "tests/test_checks_nb08.py": 1.7, "tests/test_checks_nb03.py": 1.7,
-                "tests/test_trace.py": 1.5, "tests/test_probe_answers.py::04.3": 1.5,
-                "tests/test_probe_answers.py::04.4": 1.5, "tests/test_warp.py": 1.4,
-                "tests/test_checks_core.py": 1.4, "tests/test_architecture.py": 1.2, "tests/test_colab.py": 1.0}
+UNIT_SECONDS = {"08": 14, "10": 11, "09": 7.4, "07": 6.5, "06": 4.2, "01": 3.5, "05": 3.5, "03": 3.3, "04": 3.2,
+                "00": 2.8, "02": 1.7}   # a notebook, under nbval or as a learner copy (half the two together), by its number
+FILE_SECONDS = {"tests/test_executor.py": 34, "tests/test_executor_bounds.py": 34, "tests/test_realistic_cases.py": 25,
+                "tests/test_dist.py": 21, "tests/test_nbgrader_roundtrip.py": 17, "tests/test_ptx.py": 12,
+                "tests/test_diskcache.py": 9.2, "tests/test_data.py": 6.6, "tests/test_hints.py": 6.4,
+                "tests/test_bench.py": 5.7, "tests/test_checks_nb04.py": 5.6, "tests/test_setup_plan.py": 5.3,
+                "tests/test_course_sh.py": 5.3, "tests/test_mode.py": 5.2, "tests/test_mutation.py": 5.0,
+                "tests/test_cpu_mode.py": 4.8, "tests/test_checks_nb09.py": 4.6, "tests/test_checks_nb05.py": 3.9,
+                "tests/test_checks_compile.py": 3.8, "tests/test_probe_answers.py::09.2": 3.7,
+                "tests/test_checks_nb06.py": 2.6, "tests/test_transpose_coalescing.py": 2.4,
+                "tests/test_probe_answers.py::04.3": 2.4, "tests/test_probe_answers.py::04.4": 2.3,
+                "tests/test_gpu_check.py": 2.3, "tests/test_checks_nb08.py": 2.0, "tests/test_checks_nb03.py": 1.9,
+                "tests/test_probe_answers.py::08.1": 1.9, "tests/test_probe_answers.py::09.1": 1.8,
+                "tests/test_warp.py": 1.6, "tests/test_architecture.py": 1.5, "tests/test_checks_nb02.py": 1.4,
+                "tests/test_startup.py": 1.4, "tests/test_colab.py": 1.4, "tests/test_matmul.py": 1.3,
+                "tests/test_trace.py": 1.2, "tests/test_plots.py": 1.1, "tests/test_probe_answers.py::05.4": 1.1,
+                "tests/test_checks_core.py": 1.0, "tests/test_probe_answers.py::06.1": 1.0}
 
 
 def work_unit(nodeid: str) -> str:
