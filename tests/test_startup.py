@@ -96,3 +96,17 @@ def test_pytest_starts_without_xdist():
 def test_the_heaviest_first_scheduler_is_registered_where_xdist_is_loaded(pytestconfig):
     assert pytestconfig.pluginmanager.hasplugin("xdist")
     assert pytestconfig.pluginmanager.get_plugin("nbkit-heaviest-first") is not None
+
+
+def test_a_unit_that_reads_what_another_compiles_starts_after_it_should_have_ended(monkeypatch):
+    import conftest
+
+    monkeypatch.setattr(conftest, "FILE_SECONDS", {"tests/test_executor.py": 10, "tests/test_executor_bounds.py": 20,
+                                                   "tests/test_dist.py": 15, "tests/test_ptx.py": 10,
+                                                   "tests/test_hints.py": 5, "tests/test_lint.py": 1})
+    order = conftest.unit_order(dict.fromkeys(conftest.FILE_SECONDS, 1), workers=2)
+    # 20 + 15 + 10 s of work before it on 2 workers: it starts about 22 s in, after the 20 s of its partner
+    assert order == ["tests/test_executor_bounds.py", "tests/test_dist.py", "tests/test_ptx.py",
+                     "tests/test_executor.py", "tests/test_hints.py", "tests/test_lint.py"]
+    assert conftest.unit_order({"tests/test_executor.py": 1, "tests/test_lint.py": 1}) == [
+        "tests/test_executor.py", "tests/test_lint.py"]  # without its partner: by weight
