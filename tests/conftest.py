@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 os.environ.setdefault("NBKIT_MODE", "sim")
@@ -58,6 +59,35 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     full_env.update(env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env,
                           cwd=ROOT, timeout=300)
+
+
+PART_MARK = "=== part "
+
+
+def run_in_parts(folder: Path, prelude: str, parts: dict[str, str], **env: str) -> dict[str, str]:
+    """Each part (``prelude`` + its code, from a file in ``folder``: the executor reads a kernel's source) run in ONE
+    fresh interpreter, in order, each in its own namespace: a second interpreter would only repeat the start-up
+    (numba, the compile worker, PyTorch). A part's output is what it printed, its stderr and an exception it raised
+    (printed after its marker), so that each test sees only its own. Read it with :func:`part_output`."""
+    runner = ["import contextlib, runpy, sys, traceback"]
+    for name, body in parts.items():
+        script = folder / f"{name}.py"
+        script.write_text(prelude + textwrap.dedent(body))
+        runner += [f"print({PART_MARK + name!r}, flush=True)", "try:",
+                   "    with contextlib.redirect_stderr(sys.stdout):",
+                   f"        runpy.run_path({str(script)!r})",
+                   "except BaseException:", "    traceback.print_exc(file=sys.stdout)", "sys.stdout.flush()"]
+    r = run_python("\n".join(runner), **env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    chunks = r.stdout.split(PART_MARK)[1:]
+    return {chunk.split("\n", 1)[0]: chunk.split("\n", 1)[1] + r.stderr for chunk in chunks}
+
+
+def part_output(output: dict[str, str], name: str) -> str:
+    """One part's output from :func:`run_in_parts`; the test fails if that part raised."""
+    out = output[name]
+    assert "Traceback (most recent call last)" not in out, out
+    return out
 
 
 # The compiler tier: tests that compile kernels with numba-cuda's compiler (to PTX, cubins); skipped where it is

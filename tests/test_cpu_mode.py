@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import part_output, run_in_parts
 from numba import cuda
 
 from nbkit.core import simulator
@@ -183,47 +183,27 @@ PARTS = {
         print("rejected both")
     """,
 }
-MARK = "=== part "
 
 
 @pytest.fixture(scope="module")
 def cpu_mode_output(tmp_path_factory) -> dict[str, str]:
-    """Each part's output (from a file: the executor reads a kernel's source), run in one cpu-mode interpreter."""
-    folder = tmp_path_factory.mktemp("cpu_mode")
-    runner = ["import contextlib, runpy, sys, traceback"]
-    for name, body in PARTS.items():
-        # from a file, not ``python -c``: the executor reads a kernel's source (no source: the simulator runs it)
-        script = folder / f"{name}.py"
-        script.write_text(KERNELS + textwrap.dedent(body))
-        runner += [f"print({MARK + name!r}, flush=True)", "try:",
-                   "    with contextlib.redirect_stderr(sys.stdout):",
-                   f"        runpy.run_path({str(script)!r})",
-                   "except BaseException:", "    traceback.print_exc(file=sys.stdout)", "sys.stdout.flush()"]
-    r = run_python("\n".join(runner), NBKIT_MODE="cpu")
-    assert r.returncode == 0, r.stdout + r.stderr
-    chunks = r.stdout.split(MARK)[1:]
-    return {chunk.split("\n", 1)[0]: chunk.split("\n", 1)[1] + r.stderr for chunk in chunks}
-
-
-def _part(output: dict[str, str], name: str) -> str:
-    out = output[name]
-    assert "Traceback (most recent call last)" not in out, out
-    return out
+    """Each part's output, run in one cpu-mode interpreter (conftest.run_in_parts)."""
+    return run_in_parts(tmp_path_factory.mktemp("cpu_mode"), KERNELS, PARTS, NBKIT_MODE="cpu")
 
 
 @pytest.mark.subprocess
 def test_both_launch_forms_run_on_the_executor(cpu_mode_output):
-    assert "mode cpu True False" in _part(cpu_mode_output, "both_forms")
+    assert "mode cpu True False" in part_output(cpu_mode_output, "both_forms")
 
 
 @pytest.mark.subprocess
 def test_results_equal_the_simulators(cpu_mode_output):
-    assert "results equal" in _part(cpu_mode_output, "results")
+    assert "results equal" in part_output(cpu_mode_output, "results")
 
 
 @pytest.mark.subprocess
 def test_unsupported_kernel_falls_back_with_one_line(cpu_mode_output):
-    out = _part(cpu_mode_output, "unsupported")
+    out = part_output(cpu_mode_output, "unsupported")
     lines = [line for line in out.splitlines() if line.startswith("nbkit: kernel")]
     assert lines == [lines[0]] and "barrier_in_branch runs on the CUDA simulator" in lines[0], out
     assert "syncthreads() inside if" in lines[0]
@@ -232,14 +212,14 @@ def test_unsupported_kernel_falls_back_with_one_line(cpu_mode_output):
 
 @pytest.mark.subprocess
 def test_out_of_bounds_raises_index_error_naming_the_launch(cpu_mode_output):
-    out = _part(cpu_mode_output, "out_of_bounds")
+    out = part_output(cpu_mode_output, "out_of_bounds")
     assert out.count("IndexError: add[(2, 1, 1), (256, 1, 1)]") == 2 and "thread (10, 0, 0)" in out
     assert "while launching kernel add" in out  # nbkit.launch's note
 
 
 @pytest.mark.subprocess
 def test_mode_doctor_timing_and_work_sizes(cpu_mode_output):
-    out = _part(cpu_mode_output, "doctor")
+    out = part_output(cpu_mode_output, "doctor")
     assert "cpu | forced by NBKIT_MODE=cpu" in out
     assert "[CPU executor wall-clock time: says nothing about GPU speed]" in out
     assert "mode               : CPU EXECUTOR" in out and "the CPU executor (" in out and "fell back so far   : none" in out
@@ -247,12 +227,12 @@ def test_mode_doctor_timing_and_work_sizes(cpu_mode_output):
 
 @pytest.mark.subprocess
 def test_tracer_and_race_check_use_the_simulator(cpu_mode_output):
-    assert "traced" in _part(cpu_mode_output, "tracer")
+    assert "traced" in part_output(cpu_mode_output, "tracer")
 
 
 @pytest.mark.subprocess
 def test_checks_reject_skipped_barriers_and_unwritten_shared_memory_in_cpu_mode(cpu_mode_output):
-    assert "rejected both" in _part(cpu_mode_output, "checks")
+    assert "rejected both" in part_output(cpu_mode_output, "checks")
 
 
 @pytest.mark.subprocess

@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import part_output, run_in_parts
 from numba import cuda
 
 from nbkit.checks import exercises
@@ -94,34 +94,17 @@ PARTS = {
                 print(f"{number}|{status}|{said}|{message[:300]}")
     """,
 }
-MARK = "=== part "
 
 
 @pytest.fixture(scope="module")
 def cpu_mode_output(tmp_path_factory) -> dict[str, str]:
-    """Each part's output (from a file: the executor reads a kernel's source), run in one cpu-mode interpreter."""
-    folder = tmp_path_factory.mktemp("realistic")
-    runner = ["import runpy, traceback"]
-    for name, body in PARTS.items():
-        script = folder / f"{name}.py"
-        script.write_text(KERNELS + textwrap.dedent(body))
-        runner += [f"print({MARK + name!r}, flush=True)", "try:", f"    runpy.run_path({str(script)!r})",
-                   "except BaseException:", "    traceback.print_exc(file=__import__('sys').stdout)"]
-    r = run_python("\n".join(runner), NBKIT_MODE="cpu")
-    assert r.returncode == 0, r.stdout + r.stderr
-    chunks = r.stdout.split(MARK)[1:]
-    return {chunk.split("\n", 1)[0]: chunk.split("\n", 1)[1] + r.stderr for chunk in chunks}
-
-
-def _part(output: dict[str, str], name: str) -> str:
-    out = output[name]
-    assert "Traceback (most recent call last)" not in out, out
-    return out
+    """Each part's output, run in one cpu-mode interpreter (conftest.run_in_parts)."""
+    return run_in_parts(tmp_path_factory.mktemp("realistic"), KERNELS, PARTS, NBKIT_MODE="cpu")
 
 
 @pytest.mark.subprocess
 def test_cpu_mode_runs_the_realistic_case_and_names_size_and_index(cpu_mode_output):
-    out = _part(cpu_mode_output, "small")
+    out = part_output(cpu_mode_output, "small")
     got = {line.split("|")[0]: line.split("|")[1:] for line in out.splitlines() if "|" in line}
     status, _, message = got["right"]
     assert status == "passed", message
@@ -147,7 +130,7 @@ def test_cpu_mode_runs_the_realistic_case_and_names_size_and_index(cpu_mode_outp
 
 @pytest.mark.subprocess
 def test_every_course_solution_passes_its_realistic_cases_in_cpu_mode(cpu_mode_output):
-    out = _part(cpu_mode_output, "solutions")
+    out = part_output(cpu_mode_output, "solutions")
     rows = [line.split("|") for line in out.splitlines() if line.count("|") >= 3]
     assert len(rows) >= 20, out
     for number, status, said, message in rows:
