@@ -193,12 +193,11 @@ def launch(kernel: object, griddim: Dims, blockdim: Dims, *args: object, dynamic
     for observer in _OBSERVERS:
         observer(kernel, grid, block, args)
     try:
-        if simulator.routed_launch(kernel, grid, block, dynamic_shared_bytes, args):  # cpu mode: no second check
-            pass
-        elif dynamic_shared_bytes:
-            kernel[grid, block, 0, dynamic_shared_bytes](*args)
-        else:
-            kernel[grid, block](*args)
+        if not simulator.routed_launch(kernel, grid, block, dynamic_shared_bytes, args):  # cpu mode: no second check
+            if dynamic_shared_bytes:
+                kernel[grid, block, 0, dynamic_shared_bytes](*args)
+            else:
+                kernel[grid, block](*args)
     except Exception as exc:
         exc.add_note(f"nbkit: while launching kernel {kernel_name(kernel)} (launch #{_launch_count} of this "
                      f"process) with grid {grid}, block {block}, arguments ({describe_args(args)}).")

@@ -185,8 +185,7 @@ def route_launches(run: Router | None) -> None:
 
         def __call__(self, *args):  # the simulator's own, with launches handed to the router
             router = _ROUTER[0] if _ROUTER else None
-            if (router is None or self._device or sim.kernel_context() is not None
-                    or getattr(self, _SIMULATOR_ONLY, False) or self.grid_dim is None or self.block_dim is None):
+            if router is None or not _routable(sim, self) or self.grid_dim is None or self.block_dim is None:
                 return original(self, *args)
             return router(self, tuple(self.grid_dim), tuple(self.block_dim), int(self.dynshared_size or 0), args,
                           lambda: original(self, *args))
@@ -197,6 +196,12 @@ def route_launches(run: Router | None) -> None:
     _ROUTER.clear()
     if run is not None:
         _ROUTER.append(run)
+
+
+def _routable(sim: Internals, kernel: object) -> bool:
+    """Whether a launch of the simulator's ``kernel`` goes to the router: not a device function, not a call made
+    inside a running simulated kernel (the tracer's runs), not a kernel of :func:`simulated_kernel`."""
+    return not (kernel._device or sim.kernel_context() is not None or getattr(kernel, _SIMULATOR_ONLY, False))
 
 
 def routed() -> bool:
@@ -215,8 +220,7 @@ def routed_launch(kernel: object, grid: tuple, block: tuple, dynamic_shared_byte
     if not _ROUTER:
         return False
     sim = internals()
-    if (not isinstance(kernel, sim.FakeCUDAKernel) or kernel._device or sim.kernel_context() is not None
-            or getattr(kernel, _SIMULATOR_ONLY, False)):
+    if not isinstance(kernel, sim.FakeCUDAKernel) or not _routable(sim, kernel):
         return False
     call = sim.FakeCUDAKernel.__call__
     original = getattr(call, "__wrapped__", call)  # the simulator's own (route_launches wraps it)
