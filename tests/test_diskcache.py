@@ -42,19 +42,30 @@ def mirror(x, out):
     out[i] = s[3 - i] {op} v
 """
 
+# Launches kmod.mirror and prints one JSON line; then, for each further argument, rewrites kmod.py with that text,
+# reloads it and launches again (a later version of the module, against the same cache).
 LAUNCH = """
-import json, sys
+import importlib, json, sys
+from pathlib import Path
 import numpy as np
 import nbkit
 from nbkit.core.executor import compile_for_cpu, run_on_cpu
 sys.path.insert(0, sys.argv[1])
 import kmod
-x = np.array([1, 2, 4, 8], np.float32)
-out = np.zeros(4, np.float32)
-run_on_cpu(kmod.mirror, 1, 4, x, out)
-stats = compile_for_cpu(kmod.mirror, [x, out]).launcher.stats
-print(json.dumps({"out": out.tolist(), "hits": sum(stats.cache_hits.values()),
-                  "misses": sum(stats.cache_misses.values()), "path": stats.cache_path}))
+
+def launch():
+    x = np.array([1, 2, 4, 8], np.float32)
+    out = np.zeros(4, np.float32)
+    run_on_cpu(kmod.mirror, 1, 4, x, out)
+    stats = compile_for_cpu(kmod.mirror, [x, out]).launcher.stats
+    print(json.dumps({"out": out.tolist(), "hits": sum(stats.cache_hits.values()),
+                      "misses": sum(stats.cache_misses.values()), "path": stats.cache_path}), flush=True)
+
+launch()
+for text in sys.argv[2:]:
+    Path(kmod.__file__).write_text(text)
+    importlib.reload(kmod)
+    launch()
 """
 
 
@@ -65,19 +76,19 @@ def _env(cache: Path) -> dict[str, str]:
     return env
 
 
-def _start(module_dir: Path, cache: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", LAUNCH, str(module_dir)], stdout=subprocess.PIPE,
+def _start(module_dir: Path, cache: Path, *later_versions: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", LAUNCH, str(module_dir), *later_versions], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env(cache), cwd=ROOT)
 
 
-def _result(proc: subprocess.Popen) -> dict:
+def _results(proc: subprocess.Popen) -> list[dict]:
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    return json.loads(out.strip().splitlines()[-1])
+    return [json.loads(line) for line in out.strip().splitlines() if line.startswith("{")]
 
 
-def _launch(module_dir: Path, cache: Path) -> dict:
-    return _result(_start(module_dir, cache))
+def _result(proc: subprocess.Popen) -> dict:
+    return _results(proc)[-1]
 
 
 def _module(tmp_path: Path, scale: float = 2.0, op: str = "+") -> Path:
@@ -95,14 +106,18 @@ def _expected(scale: float, op: str) -> list[float]:
 @pytest.fixture(scope="module")
 def first_runs(tmp_path_factory) -> dict:
     """Two processes compile ``mirror`` into an empty cache at once, then a third loads it: what each printed, and
-    the cache folder's files right after. Two tests read it (each process start costs a second or two)."""
+    the cache folder's files right after. The third process then rewrites kmod.py twice (another value of SCALE,
+    then another operator) and launches each version, against the same cache. Two tests read it (each process
+    start costs a second or two)."""
     tmp = tmp_path_factory.mktemp("diskcache")
     kernels, cache = _module(tmp), tmp / "cache"
     first = [_start(kernels, cache), _start(kernels, cache)]  # two writers of the same entries at once
     first = [_result(proc) for proc in first]
-    later = _launch(kernels, cache)
-    return {"tmp": tmp, "cache": cache, "first": first, "later": later,
-            "probes": list((cache / "cpu").glob("probe_*.json")), "partial": list((cache / "cpu").glob(".tmp-*"))}
+    files = {"probes": list((cache / "cpu").glob("probe_*.json")), "partial": list((cache / "cpu").glob(".tmp-*"))}
+    later, changed_constant, changed_source = _results(_start(kernels, cache, KERNEL.format(scale=3.0, op="+"),
+                                                              KERNEL.format(scale=3.0, op="-")))
+    return {"tmp": tmp, "cache": cache, "first": first, "later": later, "changed_constant": changed_constant,
+            "changed_source": changed_source, **files}
 
 
 def test_second_process_loads_what_concurrent_first_ones_compiled(first_runs):
@@ -119,22 +134,29 @@ def test_second_process_loads_what_concurrent_first_ones_compiled(first_runs):
 
 def test_changed_constant_or_source_is_a_miss_never_a_stale_result(first_runs):
     # The same kernels/kmod.py, rewritten, against the cache where its first version (2.0, "+") was compiled.
-    tmp, cache = first_runs["tmp"], first_runs["cache"]
     assert all(result["out"] == _expected(2.0, "+") for result in first_runs["first"])
-    changed_constant = _launch(_module(tmp, 3.0, "+"), cache)  # only a global's value differs
+    changed_constant = first_runs["changed_constant"]  # only a global's value differs
     assert changed_constant["out"] == _expected(3.0, "+")
     assert changed_constant["misses"] == 1
-    changed_source = _launch(_module(tmp, 3.0, "-"), cache)
+    changed_source = first_runs["changed_source"]
     assert changed_source["out"] == _expected(3.0, "-")
     assert changed_source["misses"] == 1
 
 
-def test_unwritable_cache_folder_compiles_in_memory(tmp_path):
+def test_unwritable_cache_folder_compiles_in_memory(tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = _launch(_module(tmp_path), blocker / "cache")  # cannot be created: a file is in the way
-    assert result["out"] == _expected(2.0, "+")
-    assert result["path"] is None and result["hits"] == 0  # numba's stats without a cache: no folder, no hit
+    monkeypatch.setenv(diskcache.ENV_VAR, str(blocker / "cache"))  # cannot be created: a file is in the way
+    monkeypatch.setattr(executor, "_LOADED", {})  # nothing compiled in memory before
+    spec = importlib.util.spec_from_file_location("nbkit_test_unwritable_kmod", _module(tmp_path) / "kmod.py")
+    kmod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, kmod)
+    spec.loader.exec_module(kmod)
+    x, out = np.array([1, 2, 4, 8], np.float32), np.zeros(4, np.float32)
+    executor.run_on_cpu(kmod.mirror, 1, 4, x, out)
+    stats = executor.compile_for_cpu(kmod.mirror, [x, out]).launcher.stats
+    assert out.tolist() == _expected(2.0, "+")
+    assert stats.cache_path is None and sum(stats.cache_hits.values()) == 0  # numba's stats without a cache
 
 
 def test_values_that_cannot_be_named_are_not_cached():

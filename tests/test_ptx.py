@@ -21,13 +21,12 @@ ARCHS = set(hw.ARCHS)
 
 
 @pytest.fixture(scope="module")
-def reports():
-    if compiler_missing():
-        pytest.skip(compiler_missing())
-    r = run_in_gpu_mode(["-m", "nbkit.perf.ptx", "--json", "--module", "ptx_fixtures"], path=[str(HERE)], timeout=900)
-    assert r.stdout, f"nbkit.perf.ptx printed nothing; stderr:\n{r.stderr}"
+def reports(gpu_mode_run):
+    """``python -m nbkit.perf.ptx --json --module ptx_fixtures``'s reports by kernel name (run in `gpu_mode_run`)."""
+    out = gpu_mode_run["cli"]
+    assert out.strip(), f"nbkit.perf.ptx printed nothing; stderr:\n{gpu_mode_run['stderr']}"
     by_name = {}
-    for rep in json.loads(r.stdout.splitlines()[-1]):
+    for rep in json.loads(out.splitlines()[-1]):
         by_name.setdefault(rep["name"], []).append(rep)
     return by_name
 
@@ -144,9 +143,23 @@ def test_the_ptx_notebook_00_shows_defines_every_register_it_reads():
     assert "ld.param.u64" in r.stdout and "NumbaEnv_vector_add" in r.stdout
     assert _registers_read_but_never_written(r.stdout) == set()
 
-# Three parts of one GPU-mode process (each process costs about a second to load numba-cuda and NVVM), shared by
-# the three tests below through the `compiled` fixture: real PTX of float64 examples, one lowering against
-# numba.cuda.compile_ptx, and compile_ptx's disk cache.
+# Four parts of one GPU-mode process (each process costs about a second to load numba-cuda and NVVM), shared through
+# the `gpu_mode_run` fixture: the resource test as `python -m nbkit.perf.ptx --json --module ptx_fixtures` runs it
+# (runpy, as -m does; the `reports` fixture), then, for the three tests that use the `compiled` fixture, real PTX of
+# float64 examples, one lowering against numba.cuda.compile_ptx, and compile_ptx's disk cache (last: it changes
+# NBKIT_CACHE_DIR).
+_CLI = """
+import contextlib, io, runpy, sys
+script_args, sys.argv[1:] = sys.argv[1:], ["--json", "--module", "ptx_fixtures"]
+with contextlib.redirect_stdout(io.StringIO()) as cli:
+    try:
+        runpy.run_module("nbkit.perf.ptx", run_name="__main__", alter_sys=True)
+    except SystemExit:  # its exit status: 1, as some fixture kernels fail on purpose
+        pass
+sys.argv[1:] = script_args
+cli = cli.getvalue()
+"""
+
 _REAL_PTX = """
 import json
 import nbkit
@@ -227,18 +240,24 @@ on_disk = [made, stored, bigger]
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
+def gpu_mode_run(tmp_path_factory):
+    """What the one GPU-mode process of this file printed (see `_CLI`)."""
     if compiler_missing():
         pytest.skip(compiler_missing())
     folder = tmp_path_factory.mktemp("compiled")
     (folder / "code").mkdir()
     (folder / "code" / "cached_kernel.py").write_text(_CACHED_KERNEL.format(tile=8))
-    script = "\n".join([_REAL_PTX, _ONE_LOWERING, _PTX_ON_DISK,
-                        'print(json.dumps({"real": real, "lowering": lowering, "on_disk": on_disk}))'])
+    script = "\n".join([_CLI, _REAL_PTX, _ONE_LOWERING, _PTX_ON_DISK,
+                        'print(json.dumps({"cli": cli, "real": real, "lowering": lowering, "on_disk": on_disk}))'])
     r = run_in_gpu_mode(["-c", script, str(folder / "code"), _CACHED_KERNEL.format(tile=16), str(folder / "cache")],
-                        timeout=300)
+                        path=[str(HERE)], timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
-    return {**json.loads(r.stdout.splitlines()[-1]), "cache": folder / "cache"}
+    return {**json.loads(r.stdout.splitlines()[-1]), "cache": folder / "cache", "stderr": r.stderr}
+
+
+@pytest.fixture(scope="module")
+def compiled(gpu_mode_run):
+    return gpu_mode_run
 
 
 @needs_compiler

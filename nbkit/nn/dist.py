@@ -507,18 +507,31 @@ def _spawned(rank: int, world: int, port: int, cfgs: list[RunConfig], outdir: st
                  **{k: np.asarray(v) for k, v in out.items()})
 
 
-def _spawned_then_exit(rank: int, world: int, port: int, cfgs: list[RunConfig], outdir: str) -> None:
-    """:func:`_spawned`, then the end of the process without the interpreter's teardown (``os._exit(0)``).
+def _error_file(outdir: str | Path, rank: int) -> Path:
+    """Where a spawned rank that raised leaves its traceback for :func:`_watch` (see :func:`_spawned_then_exit`)."""
+    return Path(outdir) / f"error_rank{rank}.txt"
 
-    Why: a rank has imported torch (with torch._dynamo, which ``torch.optim`` loads) and numba, about 2,500
+
+def _spawned_then_exit(rank: int, world: int, port: int, cfgs: list[RunConfig], outdir: str) -> None:
+    """:func:`_spawned`, then the end of the process without the interpreter's teardown: ``os._exit(0)``, or,
+    after an exception, its traceback written to :func:`_error_file` and ``os._exit(1)``.
+
+    Why: a rank has imported torch (with torch._dynamo, which ``torch.optim`` and DDP load) and numba, about 2,500
     modules, and tearing them down at a normal exit cost 1.2-1.4 s of CPU per rank on a 2-core machine, after
-    the results were written. Only success ends this way: an exception propagates to torch.multiprocessing,
-    which records it for :func:`_watch` and exits with code 1.
+    the results (or the error) were written. A failure pays it as a success does: a rank that raised, and its
+    peers, which raise a moment later in a collective. (torch.multiprocessing would record the traceback in its
+    own error file, then end with ``sys.exit(1)`` and the teardown.) KeyboardInterrupt (the parent stopping the
+    ranks) still propagates.
     """
-    _spawned(rank, world, port, cfgs, outdir)
+    try:
+        _spawned(rank, world, port, cfgs, outdir)
+        code = 0
+    except Exception:  # noqa: BLE001 - any failure of this rank: its traceback goes to spawn, which names the rank
+        _error_file(outdir, rank).write_text(traceback.format_exc(), encoding="utf-8")
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def _load(path: Path) -> dict:
@@ -542,15 +555,14 @@ _PEER_LOST = ("connection closed by peer", "connection reset by peer", "broken p
               "dist_backend_error", "distbackenderror", "gloo")
 
 
-def _watch(ctx, world: int, limit: float, grace: float = 3.0) -> None:
+def _watch(ctx, world: int, limit: float, outdir: str | Path, grace: float = 3.0) -> None:
     """Wait for the spawned ranks; on a failure, stop them all and raise :class:`RankFailed` naming the culprit.
 
     When one rank fails, its peers usually fail a moment later inside a collective ("connection closed by
     peer"). The culprit is the rank whose own error is not such a communication error, or that died without a
-    Python error; ranks still running after ``grace`` seconds are killed.
+    Python error (no traceback in ``outdir``); ranks still running after ``grace`` seconds are killed.
     """
     import multiprocessing.connection
-    import pickle
 
     procs = ctx.processes
     deadline = time.monotonic() + limit
@@ -576,9 +588,9 @@ def _watch(ctx, world: int, limit: float, grace: float = 3.0) -> None:
     for r, p in enumerate(procs):
         if r in stopped or p.exitcode == 0:
             continue
-        if os.access(ctx.error_files[r], os.R_OK):
-            with open(ctx.error_files[r], "rb") as fh:
-                trace = pickle.load(fh)  # noqa: S301 - our own child wrote it (torch.multiprocessing): a traceback string
+        error_file = _error_file(outdir, r)
+        if error_file.is_file():  # written by the rank (_spawned_then_exit): a traceback
+            trace = error_file.read_text(encoding="utf-8")
             last = [line for line in trace.strip().splitlines() if line.strip()][-1].strip()
             last = re.sub(r"\[[^\]]*\.(cc|cpp|h):\d+\] ", "", last)  # gloo's source location
             cut = last.find(". ", 40)
@@ -635,7 +647,7 @@ def spawn(cfgs: RunConfig | list[RunConfig], world: int = 2) -> list[list[dict]]
                 else:
                     os.environ[k] = v
         try:
-            _watch(ctx, world, limit)
+            _watch(ctx, world, limit, outdir)
         finally:  # also on KeyboardInterrupt: never leave ranks behind
             for p in ctx.processes:
                 if p.is_alive():
