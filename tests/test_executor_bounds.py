@@ -393,6 +393,49 @@ def test_lanes_whose_loop_bounds_differ_run_the_union_of_their_ranges():
     assert re.search(r"acc__l0 = (_jam_\d+)_v__l0 if q__l0 == \1 else acc__l0", src), src
     assert re.search(r"\* w\[_ix\(f, _negp\), _ix\(c, _negp\), _ix\(p, _negp\), _ix\(_jam_\d+, _negp\)\]", src), src
     assert re.search(r"elif max\((_jam_\d+)_0__l0, \1_0__l1, \1_0__l2, \1_0__l3\) < min\(", src), src
+    # dy too at the loop's value in every lane (consecutive elements: one vector load), where dy is C-contiguous and
+    # the part that n and f (the loops around it do not change them) select has 3 elements before and after it
+    assert re.search(r"j__l3 = col__l3 - _jam_\d+\n", src), src
+    assert ("and (dy.flags.c_contiguous and dy.strides[3] == dy.itemsize and (n >= 0) and (f >= 0) and "
+            "(3 <= (n * dy.shape[1] + f) * (dy.shape[2] * dy.shape[3])) and "
+            "((n * dy.shape[1] + f + 1) * (dy.shape[2] * dy.shape[3]) + 3 <= dy.size)):") in src, src
+
+
+# dy between two pages no access may touch: a read before its first element or after its last ends the process
+GUARDED = """
+import ctypes, mmap, sys
+import numpy as np
+import nbkit.core.executor as ex
+from nbkit.kernels import conv
+
+page = mmap.PAGESIZE
+memory = mmap.mmap(-1, 3 * page)
+start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+mprotect = ctypes.CDLL(None).mprotect
+mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+assert mprotect(start, page, 0) == 0 and mprotect(start + 2 * page, page, 0) == 0  # PROT_NONE
+dy = np.frombuffer(memory, np.float32, page // 4, page).reshape(2, 2, 16, page // 256)
+dy[...] = np.random.default_rng(0).standard_normal(dy.shape)
+w = np.random.default_rng(1).standard_normal((2, 1, 3, 5)).astype(np.float32)
+ex._UNCHECKED_MIN_SECONDS = 0.0
+out = []
+for _ in range(3):  # checked and compiling, checked and proving, unchecked with lanes
+    out.append(np.zeros((2, 1, 18, dy.shape[3] + 4), np.float32))
+    ex.run_on_cpu(conv.conv2d_backward_input_kernel, (3, 9, 2), (8, 2, 1), dy, w, out[-1])
+assert ex.last_launch_lanes() and ex.last_launch_unsigned(), "not the lanes launcher"
+assert all(np.array_equal(o.view(np.int32), out[0].view(np.int32)) for o in out), "not the plain loops' bits"
+print("inside")
+"""
+
+
+def test_lanes_reading_at_the_union_loops_value_stay_inside_the_array(python_in_fresh_process):
+    """The union loop's reads of dy at the loop's value in every lane go up to 3 elements past a row's ends: inside
+    dy except in its first and last rows, where the test before the loop sends the lanes each to its own loop. dy
+    between two pages that no access may touch (a fresh interpreter: a read there would end the process), its
+    first and last rows read by lanes whose ranges differ (rows of 16 columns, kernels 5 wide): the lanes launcher
+    runs and gives the plain loops' bits."""
+    r = python_in_fresh_process(GUARDED)
+    assert r.returncode == 0 and "inside" in r.stdout, (r.returncode, r.stdout, r.stderr)
 
 
 def test_lanes_keep_the_plain_order_when_arrays_share_memory():
