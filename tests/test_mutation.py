@@ -246,17 +246,26 @@ def test_inputs_hash_ignores_prose_cells_moved_above_an_exercise_but_not_a_chang
     assert mutate.inputs_hash() != before
 
 
-def test_the_tree_copier_copies_like_deepcopy_and_maps_each_node_to_its_copy():
+def test_a_mutant_copies_the_path_to_its_node_shares_the_rest_and_leaves_the_reference_unchanged():
     import ast
-    import copy
 
     sol = mutate.solutions()["04.3"]
     tree = ast.parse(sol.source)
     mutate._index_array_names(tree)  # an annotation the array-swap operator reads on the copies
-    memo: dict = {}
-    copied = mutate._copy_tree(tree, memo)
-    assert ast.dump(copied, include_attributes=True) == ast.dump(copy.deepcopy(tree), include_attributes=True)
-    originals, copies = list(ast.walk(tree)), list(ast.walk(copied))
-    assert all(memo[id(o)] is c and o is not c for o, c in zip(originals, copies))
-    assert [getattr(c, "nbkit_arrays", None) for c in copies] == [getattr(o, "nbkit_arrays", None) for o in originals]
-    assert any(getattr(c, "nbkit_arrays", None) for c in copies)
+    parents = mutate._parents(tree)
+    before = ast.dump(tree, include_attributes=True)
+    for node in [n for n in ast.walk(tree) if isinstance(n, (ast.Subscript, ast.stmt)) and n is not tree]:
+        copied, memo = mutate._copy_path(tree, node, parents)
+        assert ast.dump(copied, include_attributes=True) == before
+        path, n = [], node
+        while n is not tree:
+            path.append(n)
+            n = parents[id(n)]
+        assert set(memo) == {id(tree), *map(id, path)} and all(memo[id(o)] is not o for o in (tree, *path))
+        kept = {id(n) for n in ast.walk(tree)} & {id(n) for n in ast.walk(copied)}  # the rest is shared
+        assert kept == {id(n) for n in ast.walk(tree)} - set(memo)
+        assert getattr(memo[id(node)], "nbkit_arrays", None) == getattr(node, "nbkit_arrays", None)
+        target, parent = memo[id(node)], memo[id(parents[id(node)])]
+        mutate._replace(parent, target, ast.Pass() if isinstance(node, ast.stmt) else ast.Constant(0))
+        assert ast.dump(copied, include_attributes=True) != before
+        assert ast.dump(tree, include_attributes=True) == before  # the reference is as it was

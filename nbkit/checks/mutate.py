@@ -518,24 +518,33 @@ def _parents(tree: ast.AST) -> dict[int, ast.AST]:
     return {id(child): node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
 
 
-def _copy_tree(node: object, memo: dict[int, object]) -> object:
-    """``copy.deepcopy`` of an AST (every field and attribute, ``nbkit_arrays`` too, sharing kept), with ``memo``
-    mapping ``id`` of each original node to its copy: a mutant finds its target and the target's parent there
-    instead of walking the copy twice. Several times faster than deepcopy, which dominated making the mutants."""
-    if isinstance(node, ast.AST):
-        done = memo.get(id(node))
-        if done is not None:
-            return done
-        new = node.__class__.__new__(node.__class__)
-        memo[id(node)] = new
-        for key, value in node.__dict__.items():
-            setattr(new, key, _copy_tree(value, memo))
-        return new
-    if isinstance(node, list):
-        return [_copy_tree(v, memo) for v in node]
-    if isinstance(node, tuple):
-        return tuple(_copy_tree(v, memo) for v in node)
-    return node  # str, numbers, None, bytes, Ellipsis: immutable
+def _copy_path(tree: ast.AST, node: ast.AST, parents: dict[int, ast.AST]) -> tuple[ast.AST, dict[int, ast.AST]]:
+    """A copy of ``tree`` for one mutant: the nodes from the root down to ``node`` are new (their fields, lists
+    included, and attributes such as ``nbkit_arrays``), every other subtree is shared with ``tree``. Returns the
+    copy and ``memo``, mapping ``id`` of each copied original to its copy. A mutant changes only ``node`` or a
+    field of its parent, so the original is left as it was; copying the path instead of the whole tree made
+    generating the mutants several times faster."""
+    path = [node]
+    while id(path[-1]) in parents:
+        path.append(parents[id(path[-1])])
+    if path[-1] is not tree:
+        raise LookupError("node not found")
+    memo: dict[int, ast.AST] = {}
+    child_copy = None
+    for original in path:  # from node up to the root, so that each copy points to its copied child
+        new = original.__class__.__new__(original.__class__)
+        new.__dict__.update({key: list(value) if isinstance(value, list) else value
+                             for key, value in original.__dict__.items()})
+        if child_copy is not None:
+            child, copied = child_copy
+            for key, value in new.__dict__.items():
+                if value is child:
+                    setattr(new, key, copied)
+                elif isinstance(value, list):
+                    value[:] = [copied if v is child else v for v in value]
+        memo[id(original)] = new
+        child_copy = (original, new)
+    return memo[id(tree)], memo
 
 
 def _replace(tree: ast.AST, old: ast.AST, new: object) -> None:
@@ -572,15 +581,14 @@ def _variants(tree: ast.Module, regions: list[tuple[int, int]]) -> Iterator[tupl
     """(operator, line, mutated tree) for every place and variant of every operator, in a fixed order."""
     _index_array_names(tree)
     nodes = list(ast.walk(tree))
+    parents = _parents(tree)  # the operators build new nodes and leave the tree as it is
     for name, op in EXPRESSION_OPERATORS.items():
-        parents = _parents(tree)
         for node in nodes:
             if not _inside(node, regions):
                 continue
             parent = parents.get(id(node))
             for v, _ in enumerate(op(node, parent)):
-                memo: dict[int, object] = {}
-                mutated = _copy_tree(tree, memo)
+                mutated, memo = _copy_path(tree, node, parents)
                 target, target_parent = memo[id(node)], memo.get(id(parent)) if parent is not None else None
                 replacement = op(target, target_parent)[v]
                 _replace(mutated if target_parent is None else target_parent, target, replacement)
@@ -594,8 +602,7 @@ def _variants(tree: ast.Module, regions: list[tuple[int, int]]) -> Iterator[tupl
                     if not _inside(stmt, regions):
                         continue
                     for v, _ in enumerate(op(value, i)):
-                        memo = {}
-                        mutated = _copy_tree(tree, memo)
+                        mutated, memo = _copy_path(tree, node, parents)
                         lst = getattr(memo[id(node)], fname)
                         lst[:] = op(lst, i)[v]
                         label = name + ("↑" if v == 0 and i > 0 else "↓") if name == "move-sync" else name
