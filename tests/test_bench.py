@@ -45,3 +45,43 @@ def test_both_sides_are_timed_in_alternating_passes_and_each_round_gives_a_ratio
     assert order == ["o", "t"] + ["o", "o", "t", "t", "t", "t", "o", "o"] * 2
     assert (ours, theirs, rounds) == (3.0, 1.0, [1 / 3] * 4)
     assert slept == [0.2] * 8  # every pass starts after the other side's thread pools went quiet
+
+
+@pytest.mark.parametrize("torch_threads, env, cores, spins", [
+    (2, {}, 2, True),                                                  # PyTorch's own pool
+    (1, {"OMP_NUM_THREADS": "1"}, 2, False),                           # course.sh test: one thread per pool
+    (1, {"OMP_NUM_THREADS": "2"}, 2, True),
+    (1, {"OPENBLAS_NUM_THREADS": "4", "OMP_NUM_THREADS": "1"}, 2, True),  # OpenBLAS reads its own variable first
+    (1, {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "4"}, 2, False),
+    (1, {}, 2, True),                                                  # OpenBLAS's default: one thread per core
+    (1, {}, 1, False),
+])
+def test_pools_may_spin_reads_torch_and_openblas_thread_counts(monkeypatch, torch_threads, env, cores, spins):
+    import torch
+
+    from nbkit.perf import bench
+
+    for var in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: torch_threads)
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: cores)
+    assert bench.pools_may_spin() is spins
+
+
+@pytest.mark.parametrize("spins, settle", [(True, 0.2), (False, 0.0)])
+def test_cpu_ratios_waits_between_passes_only_where_a_pool_may_spin(monkeypatch, spins, settle):
+    from nbkit.perf import bench
+
+    seen = []
+
+    def fake_pair(*args, settle, **kwargs):
+        seen.append(settle)
+        return 1.0, 1.0, [1.0]
+
+    monkeypatch.setattr(bench, "pools_may_spin", lambda: spins)
+    monkeypatch.setattr(bench, "_time_pair", fake_pair)
+    bench.cpu_ratios(batch_sizes=(4,), steps={4: 1})
+    bench.cpu_ratios(batch_sizes=(4,), steps={4: 1}, settle=0.5)  # a figure given is kept
+    assert seen == [settle, 0.5]
