@@ -1,7 +1,7 @@
 """Data-parallel training: ring all-reduce in NumPy, and 2 gloo processes on 127.0.0.1 against one process.
 
-The distributed tests spawn real processes (a few seconds each: every process imports torch and numba) on the
-loopback interface only, and every launch is bounded by its timeout.
+The distributed tests start real processes (a few seconds for the first launch: every rank imports torch and numba,
+or the fork server they come from does) on the loopback interface only, and every launch is bounded by its timeout.
 """
 
 import subprocess
@@ -211,10 +211,42 @@ def test_spawn_starts_the_ranks_that_end_with_os_exit(monkeypatch):
         started.append((fn, nprocs, start_method))
         raise _Exited
 
+    asked = []
     monkeypatch.setattr(torch.multiprocessing, "start_processes", fake_start)
+    monkeypatch.setattr(dist, "_start_method", lambda backend, env: asked.append((backend, env)) or "chosen")
     with pytest.raises(_Exited):
-        dist.spawn(dist.RunConfig(), world=2)
-    assert started == [(dist._spawned_then_exit, 2, "spawn")]
+        dist.spawn(dist.RunConfig(threads=2), world=2)
+    assert started == [(dist._spawned_then_exit, 2, "chosen")]
+    assert asked == [("gloo", {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"})]
+
+
+def test_gloo_ranks_fork_from_one_server_started_in_their_environment_else_spawn(monkeypatch):
+    """A fork server imports torch, numba and nbkit once for every rank of every launch (a spawned rank spends
+    about 2 s of CPU on them); it must run in the ranks' environment, and never hand a GPU's driver state on."""
+    import multiprocessing.forkserver as forkserver
+
+    from nbkit.core.mode import MODE
+
+    preload = []
+    monkeypatch.setattr(forkserver, "set_forkserver_preload", preload.append)
+    monkeypatch.setattr(forkserver._forkserver, "_forkserver_pid", None)
+    monkeypatch.setattr(dist, "_forkserver_env", None)
+    one, two = {"OMP_NUM_THREADS": "1"}, {"OMP_NUM_THREADS": "2"}
+    assert MODE.is_simulator
+    assert dist._start_method("nccl", one) == "spawn"
+    assert dist._forkserver_env is None and preload == []
+    assert dist._start_method("gloo", one) == "forkserver"
+    assert preload == [dist._PRELOAD] and "torch" in dist._PRELOAD and "nbkit.nn.dist" in dist._PRELOAD
+    assert dist._start_method("gloo", dict(one)) == "forkserver"  # a later launch reuses the server
+    assert dist._start_method("gloo", two) == "spawn"  # the server's children would get the first environment
+    monkeypatch.setattr(type(MODE), "is_simulator", property(lambda self: False))
+    assert dist._start_method("gloo", one) == "spawn"  # a GPU in use
+    monkeypatch.undo()
+
+    monkeypatch.setattr(forkserver, "set_forkserver_preload", preload.append)
+    monkeypatch.setattr(forkserver._forkserver, "_forkserver_pid", 12345)  # something else started one
+    monkeypatch.setattr(dist, "_forkserver_env", None)
+    assert dist._start_method("gloo", one) == "spawn" and len(preload) == 1
 
 
 def test_comm_time_waits_for_the_gpu_before_and_after_the_all_reduce(monkeypatch):
