@@ -13,16 +13,28 @@ RATIO = r"[\d.]+x \(rounds [\d.]+-[\d.]+x\)"
 
 
 @pytest.mark.subprocess
-def test_bench_prints_cpu_ratios():
-    # In the simulator, as every test runs: the CPU ratios are measured, the GPU part is not.
-    r = subprocess.run([sys.executable, "-m", "nbkit.perf.bench", "--quick"], capture_output=True, text=True, cwd=ROOT,
-                       timeout=600, env={**os.environ, "NBKIT_MODE": "sim"})
-    assert r.returncode == 0, r.stderr
+def test_bench_prints_cpu_ratios(capsys):
+    # In the simulator, as every test runs: the CPU ratios are measured, the GPU part is not. In this process when it
+    # runs in the simulator already (as `course.sh test` does): a fresh interpreter took 7.5-8 s of CPU, 4.5 s of
+    # them importing torch (with torch._dynamo), numba and nbkit again; main() is what `python -m` runs.
+    from nbkit.core.mode import MODE
+    from nbkit.perf import bench
+
+    if MODE.name == "sim":
+        assert bench.main(["--quick"]) == 0
+        out = capsys.readouterr().out
+    else:
+        r = subprocess.run([sys.executable, "-m", "nbkit.perf.bench", "--quick"], capture_output=True, text=True,
+                           cwd=ROOT, timeout=600, env={**os.environ, "NBKIT_MODE": "sim"})
+        assert r.returncode == 0, r.stderr
+        out = r.stdout
     for batch in (4, 64):
-        assert re.search(rf"CPU, batch +{batch}: CPU path +[\d.]+ img/s, PyTorch CPU +[\d.]+ img/s, ratio {RATIO}", r.stdout)
-        assert re.search(rf"CPU, batch +{batch}: kernels +[\d.]+ img/s, PyTorch CPU +[\d.]+ img/s, ratio {RATIO}", r.stdout)
-    assert re.search(r"^hardware: .*; nbkit mode sim; load average", r.stdout, re.M), r.stdout
-    assert "  GPU, batch 64 and 256: not measured (no GPU in this run).\n" in r.stdout
+        assert re.search(rf"CPU, batch +{batch}: CPU path +[\d.]+ img/s, PyTorch CPU +[\d.]+ img/s, ratio {RATIO}", out)
+        assert re.search(rf"CPU, batch +{batch}: kernels +[\d.]+ img/s, PyTorch CPU +[\d.]+ img/s, ratio {RATIO}", out)
+    assert re.search(r"^hardware: .*; nbkit mode sim; load average", out, re.M), out
+    assert "  GPU, batch 64 and 256: not measured (no GPU in this run).\n" in out
+    main_block = (ROOT / "nbkit" / "perf" / "bench.py").read_text().split('if __name__ == "__main__":')[1]
+    assert main_block.strip() == "raise SystemExit(main())"
 
 
 def test_both_sides_are_timed_in_alternating_passes_and_each_round_gives_a_ratio(monkeypatch):
