@@ -228,6 +228,7 @@ def test_gloo_ranks_fork_from_one_server_started_in_their_environment_else_spawn
     from nbkit.core.mode import MODE
 
     preload = []
+    monkeypatch.setattr(dist.sys, "platform", "linux")
     monkeypatch.setattr(forkserver, "set_forkserver_preload", preload.append)
     monkeypatch.setattr(forkserver._forkserver, "_forkserver_pid", None)
     monkeypatch.setattr(dist, "_forkserver_env", None)
@@ -239,10 +240,14 @@ def test_gloo_ranks_fork_from_one_server_started_in_their_environment_else_spawn
     assert preload == [dist._PRELOAD] and "torch" in dist._PRELOAD and "nbkit.nn.dist" in dist._PRELOAD
     assert dist._start_method("gloo", dict(one)) == "forkserver"  # a later launch reuses the server
     assert dist._start_method("gloo", two) == "spawn"  # the server's children would get the first environment
+    monkeypatch.setattr(dist.sys, "platform", "darwin")
+    assert dist._start_method("gloo", one) == "spawn"  # not Linux
+    monkeypatch.setattr(dist.sys, "platform", "linux")
     monkeypatch.setattr(type(MODE), "is_simulator", property(lambda self: False))
     assert dist._start_method("gloo", one) == "spawn"  # a GPU in use
     monkeypatch.undo()
 
+    monkeypatch.setattr(dist.sys, "platform", "linux")
     monkeypatch.setattr(forkserver, "set_forkserver_preload", preload.append)
     monkeypatch.setattr(forkserver._forkserver, "_forkserver_pid", 12345)  # something else started one
     monkeypatch.setattr(dist, "_forkserver_env", None)

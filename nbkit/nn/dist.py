@@ -611,7 +611,7 @@ _forkserver_env: dict | None = None  # the rank environment of the fork server t
 
 
 def _start_method(backend: str, env: dict) -> str:
-    """``"forkserver"`` for gloo ranks in simulator mode, else ``"spawn"``.
+    """``"forkserver"`` for gloo ranks in simulator mode on Linux, else ``"spawn"``.
 
     Why: a spawned rank is a fresh interpreter that spends about 2 s of CPU importing torch (with torch._dynamo,
     which ``torch.optim`` loads), numba and nbkit before its first step (measured here: 3.9 s for 2 ranks that
@@ -619,15 +619,16 @@ def _start_method(backend: str, env: dict) -> str:
     A fork server imports them once (``_PRELOAD``) and forks every rank from that state, in this launch and in
     every later one of this process. It starts at the first such launch, in that launch's rank environment
     (threads); a launch that asks for another environment, or finds a fork server something else started,
-    spawns. Spawned always: NCCL ranks, and every rank where a GPU is in use (importing nbkit initialises the
-    CUDA driver, whose state a forked process must not inherit; not tried on a GPU so far).
+    spawns. Spawned always: NCCL ranks, every rank where a GPU is in use (importing nbkit initialises the CUDA
+    driver, whose state a forked process must not inherit; not tried on a GPU so far), and every rank outside
+    Linux (macOS's system libraries are not safe to fork once loaded: Python spawns there by default).
     """
     global _forkserver_env
     import multiprocessing.forkserver as forkserver
 
     from nbkit.core.mode import MODE
 
-    if backend != "gloo" or not MODE.is_simulator:
+    if backend != "gloo" or not MODE.is_simulator or sys.platform != "linux":
         return "spawn"
     if _forkserver_env is None:
         if getattr(forkserver._forkserver, "_forkserver_pid", None) is not None:
