@@ -6,6 +6,7 @@ or the fork server they come from does) on the loopback interface only, and ever
 
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -252,6 +253,25 @@ def test_gloo_ranks_fork_from_one_server_started_in_their_environment_else_spawn
     monkeypatch.setattr(forkserver._forkserver, "_forkserver_pid", 12345)  # something else started one
     monkeypatch.setattr(dist, "_forkserver_env", None)
     assert dist._start_method("gloo", one) == "spawn" and len(preload) == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork server runs on Linux only")
+def test_the_fork_server_ends_without_teardown_and_its_ranks_keep_their_exit_codes():
+    """Imported last by the fork server: at its exit it skips the teardown of torch and numba (os._exit), and a
+    process forked from it (a rank) still ends with its own exit code."""
+    assert dist._PRELOAD[-1] == "nbkit.nn._forkserver_exit"
+    code = textwrap.dedent(f"""
+        import importlib.util, os, sys
+        spec = importlib.util.spec_from_file_location("fse", {str(ROOT / "nbkit" / "nn" / "_forkserver_exit.py")!r})
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(3)  # a rank that failed
+        print("rank exit code", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+        sys.exit(5)  # the server's own exit: os._exit(0) in the handler, before any teardown
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "rank exit code 3\n"), r.stderr
 
 
 def test_comm_time_waits_for_the_gpu_before_and_after_the_all_reduce(monkeypatch):
