@@ -1,11 +1,12 @@
 """Data-parallel training: ring all-reduce in NumPy, and 2 gloo processes on 127.0.0.1 against one process.
 
-The distributed tests spawn real processes (a few seconds each: every process imports torch and numba) on the
-loopback interface only, and every launch is bounded by its timeout.
+The distributed tests start real processes (a few seconds for the first launch: every rank imports torch and numba,
+or the fork server they come from does) on the loopback interface only, and every launch is bounded by its timeout.
 """
 
 import subprocess
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -220,10 +221,66 @@ def test_spawn_starts_the_ranks_that_end_with_os_exit(monkeypatch):
         started.append((fn, nprocs, start_method))
         raise _Exited
 
+    asked = []
     monkeypatch.setattr(torch.multiprocessing, "start_processes", fake_start)
+    monkeypatch.setattr(dist, "_start_method", lambda backend, env: asked.append((backend, env)) or "chosen")
     with pytest.raises(_Exited):
-        dist.spawn(dist.RunConfig(), world=2)
-    assert started == [(dist._spawned_then_exit, 2, "spawn")]
+        dist.spawn(dist.RunConfig(threads=2), world=2)
+    assert started == [(dist._spawned_then_exit, 2, "chosen")]
+    assert asked == [("gloo", {"OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"})]
+
+
+def test_gloo_ranks_fork_from_one_server_started_in_their_environment_else_spawn(monkeypatch):
+    """A fork server imports torch, numba and nbkit once for every rank of every launch (a spawned rank spends
+    about 2 s of CPU on them); it must run in the ranks' environment, and never hand a GPU's driver state on."""
+    import multiprocessing.forkserver as forkserver
+
+    from nbkit.core.mode import MODE
+
+    preload = []
+    monkeypatch.setattr(dist.sys, "platform", "linux")
+    monkeypatch.setattr(forkserver, "set_forkserver_preload", preload.append)
+    monkeypatch.setattr(forkserver._forkserver, "_forkserver_pid", None)
+    monkeypatch.setattr(dist, "_forkserver_env", None)
+    one, two = {"OMP_NUM_THREADS": "1"}, {"OMP_NUM_THREADS": "2"}
+    assert MODE.is_simulator
+    assert dist._start_method("nccl", one) == "spawn"
+    assert dist._forkserver_env is None and preload == []
+    assert dist._start_method("gloo", one) == "forkserver"
+    assert preload == [dist._PRELOAD] and "torch" in dist._PRELOAD and "nbkit.nn.dist" in dist._PRELOAD
+    assert dist._start_method("gloo", dict(one)) == "forkserver"  # a later launch reuses the server
+    assert dist._start_method("gloo", two) == "spawn"  # the server's children would get the first environment
+    monkeypatch.setattr(dist.sys, "platform", "darwin")
+    assert dist._start_method("gloo", one) == "spawn"  # not Linux
+    monkeypatch.setattr(dist.sys, "platform", "linux")
+    monkeypatch.setattr(type(MODE), "is_simulator", property(lambda self: False))
+    assert dist._start_method("gloo", one) == "spawn"  # a GPU in use
+    monkeypatch.undo()
+
+    monkeypatch.setattr(dist.sys, "platform", "linux")
+    monkeypatch.setattr(forkserver, "set_forkserver_preload", preload.append)
+    monkeypatch.setattr(forkserver._forkserver, "_forkserver_pid", 12345)  # something else started one
+    monkeypatch.setattr(dist, "_forkserver_env", None)
+    assert dist._start_method("gloo", one) == "spawn" and len(preload) == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the fork server runs on Linux only")
+def test_the_fork_server_ends_without_teardown_and_its_ranks_keep_their_exit_codes():
+    """Imported last by the fork server: at its exit it skips the teardown of torch and numba (os._exit), and a
+    process forked from it (a rank) still ends with its own exit code."""
+    assert dist._PRELOAD[-1] == "nbkit.nn._forkserver_exit"
+    code = textwrap.dedent(f"""
+        import importlib.util, os, sys
+        spec = importlib.util.spec_from_file_location("fse", {str(ROOT / "nbkit" / "nn" / "_forkserver_exit.py")!r})
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(3)  # a rank that failed
+        print("rank exit code", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+        sys.exit(5)  # the server's own exit: os._exit(0) in the handler, before any teardown
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (0, "rank exit code 3\n"), r.stderr
 
 
 def test_comm_time_waits_for_the_gpu_before_and_after_the_all_reduce(monkeypatch):

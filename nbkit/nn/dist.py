@@ -617,14 +617,50 @@ def _watch(ctx, world: int, limit: float, outdir: str | Path, grace: float = 3.0
     raise RankFailed(root, msg + (". " + "; ".join(others) if others else ""), trace)
 
 
+# What every rank imports: the fork server (see _start_method) imports it once, instead of each rank; then the
+# module that lets the server itself end without tearing all that down (1.2-1.4 s of CPU, as for a rank).
+_PRELOAD = ["torch", "torch.distributed", "torch._dynamo", "nbkit.nn.dist", "nbkit.nn.cpu", "nbkit.nn.lenet",
+            "nbkit.nn._forkserver_exit"]
+_forkserver_env: dict | None = None  # the rank environment of the fork server this process started, if any
+
+
+def _start_method(backend: str, env: dict) -> str:
+    """``"forkserver"`` for gloo ranks in simulator mode on Linux, else ``"spawn"``.
+
+    Why: a spawned rank is a fresh interpreter that spends about 2 s of CPU importing torch (with torch._dynamo,
+    which ``torch.optim`` loads), numba and nbkit before its first step (measured here: 3.9 s for 2 ranks that
+    train nothing; notebook 10's run 7.0-7.5 s, then 3.8-4.0 s from a fork server and 1.5 s for a second run).
+    A fork server imports them once (``_PRELOAD``) and forks every rank from that state, in this launch and in
+    every later one of this process. It starts at the first such launch, in that launch's rank environment
+    (threads); a launch that asks for another environment, or finds a fork server something else started,
+    spawns. Spawned always: NCCL ranks, every rank where a GPU is in use (importing nbkit initialises the CUDA
+    driver, whose state a forked process must not inherit; not tried on a GPU so far), and every rank outside
+    Linux (macOS's system libraries are not safe to fork once loaded: Python spawns there by default).
+    """
+    global _forkserver_env
+    import multiprocessing.forkserver as forkserver
+
+    from nbkit.core.mode import MODE
+
+    if backend != "gloo" or not MODE.is_simulator or sys.platform != "linux":
+        return "spawn"
+    if _forkserver_env is None:
+        if getattr(forkserver._forkserver, "_forkserver_pid", None) is not None:
+            return "spawn"  # not ours: what it imported and its environment are unknown
+        forkserver.set_forkserver_preload(_PRELOAD)
+        _forkserver_env = dict(env)
+    return "forkserver" if _forkserver_env == env else "spawn"
+
+
 def spawn(cfgs: RunConfig | list[RunConfig], world: int = 2) -> list[list[dict]]:
     """Run each config in turn on ``world`` spawned processes (127.0.0.1, a free port), one process group.
 
     With ``backend="nccl"`` process r uses GPU r (``cuda:r``), so ``world`` is at most the number of GPUs.
 
     Returns ``results[run][rank]``. Several runs share one start-up: each spawned process spends seconds
-    importing torch and numba. Bounded: a rank that raises or dies stops all the others at once and raises
-    :class:`RankFailed` naming it; a rank stuck in a collective gives up after ``timeout_s`` (gloo's timeout),
+    importing torch and numba (gloo ranks in simulator mode fork from a server that imported them once, in this
+    launch and later ones: :func:`_start_method`). Bounded: a rank that raises or dies stops all the others at
+    once and raises :class:`RankFailed` naming it; a rank stuck in a collective gives up after ``timeout_s`` (gloo's timeout),
     and if the processes have not finished ``timeout_s`` + 60 s (start-up) after the launch, all are stopped.
     """
     import torch.multiprocessing as mp
@@ -639,7 +675,7 @@ def spawn(cfgs: RunConfig | list[RunConfig], world: int = 2) -> list[list[dict]]
         os.environ.update(env)  # inherited by the children (their BLAS reads it at import), restored below
         try:
             ctx = mp.start_processes(_spawned_then_exit, args=(world, free_port(), cfgs, outdir), nprocs=world, join=False,
-                                     start_method="spawn")
+                                     start_method=_start_method(cfgs[0].backend, env))
         finally:
             for k, v in saved.items():
                 if v is None:
