@@ -824,3 +824,28 @@ def test_guarded_loop_between_barriers_is_shrunk():
     src = generated_source(guarded_between_barriers, f32(16), np.zeros((2, 16), np.float32))
     assert "for p in range(max(0, t - 16 + 1), min(5, t + 1)):" in src, src
     _same(guarded_between_barriers, 1, 16, f32(16), np.zeros((2, 16), np.float32))
+
+
+def test_tree_copy_copies_like_deepcopy():
+    """Code generation copies syntax trees with ex._tree_copy (faster than copy.deepcopy): the same tree, no node or
+    list shared with the original, and a node met twice copied once."""
+    import ast
+    import copy
+    import inspect
+    import textwrap
+
+    import nbkit.core.executor as ex
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(ex._tree_copy)))
+    twice = ast.Name("x", ast.Load())
+    tree.body.append(ast.Expr(ast.Tuple([twice, twice], ast.Load())))
+    tree.body[-1].value.extra = {"kept": [1, 2]}  # a value no tree node holds: deepcopy's result
+    new = ex._tree_copy(tree)
+    assert ast.dump(new, include_attributes=True) == ast.dump(copy.deepcopy(tree), include_attributes=True)
+    originals = {id(n) for n in ast.walk(tree)} | {id(v) for n in ast.walk(tree) for v in vars(n).values()
+                                                   if isinstance(v, list)}
+    assert not any(id(n) in originals for n in ast.walk(new))
+    assert not any(id(v) in originals for n in ast.walk(new) for v in vars(n).values() if isinstance(v, list))
+    pair = new.body[-1].value
+    assert pair.elts[0] is pair.elts[1] and pair.elts[0] is not twice
+    assert pair.extra == {"kept": [1, 2]} and pair.extra is not tree.body[-1].value.extra
