@@ -18,6 +18,7 @@ in neither fails the coverage test, so none can silently drop out. Comparisons:
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import numpy as np
@@ -849,3 +850,67 @@ def test_tree_copy_copies_like_deepcopy():
     pair = new.body[-1].value
     assert pair.elts[0] is pair.elts[1] and pair.elts[0] is not twice
     assert pair.extra == {"kept": [1, 2]} and pair.extra is not tree.body[-1].value.extra
+
+
+def test_launchers_compile_to_the_ir_of_numbas_own_pipeline():
+    """The executor's pipeline skips two of numba's passes where they cannot change a launcher (compile time):
+    the launcher's LLVM IR is exactly what numba's default pipeline makes of the same function and flags. A
+    shared-memory tree reduction (barriers, per-thread arrays) and a convolution gradient (deep loops)."""
+    import numba
+    import numba.core.compiler
+
+    from nbkit.core import executor as ex
+
+    for kernel, (grid, block, *args) in [(reduce.sum_tree_kernel, (3, 128, f32(300), np.zeros(3, np.float32))),
+                                         (conv.conv2d_backward_input_kernel, _conv_bin(2, 3, 11, 13, 4, 3, 3))]:
+        run_on_cpu(kernel, grid, block, *args)  # compiles the (checked) launcher
+        launcher = compile_for_cpu(kernel, args).launcher
+        (sig,) = launcher.signatures
+        assert list(launcher.overloads[sig].metadata["pipeline_times"]) == ["nbkit launcher"]
+        flags = {k: v for k, v in launcher.targetoptions.items() if k != "nopython"}
+        reference = numba.njit(**dict(flags, pipeline_class=numba.core.compiler.Compiler))(launcher.py_func)
+        reference.compile(sig)
+        # the same text but for the dispatcher's serial number in mangled names (B<digits>v<n>), and so in the
+        # lengths of the byte strings that quote them
+        ours, numbas = (re.sub(r"\[\d+ x i8\]", "[n x i8]", re.sub(r"B\d+v\d+B", "BvB", d.inspect_llvm(sig)))
+                        for d in (launcher, reference))
+        assert ours == numbas, kernel
+        assert "cfunc." not in launcher.inspect_llvm(sig)  # no C-callable wrapper: never called from C
+        assert ex._JIT["no_cfunc_wrapper"]
+
+
+def _closure(x):
+    return sum([v * 2 for v in x])
+
+
+def _loop(x, out):
+    for i in range(x.size):
+        out[i] = x[i] * 2.0
+
+
+def _array_expression(x, out):
+    out[:] = x * 2.0 + 1.0
+
+
+def test_passes_are_skipped_only_where_they_cannot_change_anything():
+    """What decides whether numba's closure inliner and its rewrites after type inference run: a comprehension or a
+    list (closure inliner), an operator on whole arrays (array expressions) run them; a loop over elements does not."""
+    import types
+
+    import numba
+    from numba.core import compiler, registry, typed_passes
+
+    from nbkit.core import executor as ex
+
+    assert ex._may_inline_closures(compiler.run_frontend(_closure))
+    assert not ex._may_inline_closures(compiler.run_frontend(_loop))
+    target = registry.cpu_target
+    arr = numba.float64[::1]
+    for fn, want in [(_loop, False), (_array_expression, True)]:
+        func_ir = compiler.run_frontend(fn)
+        typemap = typed_passes.type_inference_stage(target.typing_context, target.target_context, func_ir,
+                                                    (arr, arr), None).typemap
+        assert ex._may_rewrite(types.SimpleNamespace(func_ir=func_ir, typemap=typemap)) is want, fn
+    x, out = np.arange(5.0), np.zeros(5)
+    numba.njit(**ex._JIT)(_array_expression)(x, out)  # the rewrite ran: numba's fused array expression
+    assert out.tolist() == [1.0, 3.0, 5.0, 7.0, 9.0]
