@@ -351,7 +351,7 @@ class _LauncherCompiler(numba.core.compiler.CompilerBase):
     """numba's nopython pipeline, the same passes in the same order, where two passes that cost about 6% of a
     launcher's compile time (0.04 s of 0.6 s: each walks the whole IR, with a liveness analysis) first look
     whether they can change anything: in the executor's launchers they rarely can, and then the IR, the machine
-    code and the results are those of numba's own pipeline (tests/test_executor_compile.py compares them)."""
+    code and the results are those of numba's own pipeline (tests/test_executor.py compares them)."""
 
     def define_pipelines(self) -> list:
         default = numba.core.compiler.DefaultPassBuilder.define_nopython_pipeline(self.state)
