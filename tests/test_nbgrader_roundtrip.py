@@ -3,10 +3,14 @@
 alice hands in the instructor's notebook (every exercise solved): full marks. bob hands in the released
 student copy with exercise 03.1 answered wrongly, 03.2 answered rightly and 03.3, 03.4 untouched: under the
 autograder an untouched stub raises (NotSolved) instead of printing "not solved yet", so bob gets 1 of 4.
+
+The assignment is the notebook's exercises: its markdown, its first code cell (the imports every exercise uses)
+and every cell nbgrader marks (solutions and checks), in order. Its other code cells are demonstrations (a PTX
+compile in a GPU-mode process, plots, the CPU executor's compile): autograde ran them once per submission, about
+5 s of CPU each, and no mark depends on them (nbval runs them, and tests/test_learner.py runs the learner copy).
 """
 
 import importlib.util
-import shutil
 
 import nbformat
 import pytest
@@ -34,6 +38,15 @@ def _alembic_head() -> str:
     return head
 
 
+def _exercises(nb):
+    """The notebook without its demonstration cells: markdown, the first code cell (imports) and nbgrader's cells."""
+    first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    kept = nbformat.from_dict(nb)
+    kept.cells = [c for i, c in enumerate(nb.cells)
+                  if c.cell_type == "markdown" or i == first_code or c.metadata.get("nbgrader")]
+    return kept
+
+
 def _cell(nb, grade_id: str):
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
@@ -50,9 +63,10 @@ def test_generate_assignment_and_autograde_full_and_partial_marks(tmp_path, monk
     # the `alembic heads` command: a Python process that costs 2 s of CPU. The same answer, from the same scripts,
     # comes from alembic in this process.
     monkeypatch.setattr("nbgrader.api.get_alembic_version", _alembic_head)
-    source = ROOT / "notebooks" / f"{NOTEBOOK}.ipynb"
-    (tmp_path / "source" / "lab").mkdir(parents=True)
-    shutil.copy(source, tmp_path / "source" / "lab" / source.name)
+    course = nbformat.read(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", as_version=4)
+    source = tmp_path / "source" / "lab" / f"{NOTEBOOK}.ipynb"
+    source.parent.mkdir(parents=True)
+    nbformat.write(_exercises(course), source)
 
     config = Config()
     config.CourseDirectory.root = str(tmp_path)
