@@ -133,6 +133,19 @@ def test_default_data_folder_is_the_repositorys(monkeypatch):
     assert data.data_dir() == Path(__file__).resolve().parent.parent / "data"
 
 
+# The reader loads nbkit/nn/data.py by its path (standard library and NumPy only): `from nbkit.nn import data` would
+# import nbkit, hence numba, half a second of CPU, while the extractions went on with no reader yet.
+READER = """
+import importlib.util, pathlib, sys
+spec = importlib.util.spec_from_file_location("cifar_data", sys.argv[1])
+data = sys.modules["cifar_data"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(data)
+print("ready", flush=True)
+for _ in range(60):
+    data.load_folder(pathlib.Path(sys.argv[2]))
+"""
+
+
 def test_extracting_while_another_process_reads_never_shows_a_half_written_batch(tmp_path):
     """Two notebooks (or two test workers) loading the data at once: one extracts while the other reads."""
     import subprocess
@@ -141,10 +154,9 @@ def test_extracting_while_another_process_reads_never_shows_a_half_written_batch
     archive = data.make_synthetic_archive(tmp_path / "src" / data.ARCHIVE, per_batch=400, n_test=400, seed=2)
     out = tmp_path / "out"
     data.safe_extract(archive, out)
-    reader = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from nbkit.nn import data\n"
-         "for _ in range(60): data.load_folder(__import__('pathlib').Path(sys.argv[1]))", str(out / data.FOLDER)],
-        stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen([sys.executable, "-c", READER, data.__file__, str(out / data.FOLDER)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert reader.stdout.readline() == "ready\n", reader.communicate()[1][-2000:]  # extract only while it reads
     while reader.poll() is None:
         data.safe_extract(archive, out)
     assert reader.returncode == 0, reader.stderr.read()[-2000:]
