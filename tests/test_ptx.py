@@ -137,27 +137,33 @@ def test_readable_ptx_keeps_the_parameter_loads_and_tells_the_environment_from_t
 
 
 @needs_compiler
-def test_the_ptx_notebook_00_shows_defines_every_register_it_reads():
-    r = run_in_gpu_mode(["-m", "nbkit.perf.ptx", "--show", "vector_add"], timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "ld.param.u64" in r.stdout and "NumbaEnv_vector_add" in r.stdout
-    assert _registers_read_but_never_written(r.stdout) == set()
+def test_the_ptx_notebook_00_shows_defines_every_register_it_reads(gpu_mode_run):
+    status, shown = gpu_mode_run["show"]
+    assert status == 0, gpu_mode_run["stderr"][-2000:]
+    assert "ld.param.u64" in shown and "NumbaEnv_vector_add" in shown
+    assert _registers_read_but_never_written(shown) == set()
 
-# Four parts of one GPU-mode process (each process costs about a second to load numba-cuda and NVVM), shared through
+# Five parts of one GPU-mode process (each process costs about a second to load numba-cuda and NVVM), shared through
 # the `gpu_mode_run` fixture: the resource test as `python -m nbkit.perf.ptx --json --module ptx_fixtures` runs it
-# (runpy, as -m does; the `reports` fixture), then, for the three tests that use the `compiled` fixture, real PTX of
-# float64 examples, one lowering against numba.cuda.compile_ptx, and compile_ptx's disk cache (last: it changes
-# NBKIT_CACHE_DIR).
+# (runpy, as -m does; the `reports` fixture), then `python -m nbkit.perf.ptx --show vector_add` (what notebook 00
+# prints), then, for the three tests that use the `compiled` fixture, real PTX of float64 examples, one lowering
+# against numba.cuda.compile_ptx, and compile_ptx's disk cache (last: it changes NBKIT_CACHE_DIR).
 _CLI = """
 import contextlib, io, runpy, sys
-script_args, sys.argv[1:] = sys.argv[1:], ["--json", "--module", "ptx_fixtures"]
-with contextlib.redirect_stdout(io.StringIO()) as cli:
-    try:
-        runpy.run_module("nbkit.perf.ptx", run_name="__main__", alter_sys=True)
-    except SystemExit:  # its exit status: 1, as some fixture kernels fail on purpose
-        pass
-sys.argv[1:] = script_args
-cli = cli.getvalue()
+
+def run_cli(*args):
+    script_args, sys.argv[1:] = sys.argv[1:], list(args)
+    status = 0
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            runpy.run_module("nbkit.perf.ptx", run_name="__main__", alter_sys=True)
+        except SystemExit as exit:
+            status = exit.code
+    sys.argv[1:] = script_args
+    return status, out.getvalue()
+
+_, cli = run_cli("--json", "--module", "ptx_fixtures")  # its exit status: 1, as some fixture kernels fail on purpose
+show = run_cli("--show", "vector_add")
 """
 
 _REAL_PTX = """
@@ -248,7 +254,7 @@ def gpu_mode_run(tmp_path_factory):
     (folder / "code").mkdir()
     (folder / "code" / "cached_kernel.py").write_text(_CACHED_KERNEL.format(tile=8))
     script = "\n".join([_CLI, _REAL_PTX, _ONE_LOWERING, _PTX_ON_DISK,
-                        'print(json.dumps({"cli": cli, "real": real, "lowering": lowering, "on_disk": on_disk}))'])
+                        'print(json.dumps({"cli": cli, "show": show, "real": real, "lowering": lowering, "on_disk": on_disk}))'])
     r = run_in_gpu_mode(["-c", script, str(folder / "code"), _CACHED_KERNEL.format(tile=16), str(folder / "cache")],
                         path=[str(HERE)], timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
