@@ -244,7 +244,14 @@ def test_script_reads_the_faked_driver(fake_driver, tmp_path, driver, ccs, extra
 
 @pytest.mark.subprocess
 def test_probe_reads_compute_capabilities_and_names(fake_driver, python_in_fresh_process):
-    r = python_in_fresh_process("from nbkit.core.mode import probe_gpu; p = probe_gpu(); "
+    # nbkit/core/mode.py loaded by its path (standard library only): `from nbkit.core.mode import probe_gpu` would
+    # import nbkit, hence numba, half a second of CPU that the probe does not use
+    mode = ROOT / "nbkit" / "core" / "mode.py"
+    r = python_in_fresh_process("import importlib.util, sys\n"
+                                f"spec = importlib.util.spec_from_file_location('mode', {str(mode)!r})\n"
+                                "mode = sys.modules['mode'] = importlib.util.module_from_spec(spec)\n"
+                                "spec.loader.exec_module(mode)\n"
+                                "p = mode.probe_gpu()\n"
                                 "print(p.driver_version, p.device_count, p.compute_capabilities, p.device_names)",
                                 NBKIT_MODE="sim", **fake_driver(12020, "6.1,8.6"))
     assert r.returncode == 0, r.stderr
