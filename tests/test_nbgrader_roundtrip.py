@@ -6,8 +6,9 @@ autograder an untouched stub raises (NotSolved) instead of printing "not solved 
 
 The assignment is the notebook's exercises: its markdown, its first code cell (the imports every exercise uses)
 and every cell nbgrader marks (solutions and checks), in order. Its other code cells are demonstrations (a PTX
-compile in a GPU-mode process, plots, the CPU executor's compile): autograde ran them once per submission, about
-5 s of CPU each, and no mark depends on them (nbval runs them, and tests/test_learner.py runs the learner copy).
+compile in a GPU-mode process, plots, the CPU executor's compile): autograde ran them once per submission (the
+test took 15 s of CPU with them, 9 s without), and no mark depends on them (nbval runs them, and
+tests/test_learner.py runs the learner copy).
 """
 
 import importlib.util
