@@ -128,10 +128,9 @@ def kernel():
 
     Why: a fresh kernel costs about 3 s of start-up and imports (numba, torch, matplotlib) per notebook. What is
     shared: imported modules (a learner copy imports what its instructor notebook imports, and nbval runs every
-    instructor notebook in a fresh kernel) and the kernel's process. Session scope, not module scope: `course.sh
-    test` sends each learner copy to a pytest-xdist worker as a unit of its own, between other files' tests
-    (tests/conftest.py, `work_unit`), and pytest shuts a module's fixture down whenever the next test comes from
-    another file.
+    instructor notebook in a fresh kernel) and the kernel's process. `course.sh test` sends all learner copies to
+    one pytest-xdist worker as one unit (tests/conftest.py, `work_unit`), so one kernel runs them all; session
+    scope, not module scope, so that a run that interleaves other files' tests still starts one kernel.
     """
     from jupyter_client.manager import KernelManager
 
