@@ -156,16 +156,20 @@ def fake_driver(tmp_path_factory):
 
 
 # Scheduling over pytest-xdist workers (`course.sh test` runs `-n auto --dist loadfile`). Only the ORDER and grouping
-# of work changes, never what runs. Each learner copy (tests/test_learner.py, one notebook run top to bottom) and each
-# exercise of tests/test_probe_answers.py becomes its own unit instead of one file-sized unit, and the heaviest units
-# start first, so no worker is left with a long tail. Weights: seconds per unit in a profile of the whole run
+# of work changes, never what runs. Each exercise of tests/test_probe_answers.py becomes its own unit instead of one
+# file-sized unit, and the heaviest units start first, so no worker is left with a long tail. The learner copies
+# (tests/test_learner.py) stay one unit: one worker runs them all in one kernel, which imports torch, numba and
+# matplotlib once and compiles or loads each executor launcher once (as units of their own they were spread over
+# both workers, two kernels: 37.8 and 39.4 s of CPU for the 11 copies, against 32.7 and 36.6 s in one kernel, warm
+# compile cache, 2026-11-30). Weights: seconds per unit in a profile of the whole run
 # (`pytest --durations=0`, 2026-11-30 07:08 UTC, 2 workers, empty cache of compiled code as in CI), every unit of
 # 1 s or more. A unit not listed weighs 0.05 s per
 # test: the 70 unlisted ones averaged 0.023 s (660 tests, 15 s). An unlisted unit of seconds comes late and can
 # leave one worker running alone at the end (test_bench, 4.8 s at 0.5 s per test, ran last), so list it.
-UNIT_SECONDS = {"08": 14, "10": 11, "09": 7.4, "07": 6.5, "06": 4.2, "01": 3.5, "05": 3.5, "03": 3.3, "04": 3.2,
-                "00": 2.8, "02": 1.7}   # a notebook, under nbval or as a learner copy (half the two together), by its number
-FILE_SECONDS = {"tests/test_executor.py": 34, "tests/test_executor_bounds.py": 34, "tests/test_realistic_cases.py": 25,
+UNIT_SECONDS = {"08": 12, "09": 9.6, "07": 9.0, "10": 8.2, "06": 6.2, "05": 4.6, "01": 4.5, "04": 4.3, "03": 3.9,
+                "00": 3.7, "02": 2.4}   # a notebook under nbval, by its number (2026-11-30 10:40 UTC cold run)
+FILE_SECONDS = {"tests/test_learner.py": 38, "tests/test_executor.py": 34, "tests/test_executor_bounds.py": 34,
+                "tests/test_realistic_cases.py": 25,
                 "tests/test_dist.py": 21, "tests/test_nbgrader_roundtrip.py": 17, "tests/test_ptx.py": 12,
                 "tests/test_diskcache.py": 9.2, "tests/test_data.py": 6.6, "tests/test_hints.py": 6.4,
                 "tests/test_bench.py": 5.7, "tests/test_checks_nb04.py": 5.6, "tests/test_setup_plan.py": 5.3,
@@ -185,8 +189,13 @@ FILE_SECONDS = {"tests/test_executor.py": 34, "tests/test_executor_bounds.py": 3
 # A unit that reads from the disk cache what another compiles, and so should not start beside it: test_executor
 # compiles the same kernels' launchers as test_executor_bounds. Started together on the two workers (the two
 # heaviest units) they compiled the same code twice: 34 s each in the 07:08 profile, against 21 s for
-# test_executor when it started 17 s after test_executor_bounds (04:58 profile).
-AFTER = {"tests/test_executor.py": "tests/test_executor_bounds.py"}
+# test_executor when it started 17 s after test_executor_bounds (04:58 profile). The learner copies (the heaviest
+# unit, by weight the first) run what the instructor notebooks run: started where nbval's run of notebook 08 should
+# have ended, its learner copy loads LeNet's executor launchers instead of compiling them, possibly beside another
+# unit compiling the same (the learner copy of notebook 08 alone in a fresh kernel: 34.3 s of CPU on an empty
+# cache, 11.5 s on a warm one, 2026-11-30).
+AFTER = {"tests/test_executor.py": "tests/test_executor_bounds.py",
+         "tests/test_learner.py": "notebooks/08_cifar10_capstone.ipynb"}
 
 
 def unit_order(tests_per_unit: dict[str, int], workers: int = 2) -> list[str]:
@@ -207,10 +216,8 @@ def unit_order(tests_per_unit: dict[str, int], workers: int = 2) -> list[str]:
 
 
 def work_unit(nodeid: str) -> str:
-    """The unit of work a test belongs to: its file, or a learner copy / a probe exercise on its own."""
+    """The unit of work a test belongs to: its file, or a probe exercise on its own."""
     path, _, rest = nodeid.partition("::")
-    if path.endswith("test_learner.py") and "[" in rest:
-        return nodeid
     if path.endswith("test_probe_answers.py") and "[" in rest:
         return f"{path}::{rest.split('[', 1)[1].split('-', 1)[0]}"   # test_verdict[04.4-hint] -> exercise 04.4
     return path
@@ -219,9 +226,8 @@ def work_unit(nodeid: str) -> str:
 def unit_seconds(unit: str, tests: int) -> float:
     """The expected cost of a unit, for ordering only."""
     name = unit.rsplit("/", 1)[-1]
-    if unit.startswith("notebooks/") or "test_learner.py::" in unit:
-        number = name[:2] if unit.startswith("notebooks/") else unit.rsplit("[", 1)[-1][:2]
-        return UNIT_SECONDS.get(number, 10)
+    if unit.startswith("notebooks/"):
+        return UNIT_SECONDS.get(name[:2], 10)
     return FILE_SECONDS.get(unit, 0.05 * tests)
 
 

@@ -110,3 +110,19 @@ def test_a_unit_that_reads_what_another_compiles_starts_after_it_should_have_end
                      "tests/test_executor.py", "tests/test_hints.py", "tests/test_lint.py"]
     assert conftest.unit_order({"tests/test_executor.py": 1, "tests/test_lint.py": 1}) == [
         "tests/test_executor.py", "tests/test_lint.py"]  # without its partner: by weight
+
+
+def test_the_learner_copies_are_one_unit_that_starts_after_notebook_08():
+    """One unit, so one worker runs every learner copy in one kernel (tests/test_learner.py's fixture); heavier than
+    any notebook, yet started where notebook 08 under nbval should have ended, so it loads what that compiled."""
+    import conftest
+
+    test = "tests/test_learner.py::test_learner_copy_runs_top_to_bottom_and_every_check_says_not_solved"
+    assert {conftest.work_unit(f"{test}[{stem}]") for stem in ("00_welcome", "08_cifar10_capstone")} == {
+        "tests/test_learner.py"}
+    units = {"tests/test_learner.py": 13, "notebooks/08_cifar10_capstone.ipynb": 1,
+             "notebooks/00_welcome.ipynb": 1, "tests/test_lint.py": 1}
+    order = conftest.unit_order(units, workers=2)
+    assert order.index("tests/test_learner.py") > order.index("notebooks/08_cifar10_capstone.ipynb")
+    assert conftest.unit_seconds("tests/test_learner.py", 13) > conftest.unit_seconds(
+        "notebooks/08_cifar10_capstone.ipynb", 1)
