@@ -245,3 +245,68 @@ def test_a_tree_without_its_loop_barrier_is_told_to_put_one_in_the_loop():
     assert r.kind == "read-after-write" and r.later_iteration and r.first_thread == (8,) and r.second_thread == (0,)
     assert r.missing_barrier == (f"a cuda.syncthreads() is missing inside the loop, after line {line} (write) and "
                                  f"before line {line} (read) runs in the next iteration")
+
+
+@cuda.jit
+def sites_by_thread(x, out):
+    s = cuda.shared.array(64, float32)
+    t = cuda.threadIdx.x
+    for rep in range(2):  # the same accesses between two pairs of barriers, in another order in each
+        for k in range(2):
+            if (t < 3 or t > 60) and k == 1:
+                break  # these threads run one of the two sites only
+            if (k == 0) == ((t + rep) % 2 == 1):
+                s[t] = x[t]  # first time: odd threads write, then read; even ones read, then write
+            else:
+                out[t] = s[(t + 5) % 64]
+        for k in range(t % 3 if t < 62 else 0):
+            s[(t + 1) % 64] = x[k]  # run 0 to 2 times: later occurrences too
+        if t >= 62:
+            s[t - 62] = x[t]  # run by threads that never run the loop's second step
+        cuda.syncthreads()
+
+
+def _program_order_by_scan(t, a: int, b: int) -> tuple[int, int, bool]:
+    """The program order of records a and b as first written: every pair scans its block and epoch afresh."""
+    r, occ = t.records, t._occurrences()
+    ka, kb = (int(r["site"][a]), int(occ[a])), (int(r["site"][b]), int(occ[b]))
+    rows = np.flatnonzero((r["block"] == r["block"][a]) & (r["epoch"] == r["epoch"][a]))
+    pos: dict = {}
+    for row in rows[((r["site"][rows] == ka[0]) & (occ[rows] == ka[1]))
+                    | ((r["site"][rows] == kb[0]) & (occ[rows] == kb[1]))]:
+        pos.setdefault(int(r["thread"][row]), {}).setdefault((int(r["site"][row]), int(occ[row])), int(r["seq"][row]))
+    both = [th for th in sorted(pos) if ka in pos[th] and kb in pos[th]]
+    a_first = True if ka == kb else pos[both[0]][ka] < pos[both[0]][kb] if both else (ka[1], ka[0]) < (kb[1], kb[0])
+    first, second = (a, b) if a_first else (b, a)
+    k1, k2 = (ka, kb) if a_first else (kb, ka)
+    return first, second, ka != kb and (k2[1] > k1[1] or k2[0] <= k1[0])
+
+
+def test_program_order_with_its_cache_is_the_order_a_scan_of_the_block_gives():
+    """races() keeps, per block and epoch, each access's threads and each pair's answer (one scan per access, not
+    per race): every pair of accesses (site, occurrence) of a block and epoch, in both orders, and random pairs of
+    records get the order that a scan made for that pair gives."""
+    x = np.arange(128, dtype=np.float32)
+    traces = [trace(k, 1, 32, x, np.zeros(32, np.float32)) for k in (tile_loop_war, tile_loop_raw)]
+    traces += [trace(tree_without_loop_barrier, 1, 32, np.ones(32, np.float32), np.zeros(1, np.float32)),
+               trace(sites_by_thread, 2, 64, x, np.zeros(64, np.float32))]
+    kinds = set()
+    for t in traces:
+        r, occ = t.records, t._occurrences()
+        shared = np.flatnonzero(t._mask(space="shared"))
+        cache: dict = {}  # one cache for every pair of the trace, as in races()
+        by_key: dict = {}  # (block, epoch, site, occurrence) -> its records
+        for row in shared:
+            by_key.setdefault((int(r["block"][row]), int(r["epoch"][row]), int(r["site"][row]), int(occ[row])),
+                              []).append(int(row))
+        pairs = [(ra[0], next(b for b in rb if r["thread"][b] != r["thread"][ra[0]]))
+                 for ka, ra in by_key.items() for kb, rb in by_key.items()
+                 if ka[:2] == kb[:2] and any(r["thread"][b] != r["thread"][ra[0]] for b in rb)]
+        pairs += [(int(a), int(b)) for a, b in np.random.default_rng(5).choice(shared, (400, 2))
+                  if r["block"][a] == r["block"][b] and r["epoch"][a] == r["epoch"][b] and r["thread"][a] != r["thread"][b]]
+        for a, b in pairs:
+            want = _program_order_by_scan(t, a, b)
+            assert t._program_order(a, b, cache) == want, (t.kernel_name, a, b)
+            kinds.add(want[0] == a)
+        assert t.races()  # each kernel races
+    assert kinds == {True, False}

@@ -63,7 +63,8 @@ def test_coalesced_tiled_matmul_reads_transposed_operands_in_rows():
     from nbkit.kernels.matmul import matmul_tiled_kernel
 
     r = np.random.default_rng(3)
-    M = K = N = 32
+    M = N = 16  # one block of 16 x 16 threads (every block makes the same requests), two steps along K
+    K = 32
     A = r.standard_normal((M, K)).astype(np.float32)
     W = r.standard_normal((N, K)).astype(np.float32)
     grid = (blocks_for(N, 16), blocks_for(M, 16))

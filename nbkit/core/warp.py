@@ -158,11 +158,13 @@ class BlockWarps:
         """Thread ``tid`` returned (or raised): it is inactive from now on; meetings no longer wait for it."""
         with self._cond:
             self._exited.add(tid)
-            warp = tid // WARP_SIZE
-            for (w, _mask), meeting in list(self._open.items()):
-                if w == warp:
-                    self._try_complete(meeting)
-            self._cond.notify_all()
+            if self._open:  # (most kernels open none: every thread of every block ends here)
+                warp = tid // WARP_SIZE
+                for (w, _mask), meeting in list(self._open.items()):
+                    if w == warp:
+                        self._try_complete(meeting)
+            if self._pause is None:  # lanes on OS threads wait on the condition; greenlets pause instead
+                self._cond.notify_all()
 
     # ---- names in messages
     def _dims(self, v: tuple[int, ...], dims: tuple[int, ...]) -> str:
