@@ -162,16 +162,17 @@ def fake_driver(tmp_path_factory):
 # matplotlib once and compiles or loads each executor launcher once (as units of their own they were spread over
 # both workers, two kernels: 37.8 and 39.4 s of CPU for the 11 copies, against 32.7 and 36.6 s in one kernel, warm
 # compile cache, 2026-11-30). Weights: seconds per unit in a profile of the whole run
-# (`pytest --durations=0`, 2026-11-30 07:08 UTC, 2 workers, empty cache of compiled code as in CI), every unit of
+# (`pytest --durations=0`, 2026-11-30 07:08 UTC, 2 workers, empty cache of compiled code as in CI; test_executor*,
+# test_nbgrader_roundtrip and test_hints from the 11:55 UTC run, test_executor as run after its partner), every unit of
 # 1 s or more. A unit not listed weighs 0.05 s per
 # test: the 70 unlisted ones averaged 0.023 s (660 tests, 15 s). An unlisted unit of seconds comes late and can
 # leave one worker running alone at the end (test_bench, 4.8 s at 0.5 s per test, ran last), so list it.
 UNIT_SECONDS = {"08": 12, "09": 9.6, "07": 9.0, "10": 8.2, "06": 6.2, "05": 4.6, "01": 4.5, "04": 4.3, "03": 3.9,
                 "00": 3.7, "02": 2.4}   # a notebook under nbval, by its number (2026-11-30 10:40 UTC cold run)
-FILE_SECONDS = {"tests/test_learner.py": 38, "tests/test_executor.py": 34, "tests/test_executor_bounds.py": 34,
+FILE_SECONDS = {"tests/test_learner.py": 38, "tests/test_executor.py": 29, "tests/test_executor_bounds.py": 44,
                 "tests/test_realistic_cases.py": 25,
-                "tests/test_dist.py": 21, "tests/test_nbgrader_roundtrip.py": 17, "tests/test_ptx.py": 12,
-                "tests/test_diskcache.py": 9.2, "tests/test_data.py": 6.6, "tests/test_hints.py": 6.4,
+                "tests/test_dist.py": 21, "tests/test_nbgrader_roundtrip.py": 13, "tests/test_ptx.py": 12,
+                "tests/test_diskcache.py": 9.2, "tests/test_data.py": 6.6, "tests/test_hints.py": 4.0,
                 "tests/test_bench.py": 5.7, "tests/test_checks_nb04.py": 5.6, "tests/test_setup_plan.py": 5.3,
                 "tests/test_course_sh.py": 5.3, "tests/test_mode.py": 5.2, "tests/test_mutation.py": 5.0,
                 "tests/test_cpu_mode.py": 4.8, "tests/test_checks_nb09.py": 4.6, "tests/test_checks_nb05.py": 3.9,
@@ -199,20 +200,32 @@ AFTER = {"tests/test_executor.py": "tests/test_executor_bounds.py",
 
 
 def unit_order(tests_per_unit: dict[str, int], workers: int = 2) -> list[str]:
-    """Heaviest unit first; a unit of AFTER where its partner should have finished: xdist hands the next unit to
-    whichever worker runs low, so a unit starts after about (seconds of the units before it) / workers."""
+    """Heaviest unit first; a unit of AFTER where its partner should have finished. xdist hands the next unit to
+    whichever worker runs low, so a unit starts when the first of `workers` workers, given the units before it in
+    turn, becomes free (`_next_start`). Every unit of AFTER leaves the order before any is put back: placed one by
+    one, taking a later one out moved the units after it forward, past where an earlier one was placed to wait
+    (test_executor then started beside test_executor_bounds and compiled the same launchers)."""
     weight = {u: unit_seconds(u, n) for u, n in tests_per_unit.items()}
     order = sorted(tests_per_unit, key=lambda u: -weight[u])
-    for unit, partner in AFTER.items():
-        if unit in order and partner in order:
-            order.remove(unit)
-            at = order.index(partner) + 1  # not before its partner starts, and not before it should have ended
-            before = sum(weight[u] for u in order[:at])
-            while at < len(order) and before < workers * weight[partner]:
-                before += weight[order[at]]
-                at += 1
-            order.insert(at, unit)
+    pairs = [(u, p) for u, p in AFTER.items() if u in order and p in order]
+    for unit, _ in pairs:
+        order.remove(unit)
+    for unit, partner in pairs:
+        at = order.index(partner)
+        end = _next_start(order[:at], weight, workers) + weight[partner]
+        at += 1  # not before its partner starts, and not before it should have ended
+        while at < len(order) and _next_start(order[:at], weight, workers) < end:
+            at += 1
+        order.insert(at, unit)
     return order
+
+
+def _next_start(units: list[str], weight: dict[str, float], workers: int) -> float:
+    """When the next unit starts, the given units handed in turn to whichever worker is free first."""
+    free = [0.0] * workers
+    for u in units:
+        free[free.index(min(free))] += weight[u]
+    return min(free)
 
 
 def work_unit(nodeid: str) -> str:

@@ -112,6 +112,21 @@ def test_a_unit_that_reads_what_another_compiles_starts_after_it_should_have_end
         "tests/test_executor.py", "tests/test_lint.py"]  # without its partner: by weight
 
 
+def test_with_the_real_weights_every_unit_of_after_starts_where_its_partner_should_have_ended():
+    """All of AFTER at once, with the weights the run uses: placing one unit must not undo another's place (moving
+    the learner copies behind notebook 08 once put test_executor beside test_executor_bounds)."""
+    import conftest
+
+    units = dict.fromkeys(conftest.FILE_SECONDS, 1) | {f"notebooks/{n}_x.ipynb": 1 for n in conftest.UNIT_SECONDS}
+    units["notebooks/08_cifar10_capstone.ipynb"] = units.pop("notebooks/08_x.ipynb")
+    order = conftest.unit_order(units, workers=2)
+    weight = {u: conftest.unit_seconds(u, 1) for u in order}
+    for unit, partner in conftest.AFTER.items():
+        start = conftest._next_start(order[:order.index(unit)], weight, 2)
+        partner_end = conftest._next_start(order[:order.index(partner)], weight, 2) + weight[partner]
+        assert start >= partner_end, (unit, start, partner, partner_end)
+
+
 def test_the_learner_copies_are_one_unit_that_starts_after_notebook_08():
     """One unit, so one worker runs every learner copy in one kernel (tests/test_learner.py's fixture); heavier than
     any notebook, yet started where notebook 08 under nbval should have ended, so it loads what that compiled."""
