@@ -269,3 +269,18 @@ def test_the_compiler_version_reads_the_metadata_of_the_compilers_distributions_
         compiler._compiler_version.cache_clear()
     assert "|llvmlite==8.8|numba-cuda==9.9" in version and "requests" not in version
     assert "requests-1.0.dist-info" not in read and "numba_cuda-9.9.dist-info" in read
+
+
+def test_the_compile_workers_answers_are_keyed_on_numbas_settings(tmp_path, monkeypatch):
+    """The worker inherits NUMBA_OPT; at 0 a float32 kernel's PTX keeps float64 conversions, so a stored answer
+    made at another setting would give another verdict. The simulator switch decides only where kernels run."""
+    import json
+
+    monkeypatch.setenv(diskcache.ENV_VAR, str(tmp_path))
+    monkeypatch.delenv("NUMBA_OPT", raising=False)
+    request = json.dumps({"closure": {"functions": {"f": {"file": str(tmp_path / "k.py")}}}, "signature": "(float32[:],)"})
+    default = compiler._disk_entry(request)
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    assert compiler._disk_entry(request) == default
+    monkeypatch.setenv("NUMBA_OPT", "0")
+    assert compiler._disk_entry(request) != default

@@ -122,9 +122,7 @@ def _ptx_entry(py_func: Callable, signature: str, cc: Arch, device: bool) -> Pat
         closure = json.dumps(kernel_closure(py_func), sort_keys=True)
     except NotShippable:
         return None
-    settings = sorted(f"{k}={v}" for k, v in os.environ.items()
-                      if k.startswith("NUMBA_") and k != "NUMBA_ENABLE_CUDASIM")
-    key = diskcache.digest("compile_ptx", _compiler_version(), *settings, repr(config.OPT),
+    key = diskcache.digest("compile_ptx", _compiler_version(), *_numba_settings(), repr(config.OPT),
                            repr(config.CUDA_DEBUGINFO_DEFAULT), closure, py_func.__module__, py_func.__qualname__,
                            repr(py_func.__defaults__), signature, sm_name(cc), repr(bool(device)))
     return folder / f"{key}.json"
@@ -490,7 +488,14 @@ def _disk_entry(request: str) -> Path | None:
     files = {info["file"] for info in json.loads(request)["closure"]["functions"].values()}
     for file in sorted(files, key=len, reverse=True):
         request = request.replace(json.dumps(file)[1:-1], os.path.basename(file))
-    return folder / f"{diskcache.digest(_compiler_version(), request)}.json"
+    return folder / f"{diskcache.digest(_compiler_version(), *_numba_settings(), request)}.json"
+
+
+def _numba_settings() -> list[str]:
+    """numba's settings from the environment, which a compile's answer can depend on (the compile worker inherits
+    them): NUMBA_OPT=0 leaves a float32 kernel's PTX with the float64 conversions that optimisation removes, so the
+    float32 proof's verdict changes with it. The simulator switch is not one: it decides where a kernel runs."""
+    return sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("NUMBA_") and k != "NUMBA_ENABLE_CUDASIM")
 
 
 def _cached(kernel: object, signature: str) -> KernelCompile | None:
