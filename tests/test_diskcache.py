@@ -49,6 +49,7 @@ import importlib, json, sys
 from pathlib import Path
 import numpy as np
 import nbkit
+from nbkit.core import executor
 from nbkit.core.executor import compile_for_cpu, run_on_cpu
 sys.path.insert(0, sys.argv[1])
 import kmod
@@ -59,7 +60,8 @@ def launch():
     run_on_cpu(kmod.mirror, 1, 4, x, out)
     stats = compile_for_cpu(kmod.mirror, [x, out]).launcher.stats
     print(json.dumps({"out": out.tolist(), "hits": sum(stats.cache_hits.values()),
-                      "misses": sum(stats.cache_misses.values()), "path": stats.cache_path}), flush=True)
+                      "misses": sum(stats.cache_misses.values()), "path": stats.cache_path,
+                      "planned": len(executor._PLANS)}), flush=True)
 
 launch()
 for text in sys.argv[2:]:
@@ -127,6 +129,7 @@ def test_second_process_loads_what_concurrent_first_ones_compiled(first_runs):
         assert result["hits"] + result["misses"] == 1
     assert later["out"] == _expected(2.0, "+")
     assert (later["hits"], later["misses"]) == (1, 0)
+    assert later["planned"] == 0  # the generated code too came from the disk (its record): no transform ran
     assert later["path"].startswith(str(cache / "cpu"))
     assert len(first_runs["probes"]) == 1
     assert not first_runs["partial"]  # no half-written entry left behind
@@ -141,6 +144,8 @@ def test_changed_constant_or_source_is_a_miss_never_a_stale_result(first_runs):
     changed_source = first_runs["changed_source"]
     assert changed_source["out"] == _expected(3.0, "-")
     assert changed_source["misses"] == 1
+    # each change named another record of the generated code: generated again (planned), never read back
+    assert (changed_constant["planned"], changed_source["planned"]) == (1, 2)
 
 
 def test_unwritable_cache_folder_compiles_in_memory(tmp_path, monkeypatch):
@@ -284,3 +289,164 @@ def test_the_compile_workers_answers_are_keyed_on_numbas_settings(tmp_path, monk
     assert compiler._disk_entry(request) == default
     monkeypatch.setenv("NUMBA_OPT", "0")
     assert compiler._disk_entry(request) != default
+
+
+# ---------------------------------------------------------------------------------------------- generated code
+
+# A kernel reading every kind of input the executor's code generation reads: a global constant, a module's
+# attribute, a closure value, a device function (which reads a global of its own), and an unused global.
+GENERATED = """
+import numpy as np
+from numba import cuda, float32
+import nbkit_test_gen_helper as helper
+
+SCALE = {scale}
+OFFSET = {offset}
+UNUSED = {unused}
+v = [1]  # names of the kernel's local and parameter, values no key can name: the kernel never reads them
+n = [2]
+
+
+@cuda.jit(device=True)
+def dev(v):
+    return v * {factor} + OFFSET
+
+
+def make(k):
+    @cuda.jit
+    def {name}(x, out, n):
+        s = cuda.shared.array(32, float32)
+        i = cuda.grid(1)
+        t = cuda.threadIdx.x
+        v = float32(0)
+        if i < n:
+            v = dev(x[i]) * SCALE + helper.BIAS + k
+        s[t] = v
+        cuda.syncthreads()
+        if i < n:
+            out[i] = s[t] {op} v
+    return {name}
+"""
+GENERATED_BASE = dict(scale="np.float32(2)", offset="1.5", unused="3", factor="2", name="kern", op="+")
+
+
+def _generated_kernel(tmp_path: Path, k: object = 1.0, **change: str) -> object:
+    """The kernel of GENERATED with these changes, from a module file of its own (a fresh function object)."""
+    text = GENERATED.format(**{**GENERATED_BASE, **change})
+    path = tmp_path / f"kgen_{abs(hash((text, repr(k))))}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make(k)
+
+
+def _generation_key(kernel: object, args: list) -> str | None:
+    from nbkit.core.source import python_function
+
+    src = executor._cached_source(python_function(kernel))
+    return executor._generation_key(src, executor._cpu_env(src)[0], executor._argtypes(args),
+                                    executor._describe(args)[0])
+
+
+@pytest.fixture
+def generated(tmp_path, monkeypatch):
+    """A cache folder of its own and the helper module whose attribute the kernel reads."""
+    monkeypatch.setenv(diskcache.ENV_VAR, str(tmp_path / "cache"))
+    (tmp_path / "nbkit_test_gen_helper.py").write_text("BIAS = 0.25\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "nbkit_test_gen_helper", raising=False)
+    return tmp_path
+
+
+def test_the_key_of_generated_code_changes_with_every_input_it_is_made_from(generated, monkeypatch):
+    """What the executor generates is stored on disk under a key; a stale generated source would be a silent
+    wrong result, so every input of code generation must change the key: the kernel's text, each global it reads
+    (through a module too), a closure value, a device function's text and its globals, the argument types and
+    kinds, LANES and WIDE, and the code of the executor and of nbkit.core.bounds (their file digests)."""
+    import nbkit_test_gen_helper as helper
+
+    from nbkit.core import bounds
+
+    x, out = np.zeros(40, np.float32), np.zeros(40, np.float32)
+    args = [x, out, 40]
+    base = _generation_key(_generated_kernel(generated), args)
+    assert base is not None
+    assert _generation_key(_generated_kernel(generated), args) == base  # a new function object, the same inputs
+    assert _generation_key(_generated_kernel(generated, unused="4"), args) == base  # a global it never reads
+    keys = {"base": base}
+    for what, change in {"source": dict(op="-"), "name": dict(name="kern2"), "constant": dict(scale="np.float32(3)"),
+                         "constant type": dict(scale="np.float64(2)"), "device source": dict(factor="3"),
+                         "device global": dict(offset="2.5")}.items():
+        keys[what] = _generation_key(_generated_kernel(generated, **change), args)
+    keys["closure"] = _generation_key(_generated_kernel(generated, k=2.0), args)
+    keys["argument dtype"] = _generation_key(_generated_kernel(generated), [x.astype(np.float64), out, 40])
+    keys["argument layout"] = _generation_key(_generated_kernel(generated), [x[::2], out, 40])
+    keys["argument kind"] = _generation_key(_generated_kernel(generated), [x, out, np.zeros(1)])
+    keys["scalar type"] = _generation_key(_generated_kernel(generated), [x, out, 40.0])
+    monkeypatch.setattr(helper, "BIAS", 0.5)
+    keys["module attribute"] = _generation_key(_generated_kernel(generated), args)
+    monkeypatch.setattr(helper, "BIAS", 0.25)
+    for name, value in (("LANES", 2), ("WIDE", 4), ("_GEN_VERSION", executor._GEN_VERSION + "x")):
+        with monkeypatch.context() as m:
+            m.setattr(executor, name, value)
+            keys[name] = _generation_key(_generated_kernel(generated), args)
+    assert None not in keys.values() and len(set(keys.values())) == len(keys), keys
+    assert _generation_key(_generated_kernel(generated), args) == base  # every change undone: the same key again
+    for module in (executor, bounds):  # the code that generates: a change of either file names new records
+        assert diskcache.file_digest(module.__file__) in executor._GEN_VERSION
+    # a value it cannot name exactly: no record at all
+    assert _generation_key(_generated_kernel(generated, scale="[2.0]"), args) is None
+
+
+def test_generation_reads_only_the_globals_the_kernel_reads(generated):
+    """The key names the values of the globals the kernel reads; code generation is given no other (so no other
+    can change what it makes): not the module's other globals, not a global shadowed by a local or a parameter."""
+    from nbkit.core.source import python_function
+
+    src = executor._cached_source(python_function(_generated_kernel(generated)))
+    assert sorted(src.env) == ["SCALE", "cuda", "dev", "float32", "helper", "k"]
+    plan = executor._plan(src.fn)
+    assert {"UNUSED", "OFFSET", "make", "v", "n"}.isdisjoint(plan.env) and plan.env["np"] is np
+
+
+def test_a_later_process_takes_generated_code_from_its_record_and_poison_from_now(generated, monkeypatch):
+    """A fresh process finds the generated code in its record instead of transforming the kernel again (about 60%
+    of a LeNet step's CPU time in a fresh process), the same texts and facts; what may change between processes
+    is computed anew (the shared arrays' poison: a test makes it zeros); a record that is not whole, or whose
+    contents are not what its writer stored, is not used but generated again and replaced."""
+    kernel = _generated_kernel(generated)
+    args = [np.zeros(40, np.float32), np.zeros(40, np.float32), 40]
+    first = executor.compile_for_cpu(kernel, args)  # (a launcher compiles at its first call: nothing compiles here)
+    (record,) = (generated / "cache" / "cpu").glob("gen_*.json")
+
+    def as_a_new_process():
+        for table in ("_COMPILED", "_PLANS", "_SOURCES", "_PER_THREAD", "_READS", "_LOADED"):
+            monkeypatch.setattr(executor, table, {})
+
+    def no_plan(fn):
+        raise AssertionError("planned again")
+
+    as_a_new_process()
+    with monkeypatch.context() as m:
+        m.setattr(executor, "_plan", no_plan)
+        m.setattr(executor, "poison_value", lambda dtype: 0)
+        again = executor.compile_for_cpu(kernel, args)
+    for field in ("source", "readable", "lanes_source", "lanes_apart", "unprobed", "serial", "name"):
+        assert getattr(again, field) == getattr(first, field), field
+    assert again.lanes_source is None and again.env["_dt_v"] == first.env["_dt_v"] == np.float64
+    assert np.isnan(first.env["_poison_s"]) and again.env["_poison_s"] == 0
+    assert set(again.env) == set(first.env)
+    reads = executor._READS.pop(again.source)  # as stored in the record: what the text itself gives
+    assert executor._reads(again.source) == reads
+
+    stored = json.loads(record.read_text())
+    for broken in ({**stored, "code": stored["code"] + "\n"}, {**stored, "check": "0"},
+                   {k: v for k, v in stored.items() if k != "serial"}):
+        record.write_text(json.dumps(broken))
+        as_a_new_process()
+        planned = []
+        with monkeypatch.context() as m:
+            m.setattr(executor, "_plan", lambda fn, plan=executor._plan: planned.append(fn) or plan(fn))
+            assert executor.compile_for_cpu(kernel, args).source == first.source
+        assert planned and json.loads(record.read_text()) == stored  # generated again, the record replaced whole

@@ -34,6 +34,7 @@ import functools
 import hashlib
 import importlib.util
 import inspect
+import json
 import os
 import re
 import sys
@@ -528,9 +529,13 @@ class _Source:
     env: dict
     cuda_names: set[str]
     device_fns: dict[str, object] = field(default_factory=dict)
+    text: str = ""  # the source as parsed (dedented)
 
 
 def _source(fn: Callable) -> _Source:
+    """The kernel's tree and the globals it reads. Only names the body reads and never assigns (nor takes as a
+    parameter) are kept from its globals and closure: nothing else can reach the generated code, and code
+    generation then depends on no other global, as the disk record of it (:func:`_generation_key`) needs."""
     try:
         text = textwrap.dedent(inspect.getsource(fn))
     except (OSError, TypeError) as exc:
@@ -543,11 +548,30 @@ def _source(fn: Callable) -> _Source:
     if a.vararg or a.kwarg or a.kwonlyargs or a.posonlyargs or a.defaults:
         raise ExecutorUnsupported("kernel parameters must be plain positional names (no defaults, *args or **kw)")
     fdef.decorator_list = []
-    env = dict(fn.__globals__)
-    env.update(inspect.getclosurevars(fn).nonlocals)
+    names, stored = set(), {x.arg for x in a.args}
+    for n in ast.walk(fdef):
+        if type(n) is ast.Name:
+            names.add(n.id)
+            if type(n.ctx) is not ast.Load:
+                stored.add(n.id)
+    every = dict(fn.__globals__)
+    every.update(inspect.getclosurevars(fn).nonlocals)
+    env = {name: every[name] for name in sorted(names - stored) if name in every}
     cuda_names = {name for name, value in env.items() if value is cuda}
     device_fns = {name: value for name, value in env.items() if _is_cuda_function(value)}
-    return _Source(fn, fdef, env, cuda_names, device_fns)
+    return _Source(fn, fdef, env, cuda_names, device_fns, text)
+
+
+_SOURCES: dict[Callable, _Source] = {}  # python function -> its _Source, as first read (never changed: copy to edit)
+
+
+def _cached_source(fn: Callable) -> _Source:
+    """:func:`_source` once per function: the plan, the bounds proof and the disk record's key all see the same
+    text and the same values of its globals (a second read could see a global changed in between)."""
+    src = _SOURCES.get(fn)
+    if src is None:
+        src = _SOURCES.setdefault(fn, _source(fn))
+    return src
 
 
 _DEVICE_CACHE: dict[Callable, tuple[object, bool]] = {}  # python function -> (njit function, uses atomics)
@@ -635,16 +659,47 @@ def _value_key(value: object) -> str | None:
     return None
 
 
+_READS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # code -> _reads(code)
+_READS_MAX = 2_000  # a bound on memory (a long session compiling many kernels): past it the table starts afresh
+
+
+def _reads(code: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names ``code`` may read from its globals (every name it neither assigns nor takes as a parameter nor
+    defines, sorted) and its dotted attribute chains (``np.float32``, sorted): what :func:`_globals_key` looks up.
+    A function of the text alone, computed once per text (one walk of its tree: launchers are long, and a fresh
+    process keys each of them, its variants too) or taken from the disk record that holds the text
+    (:func:`_load_generated`)."""
+    got = _READS.get(code)
+    if got is None:
+        names, local, chains = set(), set(), set()
+        for n in ast.walk(ast.parse(code)):
+            t = type(n)
+            if t is ast.Name:
+                names.add(n.id)
+                if type(n.ctx) is not ast.Load:
+                    local.add(n.id)
+            elif t is ast.Attribute:
+                p = _dotted(n)
+                if p:
+                    chains.add(".".join(p))
+            elif t is ast.arguments:
+                local.update(a.arg for a in (*n.posonlyargs, *n.args, *n.kwonlyargs))
+            elif t is ast.FunctionDef:
+                local.add(n.name)
+        got = (tuple(sorted(names - local)), tuple(sorted(chains)))
+        if len(_READS) >= _READS_MAX:
+            _READS.clear()
+        _READS[code] = got
+    return got
+
+
 def _globals_key(code: str, env: dict) -> str | None:
     """The values the generated code reads from its globals (names and module attributes), as one text."""
-    tree = ast.parse(code)
-    local = {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
-             for a in (*n.posonlyargs, *n.args, *n.kwonlyargs)}
-    local |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
-    local |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
-    names = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in env} - local)
-    chains = sorted({".".join(p) for n in ast.walk(tree) if isinstance(n, ast.Attribute)
-                     and (p := _dotted(n)) and p[0] in names and isinstance(env[p[0]], pytypes.ModuleType)})
+    free, dotted = _reads(code)
+    names = [n for n in free if n in env]
+    present = set(names)
+    chains = [c for c in dotted if (root := c.split(".", 1)[0]) in present
+              and isinstance(env[root], pytypes.ModuleType)]
     parts = []
     for name in names + chains:
         root, *attrs = name.split(".")
@@ -1487,9 +1542,11 @@ class _Plan:
 
 
 def _plan(fn: Callable) -> _Plan:
-    src = _source(fn)
+    cached = _cached_source(fn)  # the transform below changes the tree: it works on a copy
+    src = _Source(cached.fn, _tree_copy(cached.fdef), cached.env, cached.cuda_names, cached.device_fns, cached.text)
     _check_constructs(src.fdef)
-    original = _Source(src.fn, _tree_copy(src.fdef), src.env, src.cuda_names, src.device_fns)
+    original = _Source(cached.fn, _tree_copy(cached.fdef), cached.env, cached.cuda_names, cached.device_fns,
+                       cached.text)
     cn = src.cuda_names
     params = [a.arg for a in src.fdef.args.args]
     shared: list[ast.stmt] = []
@@ -2233,35 +2290,136 @@ def _argtypes(args: Sequence) -> tuple:
         raise ExecutorUnsupported(f"an argument numba cannot compile for the CPU: {exc}") from exc
 
 
+# The disk record of generated code: what _compile generates for a kernel (the launcher's source and its lanes and
+# readable texts, the per-thread dtypes, ...) is a function of the kernel's source text, the values of the globals
+# it reads (_source keeps no other: every name the body reads and never assigns, the values of module attributes
+# it names, each device function by its own compiled code's key, which names its source and values in turn), the
+# argument types and kinds, LANES and WIDE, and the code of this module and of nbkit.core.bounds (file digests),
+# numba, NumPy, llvmlite and Python. A fresh process with a record skips the transform (about 60% of its first
+# LeNet step's CPU time, 2026-11-30) and finds the texts' globals in it (_reads); what the record cannot name
+# exactly (a value _value_key refuses) gets no record, and what depends on other state is computed anew in every
+# process: the shared arrays' poison (poison_value), the globals the launcher is compiled with (_cpu_env), whether
+# the kernel is proven (_unproven). tests/test_diskcache.py changes each input and sees another key.
+_GEN_VERSION = "|".join(("generated code 1", _VERSION, diskcache.file_digest(bounds.__file__)))
+_PER_THREAD: dict[Callable, bool] = {}  # python function -> whether its launchers keep per-thread arrays
+
+
+def _generation_key(src: _Source, env: dict, argtypes: tuple, kinds: tuple[str, ...]) -> str | None:
+    """The name of the disk record of what :func:`_compile` generates for ``src`` with these arguments (``env``:
+    its CPU globals, :func:`_cpu_env`), or None when a value it reads cannot be named exactly."""
+    parts = []
+    for name, value in src.env.items():  # only the names the kernel reads (see _source)
+        if name in src.cuda_names:
+            key: str | None = "the cuda module"  # its attributes are translated by name (_Lower), never read
+        elif name in src.device_fns:  # by the key of its compiled code (its source, its values: _njit)
+            key = _value_key(env.get(name)) if _is_device_function(value) else None
+        else:
+            key = _value_key(value)
+        if key is None:
+            return None
+        parts.append(f"{name}={key}")
+    chains = sorted({".".join(p) for n in ast.walk(src.fdef) if type(n) is ast.Attribute and (p := _dotted(n))
+                     and p[0] in src.env and p[0] not in src.cuda_names
+                     and isinstance(src.env[p[0]], pytypes.ModuleType)})
+    for chain in chains:  # module attributes, as _globals_key names them
+        root, *attrs = chain.split(".")
+        value = src.env[root]
+        for attr in attrs:
+            value = getattr(value, attr, None)
+        key = _value_key(value)
+        if key is None:
+            return None
+        parts.append(f"{chain}={key}")
+    return diskcache.digest(_GEN_VERSION, f"LANES={LANES!r} WIDE={WIDE!r}", f"name={src.fn.__name__}", src.text,
+                            "\n".join(parts), repr(argtypes), repr(kinds))
+
+
+_RECORD_FIELDS = {"code": str, "readable": str, "lanes": (str, type(None)), "apart": list, "unprobed": bool,
+                  "dtypes": dict, "serial": bool, "per_thread": bool, "shared": list, "reads": dict}
+
+
+def _record_check(key: str, record: dict) -> str:
+    return diskcache.digest(key, json.dumps({k: record[k] for k in _RECORD_FIELDS}, sort_keys=True))
+
+
+def _load_generated(folder: object, key: str) -> dict | None:
+    """The record named ``key`` if it is whole and holds what its writer stored (its check), else None."""
+    record = diskcache.read_json(folder / f"gen_{key}.json")  # type: ignore[operator]
+    if not isinstance(record, dict) or any(not isinstance(record.get(k), t) for k, t in _RECORD_FIELDS.items()):
+        return None
+    if record.get("check") != _record_check(key, record):
+        return None
+    for text, field_ in ((record["code"], "code"), (record["lanes"], "lanes")):
+        reads = record["reads"].get(field_)
+        if text is not None and reads is not None and text not in _READS:
+            _READS[text] = (tuple(reads[0]), tuple(reads[1]))
+    return record
+
+
+def _store_generated(folder: object, key: str, record: dict) -> None:
+    record["reads"] = {"code": _reads(record["code"])}
+    if record["lanes"] is not None:
+        record["reads"]["lanes"] = _reads(record["lanes"])
+    record = json.loads(json.dumps(record))  # as it will be read back (tuples as lists)
+    record["check"] = _record_check(key, record)
+    diskcache.write_exact(folder / f"gen_{key}.json", json.dumps(record, sort_keys=True))  # type: ignore[operator]
+
+
 def _compile(fn: Callable, argtypes: tuple, kinds: tuple[str, ...]) -> _Compiled:
-    plan = _get_plan(fn)
-    key = (fn, kinds, argtypes if plan.arrays else None)
-    compiled = _COMPILED.get(key)  # every launch asks: no lock once compiled
-    if compiled is not None:
-        return compiled
+    per_thread = _PER_THREAD.get(fn)
+    if per_thread is not None:
+        compiled = _COMPILED.get((fn, kinds, argtypes if per_thread else None))  # every launch asks: no lock
+        if compiled is not None:
+            return compiled
     with _LOCK:
+        folder = diskcache.cache_dir("cpu")
+        record, gkey, cpu_env = None, None, None
+        if folder is not None:
+            try:
+                src = _cached_source(fn)
+                cpu_env = _cpu_env(src)[0]
+                gkey = _generation_key(src, cpu_env, argtypes, kinds)
+            except ExecutorUnsupported:  # raised again below, where the plan finds it, in its order
+                gkey = None
+            record = _load_generated(folder, gkey) if gkey is not None else None
+        plan = _get_plan(fn) if record is None else None
+        per_thread = bool(plan.arrays) if plan is not None else record["per_thread"]  # type: ignore[index]
+        _PER_THREAD[fn] = per_thread
+        key = (fn, kinds, argtypes if per_thread else None)
         if key in _COMPILED:
             return _COMPILED[key]
-        dtypes = _probe_types(plan, argtypes)
-        probes = _probe_statements(plan, fn, kinds)
-        placed: set = set()
-        code = _emit(plan, dtypes, probes=probes, placed=placed)
-        unprobed = len(placed) < len(probes)  # an access decided by data next to a barrier: not probed
-        env = dict(plan.env)
-        env.update({f"_dt_{v}": dt for v, dt in dtypes.items()})
-        env.update({f"_poison_{stmt.targets[0].id}": _poison(stmt.value.args[1], env) for stmt in plan.shared})
+        if plan is not None:
+            dtypes = _probe_types(plan, argtypes)
+            probes = _probe_statements(plan, fn, kinds)
+            placed: set = set()
+            code = _emit(plan, dtypes, probes=probes, placed=placed)
+            lanes_source, apart = None, ()
+            try:
+                lanes_source = _emit(plan, dtypes, lanes=LANES, probes=probes, wide=WIDE)
+                _, reads, writes = _jam([_tree_copy(s) for s in plan.pieces[0].stmts], plan.env, LANES)
+                where = {p: i for i, p in enumerate(plan.params)}
+                apart = tuple((where[w], where[r]) for w in sorted(writes & set(where))
+                              for r in sorted(reads & set(where)))
+            except _NoJam:
+                pass
+            record = {"code": code, "readable": _emit(plan, dtypes, wrap_indices=False), "lanes": lanes_source,
+                      "apart": apart, "unprobed": len(placed) < len(probes),  # a data-gated access not probed
+                      "dtypes": {v: dt.str for v, dt in dtypes.items()}, "serial": plan.atomics,
+                      "per_thread": per_thread,
+                      "shared": [(stmt.targets[0].id, ast.unparse(stmt.value.args[1])) for stmt in plan.shared]}
+            if gkey is not None:
+                _store_generated(folder, gkey, dict(record))
+            env = dict(plan.env)
+        else:
+            env = cpu_env  # type: ignore[assignment]
+        env.update({f"_dt_{v}": np.dtype(dt) for v, dt in record["dtypes"].items()})  # type: ignore[index]
+        env.update({f"_poison_{name}": _poison(_expr(dtype), env) for name, dtype in record["shared"]})  # type: ignore[index]
         env["_ix"], env["_spec"] = _ix_record, _spec_record
-        lanes_source, apart = None, ()
-        try:
-            lanes_source = _emit(plan, dtypes, lanes=LANES, probes=probes, wide=WIDE)
-            _, reads, writes = _jam([_tree_copy(s) for s in plan.pieces[0].stmts], plan.env, LANES)
-            where = {p: i for i, p in enumerate(plan.params)}
-            apart = tuple((where[w], where[r]) for w in sorted(writes & set(where)) for r in sorted(reads & set(where)))
-        except _NoJam:
-            pass
-        compiled = _Compiled(_njit(code, f"_launch_{plan.name}", plan.name, dict(env)), plan.atomics, code,
-                             plan.name, env, _emit(plan, dtypes, wrap_indices=False), lanes_source, apart,
-                             unprobed)
+        code = record["code"]  # type: ignore[index]
+        compiled = _Compiled(_njit(code, f"_launch_{fn.__name__}", fn.__name__, dict(env)),
+                             record["serial"], code, fn.__name__, env, record["readable"],  # type: ignore[index]
+                             record["lanes"], tuple(tuple(pair) for pair in record["apart"]),  # type: ignore[index]
+                             record["unprobed"])  # type: ignore[index]
         _COMPILED[key] = compiled
         return compiled
 
@@ -2285,14 +2443,14 @@ def _unproven(fn: Callable, kinds: tuple[str, ...]) -> str | None:
     """Why launches of ``fn`` with arguments of these kinds always run with bounds checks (None: they need not)."""
     key = (fn, kinds)
     if key not in _UNPROVEN:
-        plan = _get_plan(fn)
-        src = plan.source
+        src = _cached_source(fn)  # the kernel as written (a launch with a disk record makes no plan)
+        params = [a.arg for a in src.fdef.args.args]
         probes: list = []
-        if len(kinds) != len(plan.params):
-            reason: str | None = f"{len(kinds)} arguments for {len(plan.params)} parameters"
+        if len(kinds) != len(params):
+            reason: str | None = f"{len(kinds)} arguments for {len(params)} parameters"
         else:
             reason, probes = bounds.analyse(src.fdef, src.env, src.cuda_names, src.device_fns,
-                                            dict(zip(plan.params, kinds)),
+                                            dict(zip(params, kinds)),
                                             lambda v: _is_cuda_function(v) and _is_device_function(v))
         _PROBES[key] = probes
         _UNPROVEN[key] = reason
@@ -2366,7 +2524,9 @@ def unchecked_reason(kernel: object, *args: object) -> str | None:
     kernel's accesses are proven launch-determined (:mod:`nbkit.core.bounds`), so that a repeated launch with
     the same key runs without them."""
     host = [_host(a) for a in args]
-    return _unproven(python_function(kernel), _describe(host)[0])
+    fn = python_function(kernel)
+    _get_plan(fn)  # a kernel the executor cannot run raises ExecutorUnsupported, as its launch would
+    return _unproven(fn, _describe(host)[0])
 
 
 def last_launch_checked() -> bool | None:
