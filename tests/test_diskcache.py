@@ -450,3 +450,17 @@ def test_a_later_process_takes_generated_code_from_its_record_and_poison_from_no
             m.setattr(executor, "_plan", lambda fn, plan=executor._plan: planned.append(fn) or plan(fn))
             assert executor.compile_for_cpu(kernel, args).source == first.source
         assert planned and json.loads(record.read_text()) == stored  # generated again, the record replaced whole
+
+
+def test_a_kernel_renamed_after_its_first_launch_keeps_the_name_it_was_read_with(generated):
+    """The plan, the record's key and the launcher's name all come from one reading of the function: a later
+    compile (other kinds of arguments) of a kernel whose ``__name__`` was changed in between still finds its
+    launcher (``_launch_kern`` in the generated text)."""
+    from nbkit.core.source import python_function
+
+    kernel = _generated_kernel(generated)
+    x = np.zeros(40, np.float32)
+    executor.compile_for_cpu(kernel, [x, x.copy(), 40])
+    python_function(kernel).__name__ = "renamed"
+    again = executor.compile_for_cpu(kernel, [x, x.copy(), np.zeros(1, np.int64)])
+    assert again.name == "kern" and again.launcher.py_func.__name__ == "_launch_kern"

@@ -530,6 +530,7 @@ class _Source:
     cuda_names: set[str]
     device_fns: dict[str, object] = field(default_factory=dict)
     text: str = ""  # the source as parsed (dedented)
+    name: str = ""  # the function's __name__ when it was read (the launcher's name)
 
 
 def _source(fn: Callable) -> _Source:
@@ -559,7 +560,7 @@ def _source(fn: Callable) -> _Source:
     env = {name: every[name] for name in sorted(names - stored) if name in every}
     cuda_names = {name for name, value in env.items() if value is cuda}
     device_fns = {name: value for name, value in env.items() if _is_cuda_function(value)}
-    return _Source(fn, fdef, env, cuda_names, device_fns, text)
+    return _Source(fn, fdef, env, cuda_names, device_fns, text, fn.__name__)
 
 
 _SOURCES: dict[Callable, _Source] = {}  # python function -> its _Source, as first read (never changed: copy to edit)
@@ -1543,10 +1544,11 @@ class _Plan:
 
 def _plan(fn: Callable) -> _Plan:
     cached = _cached_source(fn)  # the transform below changes the tree: it works on a copy
-    src = _Source(cached.fn, _tree_copy(cached.fdef), cached.env, cached.cuda_names, cached.device_fns, cached.text)
+    src = _Source(cached.fn, _tree_copy(cached.fdef), cached.env, cached.cuda_names, cached.device_fns, cached.text,
+                  cached.name)
     _check_constructs(src.fdef)
     original = _Source(cached.fn, _tree_copy(cached.fdef), cached.env, cached.cuda_names, cached.device_fns,
-                       cached.text)
+                       cached.text, cached.name)
     cn = src.cuda_names
     params = [a.arg for a in src.fdef.args.args]
     shared: list[ast.stmt] = []
@@ -1626,7 +1628,7 @@ def _plan(fn: Callable) -> _Plan:
         keep = _names([h for loop in loops for h in _header(loop)]) | assigned_params | shared_names
         remat = _rematerializable(pieces[0].stmts, counts, keep, env)
         arrays -= _names(remat, ast.Store)
-    return _Plan(fn.__name__, params, pieces, shared, arrays, assigned_params, barriers, returns,
+    return _Plan(cached.name, params, pieces, shared, arrays, assigned_params, barriers, returns,
                  lower.atomics or device_atomics, env, probe, original, index_arrays, remat)
 
 
@@ -2330,7 +2332,7 @@ def _generation_key(src: _Source, env: dict, argtypes: tuple, kinds: tuple[str, 
         if key is None:
             return None
         parts.append(f"{chain}={key}")
-    return diskcache.digest(_GEN_VERSION, f"LANES={LANES!r} WIDE={WIDE!r}", f"name={src.fn.__name__}", src.text,
+    return diskcache.digest(_GEN_VERSION, f"LANES={LANES!r} WIDE={WIDE!r}", f"name={src.name}", src.text,
                             "\n".join(parts), repr(argtypes), repr(kinds))
 
 
@@ -2416,8 +2418,9 @@ def _compile(fn: Callable, argtypes: tuple, kinds: tuple[str, ...]) -> _Compiled
         env.update({f"_poison_{name}": _poison(_expr(dtype), env) for name, dtype in record["shared"]})  # type: ignore[index]
         env["_ix"], env["_spec"] = _ix_record, _spec_record
         code = record["code"]  # type: ignore[index]
-        compiled = _Compiled(_njit(code, f"_launch_{fn.__name__}", fn.__name__, dict(env)),
-                             record["serial"], code, fn.__name__, env, record["readable"],  # type: ignore[index]
+        name = _cached_source(fn).name  # the plan's and the key's (one reading of the function)
+        compiled = _Compiled(_njit(code, f"_launch_{name}", name, dict(env)),
+                             record["serial"], code, name, env, record["readable"],  # type: ignore[index]
                              record["lanes"], tuple(tuple(pair) for pair in record["apart"]),  # type: ignore[index]
                              record["unprobed"])  # type: ignore[index]
         _COMPILED[key] = compiled
