@@ -206,6 +206,18 @@ def test_a_negative_index_wraps_in_every_variant():
         run_on_cpu(shifted, 2, 32, x, np.zeros(64, np.float32), -65)
 
 
+def test_launches_on_a_thread_reuse_its_zeroed_where_records():
+    """A launch's where-records (block, thread, flags per worker) are its thread's, reused and zeroed, not a new array
+    and address per launch (about 2 µs of a launch's ~25 in cpu mode); zeroed, as the test above shows: the first
+    key's negative index left in them would keep the second key signed."""
+    x = np.arange(64, dtype=np.float32)
+    run_on_cpu(shifted, 2, 32, x, np.zeros(64, np.float32), 0)
+    wheres = ex._where_records(1)[0]
+    assert not wheres.any()
+    run_on_cpu(shifted, 2, 32, x, np.zeros(64, np.float32), 0)
+    assert ex._where_records(1)[0] is wheres
+
+
 def test_the_checked_launchers_record_is_emitted_in_place():
     """The record of negative indices (and the other launchers' empty probe) is code numba emits at each index,
     not a call to a function it compiles apart: as a call, the checked conv forward at LeNet conv1, batch 64 took

@@ -2536,6 +2536,24 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
+def _where_records(workers: int) -> tuple[np.ndarray, list[np.ndarray], list[int]]:
+    """Zeroed where-records for a launch on ``workers`` workers: the array, its rows, the address of each row's
+    flags (``[2]``, see _ix_record). Kept per calling thread and reused (a new array and its address cost about 2 µs
+    a launch); a launch reads its records only before it returns, and its thread makes no other launch meanwhile."""
+    records = getattr(_LAST, "wheres", None)
+    if records is None:
+        records = _LAST.wheres = {}
+    made = records.get(workers)
+    if made is None:
+        wheres = np.zeros((workers, _WHERE_ROW), np.int64)
+        base = wheres.ctypes.data
+        made = records[workers] = (wheres, list(wheres), [base + (_WHERE_ROW * k + 2) * wheres.itemsize
+                                                          for k in range(workers)])
+    else:
+        made[0].fill(0)
+    return made
+
+
 def _saved_arrays(host: list) -> list[tuple[np.ndarray, np.ndarray]]:
     """Copies of a launch's arrays, to put back if it raises :class:`BarrierDivergence`."""
     return [(a, a.copy()) for a in host if isinstance(a, np.ndarray)]
@@ -2585,9 +2603,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     bounds = [(nblocks * k // workers, nblocks * (k + 1) // workers) for k in range(workers)]
     # per worker: block, thread, flags (_NEGATIVE, _SPECULATIVE_OUT) in a row of its own cache lines: a launcher
     # writes the thread at every thread, and two workers writing one cache line slow each other down (false sharing)
-    wheres = np.zeros((workers, _WHERE_ROW), np.int64)
-    base = wheres.ctypes.data  # (about 1.5 µs a call: once per launch)
-    negps = [base + (_WHERE_ROW * k + 2) * wheres.itemsize for k in range(workers)]  # its [2]'s address (_ix_record)
+    wheres, rows, negps = _where_records(workers)
     errors: list[tuple[int, IndexError]] = []
     diverged: list[BarrierDivergence] = []
     # BarrierDivergence is found after earlier phases wrote: keep the arrays to put back, where it can happen. Not
@@ -2600,7 +2616,7 @@ def run_on_cpu(kernel: object, griddim: int | Sequence[int], blockdim: int | Seq
     def run(k: int) -> None:
         start = time.thread_time() if measure else 0.0
         try:
-            launcher(bounds[k][0], bounds[k][1], wheres[k], negps[k], *grid, *block, *host)
+            launcher(bounds[k][0], bounds[k][1], rows[k], negps[k], *grid, *block, *host)
             cpu[k] = time.thread_time() - start if measure else 0.0
         except IndexError as exc:
             errors.append((k, exc))
