@@ -1068,8 +1068,11 @@ def _jam(body: list[ast.stmt], env: dict, lanes: int, split: list[ast.stmt] | No
                     speculative = jam(st.body, in_loop) or [ast.Pass()]
                 finally:
                     guard[0] = None
-                apart = [ast.If(ast.BoolOp(ast.And(), tests) if len(tests) > 1 else tests[0], speculative, apart)
-                         ] if tests else speculative
+                # where every lane's test held it is the branch itself (every write runs): one copy for both
+                # (a copy of the conv forward's branch each cost 0.8 s of its lanes launcher's compile)
+                run = ast.BoolOp(ast.Or(), [every, *tests]) if tests else None
+                return [*flags, ast.If(none, [ast.Pass()], speculative if run is None else [
+                    ast.If(run, speculative, apart)])]
         mixed = ast.If(none, jam(st.orelse, in_loop) or [ast.Pass()], apart)
         return [*flags, ast.If(every, jam(st.body, in_loop) or [ast.Pass()], [mixed])]
 
@@ -1496,8 +1499,11 @@ WIDE = 8
 # whose bounds every lane shares, values + - * of names and reads, each read that differs per lane at the lane's x
 # index plus shared values in its last entry (so a dead lane reads within LANES - 1 elements of what a live lane
 # reads in the same row), and a test before it that those rows have LANES - 1 elements of the array before and
-# after them (_row_test; the plain loop elsewhere). A dead lane's values go nowhere. Conv forward at LeNet conv2,
-# batch 64, one thread: 3.3-3.5 -> 2.4-2.5 ms (bits unchanged).
+# after them (_row_test; the plain loop elsewhere). A dead lane's values go nowhere. The group whose lanes all hold
+# runs the same copy (every write then runs), so the launcher has one copy of the branch more than the plain loop, as
+# before. Conv forward at LeNet conv2, batch 64, one thread: 3.3-3.5 -> 2.4-2.5 ms (bits unchanged); its lanes
+# launcher's cold compile 3.3-3.8 s before, 3.4-3.6 s after (with a copy of its own for the speculative groups:
+# 4.2-4.6 s).
 
 
 def _is_unit(e: ast.AST, unit: set[str], per_lane: set[str]) -> bool:
