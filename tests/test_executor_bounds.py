@@ -206,6 +206,18 @@ def test_a_negative_index_wraps_in_every_variant():
         run_on_cpu(shifted, 2, 32, x, np.zeros(64, np.float32), -65)
 
 
+def test_launches_on_a_thread_reuse_its_zeroed_where_records():
+    """A launch's where-records (block, thread, flags per worker) are its thread's, reused and zeroed, not a new array
+    and address per launch (about 2 µs of a launch's ~25 in cpu mode); zeroed, as the test above shows: the first
+    key's negative index left in them would keep the second key signed."""
+    x = np.arange(64, dtype=np.float32)
+    run_on_cpu(shifted, 2, 32, x, np.zeros(64, np.float32), 0)
+    wheres = ex._where_records(1)[0]
+    assert not wheres.any()
+    run_on_cpu(shifted, 2, 32, x, np.zeros(64, np.float32), 0)
+    assert ex._where_records(1)[0] is wheres
+
+
 def test_the_checked_launchers_record_is_emitted_in_place():
     """The record of negative indices (and the other launchers' empty probe) is code numba emits at each index,
     not a call to a function it compiles apart: as a call, the checked conv forward at LeNet conv1, batch 64 took
@@ -352,7 +364,8 @@ def test_wide_lanes_where_their_reads_pack_into_vectors():
     """WIDE lanes where every read is at the lane's x index plus a value every lane shares and every loop has the
     same bounds in all lanes (conv forward); LANES elsewhere (the weight gradient indexes by f computed per lane,
     the input gradient's shrunk loops have bounds per lane). Where wide lanes disagree on the body's last if, each
-    half of their group runs as LANES lanes, and where those disagree, as the plain loop. Odd sizes: rows of 13
+    half of their group runs as LANES lanes, and where those disagree, speculatively (below) or as the
+    plain loop. Odd sizes: rows of 13
     threads (one wide group, then 5 threads alone) and of 16 (groups past the end of the output's 18 columns)."""
     x, w, b = _f32(1, 2, 6, 20), _f32(3, 2, 3, 3), _f32(3)
     for bx in (13, 16):
@@ -428,14 +441,73 @@ print("inside")
 """
 
 
-def test_lanes_reading_at_the_union_loops_value_stay_inside_the_array(python_in_fresh_process):
+# x between two pages likewise: the conv forward's lanes past the output's edge (columns 14 and 15 of 14) read up
+# to 2 elements past a row's end where their group runs speculatively (see SPECULATIVE LANES in the executor)
+GUARDED_FORWARD = """
+memory = mmap.mmap(-1, 3 * page)
+start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+assert mprotect(start, page, 0) == 0 and mprotect(start + 2 * page, page, 0) == 0  # PROT_NONE
+x = np.frombuffer(memory, np.float32, page // 4, page).reshape(page // 1024, 1, 16, 16)
+x[...] = np.random.default_rng(2).standard_normal(x.shape)
+w = np.random.default_rng(3).standard_normal((2, 1, 3, 3)).astype(np.float32)
+b = np.random.default_rng(4).standard_normal(2).astype(np.float32)
+out = []
+for _ in range(3):  # checked and compiling, checked and proving, unchecked with lanes
+    out.append(np.zeros((x.shape[0], 2, 14, 14), np.float32))
+    ex.run_on_cpu(conv.conv2d_forward_kernel, (2, 14, x.shape[0] * 2), (8, 1, 1), x, w, b, out[-1])
+assert ex.last_launch_lanes() and ex.last_launch_unsigned(), "not the lanes launcher"
+assert all(np.array_equal(o.view(np.int32), out[0].view(np.int32)) for o in out), "not the plain loops' bits"
+print("forward inside")
+"""
+
+
+@pytest.fixture(scope="module")
+def guarded_runs():
+    """One fresh interpreter (a read outside the arrays would end it) for both tests below."""
+    from conftest import run_python
+
+    return run_python(GUARDED + GUARDED_FORWARD)
+
+
+def test_lanes_reading_at_the_union_loops_value_stay_inside_the_array(guarded_runs):
     """The union loop's reads of dy at the loop's value in every lane go up to 3 elements past a row's ends: inside
     dy except in its first and last rows, where the test before the loop sends the lanes each to its own loop. dy
     between two pages that no access may touch (a fresh interpreter: a read there would end the process), its
     first and last rows read by lanes whose ranges differ (rows of 16 columns, kernels 5 wide): the lanes launcher
     runs and gives the plain loops' bits."""
-    r = python_in_fresh_process(GUARDED)
-    assert r.returncode == 0 and "inside" in r.stdout, (r.returncode, r.stdout, r.stderr)
+    r = guarded_runs
+    assert r.returncode == 0 and "inside" in r.stdout.splitlines(), (r.returncode, r.stdout, r.stderr)
+
+
+def test_speculative_lanes_stay_inside_the_array(guarded_runs):
+    """A group of lanes that disagree on the conv forward's last if runs its branch in every lane (writing only
+    the live lanes' outputs) where a test shows the dead lanes' reads inside the array: not in x's first and last
+    images, whose rows next to the array's ends they would read past. x between two pages no access may touch,
+    output rows of 14 columns in blocks of 8 (columns 12-15: two live lanes, two dead): the lanes launcher runs
+    and gives the plain loops' bits."""
+    r = guarded_runs
+    assert r.returncode == 0 and "forward inside" in r.stdout.splitlines(), (r.returncode, r.stdout, r.stderr)
+
+
+def test_lanes_that_disagree_on_the_last_if_run_it_in_every_lane():
+    """SPECULATIVE LANES: where four lanes disagree on the conv forward's last if (the output's right edge), all four
+    run its branch interleaved and each writes only where its test held, instead of the plain loop (LeNet conv2,
+    10 columns in blocks of 8: a fifth of its threads). Only where the dead lanes' reads stay inside x (its middle
+    images here; the first and last run the plain loop) and never in the other conv kernels (their branches have
+    tests or reads per lane that are not consecutive). Odd sizes: every launch gives the simulator's bits."""
+    x, w, b = _f32(3, 2, 7, 12), _f32(3, 2, 3, 3), _f32(3)
+    src = _lanes_match_simulator(conv.conv2d_forward_kernel, (2, 5, 9), (8, 1, 1), x, w, b,
+                                 np.zeros((3, 3, 5, 10), np.float32))
+    flag = re.search(r"\n +if (_jam_\d+)__l0:\n +y\[", src)
+    assert flag and f"if {flag[1]}__l3:" in src, src
+    # one copy of the branch for the group whose lanes all hold and for the speculative one
+    assert (f"elif {flag[1]}__l0 and {flag[1]}__l1 and {flag[1]}__l2 and {flag[1]}__l3 or (x.flags.c_contiguous and "
+            "x.strides[3] == x.itemsize and (n >= 0) and (3 <= n * (x.shape[1] * x.shape[2] * x.shape[3])) and "
+            "((n + 1) * (x.shape[1] * x.shape[2] * x.shape[3]) + 3 <= x.size)):") in src, src
+    y = np.zeros((1, 2, 4, 4), np.float32)
+    for k, a in ((conv.conv2d_backward_input_kernel, (y, _f32(2, 3, 3, 3), _f32(1, 3, 6, 6))),
+                 (conv.conv2d_backward_weight_kernel, (y, _f32(1, 3, 6, 6), _f32(2, 3, 3, 3)))):
+        assert not re.search(r"\n +if _jam_\d+__l0:\n +\w+\[", ex.compile_for_cpu(k, a).lanes_source), k
 
 
 def test_lanes_keep_the_plain_order_when_arrays_share_memory():

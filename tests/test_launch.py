@@ -61,6 +61,26 @@ def test_good_configuration_is_returned_as_tuples():
     assert check_launch((2**31 - 1,), 1024) == ((2**31 - 1,), (1024,))
 
 
+def test_an_accepted_configuration_is_not_checked_again(monkeypatch):
+    """Every launch is checked: an accepted configuration (grid, block, kernel, dynamic shared bytes) is remembered
+    (the checks cost 3-4 µs of a cpu-mode launch's ~25), one refused is refused every time, and a float that equals
+    an accepted int is still refused."""
+    import nbkit.core.launch as L
+
+    calls = []
+    monkeypatch.setattr(L, "static_shared_bytes", lambda kernel: calls.append(kernel) or 0)
+    monkeypatch.setattr(L, "_ACCEPTED", set())
+    kernel = object()
+    for _ in range(3):
+        assert check_launch((5, 2), 96, kernel) == ((5, 2), (96,))
+    assert len(calls) == 1
+    for _ in range(2):
+        with pytest.raises(LaunchConfigError, match="whole numbers"):
+            check_launch((5.0, 2), 96, kernel)
+        with pytest.raises(LaunchConfigError, match="exceeds the limit of 1024"):
+            check_launch((5, 2), (64, 32), kernel)
+
+
 def test_blocks_for_rounds_up():
     assert [blocks_for(n, 128) for n in (1, 127, 128, 129, 1000)] == [1, 1, 1, 2, 8]
     with pytest.raises(LaunchConfigError):

@@ -117,6 +117,12 @@ def check_launch(griddim: Dims, blockdim: Dims, kernel: object = None, dynamic_s
     """Raise LaunchConfigError for any configuration a real GPU would refuse; return the dims as tuples."""
     grid = _as_dims(griddim, "grid dimensions")
     block = _as_dims(blockdim, "block dimensions")
+    key: tuple | None = (grid, block, kernel, dynamic_shared_bytes)
+    try:
+        if key in _ACCEPTED:  # every launch comes here: the checks below cost 3-4 µs, a look-up 0.3
+            return grid, block
+    except TypeError:  # an unhashable kernel object: checked every time
+        key = None
     axes = "xyz"
     for dims, what in ((grid, "grid"), (block, "block")):
         if any(d <= 0 for d in dims):
@@ -154,7 +160,16 @@ def check_launch(griddim: Dims, blockdim: Dims, kernel: object = None, dynamic_s
             f"{MAX_STATIC_SHARED_BYTES} bytes (48 KiB) a block may use without an explicit opt-in. "
             f"Use smaller tiles."
         )
+    if key is not None:
+        if len(_ACCEPTED) >= 10_000:  # a bound on memory (a notebook may define kernels without end)
+            _ACCEPTED.clear()
+        _ACCEPTED.add(key)
     return grid, block
+
+
+# Configurations check_launch accepted: (grid, block as tuples of ints, kernel, dynamic shared bytes). The checks are
+# a function of these alone (the kernel's static shared memory is read once per kernel, from its source).
+_ACCEPTED: set[tuple] = set()
 
 
 _OBSERVERS: list[Callable] = []  # called as observer(kernel, grid, block, args) before each launch (nbkit.perf.steps)
