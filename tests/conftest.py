@@ -169,7 +169,7 @@ def fake_driver(tmp_path_factory):
 # leave one worker running alone at the end (test_bench, 4.8 s at 0.5 s per test, ran last), so list it.
 UNIT_SECONDS = {"08": 12, "09": 9.6, "07": 9.0, "10": 8.2, "06": 6.2, "05": 4.6, "01": 4.5, "04": 4.3, "03": 3.9,
                 "00": 3.7, "02": 2.4}   # a notebook under nbval, by its number (2026-11-30 10:40 UTC cold run)
-FILE_SECONDS = {"tests/test_learner.py": 38, "tests/test_executor.py": 29, "tests/test_executor_bounds.py": 44,
+FILE_SECONDS = {"tests/test_learner.py": 38, "tests/test_executor.py": 29, "tests/test_executor_bounds.py": 42,
                 "tests/test_realistic_cases.py": 25,
                 "tests/test_dist.py": 21, "tests/test_nbgrader_roundtrip.py": 13, "tests/test_ptx.py": 12,
                 "tests/test_diskcache.py": 9.2, "tests/test_data.py": 6.6, "tests/test_hints.py": 4.0,

@@ -293,16 +293,42 @@ def push_right(x, y):
         y[i + 1] = v
 
 
-def test_lanes_give_the_plain_loops_results():
+@pytest.fixture(scope="module")
+def uneven_launches():
+    """Four launches of ``uneven`` (checked and compiling, checked and proving, unchecked with lanes and compiling,
+    unchecked with lanes), with a spy on the SLP vectorizer's setting: what the lanes test and the SLP test check,
+    from one compile of each launcher (a lanes launcher compiles in 1.5-2 s of CPU time). Module-scoped, so it sets
+    what the autouse fixture sets itself."""
+    import numba.core.config
+
+    seen: list = []
+    real = ex._slp_vectorize
+
+    @contextlib.contextmanager
+    def spy():
+        with real():
+            seen.append(numba.core.config.SLP_VECTORIZE)
+            yield
+
     x = rng.standard_normal(64).astype(np.float32)
-    results = []
-    for _ in range(3):
-        out = np.zeros(67, np.float32)
-        run_on_cpu(uneven, 3, 32, x, out)
-        results.append(out)
-    assert last_launch_lanes() is True
-    assert np.array_equal(results[1], results[2])
-    assert "_jam_" in ex.compile_for_cpu(uneven, (x, out)).lanes_source
+    results, lanes = [], []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ex, "_UNCHECKED_MIN_SECONDS", 0.0)
+        mp.setattr(ex, "_slp_vectorize", spy)
+        for _ in range(4):
+            results.append(np.zeros(69, np.float32))  # (not the 67 of the fallback test below: another key)
+            run_on_cpu(uneven, 3, 32, x, results[-1])
+            lanes.append(last_launch_lanes())
+        after = numba.core.config.SLP_VECTORIZE
+    return {"results": results, "lanes": lanes, "seen": seen, "slp_after": after,
+            "source": ex.compile_for_cpu(uneven, (x, results[-1])).lanes_source}
+
+
+def test_lanes_give_the_plain_loops_results(uneven_launches):
+    results = uneven_launches["results"]
+    assert uneven_launches["lanes"] == [False, False, True, True]
+    assert all(np.array_equal(results[0], r) for r in results)  # checked, checked, lanes, lanes: the same bits
+    assert "_jam_" in uneven_launches["source"]
 
 
 @cuda.jit
@@ -812,36 +838,9 @@ def test_a_lanes_source_numba_refuses_falls_back_to_the_plain_loops():
         compiled.lanes_source, compiled._variants = saved
 
 
-@cuda.jit
-def sum_of_row(x, out):
-    i = cuda.grid(1)  # a kernel of its own: its lanes launcher compiles in this test
-    if i < out.size:
-        acc = float32(0)
-        for k in range(x.shape[1]):
-            acc += x[i, k]
-        out[i] = acc
-
-
-def test_a_lanes_launcher_compiles_with_llvms_slp_vectorizer(monkeypatch):
+def test_a_lanes_launcher_compiles_with_llvms_slp_vectorizer(uneven_launches):
     """numba turns LLVM's SLP vectorizer off; a lanes launcher compiles with it on (its lanes' operations become
-    vector instructions), and only that compile: the setting is back afterwards."""
-    import numba.core.config
-
-    seen = []
-    real = ex._slp_vectorize
-
-    @contextlib.contextmanager
-    def spy():
-        with real():
-            seen.append(numba.core.config.SLP_VECTORIZE)
-            yield
-
-    monkeypatch.setattr(ex, "_slp_vectorize", spy)
-    x = rng.standard_normal((64, 9)).astype(np.float32)
-    results = []
-    for _ in range(4):
-        results.append(np.zeros(64, np.float32))
-        run_on_cpu(sum_of_row, 2, 32, x, results[-1])
-    assert last_launch_lanes() is True and seen == [1]
-    assert numba.core.config.SLP_VECTORIZE == 0
-    assert all(np.array_equal(results[0], r) for r in results)  # checked, unchecked, lanes: the same bits
+    vector instructions), and only that compile: the setting is back afterwards (the launches of ``uneven``, whose
+    lanes launcher compiles there)."""
+    assert uneven_launches["lanes"][-1] is True and uneven_launches["seen"] == [1]
+    assert uneven_launches["slp_after"] == 0
