@@ -29,7 +29,9 @@ def test_the_garbage_collector_runs_after_collection_without_walking_what_collec
 
     assert gc.isenabled()  # off only while collecting
     assert gc.get_freeze_count() > 100_000  # numba, the test modules...: frozen at the end of collection
-    assert gc.get_threshold()[0] == startup_plugin.YOUNG
+    from nbkit.core import collector
+
+    assert gc.get_threshold()[0] == collector.GC_YOUNG != 700  # nbkit's setting for compiling, not Python's default
 
 
 def test_the_stand_in_imports_the_module_on_first_use_and_forwards_calls(module_name):
