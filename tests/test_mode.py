@@ -12,7 +12,7 @@ pytestmark = pytest.mark.subprocess  # each test starts a fresh interpreter: num
 def forced_simulator_with_doctor():
     """One fresh interpreter under NBKIT_MODE=sim: its target (first line), then the doctor's report.
 
-    Three tests read different lines of this one run (a process start with numba costs about a second).
+    Four tests read different lines of this one run (a process start with numba costs about a second).
     """
     return run_python("import gc; gc.set_threshold(800, 10, 10)\n"  # the process's own setting (test_gc_...)
                       "import nbkit, numba.cuda as c; print(nbkit.MODE.name, c.jit.__module__); nbkit.doctor()\n"
