@@ -6,14 +6,19 @@ simulator *before* numba is imported (see :mod:`nbkit.core.mode`).
 
 from __future__ import annotations
 
-from nbkit.core.mode import MODE, Mode, ModeError, select_mode  # noqa: F401 - importing nbkit.core.mode decides MODE, first
+from nbkit.core import collector as _collector  # first: the garbage collector stays off while numba is imported
 
-# isort: split
-from nbkit.core.doctor import doctor
-from nbkit.core.launch import LaunchConfigError, blocks_for, check_launch, launch
-from nbkit.core.registry import kernel, registered_kernels
-from nbkit.core.source import show
-from nbkit.core.timing import Timing, time_it
+try:
+    from nbkit.core.mode import MODE, Mode, ModeError, select_mode  # noqa: F401 - importing nbkit.core.mode decides MODE, first
+
+    # isort: split
+    from nbkit.core.doctor import doctor
+    from nbkit.core.launch import LaunchConfigError, blocks_for, check_launch, launch
+    from nbkit.core.registry import kernel, registered_kernels
+    from nbkit.core.source import show
+    from nbkit.core.timing import Timing, time_it
+finally:  # also where the import fails (a ModeError): the process goes on, and needs its collector
+    _collector.resume()
 
 __all__ = [
     "MODE",

@@ -5,14 +5,26 @@ nbval imports nbformat, which imports jsonschema, which imports ``rfc3987_syntax
 that module builds about 38 Lark parsers when imported, 1.1 s of CPU in every pytest process, for a check that
 neither nbformat nor any test uses. Here it becomes a stand-in that imports the real module on first use, so the
 check still works where something asks for it.
+
+Python's cyclic garbage collector is the other start-up cost: collecting imports every test module and with them
+numba, PyTorch and matplotlib, half a million objects, and each full collection walks all of them again (2.4 s of
+CPU in 1,830 collections per worker, a third of collecting). So it is off until collection ends; then what was
+imported is frozen (``gc.freeze()``: later collections skip it, as these modules live as long as the process) and it
+runs again, with nbkit's setting for compiling (``nbkit.core.collector.GC_YOUNG``, where the process imported nbkit,
+which leaves the collector alone when it is imported while the collector is off).
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import sys
 import types
+
+import pytest
+
+gc.disable()
 
 
 def lazy_module(name: str, *functions: str) -> None:
@@ -62,3 +74,17 @@ at_collection_end: dict[str, bool] | None = None
 def pytest_collection_finish(session) -> None:
     global at_collection_end
     at_collection_end = {name: name in sys.modules for name in SLOW_AT_COLLECTION}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session):
+    """The garbage collector runs again once collection has ended, or failed, in every pytest process (xdist's
+    controller collects nothing and ends its collection at once)."""
+    try:
+        return (yield)
+    finally:
+        gc.freeze()
+        young = getattr(sys.modules.get("nbkit.core.collector"), "GC_YOUNG", None)  # not in xdist's controller
+        if young is not None:
+            gc.set_threshold(young, *gc.get_threshold()[1:])
+        gc.enable()

@@ -12,10 +12,18 @@ pytestmark = pytest.mark.subprocess  # each test starts a fresh interpreter: num
 def forced_simulator_with_doctor():
     """One fresh interpreter under NBKIT_MODE=sim: its target (first line), then the doctor's report.
 
-    Three tests read different lines of this one run (a process start with numba costs about a second).
+    Four tests read different lines of this one run (a process start with numba costs about a second).
     """
-    return run_python("import nbkit, numba.cuda as c; print(nbkit.MODE.name, c.jit.__module__); nbkit.doctor()",
-                      NBKIT_MODE="sim")
+    return run_python("import gc; gc.set_threshold(800, 10, 10)\n"  # the process's own setting (test_gc_...)
+                      "import nbkit, numba.cuda as c; print(nbkit.MODE.name, c.jit.__module__); nbkit.doctor()\n"
+                      "print('gc', gc.get_threshold(), gc.get_freeze_count(), gc.isenabled())", NBKIT_MODE="sim")
+
+
+@pytest.fixture(scope="module")
+def auto_mode():
+    """One fresh interpreter in auto mode: the mode and its reason, then the garbage collector's state."""
+    return run_python("import gc, nbkit; print(nbkit.MODE.name); print(nbkit.MODE.reason)\n"
+                      "print('gc', gc.get_threshold(), gc.get_freeze_count() > 0, gc.isenabled())")
 
 
 def test_forced_simulator(forced_simulator_with_doctor):
@@ -25,9 +33,9 @@ def test_forced_simulator(forced_simulator_with_doctor):
     assert name == "sim" and "simulator" in module
 
 
-def test_auto_without_gpu_is_simulator(python_in_fresh_process):
+def test_auto_without_gpu_is_simulator(auto_mode):
     expected = "gpu" if probe_gpu().usable else "sim"
-    r = python_in_fresh_process("import nbkit; print(nbkit.MODE.name); print(nbkit.MODE.reason)")
+    r = auto_mode
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == expected
     assert r.stdout.splitlines()[1].startswith("auto:")
@@ -47,11 +55,13 @@ def test_unknown_mode_is_refused(python_in_fresh_process):
 
 def test_numba_cuda_imported_first_in_the_wrong_mode_is_explained(python_in_fresh_process):
     # numba.cuda loaded for the real target, then nbkit is told to use the simulator: too late to switch.
-    r = python_in_fresh_process("import numba.cuda\nimport nbkit", NBKIT_MODE="sim", NUMBA_ENABLE_CUDASIM="0")
+    r = python_in_fresh_process("import gc, numba.cuda\ntry:\n    import nbkit\nfinally:\n    print('gc on:', gc.isenabled())",
+                                NBKIT_MODE="sim", NUMBA_ENABLE_CUDASIM="0")
     assert r.returncode != 0
     assert "ModeError" in r.stderr
     assert "numba.cuda was imported before nbkit" in r.stderr
     assert "make `import nbkit` the first import" in r.stderr
+    assert r.stdout.strip() == "gc on: True"  # the failed import turned the garbage collector on again
 
 
 def test_numba_imported_first_without_cuda_is_switched(python_in_fresh_process):
@@ -67,6 +77,15 @@ def test_simulator_imported_first_is_kept_in_auto_mode(python_in_fresh_process):
     r = python_in_fresh_process("import numba.cuda\nimport nbkit\nprint(nbkit.MODE.name)", NUMBA_ENABLE_CUDASIM="1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "sim"
+
+
+def test_gc_is_set_for_compiling_unless_the_process_chose_its_own(auto_mode, forced_simulator_with_doctor):
+    """nbkit.core.collector: off while numba is imported, then what was imported is frozen and the youngest
+    generation is collected every GC_YOUNG allocations; a process's own thresholds are kept."""
+    from nbkit.core.collector import GC_YOUNG
+
+    assert auto_mode.stdout.splitlines()[-1] == f"gc ({GC_YOUNG}, 10, 10) True True", auto_mode.stdout
+    assert forced_simulator_with_doctor.stdout.splitlines()[-1] == "gc (800, 10, 10) 0 True"
 
 
 def test_doctor_reports_the_simulator(forced_simulator_with_doctor):

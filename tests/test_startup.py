@@ -24,6 +24,16 @@ def test_collection_imported_neither_nbgrader_nor_the_iri_parsers():
     assert startup_plugin.at_collection_end == dict.fromkeys(startup_plugin.SLOW_AT_COLLECTION, False)
 
 
+def test_the_garbage_collector_runs_after_collection_without_walking_what_collection_imported():
+    import gc
+
+    assert gc.isenabled()  # off only while collecting
+    assert gc.get_freeze_count() > 100_000  # numba, the test modules...: frozen at the end of collection
+    from nbkit.core import collector
+
+    assert gc.get_threshold()[0] == collector.GC_YOUNG != 700  # nbkit's setting for compiling, not Python's default
+
+
 def test_the_stand_in_imports_the_module_on_first_use_and_forwards_calls(module_name):
     startup_plugin.lazy_module(module_name, "check")
     stand_in = sys.modules[module_name]
