@@ -402,3 +402,100 @@ def test_a_plain_python_helper_is_refused_with_what_to_do():
     assert verdict.message.endswith("of copy_through_plain_function, `out[i] = doubled(x[i]) - x[i]`: Untyped global "
                                     "name 'doubled': Cannot determine Numba type of <class 'function'>: a kernel can "
                                     "call only device functions: decorate the function with @cuda.jit(device=True).")
+
+
+# ---- the same code checked in another process, from another file: the stored answer, never a wrong line ----
+
+_PLACED = """from numba import cuda, float32
+
+{pad}@cuda.jit
+def scale_placed(x, out):
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = x[i] * float32(1.1){refused}"""
+
+
+def _placed(folder, name: str, pad: int = 0, refused: bool = False, newline: bool = True):
+    """``scale_placed`` from its own file ``folder/name.py``, ``pad`` lines lower (``refused``: a line the compiler
+    refuses); ``newline=False``: from a text that ends without a newline, as the course's tests run a notebook's
+    cell (``nbkit.checks.mutate``: registered in linecache as it is, where a file's last line gets a newline)."""
+    import importlib.util
+    import linecache
+
+    text = _PLACED.format(pad="\n" * pad, refused="\n        out[i] = x[i].foo" if refused else "")
+    if not newline:
+        filename = f"<{name}>"
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        namespace: dict = {}
+        exec(compile(text, filename, "exec"), namespace)  # noqa: S102 - the test's own kernel
+        return namespace["scale_placed"]
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.py"
+    path.write_text(text + "\n")
+    spec = importlib.util.spec_from_file_location(f"nbkit_test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.scale_placed
+
+
+@pytest.fixture
+def fresh_compiler(tmp_path, monkeypatch):
+    """compile_kernel as in a new process: an empty cache folder, nothing in memory, no worker (the session's is
+    kept aside, and given back after the test; one started here is closed)."""
+    from nbkit.core import diskcache
+
+    monkeypatch.setenv(diskcache.ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setattr(compiler, "_compiled", {})
+    monkeypatch.setattr(compiler, "_worker", [])
+    yield lambda: (compiler._compiled.clear(), compiler._close_worker())
+    compiler._close_worker()
+
+
+@needs_compiler
+def test_the_same_code_from_another_file_is_answered_from_disk_without_a_worker(tmp_path, fresh_compiler):
+    """A notebook cell's file is named anew in every kernel, and the tests check the same cell as `<mutant 05.1>`
+    (its last line without a newline): the answer is stored once for the code, whatever its file is called."""
+    sig = "void(float32[::1], float32[::1])"
+    first = compiler.compile_kernel(_placed(tmp_path / "a", "cell_in_one_kernel"), sig)
+    assert first.ptx and compiler._worker
+    fresh_compiler()
+    elsewhere = _placed(tmp_path / "b", "cell_in_another", newline=False)
+    compiler.start_compile_worker(elsewhere, sig)
+    assert compiler.compile_kernel(elsewhere, sig) == first
+    assert not compiler._worker  # nothing was started: the answer came from disk
+
+
+@needs_compiler
+def test_a_refusal_stored_for_one_place_never_names_the_line_of_another(tmp_path, fresh_compiler):
+    sig = "void(float32[::1], float32[::1])"
+    here = compiler.compile_kernel(_placed(tmp_path / "a", "refused_here", refused=True), sig)
+    assert here.error.startswith("line 8 of scale_placed, `out[i] = x[i].foo`"), here.error
+    fresh_compiler()
+    lower = compiler.compile_kernel(_placed(tmp_path / "b", "refused_lower", pad=3, refused=True), sig)
+    assert lower.error.startswith("line 11 of scale_placed, `out[i] = x[i].foo`"), lower.error
+
+
+@cuda.jit
+def copy_with_x_attribute(x, out):  # `x` is a parameter here; `.x` an attribute: neither is the global below
+    i = cuda.threadIdx.x + cuda.blockIdx.x * cuda.blockDim.x
+    if i < x.size:
+        out[i] = x[i]
+
+
+x = np.arange(4, dtype=np.float32)  # a global array named like the parameter (a notebook's `x = ...` cell)
+
+
+def test_a_global_named_like_a_parameter_or_attribute_is_not_sent():
+    kernel = kernel_closure(copy_with_x_attribute)
+    assert kernel["functions"][kernel["root"]]["globals"] == {"cuda": {"module": "numba.cuda"}}
+
+
+@needs_compiler
+def test_a_check_without_a_float32_signature_starts_no_worker_for_an_answer_on_disk(tmp_path, fresh_compiler):
+    """COPY declares no float32 signature: it is known at the first launch, and with it whether a compile is
+    needed; a worker started before it would start for nothing in every process that reads the answer."""
+    assert COPY.run(copy_with_x_attribute).passed and compiler._worker
+    fresh_compiler()
+    verdict = COPY.run(copy_with_x_attribute)
+    assert verdict.passed, verdict.message
+    assert not compiler._worker
