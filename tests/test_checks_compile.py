@@ -228,69 +228,9 @@ def test_relu_without_a_bounds_guard_gets_a_verdict():
         check_relu_in_lenet(relu_no_guard, relu_backward)
 
 
-_IN_A_MODE = """
-import nbkit
-import numpy as np
-from numba import cuda, float32
-from nbkit.checks.exercise import Case, KernelExercise
-from nbkit.perf.compiler import compile_kernel
-
-COPY = KernelExercise(number="99.8", task="t", call="copy(x, out)", outputs=("out",),
-                      inputs=lambda rng, c: {"x": rng.standard_normal(c.n).astype(np.float32)},
-                      reference=lambda x: x, cases=(Case(grid=2, block=32, sizes={"n": 50}),), success="copied.")
-
-@cuda.jit
-def copy_shared_sized_at_launch(x, out):
-    s = cuda.shared.array(cuda.blockDim.x, float32)
-    i = cuda.grid(1)
-    if i < x.size:
-        s[cuda.threadIdx.x] = x[i]
-        out[i] = s[cuda.threadIdx.x]
-
-def copy_attribute(x, out):
-    i = cuda.grid(1)
-    if i < x.size:
-        out[i] = x[i].foo
-
-def scale64(x, out):
-    i = cuda.grid(1)
-    if i < x.size:
-        out[i] = x[i] * 1.1
-"""
-
-
-@pytest.mark.subprocess
-@needs_compiler
-def test_cpu_mode_compiles_too(python_in_fresh_process, tmp_path):
-    script = tmp_path / "cpu_mode.py"
-    script.write_text(_IN_A_MODE + "print(COPY.run(copy_shared_sized_at_launch).stage)\n")
-    r = python_in_fresh_process(f"import runpy; runpy.run_path({str(script)!r})", NBKIT_MODE="cpu")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.splitlines()[-1] == "compile"
-
-
-@pytest.mark.subprocess
-@needs_compiler
-def test_gpu_mode_compiles_in_process(python_in_fresh_process, tmp_path):
-    # GPU mode without a GPU: numba's real target compiles (no launch); no worker process is started
-    script = tmp_path / "gpu_mode.py"
-    script.write_text(_IN_A_MODE + """
-import nbkit.perf.compiler as compiler
-from nbkit.perf.ptx import f64_instructions
-sig = "void(float32[::1], float32[::1])"
-print(compile_kernel(copy_attribute, sig).error)
-print(len(f64_instructions(compile_kernel(scale64, sig).ptx)))
-print(compile_kernel(copy_shared_sized_at_launch, sig).error)
-print(compiler._worker)
-""")
-    r = python_in_fresh_process(f"import runpy; runpy.run_path({str(script)!r})", NBKIT_MODE="gpu")
-    assert r.returncode == 0, r.stdout + r.stderr
-    attribute, f64, shared, worker = r.stdout.splitlines()[-4:]
-    assert attribute == "line 23 of copy_attribute, `out[i] = x[i].foo`: Unknown attribute 'foo' of type float32"
-    assert f64 == "3"
-    assert shared.startswith("line 14 of copy_shared_sized_at_launch, `s = cuda.shared.array(cuda.blockDim.x, "
-                             "float32)`: no version of cuda.shared.array accepts")
-    assert worker == "[]"
+# The two other modes, each tested in the one interpreter of that mode that a test file already starts: cpu mode in
+# tests/test_realistic_cases.py (test_cpu_mode_compiles_too), GPU mode without a GPU in tests/test_ptx.py
+# (test_gpu_mode_compiles_a_checks_kernel_in_process); their own interpreters cost 2 s and 1.7 s of CPU.
 
 
 @cuda.jit
