@@ -380,15 +380,22 @@ def _placed(folder, name: str, pad: int = 0, refused: bool = False, newline: boo
 
 @pytest.fixture
 def fresh_compiler(tmp_path, monkeypatch):
-    """compile_kernel as in a new process: an empty cache folder, nothing in memory, no worker (the session's is
-    kept aside, and given back after the test; one started here is closed)."""
+    """compile_kernel with an empty cache folder and nothing in memory; the function it gives makes it as in a new
+    process: nothing in memory, no worker (the session's, which compiled so far, is kept aside and given back after
+    the test; one started since is closed). Not a worker per test: each costs a second of CPU to start."""
     from nbkit.core import diskcache
 
     monkeypatch.setenv(diskcache.ENV_VAR, str(tmp_path / "cache"))
     monkeypatch.setattr(compiler, "_compiled", {})
-    monkeypatch.setattr(compiler, "_worker", [])
-    yield lambda: (compiler._compiled.clear(), compiler._close_worker())
-    compiler._close_worker()
+    started: list = []
+
+    def new_process() -> None:
+        compiler._compiled.clear()
+        monkeypatch.setattr(compiler, "_worker", started)
+
+    yield new_process
+    while started:
+        started.pop().close()
 
 
 @needs_compiler
@@ -397,7 +404,7 @@ def test_the_same_code_from_another_file_is_answered_from_disk_without_a_worker(
     (its last line without a newline): the answer is stored once for the code, whatever its file is called."""
     sig = "void(float32[::1], float32[::1])"
     first = compiler.compile_kernel(_placed(tmp_path / "a", "cell_in_one_kernel"), sig)
-    assert first.ptx and compiler._worker
+    assert first.ptx
     fresh_compiler()
     elsewhere = _placed(tmp_path / "b", "cell_in_another", newline=False)
     compiler.start_compile_worker(elsewhere, sig)
@@ -410,7 +417,7 @@ def test_a_refusal_stored_for_one_place_never_names_the_line_of_another(tmp_path
     sig = "void(float32[::1], float32[::1])"
     here = compiler.compile_kernel(_placed(tmp_path / "a", "refused_here", refused=True), sig)
     assert here.error.startswith("line 8 of scale_placed, `out[i] = x[i].foo`"), here.error
-    fresh_compiler()
+    compiler._compiled.clear()  # the answer above is on disk now; the session's worker compiles what is not
     lower = compiler.compile_kernel(_placed(tmp_path / "b", "refused_lower", pad=3, refused=True), sig)
     assert lower.error.startswith("line 11 of scale_placed, `out[i] = x[i].foo`"), lower.error
 
@@ -434,7 +441,7 @@ def test_a_global_named_like_a_parameter_or_attribute_is_not_sent():
 def test_a_check_without_a_float32_signature_starts_no_worker_for_an_answer_on_disk(tmp_path, fresh_compiler):
     """COPY declares no float32 signature: it is known at the first launch, and with it whether a compile is
     needed; a worker started before it would start for nothing in every process that reads the answer."""
-    assert COPY.run(copy_with_x_attribute).passed and compiler._worker
+    assert COPY.run(copy_with_x_attribute).passed
     fresh_compiler()
     verdict = COPY.run(copy_with_x_attribute)
     assert verdict.passed, verdict.message
