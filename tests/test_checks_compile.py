@@ -439,8 +439,8 @@ def test_a_global_named_like_a_parameter_or_attribute_is_not_sent():
 
 @needs_compiler
 def test_a_check_without_a_float32_signature_starts_no_worker_for_an_answer_on_disk(tmp_path, fresh_compiler):
-    """COPY declares no float32 signature: it is known at the first launch, and with it whether a compile is
-    needed; a worker started before it would start for nothing in every process that reads the answer."""
+    """COPY declares no float32 signature: the check learns it only at its first launch, after it starts the worker
+    (so that the worker loads while the cases run); code answered before, for any signature, starts none."""
     assert COPY.run(copy_with_x_attribute).passed
     fresh_compiler()
     verdict = COPY.run(copy_with_x_attribute)

@@ -407,7 +407,6 @@ class _Progress:
     stage: str = "launch"
     cause: Cause | None = None
     case: Case | None = None
-    start_compile: bool = False  # start the compile worker at the first launch, which gives the signature
 
 
 # --------------------------------------------------------------------------------------------------
@@ -721,12 +720,8 @@ class KernelExercise(Exercise):
                 raise
             raise CheckFailed(self.explain_launch(str(exc), case, inputs, kernel)) from None
         outputs = dict(zip(self.outputs, run.outputs))
-        attempts = [Attempt(self, case, inputs, run, name, outputs[name], wants[name], outputs, wants)
-                    for name in self.outputs]
-        if progress.start_compile:
-            progress.start_compile = False
-            start_compile_worker(kernel, self.signature(attempts[0]))
-        return attempts
+        return [Attempt(self, case, inputs, run, name, outputs[name], wants[name], outputs, wants)
+                for name in self.outputs]
 
     def diagnose(self, attempt: Attempt, causes: Sequence[Cause] | None = None) -> Cause | None:
         """As :meth:`Exercise.diagnose`; for a kernel with barriers or shared memory, when no cause of the table
@@ -784,13 +779,7 @@ class KernelExercise(Exercise):
 
     def _run(self, kernel: object, cases: Sequence[Case] | None, progress: _Progress,
              realistic: Sequence[Case] | None = None) -> types.SimpleNamespace:
-        # the compile worker starts while the cases run (unless the answer is cached); it compiles after them. Without
-        # a float32 signature the first launch gives it (attempt): a worker started without one would start even
-        # where the answer is on disk, a second of CPU for nothing (each notebook's kernel is a new process).
-        if self.float32:
-            start_compile_worker(kernel, self.float32)
-        else:
-            progress.start_compile = True
+        start_compile_worker(kernel, self.float32)  # starts while the cases run (unless cached); compiles after them
         return super()._run(kernel, cases, progress, realistic)
 
     def _phrases(self, kernel: object, last: Attempt, progress: _Progress) -> dict[str, str]:

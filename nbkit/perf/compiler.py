@@ -448,6 +448,8 @@ def start_compile_worker(kernel: object = None, signature: str | None = None) ->
     if MODE.is_simulator and compiler_missing() is None:
         if kernel is not None and signature is not None and _cached(kernel, signature) is not None:
             return
+        if kernel is not None and signature is None and _answered_before(kernel):
+            return  # the signature comes with the first launch; the compile, if one is needed, starts the worker
         with _lock:
             _started_worker()
 
@@ -542,6 +544,28 @@ def _numba_settings() -> list[str]:
     return sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("NUMBA_") and k != "NUMBA_ENABLE_CUDASIM")
 
 
+def _answered_entry(kernel: object) -> Path | None:
+    """Where it is noted that this kernel's code was answered for some signature (in any process), or None."""
+    from nbkit.perf.closure import NotShippable, kernel_closure
+
+    folder = diskcache.cache_dir("ptx")
+    if folder is None:
+        return None
+    try:
+        request = json.dumps({"closure": kernel_closure(kernel)}, sort_keys=True)
+    except NotShippable:
+        return None
+    return folder / f"{diskcache.digest('answered', _compiler_version(), *_numba_settings(), _canonical(request))}.json"
+
+
+def _answered_before(kernel: object) -> bool:
+    """Whether this kernel's code was answered before, for any signature: a check without a float32 signature knows
+    its own only at its first launch, and would otherwise start a worker (a second of CPU) where the answer is on
+    disk, as in every notebook kernel that checks a solution the course's tests checked before."""
+    entry = _answered_entry(kernel)
+    return entry is not None and diskcache.read_json(entry) is not None
+
+
 def _cached(kernel: object, signature: str) -> KernelCompile | None:
     """The compile of this kernel and signature, if this process or an earlier one made it; else None."""
     from nbkit.perf.closure import NotShippable
@@ -614,4 +638,7 @@ def compile_kernel(kernel: object, signature: str, timeout: float = COMPILE_TIME
         entry = _disk_entry(request)
         if entry is not None:
             diskcache.write_json(entry, answer)
+            answered = _answered_entry(kernel)
+            if answered is not None:
+                diskcache.write_json(answered, {"signature": signature})
     return _compiled[key]
