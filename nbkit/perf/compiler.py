@@ -545,7 +545,8 @@ def _numba_settings() -> list[str]:
 
 
 def _answered_entry(kernel: object) -> Path | None:
-    """Where it is noted that this kernel's code was answered for some signature (in any process), or None."""
+    """Where it is noted that this kernel's code was answered for some signature (in any process), or None: beside
+    the answers, named by the code alone (:func:`_canonical`), a suffix of its own."""
     from nbkit.perf.closure import NotShippable, kernel_closure
 
     folder = diskcache.cache_dir("ptx")
@@ -555,7 +556,7 @@ def _answered_entry(kernel: object) -> Path | None:
         request = json.dumps({"closure": kernel_closure(kernel)}, sort_keys=True)
     except NotShippable:
         return None
-    return folder / f"{diskcache.digest('answered', _compiler_version(), *_numba_settings(), _canonical(request))}.json"
+    return folder / f"{diskcache.digest(_compiler_version(), *_numba_settings(), _canonical(request))}.answered"
 
 
 def _answered_before(kernel: object) -> bool:
