@@ -228,69 +228,9 @@ def test_relu_without_a_bounds_guard_gets_a_verdict():
         check_relu_in_lenet(relu_no_guard, relu_backward)
 
 
-_IN_A_MODE = """
-import nbkit
-import numpy as np
-from numba import cuda, float32
-from nbkit.checks.exercise import Case, KernelExercise
-from nbkit.perf.compiler import compile_kernel
-
-COPY = KernelExercise(number="99.8", task="t", call="copy(x, out)", outputs=("out",),
-                      inputs=lambda rng, c: {"x": rng.standard_normal(c.n).astype(np.float32)},
-                      reference=lambda x: x, cases=(Case(grid=2, block=32, sizes={"n": 50}),), success="copied.")
-
-@cuda.jit
-def copy_shared_sized_at_launch(x, out):
-    s = cuda.shared.array(cuda.blockDim.x, float32)
-    i = cuda.grid(1)
-    if i < x.size:
-        s[cuda.threadIdx.x] = x[i]
-        out[i] = s[cuda.threadIdx.x]
-
-def copy_attribute(x, out):
-    i = cuda.grid(1)
-    if i < x.size:
-        out[i] = x[i].foo
-
-def scale64(x, out):
-    i = cuda.grid(1)
-    if i < x.size:
-        out[i] = x[i] * 1.1
-"""
-
-
-@pytest.mark.subprocess
-@needs_compiler
-def test_cpu_mode_compiles_too(python_in_fresh_process, tmp_path):
-    script = tmp_path / "cpu_mode.py"
-    script.write_text(_IN_A_MODE + "print(COPY.run(copy_shared_sized_at_launch).stage)\n")
-    r = python_in_fresh_process(f"import runpy; runpy.run_path({str(script)!r})", NBKIT_MODE="cpu")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.splitlines()[-1] == "compile"
-
-
-@pytest.mark.subprocess
-@needs_compiler
-def test_gpu_mode_compiles_in_process(python_in_fresh_process, tmp_path):
-    # GPU mode without a GPU: numba's real target compiles (no launch); no worker process is started
-    script = tmp_path / "gpu_mode.py"
-    script.write_text(_IN_A_MODE + """
-import nbkit.perf.compiler as compiler
-from nbkit.perf.ptx import f64_instructions
-sig = "void(float32[::1], float32[::1])"
-print(compile_kernel(copy_attribute, sig).error)
-print(len(f64_instructions(compile_kernel(scale64, sig).ptx)))
-print(compile_kernel(copy_shared_sized_at_launch, sig).error)
-print(compiler._worker)
-""")
-    r = python_in_fresh_process(f"import runpy; runpy.run_path({str(script)!r})", NBKIT_MODE="gpu")
-    assert r.returncode == 0, r.stdout + r.stderr
-    attribute, f64, shared, worker = r.stdout.splitlines()[-4:]
-    assert attribute == "line 23 of copy_attribute, `out[i] = x[i].foo`: Unknown attribute 'foo' of type float32"
-    assert f64 == "3"
-    assert shared.startswith("line 14 of copy_shared_sized_at_launch, `s = cuda.shared.array(cuda.blockDim.x, "
-                             "float32)`: no version of cuda.shared.array accepts")
-    assert worker == "[]"
+# The two other modes, each tested in the one interpreter of that mode that a test file already starts: cpu mode in
+# tests/test_realistic_cases.py (test_cpu_mode_compiles_too), GPU mode without a GPU in tests/test_ptx.py
+# (test_gpu_mode_compiles_a_checks_kernel_in_process); their own interpreters cost 2 s and 1.7 s of CPU.
 
 
 @cuda.jit
@@ -402,3 +342,107 @@ def test_a_plain_python_helper_is_refused_with_what_to_do():
     assert verdict.message.endswith("of copy_through_plain_function, `out[i] = doubled(x[i]) - x[i]`: Untyped global "
                                     "name 'doubled': Cannot determine Numba type of <class 'function'>: a kernel can "
                                     "call only device functions: decorate the function with @cuda.jit(device=True).")
+
+
+# ---- the same code checked in another process, from another file: the stored answer, never a wrong line ----
+
+_PLACED = """from numba import cuda, float32
+
+{pad}@cuda.jit
+def scale_placed(x, out):
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = x[i] * float32(1.1){refused}"""
+
+
+def _placed(folder, name: str, pad: int = 0, refused: bool = False, newline: bool = True):
+    """``scale_placed`` from its own file ``folder/name.py``, ``pad`` lines lower (``refused``: a line the compiler
+    refuses); ``newline=False``: from a text that ends without a newline, as the course's tests run a notebook's
+    cell (``nbkit.checks.mutate``: registered in linecache as it is, where a file's last line gets a newline)."""
+    import importlib.util
+    import linecache
+
+    text = _PLACED.format(pad="\n" * pad, refused="\n        out[i] = x[i].foo" if refused else "")
+    if not newline:
+        filename = f"<{name}>"
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        namespace: dict = {}
+        exec(compile(text, filename, "exec"), namespace)  # noqa: S102 - the test's own kernel
+        return namespace["scale_placed"]
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.py"
+    path.write_text(text + "\n")
+    spec = importlib.util.spec_from_file_location(f"nbkit_test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.scale_placed
+
+
+@pytest.fixture
+def fresh_compiler(tmp_path, monkeypatch):
+    """compile_kernel with an empty cache folder and nothing in memory; the function it gives makes it as in a new
+    process: nothing in memory, no worker (the session's, which compiled so far, is kept aside and given back after
+    the test; one started since is closed). Not a worker per test: each costs a second of CPU to start."""
+    from nbkit.core import diskcache
+
+    monkeypatch.setenv(diskcache.ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setattr(compiler, "_compiled", {})
+    started: list = []
+
+    def new_process() -> None:
+        compiler._compiled.clear()
+        monkeypatch.setattr(compiler, "_worker", started)
+
+    yield new_process
+    while started:
+        started.pop().close()
+
+
+@needs_compiler
+def test_the_same_code_from_another_file_is_answered_from_disk_without_a_worker(tmp_path, fresh_compiler):
+    """A notebook cell's file is named anew in every kernel, and the tests check the same cell as `<mutant 05.1>`
+    (its last line without a newline): the answer is stored once for the code, whatever its file is called."""
+    sig = "void(float32[::1], float32[::1])"
+    first = compiler.compile_kernel(_placed(tmp_path / "a", "cell_in_one_kernel"), sig)
+    assert first.ptx
+    fresh_compiler()
+    elsewhere = _placed(tmp_path / "b", "cell_in_another", newline=False)
+    compiler.start_compile_worker(elsewhere, sig)
+    assert compiler.compile_kernel(elsewhere, sig) == first
+    assert not compiler._worker  # nothing was started: the answer came from disk
+
+
+@needs_compiler
+def test_a_refusal_stored_for_one_place_never_names_the_line_of_another(tmp_path, fresh_compiler):
+    sig = "void(float32[::1], float32[::1])"
+    here = compiler.compile_kernel(_placed(tmp_path / "a", "refused_here", refused=True), sig)
+    assert here.error.startswith("line 8 of scale_placed, `out[i] = x[i].foo`"), here.error
+    compiler._compiled.clear()  # the answer above is on disk now; the session's worker compiles what is not
+    lower = compiler.compile_kernel(_placed(tmp_path / "b", "refused_lower", pad=3, refused=True), sig)
+    assert lower.error.startswith("line 11 of scale_placed, `out[i] = x[i].foo`"), lower.error
+
+
+@cuda.jit
+def copy_with_x_attribute(x, out):  # `x` is a parameter here; `.x` an attribute: neither is the global below
+    i = cuda.threadIdx.x + cuda.blockIdx.x * cuda.blockDim.x
+    if i < x.size:
+        out[i] = x[i]
+
+
+x = np.arange(4, dtype=np.float32)  # a global array named like the parameter (a notebook's `x = ...` cell)
+
+
+def test_a_global_named_like_a_parameter_or_attribute_is_not_sent():
+    kernel = kernel_closure(copy_with_x_attribute)
+    assert kernel["functions"][kernel["root"]]["globals"] == {"cuda": {"module": "numba.cuda"}}
+
+
+@needs_compiler
+def test_a_check_without_a_float32_signature_starts_no_worker_for_an_answer_on_disk(tmp_path, fresh_compiler):
+    """COPY declares no float32 signature: the check learns it only at its first launch, after it starts the worker
+    (so that the worker loads while the cases run); code answered before, for any signature, starts none."""
+    assert COPY.run(copy_with_x_attribute).passed
+    fresh_compiler()
+    verdict = COPY.run(copy_with_x_attribute)
+    assert verdict.passed, verdict.message
+    assert not compiler._worker

@@ -143,11 +143,12 @@ def test_the_ptx_notebook_00_shows_defines_every_register_it_reads(gpu_mode_run)
     assert "ld.param.u64" in shown and "NumbaEnv_vector_add" in shown
     assert _registers_read_but_never_written(shown) == set()
 
-# Five parts of one GPU-mode process (each process costs about a second to load numba-cuda and NVVM), shared through
+# Six parts of one GPU-mode process (each process costs about a second to load numba-cuda and NVVM), shared through
 # the `gpu_mode_run` fixture: the resource test as `python -m nbkit.perf.ptx --json --module ptx_fixtures` runs it
 # (runpy, as -m does; the `reports` fixture), then `python -m nbkit.perf.ptx --show vector_add` (what notebook 00
-# prints), then, for the three tests that use the `compiled` fixture, real PTX of float64 examples, one lowering
-# against numba.cuda.compile_ptx, and compile_ptx's disk cache (last: it changes NBKIT_CACHE_DIR).
+# prints), then, for the tests that use the `compiled` fixture, real PTX of float64 examples, one lowering
+# against numba.cuda.compile_ptx, a check's compile in GPU mode, and compile_ptx's disk cache (last: it changes
+# NBKIT_CACHE_DIR).
 _CLI = """
 import contextlib, io, runpy, sys
 
@@ -203,6 +204,44 @@ again = cuda.compile_ptx(s.py_func, s.signatures[0], cc=compute_capability(ARCHS
 lowering = {"known": numba_cuda.__version__ in LOWERING_CHANGES_AT, "kernels": out, "again": again}
 """
 
+# A check's compile in GPU mode (no GPU needed: numba's real target compiles, nothing launches): in this process, no
+# compile worker; a refusal names the learner's line. From a file, as a notebook's kernel is.
+_CHECKS_KERNELS = """from numba import cuda, float32
+
+
+@cuda.jit
+def copy_shared_sized_at_launch(x, out):
+    s = cuda.shared.array(cuda.blockDim.x, float32)
+    i = cuda.grid(1)
+    if i < x.size:
+        s[cuda.threadIdx.x] = x[i]
+        out[i] = s[cuda.threadIdx.x]
+
+
+def copy_attribute(x, out):
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = x[i].foo
+
+
+def scale64(x, out):
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = x[i] * 1.1
+"""
+
+_CHECKS = """
+from nbkit.perf import compiler as checks_compiler
+from nbkit.perf.ptx import f64_instructions
+
+kernels = runpy.run_path(sys.argv[4])
+sig = "void(float32[::1], float32[::1])"
+checks = [checks_compiler.compile_kernel(kernels["copy_attribute"], sig).error,
+          len(f64_instructions(checks_compiler.compile_kernel(kernels["scale64"], sig).ptx)),
+          checks_compiler.compile_kernel(kernels["copy_shared_sized_at_launch"], sig).error,
+          repr(checks_compiler._worker)]
+"""
+
 _CACHED_KERNEL = """from numba import cuda, float32
 
 TILE = {tile}
@@ -253,10 +292,12 @@ def gpu_mode_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("compiled")
     (folder / "code").mkdir()
     (folder / "code" / "cached_kernel.py").write_text(_CACHED_KERNEL.format(tile=8))
-    script = "\n".join([_CLI, _REAL_PTX, _ONE_LOWERING, _PTX_ON_DISK,
-                        'print(json.dumps({"cli": cli, "show": show, "real": real, "lowering": lowering, "on_disk": on_disk}))'])
-    r = run_in_gpu_mode(["-c", script, str(folder / "code"), _CACHED_KERNEL.format(tile=16), str(folder / "cache")],
-                        path=[str(HERE)], timeout=900)
+    (folder / "checks_kernels.py").write_text(_CHECKS_KERNELS)
+    script = "\n".join([_CLI, _REAL_PTX, _ONE_LOWERING, _CHECKS, _PTX_ON_DISK,
+                        'print(json.dumps({"cli": cli, "show": show, "real": real, "lowering": lowering, '
+                        '"checks": checks, "on_disk": on_disk}))'])
+    r = run_in_gpu_mode(["-c", script, str(folder / "code"), _CACHED_KERNEL.format(tile=16), str(folder / "cache"),
+                         str(folder / "checks_kernels.py")], path=[str(HERE)], timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     return {**json.loads(r.stdout.splitlines()[-1]), "cache": folder / "cache", "stderr": r.stderr}
 
@@ -317,6 +358,17 @@ def test_ptx_is_kept_on_disk_and_a_changed_value_is_a_new_entry(compiled):
 def test_shared_memory_in_ptx_matches_the_source_reading(reports):
     tile = reports["ptx_fixtures.tile_copy"]
     assert all(r["ok"] and r["shared_bytes"] == 8 * 8 * 4 for r in tile)
+
+
+@needs_compiler
+def test_gpu_mode_compiles_a_checks_kernel_in_process(compiled):
+    """A check's compile in GPU mode (tests/test_checks_compile.py for the simulator): in this process, no worker."""
+    attribute, f64, shared, worker = compiled["checks"]
+    assert attribute == "line 16 of copy_attribute, `out[i] = x[i].foo`: Unknown attribute 'foo' of type float32"
+    assert f64 == 3
+    assert shared.startswith("line 6 of copy_shared_sized_at_launch, `s = cuda.shared.array(cuda.blockDim.x, "
+                             "float32)`: no version of cuda.shared.array accepts")
+    assert worker == "[]"
 
 
 # ---- the resource test: ptxas's report, read from the cubin nvJitLink builds ----

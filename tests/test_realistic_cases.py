@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import part_output, run_in_parts
+from conftest import needs_compiler, part_output, run_in_parts
 from numba import cuda
 
 from nbkit.checks import exercises
@@ -93,6 +93,27 @@ PARTS = {
                     "not run" if "Not run at the size of a real layer" in message else "silent")
                 print(f"{number}|{status}|{said}|{message[:300]}")
     """,
+    # tests/test_checks_compile.py's question for cpu mode, asked in this interpreter: its own would start numba and a
+    # compile worker once more (2 s of CPU) for one compile
+    "compile": """
+        import numpy as np
+        from numba import float32
+        from nbkit.checks.exercise import Case, KernelExercise
+
+        COPY = KernelExercise(number="99.8", task="t", call="copy(x, out)", outputs=("out",),
+                              inputs=lambda rng, c: {"x": rng.standard_normal(c.n).astype(np.float32)},
+                              reference=lambda x: x, cases=(Case(grid=2, block=32, sizes={"n": 50}),), success="copied.")
+
+        @cuda.jit
+        def copy_shared_sized_at_launch(x, out):  # the simulator and the CPU executor run it; a GPU would not
+            s = cuda.shared.array(cuda.blockDim.x, float32)
+            i = cuda.grid(1)
+            if i < x.size:
+                s[cuda.threadIdx.x] = x[i]
+                out[i] = s[cuda.threadIdx.x]
+
+        print(f"stage|{COPY.run(copy_shared_sized_at_launch).stage}")
+    """,
 }
 
 
@@ -137,6 +158,15 @@ def test_every_course_solution_passes_its_realistic_cases_in_cpu_mode(cpu_mode_o
         assert status == "passed", (number, message)
         # 05.4's shuffles run on the simulator in cpu mode, so its million-element case is not run (and says so)
         assert said == ("not run" if number == "05.4" else "ran"), (number, message)
+
+
+@pytest.mark.subprocess
+@needs_compiler
+def test_cpu_mode_compiles_too(cpu_mode_output):
+    """A check in cpu mode compiles the learner's kernel as a GPU would, as in the simulator (see
+    tests/test_checks_compile.py): a shared array sized at launch, which the executor runs, is refused."""
+    out = part_output(cpu_mode_output, "compile")
+    assert "stage|compile" in out.splitlines(), out
 
 
 # ------------------------------------------------------------------------------- in this process (simulator mode)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import dis
 import importlib
 import inspect
 import linecache
@@ -51,10 +52,14 @@ def _code_objects(code: types.CodeType) -> list[types.CodeType]:
 
 
 def _free_names(func: types.FunctionType, tree: ast.AST) -> list[str]:
-    """Names the function reads from outside itself (globals, closure cells), in source order, no duplicates."""
-    outside = set()
+    """Names the function reads from outside itself (globals, closure cells), in source order, no duplicates.
+
+    A global is a name that the code loads as one, not every name of ``co_names``, which holds attribute names too:
+    a kernel with a parameter ``x`` that reads ``cuda.threadIdx.x`` would otherwise be sent a notebook's global
+    array ``x`` along, a value it never reads that makes the request (and its stored answer) differ by notebook."""
+    outside = set(func.__code__.co_freevars)
     for code in _code_objects(func.__code__):
-        outside.update(code.co_names, code.co_freevars)
+        outside.update(i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME"))
     seen: dict[str, None] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and node.id in outside:

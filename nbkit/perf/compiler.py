@@ -250,8 +250,8 @@ def _error_location(exc: BaseException) -> tuple[str, int] | None:
     """(file, line) in the learner's code where the compiler stopped: its message, else its traceback's frames."""
     for found in reversed(re.findall(r'File "([^"]+)", line (\d+)', str(exc))):
         name = found[0]
-        matches = [f for f in list(linecache.cache) if (f == name or f.endswith(os.sep + os.path.basename(name)))
-                   and _learners(f)]
+        matches = sorted((f for f in list(linecache.cache) if (f == name or f.endswith(os.sep + os.path.basename(name)))
+                          and _learners(f)), key=lambda f: f != name)  # the file itself before its namesakes
         if matches:
             return matches[0], int(found[1])
     best = None
@@ -448,6 +448,8 @@ def start_compile_worker(kernel: object = None, signature: str | None = None) ->
     if MODE.is_simulator and compiler_missing() is None:
         if kernel is not None and signature is not None and _cached(kernel, signature) is not None:
             return
+        if kernel is not None and signature is None and _answered_before(kernel):
+            return  # the signature comes with the first launch; the compile, if one is needed, starts the worker
         with _lock:
             _started_worker()
 
@@ -480,15 +482,59 @@ def _request(kernel: object, signature: str) -> str:
 
 
 def _disk_entry(request: str) -> Path | None:
-    """Where the answer to ``request`` is stored. Its files count by name only: a notebook cell's file is
-    ``/tmp/ipykernel_<pid>/<hash of the cell>.py``, a new folder per session, and the answer never names it."""
+    """Where the answer to ``request`` is stored: named by the request without what cannot change the answer
+    (:func:`_canonical`), so that the same code checked in another process is not compiled again."""
     folder = diskcache.cache_dir("ptx")
     if folder is None:
         return None
-    files = {info["file"] for info in json.loads(request)["closure"]["functions"].values()}
-    for file in sorted(files, key=len, reverse=True):
-        request = request.replace(json.dumps(file)[1:-1], os.path.basename(file))
-    return folder / f"{diskcache.digest(_compiler_version(), *_numba_settings(), request)}.json"
+    return folder / f"{diskcache.digest(_compiler_version(), *_numba_settings(), _canonical(request))}.json"
+
+
+def _canonical(request: str) -> str:
+    """The request without its file names and the newlines that end a source: the answer never names a file, and
+    the same code has another file name in every process (a notebook cell's file is
+    ``/tmp/ipykernel_<pid>/<hash of the cell>.py``, a new folder per session; the course's tests check the same
+    cell as ``<mutant 05.1>``, whose last line ends without a newline). What the answer can depend on stays: the
+    sources, the values, the line numbers (a refusal names the learner's line) and which functions share a file,
+    the files numbered in the order the kernel reaches their functions (breadth first from the kernel)."""
+    data = json.loads(request)
+    closure = data.get("closure", {})
+    functions = closure.get("functions", {})
+    order = [closure["root"]] if closure.get("root") in functions else []
+    refs: list[str] = []
+
+    def find(spec: object) -> None:  # the functions a global's value refers to, in order
+        if isinstance(spec, dict):
+            if isinstance(spec.get("fn"), str):
+                refs.append(spec["fn"])
+            for value in spec.get("tuple", ()):
+                find(value)
+
+    for key in order:  # grows while it is read: the kernel, then what it reaches
+        for _, spec in sorted(functions[key].get("globals", {}).items()):
+            find(spec)
+        order += [ref for ref in refs if ref in functions and ref not in order]
+        refs.clear()
+    order += sorted(set(functions) - set(order))
+    name = {key: f"f{k}" for k, key in enumerate(order)}  # a function's name in the request holds its file's
+    files: dict[str, int] = {}
+
+    def renamed(spec: object) -> object:
+        if isinstance(spec, dict):
+            return {k: (name.get(v, v) if k == "fn" else renamed(v)) for k, v in spec.items()}
+        if isinstance(spec, list):
+            return [renamed(v) for v in spec]
+        return spec
+
+    canonical = {}
+    for key in order:
+        info = {**functions[key], "globals": renamed(functions[key].get("globals", {}))}
+        info["file"] = files.setdefault(info.get("file", ""), len(files))
+        if isinstance(info.get("source"), str):
+            info["source"] = info["source"].rstrip("\n")
+        canonical[name[key]] = info
+    return json.dumps({**data, "closure": {**closure, "root": name.get(closure.get("root")), "functions": canonical}},
+                      sort_keys=True)
 
 
 def _numba_settings() -> list[str]:
@@ -496,6 +542,29 @@ def _numba_settings() -> list[str]:
     them): NUMBA_OPT=0 leaves a float32 kernel's PTX with the float64 conversions that optimisation removes, so the
     float32 proof's verdict changes with it. The simulator switch is not one: it decides where a kernel runs."""
     return sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("NUMBA_") and k != "NUMBA_ENABLE_CUDASIM")
+
+
+def _answered_entry(kernel: object) -> Path | None:
+    """Where it is noted that this kernel's code was answered for some signature (in any process), or None: beside
+    the answers, named by the code alone (:func:`_canonical`), a suffix of its own."""
+    from nbkit.perf.closure import NotShippable, kernel_closure
+
+    folder = diskcache.cache_dir("ptx")
+    if folder is None:
+        return None
+    try:
+        request = json.dumps({"closure": kernel_closure(kernel)}, sort_keys=True)
+    except NotShippable:
+        return None
+    return folder / f"{diskcache.digest(_compiler_version(), *_numba_settings(), _canonical(request))}.answered"
+
+
+def _answered_before(kernel: object) -> bool:
+    """Whether this kernel's code was answered before, for any signature: a check without a float32 signature knows
+    its own only at its first launch, and would otherwise start a worker (a second of CPU) where the answer is on
+    disk, as in every notebook kernel that checks a solution the course's tests checked before."""
+    entry = _answered_entry(kernel)
+    return entry is not None and diskcache.read_json(entry) is not None
 
 
 def _cached(kernel: object, signature: str) -> KernelCompile | None:
@@ -570,4 +639,7 @@ def compile_kernel(kernel: object, signature: str, timeout: float = COMPILE_TIME
         entry = _disk_entry(request)
         if entry is not None:
             diskcache.write_json(entry, answer)
+            answered = _answered_entry(kernel)
+            if answered is not None:
+                diskcache.write_json(answered, {"signature": signature})
     return _compiled[key]
