@@ -1290,23 +1290,35 @@ def _consecutive(st: ast.For, q: str, lanes: int, per_lane: set[str], unit: set[
                 units.add(b.targets[0].id)
     tests: list[ast.expr] = []
     for b in st.body:
-        for n in ast.walk(b.value):
-            if not (isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load)):
-                continue
-            index = n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice]
-            if any(isinstance(e, (ast.Slice, ast.Starred)) for e in index):
-                return None
-            if not _names(index) & (per_lane - same):
-                continue  # the same element in every lane
-            if (not isinstance(n.value, ast.Name) or n.value.id in stored or not _is_unit(index[-1], units, per_lane - same)
-                    or any(_names(e) & (per_lane - same) for e in index[:-1])):
-                return None
-            test = _row_test(n.value.id, index, lanes, per_lane | varying)
-            if test is None:
-                return None
-            if ast.dump(test) not in {ast.dump(t) for t in tests}:
-                tests.append(test)
+        if not _row_reads(b.value, per_lane - same, units, stored, lanes, per_lane | varying, tests):
+            return None
     return tests
+
+
+def _row_reads(e: ast.AST, per_lane: set[str], unit: set[str], stored: set[str], lanes: int, changing: set[str],
+               tests: list[ast.expr]) -> bool:
+    """Whether every array read in ``e`` that names a value of ``per_lane`` stays within ``lanes - 1`` elements of the
+    element another lane reads: a parameter (not in ``stored``) read at an index whose entries but the last are the
+    same in every lane and whose last is the lane's x index plus shared values (_is_unit over ``unit``). Each such
+    read's _row_test (``changing``: names that change between the tests and the reads) joins ``tests`` once. A read
+    with a slice or a starred index never qualifies. One rule for the masked union and the speculative lanes."""
+    for n in ast.walk(e):
+        if not (isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load)):
+            continue
+        index = n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice]
+        if any(isinstance(x, (ast.Slice, ast.Starred)) for x in index):
+            return False
+        if not _names(index) & per_lane:
+            continue  # the same element in every lane
+        if (not isinstance(n.value, ast.Name) or n.value.id in stored or not _is_unit(index[-1], unit, per_lane)
+                or any(_names(x) & per_lane for x in index[:-1])):
+            return False
+        test = _row_test(n.value.id, index, lanes, changing)
+        if test is None:
+            return False
+        if ast.dump(test) not in {ast.dump(t) for t in tests}:
+            tests.append(test)
+    return True
 
 
 def _row_test(a: str, index: list[ast.expr], lanes: int, changing: set[str]) -> ast.expr | None:
@@ -1352,24 +1364,7 @@ def _speculable(body: list[ast.stmt], env: dict, lanes: int, per_lane: set[str],
     def exact(e: ast.AST) -> bool:
         if not _names(e) & per_lane:
             return True  # what a lane whose test held computes
-        if not _exact(e):
-            return False
-        for n in ast.walk(e):
-            if not (isinstance(n, ast.Subscript) and isinstance(n.ctx, ast.Load)):
-                continue
-            index = n.slice.elts if isinstance(n.slice, ast.Tuple) else [n.slice]
-            if not _names(index) & per_lane:
-                continue  # the same element in every lane
-            if (not isinstance(n.value, ast.Name) or n.value.id in stored or any(_names(x) & per_lane for x in index[:-1])
-                    or not _is_unit(index[-1], unit, per_lane)
-                    or any(isinstance(x, (ast.Slice, ast.Starred)) for x in index)):
-                return False
-            test = _row_test(n.value.id, index, lanes, per_lane | varying)
-            if test is None:
-                return False
-            if ast.dump(test) not in {ast.dump(t) for t in tests}:
-                tests.append(test)
-        return True
+        return _exact(e) and _row_reads(e, per_lane, unit, stored, lanes, per_lane | varying, tests)
 
     def ok(stmts: list[ast.stmt]) -> bool:
         for st in stmts:
